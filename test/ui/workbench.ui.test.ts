@@ -1,0 +1,63 @@
+import * as assert from 'node:assert/strict';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import type { BrowserContext, Page } from 'playwright-core';
+
+/** What scripts/test.mjs hands to the UI tests: the shared browser and code-server of this run. */
+interface UiHarness {
+  context: BrowserContext;
+  workbenchUrl(folder: string): string;
+  root: string;
+}
+
+const harness = (globalThis as { __IOMMU_LAB_UI__?: UiHarness }).__IOMMU_LAB_UI__;
+
+describe('workbench UI (Playwright in a real VS Code)', function () {
+  this.timeout(90_000);
+  let page: Page;
+  const shots = join(harness?.root ?? '.', 'test-results');
+
+  before(async function () {
+    assert.ok(harness, 'the UI tests run under scripts/test.mjs, which provides the browser and code-server');
+    mkdirSync(shots, { recursive: true });
+    page = await harness.context.newPage();
+    await page.setViewportSize({ width: 1400, height: 860 });
+    await page.goto(harness.workbenchUrl(join(harness.root, 'examples')));
+    await page.locator('.monaco-workbench .part.statusbar').waitFor({ timeout: 60_000 });
+  });
+
+  after(async () => {
+    await page?.close();
+  });
+
+  it('opens the IOMMU container from the activity bar and renders the welcome view', async () => {
+    await page.getByRole('tab', { name: /^IOMMU/ }).click();
+    const pane = page.locator('.pane', { has: page.locator('.pane-header', { hasText: /Topology/i }) });
+    await pane.getByText('No IOMMU topology is open.').waitFor();
+    assert.ok(await pane.getByRole('button', { name: 'Open Topology File' }).isVisible());
+    assert.ok(await pane.getByRole('button', { name: 'New Topology File' }).isVisible());
+    await page.screenshot({ path: join(shots, 'iommu-welcome.png') });
+  });
+
+  it('lists an opened topology file in the tree, highlighted, with server hovers', async () => {
+    await page.keyboard.press('F1');
+    const input = page.locator('.quick-input-widget input');
+    await input.waitFor();
+    await input.fill('rid-and-pasid-domains.iommu');
+    await page.locator('.quick-input-list .monaco-list-row', { hasText: 'rid-and-pasid-domains.iommu' }).first().waitFor();
+    await page.keyboard.press('Enter');
+
+    const row = page.locator('.pane-body .monaco-list-row', { hasText: 'rid-and-pasid-domains.iommu' });
+    await row.waitFor();
+    await row.getByText('no problems').waitFor();
+
+    // The grammar made the PCI address one token; the language server explains it on hover.
+    const bdf = page.locator('.view-line span', { hasText: /^6a:01\.0$/ }).first();
+    await bdf.waitFor();
+    await bdf.hover();
+    const hover = page.locator('.monaco-hover-content', { hasText: 'RID (source-id)' });
+    await hover.waitFor();
+    assert.match(await hover.innerText(), /RID \(source-id\)\s*0x6a08/);
+    await page.screenshot({ path: join(shots, 'iommu-view.png') });
+  });
+});
