@@ -1,0 +1,206 @@
+import { type PciAddress, formatPciAddress, pciRid } from '../pci';
+
+/**
+ * A PCIe endpoint as the IOMMU sees it: its requester ID, its ATS, PRI and PASID capabilities (what
+ * `lspci -vvv` shows), the device TLB that ATS gives it, and the page request groups it has outstanding.
+ * Vendor-neutral: ATS, PRI and PASID are PCIe, whichever IOMMU sits above.
+ */
+
+export interface EndpointCapabilities {
+  /** ATS capability; `invalidateQueueDepth` 0 means 32, as lspci prints it. */
+  readonly ats?: { readonly invalidateQueueDepth?: number };
+  /** PRI capability: outstanding page request capacity. */
+  readonly pri?: { readonly capacity?: number };
+  /** PASID capability: Max PASID Width (bits), Exec and Priv support. */
+  readonly pasid?: { readonly width: number; readonly exec?: boolean; readonly priv?: boolean };
+}
+
+export interface DeviceTlbEntry {
+  /** PASID the translation was for; -1 without PASID. */
+  readonly pasid: number;
+  readonly base: number;
+  readonly size: number;
+  readonly output: number;
+  readonly read: boolean;
+  readonly write: boolean;
+  readonly exec: boolean;
+  readonly priv: boolean;
+  /** Memory write count when last confirmed to match a fresh translation. */
+  verifiedAt: number;
+}
+
+/** An outstanding page request group: (PASID or none, PRG index) until its response arrives. */
+export interface PendingGroup {
+  readonly pasid: number;
+  readonly prgIndex: number;
+  readonly addresses: number[];
+}
+
+export class Endpoint {
+  readonly sid: number;
+  readonly name: string;
+  atsEnabled: boolean;
+  priEnabled: boolean;
+  pasidEnabled: boolean;
+  /** PRISta.Stopped: set after a Response Failure; the device sends no more page requests until reset. */
+  priStopped = false;
+  /** PASID controls: whether the device may issue execute and privileged requests. */
+  pasidExecEnabled: boolean;
+  pasidPrivEnabled: boolean;
+  private readonly tlb = new Map<string, DeviceTlbEntry>();
+  private readonly groups = new Map<string, PendingGroup>();
+  private nextPrgIndex = 0;
+  /** An injected fault: the device does not complete ATS invalidations (the IOMMU reports ITE). */
+  invalidationTimeout = false;
+
+  constructor(
+    readonly address: PciAddress,
+    readonly caps: EndpointCapabilities,
+  ) {
+    this.sid = pciRid(address);
+    this.name = formatPciAddress(address);
+    this.atsEnabled = caps.ats !== undefined;
+    this.priEnabled = caps.pri !== undefined;
+    this.pasidEnabled = caps.pasid !== undefined;
+    this.pasidExecEnabled = caps.pasid?.exec ?? false;
+    this.pasidPrivEnabled = caps.pasid?.priv ?? false;
+  }
+
+  /** Max PASIDs the device can emit: 2^width (0 without the capability). */
+  get maxPasids(): number {
+    return this.caps.pasid ? 2 ** this.caps.pasid.width : 0;
+  }
+
+  /** Invalidate Queue Depth as the dev-TLB descriptor carries it (lspci's 0 means 32; the field is 5 bits). */
+  get atsQueueDepth(): number {
+    const q = this.caps.ats?.invalidateQueueDepth ?? 0;
+    return q === 0 ? 32 : q;
+  }
+
+  // ---- device TLB ----
+
+  private static key(pasid: number, page: number): string {
+    return `${pasid}:${page}`;
+  }
+
+  lookup(pasid: number, addr: number): DeviceTlbEntry | undefined {
+    for (const size of [4096, 0x20_0000, 0x4000_0000]) {
+      const e = this.tlb.get(Endpoint.key(pasid, Math.floor(addr / size) * size));
+      if (e && e.size === size) return e;
+    }
+    return undefined;
+  }
+
+  fill(entry: DeviceTlbEntry): void {
+    this.tlb.set(Endpoint.key(entry.pasid, entry.base), entry);
+  }
+
+  /**
+   * Drops cached translations that overlap [base, base+size) for `pasid` (-1 and `allPasids` false: the
+   * non-PASID entries only; `allPasids`: every PASID, as a global PASID-based invalidation does).
+   */
+  invalidate(pasid: number, base: number, size: number, allPasids = false): number {
+    let dropped = 0;
+    for (const [k, e] of this.tlb) {
+      if (!allPasids && e.pasid !== pasid) continue;
+      if (e.base < base + size && base < e.base + e.size) {
+        this.tlb.delete(k);
+        dropped++;
+      }
+    }
+    return dropped;
+  }
+
+  get deviceTlbEntries(): readonly DeviceTlbEntry[] {
+    return [...this.tlb.values()];
+  }
+
+  // ---- page request groups ----
+
+  /** The PRG index for a new group: the device picks it; any free 9-bit value. */
+  allocatePrgIndex(pasid: number): number {
+    for (let i = 0; i < 512; i++) {
+      const idx = (this.nextPrgIndex + i) & 0x1ff;
+      if (!this.groups.has(`${pasid}:${idx}`)) {
+        this.nextPrgIndex = (idx + 1) & 0x1ff;
+        return idx;
+      }
+    }
+    throw new Error(`${this.name}: all 512 page request group indices are outstanding for PASID ${pasid}`);
+  }
+
+  get outstandingRequests(): number {
+    let n = 0;
+    for (const g of this.groups.values()) n += g.addresses.length;
+    return n;
+  }
+
+  get pendingGroups(): readonly PendingGroup[] {
+    return [...this.groups.values()];
+  }
+
+  addRequest(pasid: number, prgIndex: number, address: number): void {
+    const k = `${pasid}:${prgIndex}`;
+    const g = this.groups.get(k) ?? { pasid, prgIndex, addresses: [] };
+    g.addresses.push(address);
+    this.groups.set(k, g);
+  }
+
+  /**
+   * A Page Group Response arrived. Returns the group it completes, or undefined if no such group is
+   * outstanding (a spurious or duplicate response, which PCIe devices ignore).
+   */
+  completeGroup(pasid: number, prgIndex: number, code: number): PendingGroup | undefined {
+    const k = `${pasid}:${prgIndex}`;
+    const g = this.groups.get(k);
+    if (!g) return undefined;
+    this.groups.delete(k);
+    if (code === 0xf) this.priStopped = true;
+    return g;
+  }
+
+  // ---- snapshots ----
+
+  capture(): EndpointState {
+    return {
+      atsEnabled: this.atsEnabled,
+      priEnabled: this.priEnabled,
+      pasidEnabled: this.pasidEnabled,
+      priStopped: this.priStopped,
+      pasidExecEnabled: this.pasidExecEnabled,
+      pasidPrivEnabled: this.pasidPrivEnabled,
+      tlb: [...this.tlb.entries()].map(([k, e]) => [k, { ...e }] as const),
+      groups: [...this.groups.entries()].map(([k, g]) => [k, { ...g, addresses: g.addresses.slice() }] as const),
+      nextPrgIndex: this.nextPrgIndex,
+      invalidationTimeout: this.invalidationTimeout,
+    };
+  }
+
+  restore(s: EndpointState): void {
+    this.atsEnabled = s.atsEnabled;
+    this.priEnabled = s.priEnabled;
+    this.pasidEnabled = s.pasidEnabled;
+    this.priStopped = s.priStopped;
+    this.pasidExecEnabled = s.pasidExecEnabled;
+    this.pasidPrivEnabled = s.pasidPrivEnabled;
+    this.tlb.clear();
+    for (const [k, e] of s.tlb) this.tlb.set(k, { ...e });
+    this.groups.clear();
+    for (const [k, g] of s.groups) this.groups.set(k, { ...g, addresses: g.addresses.slice() });
+    this.nextPrgIndex = s.nextPrgIndex;
+    this.invalidationTimeout = s.invalidationTimeout;
+  }
+}
+
+export interface EndpointState {
+  readonly atsEnabled: boolean;
+  readonly priEnabled: boolean;
+  readonly pasidEnabled: boolean;
+  readonly priStopped: boolean;
+  readonly pasidExecEnabled: boolean;
+  readonly pasidPrivEnabled: boolean;
+  readonly tlb: readonly (readonly [string, DeviceTlbEntry])[];
+  readonly groups: readonly (readonly [string, PendingGroup])[];
+  readonly nextPrgIndex: number;
+  readonly invalidationTimeout: boolean;
+}

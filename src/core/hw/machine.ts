@@ -1,0 +1,220 @@
+import { type PciAddress, formatPciAddress, parsePciAddress, pciRid } from '../pci';
+import { hex64 } from '../vtd/walk';
+import type { PageRequest } from '../vtd/descriptors';
+import { VtdUnit, type VtdUnitConfig, type VtdUnitState } from '../vtd/unit';
+import { Endpoint, type EndpointCapabilities, type EndpointState } from './endpoint';
+import { EventStream } from './events';
+import { type MemoryOptions, PhysicalMemory, type SnapshotId } from './memory';
+import type { DmaRequest, TranslationResult, TranslateOptions } from './types';
+
+/**
+ * A platform: physical memory, IOMMU units, and the PCIe endpoints behind them. It is where a device's DMA
+ * starts: an ATS-capable endpoint first looks in its device TLB, asks the IOMMU with a translation request
+ * on a miss, and may issue a page request (PRI) when the translation fails; other endpoints send
+ * untranslated requests. Deterministic, and snapshotable as a whole.
+ */
+
+export interface DeviceDma {
+  readonly pasid?: number;
+  readonly addr: DmaRequest['addr'];
+  readonly write?: boolean;
+  readonly exec?: boolean;
+  readonly priv?: boolean;
+}
+
+export interface DmaOutcome {
+  readonly device: string;
+  /** How the request went: untranslated, served by the device TLB, or an ATS round trip that filled it. */
+  readonly path: 'untranslated' | 'device-tlb' | 'ats-fill';
+  readonly result: TranslationResult;
+  /** When the ATS translation failed and the endpoint asked for the page with PRI. */
+  readonly pageRequest?: { readonly prgIndex: number; readonly outcome: 'queued' | 'overflow' | 'rejected' };
+}
+
+export interface MachineState {
+  readonly memory: SnapshotId;
+  readonly events: number;
+  readonly units: readonly VtdUnitState[];
+  readonly endpoints: readonly EndpointState[];
+}
+
+export class Machine {
+  readonly memory: PhysicalMemory;
+  readonly events = new EventStream();
+  private readonly unitList: VtdUnit[] = [];
+  private readonly endpointMap = new Map<number, Endpoint>();
+  private readonly unitOf = new Map<number, VtdUnit>();
+
+  constructor(options: MemoryOptions = {}) {
+    this.memory = new PhysicalMemory(options);
+    // Table writes become events only while someone watches the stream.
+    this.events.onActiveChange = (active) => {
+      this.memory.observer = active
+        ? (addr, bh, bl, hi, lo, what) =>
+            this.events.emit({ type: 'table-write', unit: 'memory', address: '0x' + addr.toString(16), before: '0x' + hex64(bh, bl), after: '0x' + hex64(hi, lo), what })
+        : undefined;
+    };
+  }
+
+  get units(): readonly VtdUnit[] {
+    return this.unitList;
+  }
+
+  addVtdUnit(config: VtdUnitConfig): VtdUnit {
+    if (this.unitList.some((u) => u.name === config.name)) throw new Error(`an IOMMU named ${config.name} already exists`);
+    const unit = new VtdUnit(this.memory, this.events, config);
+    unit.connect((sid) => this.endpointMap.get(sid));
+    this.unitList.push(unit);
+    return unit;
+  }
+
+  unit(name: string): VtdUnit {
+    const u = this.unitList.find((x) => x.name === name);
+    if (!u) throw new Error(`no IOMMU named ${name}`);
+    return u;
+  }
+
+  /** Adds an endpoint behind `unit`. Segment 0 only for now: the RID is the key, as VT-d fault records see it. */
+  addEndpoint(address: PciAddress | string, caps: EndpointCapabilities, unit: VtdUnit | string): Endpoint {
+    const a = typeof address === 'string' ? parsePciAddress(address) : address;
+    if (!a) throw new Error(`not a PCI address: ${String(address)}`);
+    const sid = pciRid(a);
+    if (this.endpointMap.has(sid)) throw new Error(`device ${formatPciAddress(a)} already exists`);
+    const ep = new Endpoint(a, caps);
+    this.endpointMap.set(sid, ep);
+    this.unitOf.set(sid, typeof unit === 'string' ? this.unit(unit) : unit);
+    return ep;
+  }
+
+  endpoint(device: string | number): Endpoint {
+    const sid = typeof device === 'number' ? device : pciRidOf(device);
+    const ep = this.endpointMap.get(sid);
+    if (!ep) throw new Error(`no device ${typeof device === 'number' ? `with RID 0x${device.toString(16)}` : device}`);
+    return ep;
+  }
+
+  get endpoints(): readonly Endpoint[] {
+    return [...this.endpointMap.values()];
+  }
+
+  unitFor(device: string | number | Endpoint): VtdUnit {
+    const sid = device instanceof Endpoint ? device.sid : typeof device === 'number' ? device : pciRidOf(device);
+    const u = this.unitOf.get(sid);
+    if (!u) throw new Error(`no IOMMU serves RID 0x${sid.toString(16)}`);
+    return u;
+  }
+
+  /** A DMA from `device`, with ATS and PRI as the endpoint has them enabled. */
+  dma(device: string | number, req: DeviceDma, options?: TranslateOptions): DmaOutcome {
+    const ep = this.endpoint(device);
+    const unit = this.unitFor(ep);
+    const base: DmaRequest = { sid: ep.sid, addr: req.addr, write: req.write ?? false, exec: req.exec ?? false, priv: req.priv ?? false, ...(req.pasid !== undefined ? { pasid: req.pasid } : {}) };
+    if (!ep.atsEnabled) return { device: ep.name, path: 'untranslated', result: unit.translate(base, options) };
+
+    const addrNum = typeof req.addr === 'number' ? req.addr : req.addr.toNumber();
+    const pasid = req.pasid ?? -1;
+    const hit = ep.lookup(pasid, addrNum);
+    if (hit && (!req.write || hit.write) && (!req.exec || hit.exec) && (req.write || hit.read)) {
+      const translated = hit.output + (addrNum - hit.base);
+      const result = unit.translate({ ...base, addr: translated, kind: 'translated' }, options);
+      const stale = this.staleDeviceTlb(ep, hit, base, unit);
+      return { device: ep.name, path: 'device-tlb', result: stale && result.ok ? { ...result, source: 'device-tlb', stale } : result.ok ? { ...result, source: 'device-tlb' } : result };
+    }
+    const tr = unit.translate({ ...base, kind: 'translation-request' }, options);
+    if (!tr.ok) {
+      if (ep.priEnabled && !ep.priStopped && (req.pasid === undefined || ep.pasidEnabled)) {
+        const prgIndex = ep.allocatePrgIndex(pasid);
+        const page = Math.floor(addrNum / 4096) * 4096;
+        ep.addRequest(pasid, prgIndex, page);
+        const outcome = unit.receivePageRequest({
+          rid: ep.sid,
+          ...(req.pasid !== undefined ? { pasid: req.pasid } : {}),
+          address: page,
+          read: !(req.write ?? false),
+          write: req.write ?? false,
+          exec: req.exec ?? false,
+          priv: req.priv ?? false,
+          lastInGroup: true,
+          prgIndex,
+        });
+        return { device: ep.name, path: 'ats-fill', result: tr, pageRequest: { prgIndex, outcome } };
+      }
+      return { device: ep.name, path: 'ats-fill', result: tr };
+    }
+    const output = parseInt(tr.output.slice(2), 16);
+    const offsetInPage = addrNum % tr.pageSize;
+    ep.fill({
+      pasid,
+      base: addrNum - offsetInPage,
+      size: tr.pageSize,
+      output: output - offsetInPage,
+      read: tr.perms.read,
+      write: tr.perms.write,
+      exec: tr.perms.exec,
+      priv: req.priv ?? false,
+      verifiedAt: this.memory.writeCount,
+    });
+    const result = unit.translate({ ...base, addr: output, kind: 'translated' }, options);
+    return { device: ep.name, path: 'ats-fill', result: result.ok ? { ...result, source: 'walk', output: tr.output } : result };
+  }
+
+  /**
+   * Whether a device-TLB entry still matches what the tables say. Compared only when memory changed since
+   * the entry was last confirmed, with a side-effect-free probe of the IOMMU.
+   */
+  private staleDeviceTlb(ep: Endpoint, hit: ReturnType<Endpoint['lookup']> & object, base: DmaRequest, unit: VtdUnit) {
+    if (hit.verifiedAt === this.memory.writeCount) return undefined;
+    const now = unit.probe({ ...base, addr: hit.base, kind: 'untranslated' });
+    const nowOut = now.ok ? parseInt(now.output.slice(2), 16) : -1;
+    if (now.ok && nowOut === hit.output && now.perms.write === hit.write) {
+      hit.verifiedAt = this.memory.writeCount;
+      return undefined;
+    }
+    const what = now.ok ? `now translates to 0x${nowOut.toString(16)}` : `now faults (reason 0x${now.reason.toString(16)})`;
+    return {
+      cache: 'device-tlb' as const,
+      entryAddress: '0x' + hit.base.toString(16),
+      cached: ['0x' + hit.output.toString(16)],
+      memory: [now.ok ? now.output : `fault 0x${now.reason.toString(16)}`],
+      message: `${ep.name}'s device TLB translated 0x${hit.base.toString(16)} to 0x${hit.output.toString(16)}, but the IOMMU ${what}: a device-TLB invalidation is missing`,
+    };
+  }
+
+  /** A page request sent by `device` directly (PRI), outside a DMA. */
+  pageRequest(device: string | number, r: Omit<PageRequest, 'rid' | 'prgIndex'> & { prgIndex?: number }): { prgIndex: number; outcome: 'queued' | 'overflow' | 'rejected' } {
+    const ep = this.endpoint(device);
+    const pasid = r.pasid ?? -1;
+    const prgIndex = r.prgIndex ?? ep.allocatePrgIndex(pasid);
+    ep.addRequest(pasid, prgIndex, r.address);
+    const outcome = this.unitFor(ep).receivePageRequest({ ...r, rid: ep.sid, prgIndex });
+    return { prgIndex, outcome };
+  }
+
+  // ---- snapshots ----
+
+  snapshot(): MachineState {
+    return {
+      memory: this.memory.snapshot(),
+      events: this.events.sequence,
+      units: this.unitList.map((u) => u.capture()),
+      endpoints: this.endpoints.map((e) => e.capture()),
+    };
+  }
+
+  restore(s: MachineState): void {
+    this.memory.restore(s.memory);
+    this.events.sequence = s.events;
+    this.unitList.forEach((u, i) => u.restore(s.units[i]!));
+    this.endpoints.forEach((e, i) => e.restore(s.endpoints[i]!));
+  }
+
+  release(s: MachineState): void {
+    this.memory.release(s.memory);
+  }
+}
+
+function pciRidOf(device: string): number {
+  const a = parsePciAddress(device);
+  if (!a) throw new Error(`not a PCI address: ${device}`);
+  return pciRid(a);
+}

@@ -1,0 +1,112 @@
+/**
+ * The vendor-neutral face of the IOMMU model. A VT-d unit implements it today; SMMUv3 and AMD-Vi backends
+ * implement the same interface (see docs/ARCHITECTURE.md, "The hardware model"): what differs between vendors
+ * is how a device and an address space are looked up (root/context/PASID tables, stream table/CD, device
+ * table/GCR3), how faults are recorded (FRCD, event queue, event log) and how invalidation is submitted (QI,
+ * command queue, command buffer). The request, the result and the walk trace are common.
+ */
+import type { U64 } from '../u64';
+
+export type Vendor = 'intel' | 'amd' | 'arm';
+
+/** What a DMA request asks for. Numbers are small (<2^32) except `addr`, which may use all 64 bits. */
+export interface DmaRequest {
+  /** Requester ID (source-id): bus[15:8] dev[7:3] fn[2:0]. */
+  readonly sid: number;
+  /** PASID if the request carries a PASID TLP prefix; undefined for requests without PASID. */
+  readonly pasid?: number;
+  /** Input address: an exact number below 2^53, or a U64 for canonical upper-half addresses. */
+  readonly addr: number | U64;
+  readonly write?: boolean;
+  readonly exec?: boolean;
+  /** Privileged (supervisor) request; meaningful only with a PASID. */
+  readonly priv?: boolean;
+  /**
+   * `untranslated`: ordinary DMA. `translation-request`: an ATS translation request from a device TLB;
+   * faults are returned to the device, not recorded. `translated`: DMA with an address the device TLB
+   * already translated; it is checked against the context (DTE/TT) and passed through.
+   */
+  readonly kind?: 'untranslated' | 'translation-request' | 'translated';
+}
+
+export interface Permissions {
+  readonly read: boolean;
+  readonly write: boolean;
+  readonly exec: boolean;
+  readonly priv: boolean;
+}
+
+/** Where a translation came from. */
+export type TranslationSource = 'walk' | 'iotlb' | 'device-tlb' | 'pass-through' | 'translated';
+
+/** One step of a walk: which structure, where, which entry, its raw value and what it said. */
+export interface WalkStep {
+  /** e.g. `root-entry`, `context-entry`, `pasid-dir-entry`, `pasid-entry`, `sl-pml4e`, `fl-pte`, `iotlb`. */
+  readonly structure: string;
+  /** Which stage the step belongs to in a nested walk: 1 = first level (guest), 2 = second level. */
+  readonly stage?: 1 | 2;
+  /** Level in the page table (5..1) for paging entries. */
+  readonly level?: number;
+  /** Physical address of the table (hex), when the step reads memory. */
+  readonly table?: string;
+  readonly index?: number;
+  /** Physical address of the entry that was read (hex). */
+  readonly entryAddress?: string;
+  /** The raw entry value as 64-bit hex words, lowest word first (a PASID entry has 8). */
+  readonly raw: readonly string[];
+  /** The entry's fields, decoded (name -> value). */
+  readonly fields: Readonly<Record<string, number | boolean | string>>;
+  /** The check this step made and whether it passed, in words. */
+  readonly check: string;
+  readonly ok: boolean;
+  /** Set when the step used a cached copy rather than memory. */
+  readonly cached?: 'context-cache' | 'pasid-cache' | 'iotlb' | 'paging-structure-cache' | 'device-tlb';
+  /** For a nested walk, the second-level translation of this step's guest-physical pointer. */
+  readonly nestedTrace?: readonly WalkStep[];
+}
+
+/** A cached entry was used although memory has changed under it: the bug class of missing invalidation. */
+export interface StaleUse {
+  readonly cache: 'context-cache' | 'pasid-cache' | 'iotlb' | 'paging-structure-cache' | 'device-tlb';
+  /** The entry in memory that no longer matches what was cached (hex), and both values. */
+  readonly entryAddress: string;
+  readonly cached: readonly string[];
+  readonly memory: readonly string[];
+  readonly message: string;
+}
+
+export interface TranslationOk {
+  readonly ok: true;
+  /** Host physical address (exact, < 2^52), as hex. */
+  readonly output: string;
+  readonly pageSize: number;
+  readonly perms: Permissions;
+  readonly source: TranslationSource;
+  /** The cache tag: domain ID (and PASID for first-level and nested). */
+  readonly did?: number;
+  readonly stale?: StaleUse;
+  readonly trace?: readonly WalkStep[];
+  /** Memory reads the walk made (0 for a cache hit). */
+  readonly reads: number;
+}
+
+export interface TranslationFault {
+  readonly ok: false;
+  /** Vendor fault reason code (VT-d: FRCD.FR). */
+  readonly reason: number;
+  readonly reasonText: string;
+  /** False when FPD suppressed recording, or the request was an ATS translation request. */
+  readonly recorded: boolean;
+  /** Fault recording register index, when recorded. */
+  readonly frcdIndex?: number;
+  readonly stale?: StaleUse;
+  readonly trace?: readonly WalkStep[];
+  readonly reads: number;
+}
+
+export type TranslationResult = TranslationOk | TranslationFault;
+
+export interface TranslateOptions {
+  /** Build the walk trace (costs time; nothing when false). */
+  readonly trace?: boolean;
+}

@@ -1,0 +1,276 @@
+import { field, hexPad, setField } from '../u64';
+
+/**
+ * Invalidation-queue descriptors (VT-d spec 6.5.2; Linux iommu.h QI_* macros) and page-request descriptors
+ * (spec 7.5.1; Linux prq.c), as data: encode, decode and validate. The queue, the driver model and the
+ * readers all use these, so a field can only be wrong in one place.
+ *
+ * A descriptor is 2 (128-bit) or 4 (256-bit, IQA.DW = 1, required in scalable mode) 64-bit words, held as
+ * 32-bit halves in memory order [qw0.lo, qw0.hi, qw1.lo, qw1.hi, ...]. The type is split:
+ * qw0[3:0] | qw0[11:9] << 4.
+ */
+
+export const DescType = {
+  CONTEXT_CACHE: 0x1,
+  IOTLB: 0x2,
+  DEVICE_TLB: 0x3,
+  IEC: 0x4,
+  WAIT: 0x5,
+  PASID_IOTLB: 0x6,
+  PASID_CACHE: 0x7,
+  PASID_DEVICE_TLB: 0x8,
+  PAGE_GROUP_RESPONSE: 0x9,
+} as const;
+
+/** Linux's `qi_type_string` names, used in `QI HEAD:`/`QI PRIOR:` lines. */
+export const DESC_NAMES: Record<number, string> = {
+  0x1: 'Context-cache Invalidation',
+  0x2: 'IOTLB Invalidation',
+  0x3: 'Device-TLB Invalidation',
+  0x4: 'Interrupt Entry Cache Invalidation',
+  0x5: 'Invalidation Wait',
+  0x6: 'PASID-based IOTLB Invalidation',
+  0x7: 'PASID-cache Invalidation',
+  0x8: 'PASID-based Device-TLB Invalidation',
+  0x9: 'Page Group Response',
+};
+
+/** The short names the `intel_iommu:qi_submit` tracepoint prints. */
+export const DESC_TRACE_NAMES: Record<number, string> = {
+  0x1: 'cc_inv', 0x2: 'iotlb_inv', 0x3: 'dev_tlb_inv', 0x4: 'iec_inv', 0x5: 'inv_wait', 0x6: 'p_iotlb_inv',
+  0x7: 'pc_inv', 0x8: 'p_dev_tlb_inv', 0x9: 'page_grp_resp',
+};
+
+interface DescField {
+  readonly name: string;
+  readonly word: number;
+  readonly msb: number;
+  readonly lsb: number;
+}
+
+interface DescLayout {
+  readonly fields: readonly DescField[];
+  /** Granularity values that are defined (others are reserved: IQE). */
+  readonly granularities?: Readonly<Record<number, string>>;
+}
+
+const d = (name: string, word: number, msb: number, lsb: number): DescField => ({ name, word, msb, lsb });
+
+// Field positions follow the Linux macros (QI_CC_*, QI_IOTLB_*, QI_DEV_IOTLB_*, QI_EIOTLB_*, QI_PC_*,
+// QI_DEV_EIOTLB_*, QI_PGRP_*, QI_IWD_*, QI_IEC_*).
+const LAYOUTS: Record<number, DescLayout> = {
+  [DescType.CONTEXT_CACHE]: {
+    fields: [d('G', 0, 5, 4), d('DID', 0, 31, 16), d('SID', 0, 47, 32), d('FM', 0, 49, 48)],
+    granularities: { 1: 'global', 2: 'domain', 3: 'device' },
+  },
+  [DescType.IOTLB]: {
+    fields: [d('G', 0, 5, 4), d('DW', 0, 6, 6), d('DR', 0, 7, 7), d('DID', 0, 31, 16), d('AM', 1, 5, 0), d('IH', 1, 6, 6), d('ADDR', 1, 63, 12)],
+    granularities: { 1: 'global', 2: 'domain', 3: 'page' },
+  },
+  [DescType.DEVICE_TLB]: {
+    fields: [d('PFSID_LO', 0, 15, 12), d('QDEP', 0, 20, 16), d('SID', 0, 47, 32), d('PFSID_HI', 0, 63, 52), d('S', 1, 0, 0), d('ADDR', 1, 63, 12)],
+  },
+  [DescType.IEC]: {
+    fields: [d('G', 0, 4, 4), d('IM', 0, 31, 27), d('IIDX', 0, 47, 32)],
+    granularities: { 0: 'global', 1: 'index' },
+  },
+  [DescType.WAIT]: {
+    fields: [d('IF', 0, 4, 4), d('SW', 0, 5, 5), d('FN', 0, 6, 6), d('PD', 0, 7, 7), d('STATUS', 0, 63, 32), d('ADDR', 1, 63, 2)],
+  },
+  [DescType.PASID_IOTLB]: {
+    fields: [d('G', 0, 5, 4), d('DID', 0, 31, 16), d('PASID', 0, 51, 32), d('AM', 1, 5, 0), d('IH', 1, 6, 6), d('ADDR', 1, 63, 12)],
+    granularities: { 2: 'pasid', 3: 'page' },
+  },
+  [DescType.PASID_CACHE]: {
+    fields: [d('G', 0, 5, 4), d('DID', 0, 31, 16), d('PASID', 0, 51, 32)],
+    granularities: { 0: 'domain', 1: 'pasid', 3: 'global' },
+  },
+  [DescType.PASID_DEVICE_TLB]: {
+    fields: [d('QDEP', 0, 8, 4), d('PFSID_LO', 0, 15, 12), d('SID', 0, 31, 16), d('PASID', 0, 51, 32), d('PFSID_HI', 0, 63, 52), d('G', 1, 0, 0), d('S', 1, 11, 11), d('ADDR', 1, 63, 12)],
+  },
+  [DescType.PAGE_GROUP_RESPONSE]: {
+    fields: [d('PP', 0, 4, 4), d('PDP', 0, 5, 5), d('RC', 0, 15, 12), d('RID', 0, 31, 16), d('PASID', 0, 51, 32), d('LPIG', 1, 2, 2), d('PRGI', 1, 11, 3), d('PRIV0', 2, 63, 0), d('PRIV1', 3, 63, 0)],
+  },
+};
+
+/** The type field of a descriptor whose qw0 low half is `lo0`. */
+export function descriptorType(lo0: number): number {
+  return (lo0 & 0xf) | (((lo0 >>> 9) & 0x7) << 4);
+}
+
+export type DescWords = ArrayLike<number>;
+
+export interface DecodedDescriptor {
+  readonly type: number;
+  readonly name: string;
+  readonly traceName: string;
+  readonly granularity: string;
+  readonly fields: Record<string, number>;
+  /** Why the hardware must reject it (IQE), or undefined when it is well-formed. */
+  readonly invalid?: string;
+}
+
+/** Value of a field, at most 53 bits wide (private data words are reported as their low 53 bits). */
+function get(w: DescWords, f: DescField): number {
+  const width = f.msb - f.lsb + 1;
+  const hi = w[f.word * 2 + 1]! >>> 0;
+  const lo = w[f.word * 2]! >>> 0;
+  return width > 52 ? field(hi, lo, Math.min(f.msb, f.lsb + 52), f.lsb) : field(hi, lo, f.msb, f.lsb);
+}
+
+/**
+ * Decodes and validates a descriptor: unknown type, reserved granularity, or any bit outside the defined
+ * fields and the type field is an invalid descriptor (IQE). `words` is 2 or 4.
+ */
+export function decodeDescriptor(w: DescWords, words: 2 | 4): DecodedDescriptor {
+  const type = descriptorType(w[0]! >>> 0);
+  const layout = LAYOUTS[type];
+  const name = DESC_NAMES[type] ?? 'UNKNOWN';
+  const traceName = DESC_TRACE_NAMES[type] ?? 'unknown';
+  if (!layout) return { type, name, traceName, granularity: '', fields: {}, invalid: `unknown descriptor type 0x${type.toString(16)}` };
+  const fields: Record<string, number> = {};
+  for (const f of layout.fields) if (f.word < words) fields[f.name] = get(w, f);
+  let granularity = '';
+  let invalid: string | undefined;
+  if (layout.granularities) {
+    const g = fields.G ?? 0;
+    granularity = layout.granularities[g] ?? '';
+    if (!granularity) invalid = `reserved granularity ${g}`;
+  }
+  // Reserved bits: clear every defined field and the type bits; anything left must be zero.
+  for (let word = 0; word < words && !invalid; word++) {
+    let hi = w[word * 2 + 1]! >>> 0;
+    let lo = w[word * 2]! >>> 0;
+    if (word === 0) {
+      [hi, lo] = clearBits(hi, lo, 3, 0);
+      [hi, lo] = clearBits(hi, lo, 11, 9);
+    }
+    for (const f of layout.fields) if (f.word === word) [hi, lo] = clearBits(hi, lo, f.msb, f.lsb);
+    if (hi !== 0 || lo !== 0) invalid = `reserved bits set in qw${word}: 0x${hexPad(hi, 8)}${hexPad(lo, 8)}`;
+  }
+  return { type, name, traceName, granularity, fields, ...(invalid ? { invalid } : {}) };
+}
+
+function clearBits(hi: number, lo: number, msb: number, lsb: number): [number, number] {
+  for (let b = lsb; b <= msb; b++) {
+    if (b < 32) lo &= ~(1 << b);
+    else hi &= ~(1 << (b - 32));
+  }
+  return [hi >>> 0, lo >>> 0];
+}
+
+/**
+ * Builds a descriptor. `values` names fields of the type's layout; addresses (ADDR) are byte addresses
+ * (page-aligned for invalidations, 4-byte aligned for the wait status address).
+ */
+export function encodeDescriptor(type: number, values: Readonly<Record<string, number>>, words: 2 | 4 = 4): number[] {
+  const layout = LAYOUTS[type];
+  if (!layout) throw new Error(`unknown descriptor type ${type}`);
+  let w = new Array<number>(words * 2).fill(0);
+  const put = (word: number, msb: number, lsb: number, v: number) => {
+    const [hi, lo] = setField(w[word * 2 + 1]!, w[word * 2]!, msb, lsb, v);
+    w[word * 2] = lo;
+    w[word * 2 + 1] = hi;
+  };
+  put(0, 3, 0, type & 0xf);
+  put(0, 11, 9, type >> 4);
+  for (const [name, raw] of Object.entries(values)) {
+    const f = layout.fields.find((x) => x.name === name);
+    if (!f) throw new Error(`${DESC_NAMES[type]} has no field ${name}`);
+    if (f.word >= words) throw new Error(`${name} needs a 256-bit descriptor`);
+    let v = raw;
+    if (name === 'ADDR') v = type === DescType.WAIT ? raw / 4 : raw / 4096;
+    if (!Number.isInteger(v) || v < 0 || v >= 2 ** Math.min(53, f.msb - f.lsb + 1)) throw new RangeError(`${name}=${raw} does not fit`);
+    put(f.word, f.msb, f.lsb, v);
+  }
+  w = w.map((x) => x >>> 0);
+  return w;
+}
+
+/** Device-TLB invalidation address with the size encoded the ATS way: S=1 and ones below the size bit. */
+export function atsInvalidationAddress(addr: number, pages: number): { addr: number; s: 0 | 1 } {
+  if (pages <= 1) return { addr, s: 0 };
+  const size = pages * 4096;
+  const base = Math.floor(addr / size) * size;
+  return { addr: base + size / 2 - 4096, s: 1 };
+}
+
+/** The range an ATS-style address/S pair covers: S=0 is one page; S=1 extends to the lowest zero bit above bit 11. */
+export function atsInvalidationRange(addr: number, s: number): { base: number; size: number } {
+  const page = Math.floor(addr / 4096) * 4096;
+  if (!s) return { base: page, size: 4096 };
+  // The size is 2^(k+1) pages where k is the number of trailing one bits above bit 12 (bit 12 itself included).
+  let k = 0;
+  let v = page / 4096;
+  while (v % 2 === 1) {
+    k++;
+    v = Math.floor(v / 2);
+  }
+  const size = 2 ** (k + 1) * 4096;
+  return { base: Math.floor(page / size) * size, size };
+}
+
+/** The PFSID of a device-TLB descriptor, from its two halves. */
+export function pfsidOf(fields: Record<string, number>): number {
+  return (fields.PFSID_LO ?? 0) | ((fields.PFSID_HI ?? 0) << 4);
+}
+
+// ---- page requests ----
+
+export interface PageRequest {
+  readonly rid: number;
+  /** undefined when the request carries no PASID. */
+  readonly pasid?: number;
+  readonly address: number;
+  readonly read: boolean;
+  readonly write: boolean;
+  readonly exec: boolean;
+  readonly priv: boolean;
+  readonly lastInGroup: boolean;
+  readonly prgIndex: number;
+  /** Two 64-bit private data words as halves [lo0, hi0, lo1, hi1], or undefined. */
+  readonly privateData?: readonly number[];
+}
+
+/** The 32-byte page request descriptor the hardware writes into the PRQ (Linux `struct page_req_dsc`). */
+export function encodePageRequest(r: PageRequest): number[] {
+  const w = new Array<number>(8).fill(0);
+  // qw0: type 1 [7:0], PASID present 8, private data present 9, RID [31:16], PASID [51:32], EXE 52, PM 53
+  w[0] = (0x1 | (r.pasid !== undefined ? 1 << 8 : 0) | (r.privateData ? 1 << 9 : 0) | ((r.rid & 0xffff) << 16)) >>> 0;
+  w[1] = ((r.pasid ?? 0) & 0xfffff) | (r.exec ? 1 << 20 : 0) | (r.priv ? 1 << 21 : 0);
+  // qw1: RD 0, WR 1, LPIG 2, PRGI [11:3], ADDR [63:12]
+  const page = Math.floor(r.address / 4096);
+  w[2] = ((r.read ? 1 : 0) | (r.write ? 2 : 0) | (r.lastInGroup ? 4 : 0) | ((r.prgIndex & 0x1ff) << 3) | ((page & 0xfffff) << 12)) >>> 0;
+  w[3] = Math.floor(page / 0x100000) >>> 0;
+  if (r.privateData) for (let i = 0; i < 4; i++) w[4 + i] = r.privateData[i]! >>> 0;
+  return w;
+}
+
+export function decodePageRequest(w: DescWords): PageRequest & { type: number } {
+  const lo0 = w[0]! >>> 0;
+  const hi0 = w[1]! >>> 0;
+  const lo1 = w[2]! >>> 0;
+  const hi1 = w[3]! >>> 0;
+  const hasPasid = ((lo0 >>> 8) & 1) === 1;
+  const hasPriv = ((lo0 >>> 9) & 1) === 1;
+  return {
+    type: lo0 & 0xff,
+    rid: lo0 >>> 16,
+    ...(hasPasid ? { pasid: hi0 & 0xfffff } : {}),
+    address: hi1 * 0x1_0000_0000 + ((lo1 & 0xffff_f000) >>> 0),
+    read: (lo1 & 1) === 1,
+    write: (lo1 & 2) === 2,
+    exec: ((hi0 >>> 20) & 1) === 1,
+    priv: ((hi0 >>> 21) & 1) === 1,
+    lastInGroup: (lo1 & 4) === 4,
+    prgIndex: (lo1 >>> 3) & 0x1ff,
+    ...(hasPriv ? { privateData: [w[4]! >>> 0, w[5]! >>> 0, w[6]! >>> 0, w[7]! >>> 0] } : {}),
+  };
+}
+
+/** PCIe Page Request Group response codes. */
+export const ResponseCode = { SUCCESS: 0x0, INVALID_REQUEST: 0x1, RESPONSE_FAILURE: 0xf } as const;
+
+export function responseCodeName(code: number): 'success' | 'invalid-request' | 'response-failure' | 'reserved' {
+  return code === 0 ? 'success' : code === 1 ? 'invalid-request' : code === 0xf ? 'response-failure' : 'reserved';
+}

@@ -1,0 +1,330 @@
+import type { PhysicalMemory } from '../hw/memory';
+import type { WalkStep } from '../hw/types';
+import { hexPad } from '../u64';
+import { Perm } from './caches';
+import { decodeEntry, FL_PTE, FLB, rawWords, SL_PTE, SLB } from './structures';
+
+/**
+ * Page-table walks over simulated memory: second-level (EPT-like) and first-level (IA-32e) formats,
+ * 3/4/5 levels, 4 KiB / 2 MiB / 1 GiB pages. The hot path: no allocation unless a trace or dependency list is
+ * asked for; the result is left in the walker's fields rather than returned in a new object.
+ *
+ * Fault codes depend on the mode: legacy (`codes = LEGACY_SL`) or scalable mode, and inside a nested walk on
+ * whether the second-level walk translates a first-level table pointer or the final address.
+ */
+
+const TWO_32 = 0x1_0000_0000;
+
+/** Fault codes a second-level walk raises, by situation. */
+export interface SlFaultCodes {
+  readonly access: number;
+  /** An entry with R = W = 0. */
+  readonly notPresentRead: number;
+  readonly notPresentWrite: number;
+  /** A present leaf without the permission the request needs. */
+  readonly noRead: number;
+  readonly noWrite: number;
+  readonly reserved: number;
+  /** An entry pointing beyond the host address width. */
+  readonly entryBeyond: number;
+  readonly beyond: number;
+}
+
+// Legacy mode reports permission problems as "PTE Read/Write access is not set" (0x6/0x5) whether or not the
+// entry is present, as Linux's strings and QEMU's model say.
+export const LEGACY_SL: SlFaultCodes = { access: 0x07, notPresentRead: 0x06, notPresentWrite: 0x05, noRead: 0x06, noWrite: 0x05, reserved: 0x0c, entryBeyond: 0x0c, beyond: 0x04 };
+export const SM_SL: SlFaultCodes = { access: 0x78, notPresentRead: 0x79, notPresentWrite: 0x79, noRead: 0x86, noWrite: 0x85, reserved: 0x7a, entryBeyond: 0x84, beyond: 0x83 };
+/** Second-level translation of a first-level table pointer in a nested walk (top-level table / lower tables). */
+export const NESTED_TOP: SlFaultCodes = { access: 0x78, notPresentRead: 0x75, notPresentWrite: 0x77, noRead: 0x75, noWrite: 0x77, reserved: 0x7a, entryBeyond: 0x84, beyond: 0x74 };
+export const NESTED_TABLE: SlFaultCodes = { access: 0x78, notPresentRead: 0x76, notPresentWrite: 0x77, noRead: 0x76, noWrite: 0x77, reserved: 0x7a, entryBeyond: 0x84, beyond: 0x74 };
+
+export const FL_CODES = {
+  topAccess: 0x73,
+  access: 0x70,
+  notPresent: 0x71,
+  reserved: 0x72,
+  nonCanonical: 0x80,
+  user: 0x81,
+  exec: 0x82,
+  write: 0x85,
+} as const;
+
+export interface WalkParams {
+  /** Second-level: large pages allowed by CAP.SLLPS; first-level: 1 GiB allowed by CAP.FL1GP (2 MiB always). */
+  readonly large2M: boolean;
+  readonly large1G: boolean;
+  /** Host address width limit (2^HAW): table pointers and outputs at or above it are reserved-bit errors. */
+  readonly hawLimit: number;
+}
+
+/** Index of `vpn` (address >> 12) at `level` (1 = PTE). */
+export function levelIndex(vpn: number, level: number): number {
+  return level <= 3 ? (vpn >>> (9 * (level - 1))) & 511 : Math.floor(vpn / 2 ** (9 * (level - 1))) & 511;
+}
+
+export const SL_LEVEL_NAMES = ['', 'sl-pte', 'sl-pde', 'sl-pdpe', 'sl-pml4e', 'sl-pml5e'];
+export const FL_LEVEL_NAMES = ['', 'fl-pte', 'fl-pde', 'fl-pdpe', 'fl-pml4e', 'fl-pml5e'];
+
+export class Walker {
+  // The outcome of the last walk.
+  fault = 0;
+  output = 0;
+  size = 0;
+  perms = 0;
+  reads = 0;
+  /** The address of the entry that faulted or, on success, the leaf entry (for A/D updates and traces). */
+  entryAddr = 0;
+  leafLevel = 0;
+  /** Dependencies the walk read (address, hi, lo, mask), if `deps` was given. */
+  deps: number[] | null = null;
+  /** Non-leaf entries the walk used, for the paging-structure caches: (level, next table, perms, entry address, hi, lo). */
+  pwcFills: number[] | null = null;
+
+  constructor(
+    private readonly mem: PhysicalMemory,
+    private readonly params: WalkParams,
+  ) {}
+
+  private tableAccessible(table: number): boolean {
+    return table < this.params.hawLimit && (!this.mem.hasHoles || this.mem.accessible(table));
+  }
+
+  /**
+   * Second-level walk of the input page `vpn` (input address >> 12) from `table` with `levels` levels.
+   * `need` is the Perm bits the request needs (R for reads, W for writes, X for execute). Leaves the
+   * outcome in the walker's fields; returns false on a fault.
+   */
+  secondLevel(table: number, levels: number, vpn: number, offset: number, need: number, codes: SlFaultCodes, trace: WalkStep[] | null, stage?: 2, initPerms = Perm.R | Perm.W | Perm.X | Perm.U): boolean {
+    const mem = this.mem;
+    let perms = initPerms;
+    for (let level = levels; level >= 1; level--) {
+      const idx = levelIndex(vpn, level);
+      const entryAddr = table + idx * 8;
+      if (!this.tableAccessible(table)) {
+        this.entryAddr = entryAddr;
+        if (trace) trace.push(unreadableStep(SL_LEVEL_NAMES[level]!, level, table, idx, stage));
+        return this.fail(codes.access);
+      }
+      const page = mem.pageForRead(entryAddr);
+      const w = (entryAddr & 0xfff) >>> 2;
+      const lo = page === undefined ? 0 : page[w]!;
+      const hi = page === undefined ? 0 : page[w + 1]!;
+      this.reads++;
+      if (this.deps) this.deps.push(entryAddr, hi, lo, ~(SLB.A | SLB.D));
+      this.entryAddr = entryAddr;
+      if ((lo & (SLB.R | SLB.W)) === 0) {
+        if (trace) trace.push(pteStep(SL_PTE, SL_LEVEL_NAMES[level]!, level, table, idx, hi, lo, 'not present (R = W = 0)', false, stage));
+        return this.fail(need & Perm.W ? codes.notPresentWrite : codes.notPresentRead);
+      }
+      const next = (hi & 0xf_ffff) * TWO_32 + ((lo & 0xffff_f000) >>> 0);
+      const large = (lo & SLB.PS) !== 0;
+      if (next >= this.params.hawLimit) {
+        if (trace) trace.push(pteStep(SL_PTE, SL_LEVEL_NAMES[level]!, level, table, idx, hi, lo, 'points beyond the host address width', false, stage));
+        return this.fail(codes.entryBeyond);
+      }
+      const bad = this.slReserved(level, large, next);
+      if (bad) {
+        if (trace) trace.push(pteStep(SL_PTE, SL_LEVEL_NAMES[level]!, level, table, idx, hi, lo, `reserved: ${bad}`, false, stage));
+        return this.fail(codes.reserved);
+      }
+      // The second level has no user/supervisor distinction: U stays set.
+      perms &= (lo & 7) | Perm.U;
+      if (level === 1 || large) {
+        const size = level === 1 ? 4096 : level === 2 ? 0x20_0000 : 0x4000_0000;
+        if ((need & perms) !== need) {
+          if (trace) trace.push(pteStep(SL_PTE, SL_LEVEL_NAMES[level]!, level, table, idx, hi, lo, `leaf lacks ${permWords(need & ~perms)} permission`, false, stage));
+          return this.fail(need & Perm.W && !(perms & Perm.W) ? codes.noWrite : codes.noRead);
+        }
+        if (trace) trace.push(pteStep(SL_PTE, SL_LEVEL_NAMES[level]!, level, table, idx, hi, lo, `leaf: ${sizeName(size)} page, ${permWords(perms)}`, true, stage));
+        const pagesInLeaf = size / 4096;
+        this.output = next + (vpn % pagesInLeaf) * 4096 + offset;
+        this.size = size;
+        this.perms = perms;
+        this.leafLevel = level;
+        this.fault = 0;
+        return true;
+      }
+      if (trace) trace.push(pteStep(SL_PTE, SL_LEVEL_NAMES[level]!, level, table, idx, hi, lo, `points to the level-${level - 1} table at 0x${next.toString(16)}`, true, stage));
+      if (this.pwcFills) this.pwcFills.push(level, next, perms, entryAddr, hi, lo);
+      table = next;
+    }
+    return this.fail(codes.reserved);
+  }
+
+  private slReserved(level: number, large: boolean, next: number): string | undefined {
+    if (!large) return undefined;
+    if (level >= 4) return `PS set at level ${level}`;
+    if (level === 3 && !this.params.large1G) return 'PS set for a 1 GiB page (CAP.SLLPS has no 1 GiB)';
+    if (level === 2 && !this.params.large2M) return 'PS set for a 2 MiB page (CAP.SLLPS has no 2 MiB)';
+    const align = level === 2 ? 0x20_0000 : 0x4000_0000;
+    if (next % align !== 0) return `${sizeName(align)} page address not ${sizeName(align)} aligned`;
+    return undefined;
+  }
+
+  /**
+   * First-level walk. `vpn` is the page number within the 48/57-bit space (sign bits removed). `user` is
+   * true for user-mode requests. `wpe`/`nxe` come from the PASID entry. `translateTable`, for nested walks,
+   * turns a first-level table's guest-physical address into a host-physical one (or returns -1 on a fault,
+   * having set this walker's fault). A/D updates are made by the caller from `adUpdates`.
+   */
+  firstLevel(
+    table: number,
+    levels: number,
+    topLevel: number,
+    initPerms: number,
+    vpn: number,
+    offset: number,
+    need: number,
+    user: boolean,
+    wpe: boolean,
+    nxe: boolean,
+    trace: WalkStep[] | null,
+    adUpdates: number[] | null,
+    translateTable?: (gpa: number, top: boolean, adWrite: boolean, trace: WalkStep[] | null) => number,
+  ): boolean {
+    const mem = this.mem;
+    let perms = initPerms;
+    for (let level = levels; level >= 1; level--) {
+      const idx = levelIndex(vpn, level);
+      const gpaTable = table;
+      let nestedTrace: WalkStep[] | null = null;
+      if (translateTable) {
+        nestedTrace = trace ? [] : null;
+        // A/D bits are written back into this table page: that needs write access through the second level.
+        const hpa = translateTable(table, level === topLevel, false, nestedTrace);
+        if (hpa < 0) {
+          if (trace) trace.push({ ...unreadableStep(FL_LEVEL_NAMES[level]!, level, table, idx, 1), check: 'the second-level table does not map this guest page-table page', nestedTrace: nestedTrace! });
+          return false;
+        }
+        table = hpa;
+      }
+      const entryAddr = table + idx * 8;
+      if (!this.tableAccessible(table)) {
+        this.entryAddr = entryAddr;
+        if (trace) trace.push(unreadableStep(FL_LEVEL_NAMES[level]!, level, table, idx, translateTable ? 1 : undefined));
+        return this.fail(level === topLevel ? FL_CODES.topAccess : FL_CODES.access);
+      }
+      const page = mem.pageForRead(entryAddr);
+      const w = (entryAddr & 0xfff) >>> 2;
+      const lo = page === undefined ? 0 : page[w]!;
+      const hi = page === undefined ? 0 : page[w + 1]!;
+      this.reads++;
+      if (this.deps) this.deps.push(entryAddr, hi, lo, ~(FLB.A | FLB.D | FLB.EA));
+      this.entryAddr = entryAddr;
+      const stage = translateTable ? 1 : undefined;
+      const step = (check: string, ok: boolean): WalkStep => {
+        const s = pteStep(FL_PTE, FL_LEVEL_NAMES[level]!, level, table, idx, hi, lo, check, ok, stage);
+        return nestedTrace ? { ...s, table: '0x' + gpaTable.toString(16) + ' (GPA) -> 0x' + table.toString(16), nestedTrace } : s;
+      };
+      if ((lo & FLB.P) === 0) {
+        if (trace) trace.push(step('not present (P = 0)', false));
+        return this.fail(FL_CODES.notPresent);
+      }
+      const next = (hi & 0xf_ffff) * TWO_32 + ((lo & 0xffff_f000) >>> 0);
+      const large = (lo & FLB.PS) !== 0;
+      const bad = this.flReserved(level, large, next, hi, nxe, translateTable !== undefined);
+      if (bad) {
+        if (trace) trace.push(step(`reserved: ${bad}`, false));
+        return this.fail(FL_CODES.reserved);
+      }
+      if ((lo & FLB.RW) === 0) perms &= ~Perm.W;
+      if ((lo & FLB.US) === 0) perms &= ~Perm.U;
+      if ((hi & FLB.XD_HI) !== 0) perms &= ~Perm.X;
+      if (adUpdates && (lo & FLB.A) === 0) adUpdates.push(entryAddr, hi, (lo | FLB.A) >>> 0, gpaTable, level === topLevel ? 1 : 0);
+      if (level === 1 || large) {
+        const size = level === 1 ? 4096 : level === 2 ? 0x20_0000 : 0x4000_0000;
+        const outBase = large ? next - (next % size) : next;
+        const problem =
+          user && !(perms & Perm.U) ? FL_CODES.user
+          : need & Perm.W && !(perms & Perm.W) && (user || wpe) ? FL_CODES.write
+          : need & Perm.X && nxe && !(perms & Perm.X) ? FL_CODES.exec
+          : 0;
+        if (problem) {
+          if (trace) trace.push(step(problem === FL_CODES.user ? 'user request to a supervisor page (U/S = 0)' : problem === FL_CODES.write ? 'write to a read-only page (R/W = 0)' : 'execute from a no-execute page (XD = 1)', false));
+          return this.fail(problem);
+        }
+        if (adUpdates && need & Perm.W && (lo & FLB.D) === 0) {
+          // The leaf gets D as well as A: replace a pending A-only update of this entry.
+          const n = adUpdates.length;
+          if (n >= 5 && adUpdates[n - 5] === entryAddr) adUpdates[n - 3] = (lo | FLB.A | FLB.D) >>> 0;
+          else adUpdates.push(entryAddr, hi, (lo | FLB.A | FLB.D) >>> 0, gpaTable, level === topLevel ? 1 : 0);
+        }
+        if (trace) trace.push(step(`leaf: ${sizeName(size)} page, ${permWords(perms & ~Perm.U)}${perms & Perm.U ? ', user' : ', supervisor'}`, true));
+        const pagesInLeaf = size / 4096;
+        this.output = outBase + (vpn % pagesInLeaf) * 4096 + offset;
+        this.size = size;
+        this.perms = (lo & FLB.D) !== 0 || need & Perm.W ? perms | Perm.D : perms & ~Perm.D;
+        this.leafLevel = level;
+        this.fault = 0;
+        return true;
+      }
+      if (trace) trace.push(step(`points to the level-${level - 1} table at 0x${next.toString(16)}${translateTable ? ' (GPA)' : ''}`, true));
+      if (this.pwcFills) this.pwcFills.push(level, next, perms, entryAddr, hi, lo);
+      table = next;
+    }
+    return this.fail(FL_CODES.reserved);
+  }
+
+  private flReserved(level: number, large: boolean, next: number, hi: number, nxe: boolean, nested: boolean): string | undefined {
+    if (!nested && next >= this.params.hawLimit) return 'address above the host address width';
+    if (!nxe && (hi & FLB.XD_HI) !== 0) return 'XD set while NXE = 0';
+    if (!large) return undefined;
+    if (level >= 4) return `PS set at level ${level}`;
+    if (level === 3 && !this.params.large1G) return 'PS set for a 1 GiB page (CAP.FL1GP = 0)';
+    // Bit 12 of a large-page entry is PAT; the bits between it and the page size must be zero.
+    const align = level === 2 ? 0x20_0000 : 0x4000_0000;
+    if ((next % align) - (next % 0x2000) !== 0) return `${sizeName(align)} page address not ${sizeName(align)} aligned`;
+    return undefined;
+  }
+
+  fail(code: number): false {
+    this.fault = code;
+    return false;
+  }
+}
+
+// ---- trace steps ----
+
+export function sizeName(size: number): string {
+  return size >= 0x4000_0000 ? `${size / 0x4000_0000} GiB` : size >= 0x10_0000 ? `${size / 0x10_0000} MiB` : `${size / 1024} KiB`;
+}
+
+export function permWords(p: number): string {
+  const words = [p & Perm.R ? 'read' : '', p & Perm.W ? 'write' : '', p & Perm.X ? 'execute' : ''].filter(Boolean);
+  return words.length ? words.join('/') : 'no';
+}
+
+function pteStep(layout: typeof SL_PTE, structure: string, level: number, table: number, index: number, hi: number, lo: number, check: string, ok: boolean, stage?: 1 | 2): WalkStep {
+  const words = [lo, hi];
+  return {
+    structure,
+    ...(stage ? { stage } : {}),
+    level,
+    table: '0x' + table.toString(16),
+    index,
+    entryAddress: '0x' + (table + index * 8).toString(16),
+    raw: rawWords(words, 1),
+    fields: decodeEntry(layout, words),
+    check,
+    ok,
+  };
+}
+
+function unreadableStep(structure: string, level: number, table: number, index: number, stage?: 1 | 2): WalkStep {
+  return {
+    structure,
+    ...(stage ? { stage } : {}),
+    level,
+    table: '0x' + table.toString(16),
+    index,
+    entryAddress: '0x' + (table + index * 8).toString(16),
+    raw: [],
+    fields: {},
+    check: `the table at 0x${table.toString(16)} cannot be read`,
+    ok: false,
+  };
+}
+
+export function hex64(hi: number, lo: number): string {
+  return hexPad(hi >>> 0, 8) + hexPad(lo >>> 0, 8);
+}

@@ -1,0 +1,98 @@
+// Builds VT-d setups by writing structures directly, as low-level software would: the hardware tests use
+// it so that they do not depend on the driver model.
+import { Machine } from '../../src/core/hw/machine';
+import type { EndpointCapabilities } from '../../src/core/hw/endpoint';
+import type { VtdFeatures } from '../../src/core/vtd/cap';
+import { IoPageTable, type PageTableFormat } from '../../src/core/vtd/page-table';
+import {
+  enableQueuedInvalidation,
+  enablePageRequests,
+  enableTranslation,
+  setRootTable,
+  writeLegacyContext,
+  writeLegacyRootEntry,
+  writePasidDirEntry,
+  writePasidEntry,
+  writeScalableContext,
+  writeScalableRootEntry,
+  type PasidEntryFields,
+} from '../../src/core/vtd/tables';
+import type { VtdUnit } from '../../src/core/vtd/unit';
+
+export interface Rig {
+  machine: Machine;
+  unit: VtdUnit;
+  rootTable: number;
+  /** Context table per bus (scalable: lower half). */
+  contextTables: Map<number, number>;
+  pasidDirs: Map<number, number>;
+  pasidTables: Map<string, number>;
+}
+
+export function rig(options: { scalable?: boolean; features?: VtdFeatures; caching?: boolean; hostAddressWidth?: number; iotlbEntries?: number } = {}): Rig {
+  const machine = new Machine({ hostAddressWidth: options.hostAddressWidth ?? 46 });
+  const scalable = options.scalable ?? true;
+  const unit = machine.addVtdUnit({ name: 'dmar0', features: { scalableMode: scalable, ...options.features }, caching: options.caching ?? true, iotlbEntries: options.iotlbEntries });
+  const rootTable = machine.memory.allocPage();
+  setRootTable(unit, rootTable, scalable);
+  enableQueuedInvalidation(unit, machine.memory.allocPage());
+  if (scalable) enablePageRequests(unit, machine.memory.allocPage());
+  enableTranslation(unit);
+  return { machine, unit, rootTable, contextTables: new Map(), pasidDirs: new Map(), pasidTables: new Map() };
+}
+
+export function device(r: Rig, bdf: string, caps: EndpointCapabilities = {}) {
+  return r.machine.addEndpoint(bdf, caps, r.unit);
+}
+
+function contextTable(r: Rig, bus: number): number {
+  let t = r.contextTables.get(bus);
+  if (t === undefined) {
+    t = r.machine.memory.allocPage();
+    r.contextTables.set(bus, t);
+    if (r.unit.scalableMode) writeScalableRootEntry(r.machine.memory, r.rootTable, bus, t, undefined);
+    else writeLegacyRootEntry(r.machine.memory, r.rootTable, bus, t);
+  }
+  return t;
+}
+
+/** Scalable-mode context for `sid` with a PASID directory; returns the directory address. */
+export function smContext(r: Rig, sid: number, opts: { dte?: boolean; pasidEnable?: boolean; pre?: boolean; fpd?: boolean; ridPasid?: number; pdts?: number } = {}): number {
+  const mem = r.machine.memory;
+  let dir = r.pasidDirs.get(sid);
+  if (dir === undefined) {
+    dir = mem.allocPage();
+    r.pasidDirs.set(sid, dir);
+  }
+  writeScalableContext(mem, contextTable(r, sid >> 8), sid & 0xff, {
+    pdts: opts.pdts ?? 7,
+    pasidDir: dir,
+    dte: opts.dte ?? false,
+    pasidEnable: opts.pasidEnable ?? true,
+    pre: opts.pre ?? false,
+    fpd: opts.fpd ?? false,
+    ridPasid: opts.ridPasid ?? 0,
+  });
+  return dir;
+}
+
+export function pasidEntry(r: Rig, sid: number, pasid: number, fields: PasidEntryFields): void {
+  const mem = r.machine.memory;
+  const dir = r.pasidDirs.get(sid)!;
+  const key = `${sid}:${Math.floor(pasid / 64)}`;
+  let table = r.pasidTables.get(key);
+  if (table === undefined) {
+    table = mem.allocPage();
+    r.pasidTables.set(key, table);
+    writePasidDirEntry(mem, dir, pasid, table);
+  }
+  writePasidEntry(mem, table, pasid, fields);
+}
+
+export function legacyContext(r: Rig, sid: number, fields: Parameters<typeof writeLegacyContext>[3]): void {
+  writeLegacyContext(r.machine.memory, contextTable(r, sid >> 8), sid & 0xff, fields);
+}
+
+export function pageTable(r: Rig, format: PageTableFormat, levels = 4): IoPageTable {
+  return new IoPageTable(r.machine.memory, { format, levels, large2M: true, large1G: true });
+}
