@@ -70,9 +70,10 @@ export function rng(seed = 0x9e3779b9): () => number {
 
 /**
  * The reference the hardware-model targets are stated against: Map.get with a random number key on a
- * Map of 262,144 entries, in ns per lookup.
+ * Map of 262,144 entries. Returns one measuring round (ns per lookup) so it can be interleaved with the
+ * measured work (see `paired`).
  */
-export function mapGetBaselineNs(): number {
+export function mapGetBaseline(): (ops: number) => void {
   const size = 262_144;
   const next = rng(42);
   const keys = new Float64Array(size);
@@ -83,9 +84,30 @@ export function mapGetBaselineNs(): number {
   }
   const order = new Uint32Array(1 << 16);
   for (let i = 0; i < order.length; i++) order[i] = next() % size;
-  return nsPerOp((ops) => {
+  return (ops) => {
     let acc = 0;
     for (let i = 0; i < ops; i++) acc += map.get(keys[order[i & 0xffff]!]!)!;
     consume(acc);
-  }, 1 << 20);
+  };
+}
+
+/**
+ * Measures `work` and `baseline` in alternating rounds and returns the median ns per operation of each,
+ * so that both see the same machine load: on a shared machine, separate measurements drift apart.
+ */
+export function paired(work: (ops: number) => void, workOps: number, baseline: (ops: number) => void, baselineOps: number, rounds = 11): { value: number; baseline: number } {
+  work(workOps);
+  baseline(baselineOps);
+  const a: number[] = [];
+  const b: number[] = [];
+  for (let r = 0; r < rounds; r++) {
+    let t = process.hrtime.bigint();
+    work(workOps);
+    a.push(Number(process.hrtime.bigint() - t) / workOps);
+    t = process.hrtime.bigint();
+    baseline(baselineOps);
+    b.push(Number(process.hrtime.bigint() - t) / baselineOps);
+  }
+  const median = (x: number[]) => x.sort((p, q) => p - q)[x.length >> 1]!;
+  return { value: median(a), baseline: median(b) };
 }

@@ -76,7 +76,7 @@ function flushRange(r: Rig, format: 'second-level' | 'first-level', pasid: numbe
   let am = 0;
   while (Math.floor(iova / (K4 * 2 ** am)) !== Math.floor((iova + size - 1) / (K4 * 2 ** am))) am++;
   const base = Math.floor(iova / (K4 * 2 ** am)) * K4 * 2 ** am;
-  const d = format === 'second-level'
+  const d: { type: number; fields: Record<string, number> } = format === 'second-level'
     ? { type: DescType.IOTLB, fields: { G: 3, DID: 1, ADDR: base, AM: am, IH: 0 } }
     : { type: DescType.PASID_IOTLB, fields: { G: 3, DID: 2, PASID: pasid!, ADDR: base, AM: am, IH: 0 } };
   submitDescriptors(r.unit, [d, { type: DescType.WAIT, fields: { SW: 1, STATUS: 1, ADDR: r.machine.memory.allocPage() } }]);
@@ -453,10 +453,14 @@ describe('VT-d translation', () => {
     r.unit.translate({ sid: SID, addr: 0 });
     const table = r.pasidTables.get(`${SID}:0`)!;
     writePasidEntry(r.machine.memory, table, 0, { pgtt: 2, did: 2, aw: 2, slptptr: pt.root });
+    const did = () => {
+      const t = r.unit.translate({ sid: SID, addr: 0 });
+      return t.ok ? t.did : undefined;
+    };
     submitDescriptors(r.unit, [{ type: DescType.PASID_CACHE, fields: { G: 1, DID: 2, PASID: 0 } }]); // new DID: misses
-    assert.equal(r.unit.translate({ sid: SID, addr: 0 }).ok && r.unit.translate({ sid: SID, addr: 0 }).did, 1);
+    assert.equal(did(), 1);
     submitDescriptors(r.unit, [{ type: DescType.PASID_CACHE, fields: { G: 1, DID: 1, PASID: 0 } }]);
-    assert.equal(r.unit.translate({ sid: SID, addr: 0 }).ok && r.unit.translate({ sid: SID, addr: 0 }).did, 2);
+    assert.equal(did(), 2);
     assert.equal(pasidEntryAddress(table, 0), table);
   });
 });

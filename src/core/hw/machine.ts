@@ -1,11 +1,11 @@
 import { type PciAddress, formatPciAddress, parsePciAddress, pciRid } from '../pci';
 import { hex64 } from '../vtd/walk';
-import type { PageRequest } from '../vtd/descriptors';
-import { VtdUnit, type VtdUnitConfig, type VtdUnitState } from '../vtd/unit';
+import type { PriRequest } from './types';
+import { translationWith, VtdUnit, type VtdUnitConfig } from '../vtd/unit';
 import { Endpoint, type EndpointCapabilities, type EndpointState } from './endpoint';
 import { EventStream } from './events';
 import { type MemoryOptions, PhysicalMemory, type SnapshotId } from './memory';
-import type { DmaRequest, TranslationResult, TranslateOptions } from './types';
+import type { DmaRequest, IommuUnit, TranslationResult, TranslateOptions } from './types';
 
 /**
  * A platform: physical memory, IOMMU units, and the PCIe endpoints behind them. It is where a device's DMA
@@ -34,16 +34,16 @@ export interface DmaOutcome {
 export interface MachineState {
   readonly memory: SnapshotId;
   readonly events: number;
-  readonly units: readonly VtdUnitState[];
+  readonly units: readonly unknown[];
   readonly endpoints: readonly EndpointState[];
 }
 
 export class Machine {
   readonly memory: PhysicalMemory;
   readonly events = new EventStream();
-  private readonly unitList: VtdUnit[] = [];
+  private readonly unitList: IommuUnit[] = [];
   private readonly endpointMap = new Map<number, Endpoint>();
-  private readonly unitOf = new Map<number, VtdUnit>();
+  private readonly unitOf = new Map<number, IommuUnit>();
 
   constructor(options: MemoryOptions = {}) {
     this.memory = new PhysicalMemory(options);
@@ -56,26 +56,37 @@ export class Machine {
     };
   }
 
-  get units(): readonly VtdUnit[] {
+  get units(): readonly IommuUnit[] {
     return this.unitList;
   }
 
-  addVtdUnit(config: VtdUnitConfig): VtdUnit {
-    if (this.unitList.some((u) => u.name === config.name)) throw new Error(`an IOMMU named ${config.name} already exists`);
-    const unit = new VtdUnit(this.memory, this.events, config);
+  /** Adds a unit of any vendor; it shares this machine's memory and event stream. */
+  addUnit<U extends IommuUnit>(unit: U): U {
+    if (this.unitList.some((u) => u.name === unit.name)) throw new Error(`an IOMMU named ${unit.name} already exists`);
     unit.connect((sid) => this.endpointMap.get(sid));
     this.unitList.push(unit);
     return unit;
   }
 
-  unit(name: string): VtdUnit {
+  addVtdUnit(config: VtdUnitConfig): VtdUnit {
+    return this.addUnit(new VtdUnit(this.memory, this.events, config));
+  }
+
+  unit(name: string): IommuUnit {
     const u = this.unitList.find((x) => x.name === name);
     if (!u) throw new Error(`no IOMMU named ${name}`);
     return u;
   }
 
+  /** A VT-d unit by name (the driver model programs VT-d registers directly). */
+  vtdUnit(name: string): VtdUnit {
+    const u = this.unit(name);
+    if (!(u instanceof VtdUnit)) throw new Error(`${name} is not a VT-d unit`);
+    return u;
+  }
+
   /** Adds an endpoint behind `unit`. Segment 0 only for now: the RID is the key, as VT-d fault records see it. */
-  addEndpoint(address: PciAddress | string, caps: EndpointCapabilities, unit: VtdUnit | string): Endpoint {
+  addEndpoint(address: PciAddress | string, caps: EndpointCapabilities, unit: IommuUnit | string): Endpoint {
     const a = typeof address === 'string' ? parsePciAddress(address) : address;
     if (!a) throw new Error(`not a PCI address: ${String(address)}`);
     const sid = pciRid(a);
@@ -97,7 +108,7 @@ export class Machine {
     return [...this.endpointMap.values()];
   }
 
-  unitFor(device: string | number | Endpoint): VtdUnit {
+  unitFor(device: string | number | Endpoint): IommuUnit {
     const sid = device instanceof Endpoint ? device.sid : typeof device === 'number' ? device : pciRidOf(device);
     const u = this.unitOf.get(sid);
     if (!u) throw new Error(`no IOMMU serves RID 0x${sid.toString(16)}`);
@@ -118,7 +129,7 @@ export class Machine {
       const translated = hit.output + (addrNum - hit.base);
       const result = unit.translate({ ...base, addr: translated, kind: 'translated' }, options);
       const stale = this.staleDeviceTlb(ep, hit, base, unit);
-      return { device: ep.name, path: 'device-tlb', result: stale && result.ok ? { ...result, source: 'device-tlb', stale } : result.ok ? { ...result, source: 'device-tlb' } : result };
+      return { device: ep.name, path: 'device-tlb', result: result.ok ? translationWith(result, { source: 'device-tlb', ...(stale ? { stale } : {}) }) : result };
     }
     const tr = unit.translate({ ...base, kind: 'translation-request' }, options);
     if (!tr.ok) {
@@ -141,7 +152,7 @@ export class Machine {
       }
       return { device: ep.name, path: 'ats-fill', result: tr };
     }
-    const output = parseInt(tr.output.slice(2), 16);
+    const output = tr.address;
     const offsetInPage = addrNum % tr.pageSize;
     ep.fill({
       pasid,
@@ -155,17 +166,17 @@ export class Machine {
       verifiedAt: this.memory.writeCount,
     });
     const result = unit.translate({ ...base, addr: output, kind: 'translated' }, options);
-    return { device: ep.name, path: 'ats-fill', result: result.ok ? { ...result, source: 'walk', output: tr.output } : result };
+    return { device: ep.name, path: 'ats-fill', result: result.ok ? translationWith(result, { source: 'walk', address: tr.address }) : result };
   }
 
   /**
    * Whether a device-TLB entry still matches what the tables say. Compared only when memory changed since
    * the entry was last confirmed, with a side-effect-free probe of the IOMMU.
    */
-  private staleDeviceTlb(ep: Endpoint, hit: ReturnType<Endpoint['lookup']> & object, base: DmaRequest, unit: VtdUnit) {
+  private staleDeviceTlb(ep: Endpoint, hit: ReturnType<Endpoint['lookup']> & object, base: DmaRequest, unit: IommuUnit) {
     if (hit.verifiedAt === this.memory.writeCount) return undefined;
     const now = unit.probe({ ...base, addr: hit.base, kind: 'untranslated' });
-    const nowOut = now.ok ? parseInt(now.output.slice(2), 16) : -1;
+    const nowOut = now.ok ? now.address : -1;
     if (now.ok && nowOut === hit.output && now.perms.write === hit.write) {
       hit.verifiedAt = this.memory.writeCount;
       return undefined;
@@ -181,7 +192,7 @@ export class Machine {
   }
 
   /** A page request sent by `device` directly (PRI), outside a DMA. */
-  pageRequest(device: string | number, r: Omit<PageRequest, 'rid' | 'prgIndex'> & { prgIndex?: number }): { prgIndex: number; outcome: 'queued' | 'overflow' | 'rejected' } {
+  pageRequest(device: string | number, r: Omit<PriRequest, 'rid' | 'prgIndex'> & { prgIndex?: number }): { prgIndex: number; outcome: 'queued' | 'overflow' | 'rejected' } {
     const ep = this.endpoint(device);
     const pasid = r.pasid ?? -1;
     const prgIndex = r.prgIndex ?? ep.allocatePrgIndex(pasid);

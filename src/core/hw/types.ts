@@ -77,8 +77,10 @@ export interface StaleUse {
 
 export interface TranslationOk {
   readonly ok: true;
-  /** Host physical address (exact, < 2^52), as hex. */
+  /** Host physical address as hex (`0x...`): the form that crosses process and webview boundaries. */
   readonly output: string;
+  /** The same address as a number: exact, since physical addresses have at most 52 bits. */
+  readonly address: number;
   readonly pageSize: number;
   readonly perms: Permissions;
   readonly source: TranslationSource;
@@ -109,4 +111,37 @@ export type TranslationResult = TranslationOk | TranslationFault;
 export interface TranslateOptions {
   /** Build the walk trace (costs time; nothing when false). */
   readonly trace?: boolean;
+}
+
+/** A page request as PCIe PRI carries it, vendor-neutral (VT-d PRQ, SMMUv3 PRIQ, AMD PPR log). */
+export interface PriRequest {
+  readonly rid: number;
+  readonly pasid?: number;
+  readonly address: number;
+  readonly read: boolean;
+  readonly write: boolean;
+  readonly exec: boolean;
+  readonly priv: boolean;
+  readonly lastInGroup: boolean;
+  readonly prgIndex: number;
+}
+
+/**
+ * What the platform needs from an IOMMU unit, whatever its vendor. The lookup structures, fault records and
+ * invalidation interfaces differ (see the table in docs/ARCHITECTURE.md); the request and its outcome do not.
+ */
+export interface IommuUnit {
+  readonly name: string;
+  readonly vendor: Vendor;
+  /** Translates as the hardware would: caches used and filled, faults recorded, events emitted. */
+  translate(request: DmaRequest, options?: TranslateOptions): TranslationResult;
+  /** The translation the tables give now, with no side effect at all. */
+  probe(request: DmaRequest, options?: TranslateOptions): TranslationResult;
+  /** A PRI page request from an endpoint behind this unit. */
+  receivePageRequest(request: PriRequest): 'queued' | 'overflow' | 'rejected';
+  /** Lets the unit reach endpoints by requester ID (device-TLB invalidation, page responses). */
+  connect(endpointOf: (sid: number) => import('./endpoint').Endpoint | undefined): void;
+  /** Everything but memory (which the platform snapshots), for stepping backwards. */
+  capture(): unknown;
+  restore(state: unknown): void;
 }

@@ -25,27 +25,33 @@ export interface Layout {
   readonly fields: readonly FieldDef[];
   /** Bits that must be zero, per 64-bit word, as [msb, lsb] ranges. */
   readonly reserved: readonly (readonly [word: number, msb: number, lsb: number])[];
+  /** The same as masks over the 32-bit halves, for the walker's hot path. */
+  readonly reservedMasks: readonly number[];
+}
+
+function layout(l: Omit<Layout, 'reservedMasks'>): Layout {
+  return { ...l, reservedMasks: reservedMasks(l.reserved, l.words) };
 }
 
 const flag = (name: string, word: number, bit: number): FieldDef => ({ name, word, msb: bit, lsb: bit, kind: 'flag' });
 const num = (name: string, word: number, msb: number, lsb: number): FieldDef => ({ name, word, msb, lsb, kind: 'number' });
 const addr = (name: string, word: number): FieldDef => ({ name, word, msb: 51, lsb: 12, kind: 'address' });
 
-export const ROOT_LEGACY: Layout = {
+export const ROOT_LEGACY: Layout = layout({
   name: 'root-entry',
   words: 2,
   fields: [flag('P', 0, 0), addr('CTP', 0)],
   reserved: [[0, 11, 1], [0, 63, 52], [1, 63, 0]],
-};
+});
 
-export const ROOT_SCALABLE: Layout = {
+export const ROOT_SCALABLE: Layout = layout({
   name: 'sm-root-entry',
   words: 2,
   fields: [flag('LP', 0, 0), addr('LCTP', 0), flag('UP', 1, 0), addr('UCTP', 1)],
   reserved: [[0, 11, 1], [0, 63, 52], [1, 11, 1], [1, 63, 52]],
-};
+});
 
-export const CONTEXT_LEGACY: Layout = {
+export const CONTEXT_LEGACY: Layout = layout({
   name: 'context-entry',
   words: 2,
   fields: [
@@ -53,9 +59,9 @@ export const CONTEXT_LEGACY: Layout = {
     num('AW', 1, 2, 0), num('AVAIL', 1, 6, 3), num('DID', 1, 23, 8),
   ],
   reserved: [[0, 11, 4], [0, 63, 52], [1, 7, 7], [1, 63, 24]],
-};
+});
 
-export const CONTEXT_SCALABLE: Layout = {
+export const CONTEXT_SCALABLE: Layout = layout({
   name: 'sm-context-entry',
   words: 4,
   fields: [
@@ -64,19 +70,19 @@ export const CONTEXT_SCALABLE: Layout = {
     num('RID_PASID', 1, 19, 0), flag('RID_PRIV', 1, 20),
   ],
   reserved: [[0, 8, 5], [0, 63, 52], [1, 63, 21], [2, 63, 0], [3, 63, 0]],
-};
+});
 
-export const PASID_DIR_ENTRY: Layout = {
+export const PASID_DIR_ENTRY: Layout = layout({
   name: 'pasid-dir-entry',
   words: 1,
   fields: [flag('P', 0, 0), flag('FPD', 0, 1), addr('SMPTBLPTR', 0)],
   reserved: [[0, 11, 2], [0, 63, 52]],
-};
+});
 
 export const PGTT = { FIRST_LEVEL: 1, SECOND_LEVEL: 2, NESTED: 3, PASS_THROUGH: 4 } as const;
 export const PGTT_NAMES: Record<number, string> = { 1: 'first-level', 2: 'second-level', 3: 'nested', 4: 'pass-through' };
 
-export const PASID_ENTRY: Layout = {
+export const PASID_ENTRY: Layout = layout({
   name: 'pasid-entry',
   words: 8,
   fields: [
@@ -87,10 +93,10 @@ export const PASID_ENTRY: Layout = {
     flag('EAFE', 2, 7), addr('FLPTPTR', 2),
   ],
   reserved: [[0, 5, 5], [0, 11, 10], [0, 63, 52], [1, 22, 16], [2, 11, 8], [2, 63, 52], [3, 63, 0], [4, 63, 0], [5, 63, 0], [6, 63, 0], [7, 63, 0]],
-};
+});
 
 /** Second-level (EPT-like) paging entry. Bits 10, 52-61 and 63 are ignored by hardware. */
-export const SL_PTE: Layout = {
+export const SL_PTE: Layout = layout({
   name: 'sl-pte',
   words: 1,
   fields: [
@@ -98,10 +104,10 @@ export const SL_PTE: Layout = {
     flag('A', 0, 8), flag('D', 0, 9), flag('SNP', 0, 11), addr('ADDR', 0), flag('TM', 0, 62),
   ],
   reserved: [],
-};
+});
 
 /** First-level (IA-32e) paging entry. */
-export const FL_PTE: Layout = {
+export const FL_PTE: Layout = layout({
   name: 'fl-pte',
   words: 1,
   fields: [
@@ -109,13 +115,15 @@ export const FL_PTE: Layout = {
     flag('D', 0, 6), flag('PS', 0, 7), flag('G', 0, 8), flag('EA', 0, 10), addr('ADDR', 0), flag('XD', 0, 63),
   ],
   reserved: [],
-};
+});
 
 /** Bit masks of the paging-entry bits the walker tests, as (lo-word mask) or (hi-word mask). */
 export const SLB = { R: 1, W: 2, X: 4, PS: 0x80, A: 0x100, D: 0x200, SNP: 0x800 } as const;
 export const FLB = { P: 1, RW: 2, US: 4, A: 0x20, D: 0x40, PS: 0x80, EA: 0x400, XD_HI: 0x8000_0000 } as const;
 
 export type Words = ArrayLike<number>;
+
+const NONE: string[] = [];
 
 /** The value of one field of an entry (flags as 0/1; addresses as numbers). */
 export function getField(w: Words, f: FieldDef): number {
@@ -135,8 +143,25 @@ export function decodeEntry(layout: Layout, w: Words): Record<string, number | b
   return out;
 }
 
+/** Per 64-bit word, the (lo, hi) masks of a layout's reserved bits, in memory order. */
+function reservedMasks(reserved: Layout['reserved'], words: number): number[] {
+  const m = new Array<number>(words * 2).fill(0);
+  for (const [word, msb, lsb] of reserved) {
+    const [hi, lo] = setField(m[word * 2 + 1]!, m[word * 2]!, msb, lsb, 2 ** Math.min(53, msb - lsb + 1) - 1);
+    // setField writes at most 53 bits; wider ranges (whole reserved words) are all ones.
+    m[word * 2] = msb - lsb + 1 > 53 ? 0xffff_ffff : lo;
+    m[word * 2 + 1] = msb - lsb + 1 > 53 ? 0xffff_ffff : hi;
+  }
+  return m;
+}
+
 /** Names of the reserved ranges that are not zero, e.g. `qw0[11:1]`. Empty when the entry is clean. */
 export function reservedViolations(layout: Layout, w: Words): string[] {
+  // The hot path: a clean entry costs one AND per 32-bit half.
+  const masks = layout.reservedMasks;
+  let any = 0;
+  for (let i = 0; i < masks.length; i++) any |= w[i]! & masks[i]!;
+  if (any === 0) return NONE;
   const bad: string[] = [];
   for (const [word, msb, lsb] of layout.reserved) {
     if (field(w[word * 2 + 1]! >>> 0, w[word * 2]! >>> 0, msb, lsb) !== 0) bad.push(`qw${word}[${msb}:${lsb}]`);

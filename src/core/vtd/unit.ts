@@ -1,7 +1,7 @@
 import type { Endpoint } from '../hw/endpoint';
 import type { EventStream } from '../hw/events';
 import type { PhysicalMemory } from '../hw/memory';
-import type { DmaRequest, Permissions, StaleUse, TranslationFault, TranslationOk, TranslationResult, TranslateOptions, WalkStep } from '../hw/types';
+import type { DmaRequest, IommuUnit, Permissions, StaleUse, TranslationFault, TranslationOk, TranslationResult, TranslateOptions, WalkStep } from '../hw/types';
 import { U64, hexPad } from '../u64';
 import {
   type ContextCacheEntry,
@@ -84,6 +84,7 @@ interface Req {
 }
 
 const TWO_32 = 0x1_0000_0000;
+const NO_DEPS: Deps = [];
 const INTERRUPT_BASE = 0xfee0_0000;
 const INTERRUPT_LAST = 0xfeef_ffff;
 const NOT_PRESENT_FAULTS = new Set([0x01, 0x02, 0x05, 0x06, 0x39, 0x41, 0x51, 0x59, 0x71, 0x79]);
@@ -91,7 +92,7 @@ const NOT_PRESENT_FAULTS = new Set([0x01, 0x02, 0x05, 0x06, 0x39, 0x41, 0x51, 0x
 /** A register's value: 32-bit registers use `lo` only. */
 type RegValue = { hi: number; lo: number };
 
-export class VtdUnit {
+export class VtdUnit implements IommuUnit {
   readonly vendor = 'intel' as const;
   readonly name: string;
   readonly regBase: number;
@@ -113,6 +114,8 @@ export class VtdUnit {
   // Latched state (what GCMD made effective).
   private rootTable = 0;
   private scalable = false;
+  /** GSTS.TES, kept as a field: it is read on every translation. */
+  private tes = false;
 
   // Caches.
   private ctxCache: (ContextCacheEntry | undefined)[] = new Array(65536);
@@ -122,6 +125,7 @@ export class VtdUnit {
   // Scratch for the hot path.
   private readonly adUpdates: number[] = [];
   private stale: StaleUse | undefined;
+  private readonly hawLimit: number;
 
   constructor(
     readonly memory: PhysicalMemory,
@@ -141,6 +145,7 @@ export class VtdUnit {
     this.frcdBase = faultRecordingOffset(this.cap);
     this.frcdCount = faultRecordingCount(this.cap);
     this.iotlb = new Iotlb(config.iotlbEntries ?? 4096, config.pwcEntries ?? 1024);
+    this.hawLimit = 2 ** memory.hostAddressWidth;
     this.walker = new Walker(memory, {
       large2M: (this.cap.sllps & 1) === 1,
       large1G: (this.cap.sllps & 2) === 2,
@@ -265,10 +270,11 @@ export class VtdUnit {
     set(GSTS.CFIS, (cmd & (1 << GCMD.CFI)) !== 0);
     this.setReg(Reg.GCMD, 0, cmd & ~((1 << GCMD.SRTP) | (1 << GCMD.SIRTP) | (1 << GCMD.WBF)));
     this.setReg(Reg.GSTS, 0, sts);
+    this.tes = ((sts >>> GSTS.TES) & 1) === 1;
   }
 
   get translationEnabled(): boolean {
-    return this.regBit(Reg.GSTS, GSTS.TES);
+    return this.tes;
   }
 
   /** Whether the latched root table is in scalable-mode format (RTADDR.TTM = 01 when SRTP was last set). */
@@ -287,7 +293,7 @@ export class VtdUnit {
   /** Translates a DMA request as the hardware would: caches, faults recorded, A/D bits set, events emitted. */
   translate(request: DmaRequest, options?: TranslateOptions): TranslationResult {
     const trace = options?.trace ? ([] as WalkStep[]) : null;
-    const r = this.run(normalize(request), trace, false);
+    const r = this.run(normalize(request, this.scratch), trace, false);
     if (this.events.active) this.emitTranslation(request, r);
     return r;
   }
@@ -298,8 +304,11 @@ export class VtdUnit {
    * views that want to show what a walk would do.
    */
   probe(request: DmaRequest, options?: TranslateOptions): TranslationResult {
-    return this.run(normalize(request), options?.trace ? [] : null, true);
+    return this.run(normalize(request, this.scratch), options?.trace ? [] : null, true);
   }
+
+  /** The request being translated; reused, as translation is never re-entered. */
+  private readonly scratch: Req = { sid: 0, hasPasid: false, pasid: 0, hi: 0, lo: 0, write: false, exec: false, priv: false, kind: 'untranslated' };
 
   private run(q: Req, trace: WalkStep[] | null, probe: boolean): TranslationResult {
     this.stale = undefined;
@@ -347,7 +356,6 @@ export class VtdUnit {
       case PGTT.SECOND_LEVEL: {
         const width = Math.min(30 + 9 * pe.aw, this.cap.mgaw + 1);
         if (q.hi >= 2 ** Math.max(0, width - 32)) return this.fault(q, 0x83, pe.fpd, trace, probe);
-        if (!this.readable(pe.slptptr)) return this.fault(q, 0x7b, pe.fpd, trace, probe);
         const bucket = useCache ? this.bucketFor(pe, 'sl') : undefined;
         return this.pagedTranslation(q, bucket, pe.did, 'sl', pe.slptptr, pe.aw + 2, SM_SL, pe.fpd, trace, probe, null);
       }
@@ -356,7 +364,6 @@ export class VtdUnit {
         const five = pe.flpm === 1;
         if (!canonical(q.hi, five)) return this.fault(q, FL_CODES.nonCanonical, pe.fpd, trace, probe);
         const mode = pe.pgtt === PGTT.NESTED ? 'nested' : 'fl';
-        if (mode === 'nested' && !this.readable(pe.slptptr)) return this.fault(q, 0x7b, pe.fpd, trace, probe);
         const bucket = useCache ? this.bucketFor(pe, mode) : undefined;
         return this.pagedTranslation(q, bucket, pe.did, mode, pe.flptptr, five ? 5 : 4, SM_SL, pe.fpd, trace, probe, { pe, priv });
       }
@@ -409,7 +416,12 @@ export class VtdUnit {
       }
     }
 
-    // 2. Walk, starting below the deepest paging-structure cache hit.
+    // 2. Walk, starting below the deepest paging-structure cache hit. A second-level root pointer that cannot be
+    // read is reported as such (0x7b) in scalable mode, before any table is touched.
+    if (fl === null ? slCodes === SM_SL : mode === 'nested') {
+      const slRoot = fl === null ? root : fl.pe.slptptr;
+      if (!this.readable(slRoot)) return this.fault(q, 0x7b, fpd, trace, probe);
+    }
     const w = this.walker;
     let table = root;
     let start = levels;
@@ -598,7 +610,8 @@ export class VtdUnit {
     const rootBad = reservedViolations(rootLayout, root);
     const ctp = (root[upper ? 3 : 1]! & 0xf_ffff) * TWO_32 + ((root[upper ? 2 : 0]! & 0xffff_f000) >>> 0);
     if (trace) trace.push(entryStep(rootLayout, 'root-entry', this.rootTable, bus, root, !present ? `${sm ? (upper ? 'UP' : 'LP') : 'P'} = 0: no context table for bus 0x${bus.toString(16).padStart(2, '0')}${sm ? (upper ? ' (devfn 0x80-0xff)' : ' (devfn 0x00-0x7f)') : ''}` : rootBad.length ? `reserved bits set: ${rootBad.join(', ')}` : `context table at 0x${ctp.toString(16)}`, present && rootBad.length === 0));
-    const deps: Deps = [rootAddr, root[1]!, root[0]!, -1, rootAddr + 8, root[3]!, root[2]!, -1];
+    // Verification data is only kept for entries that go into a cache.
+    const deps: Deps = useCache ? [rootAddr, root[1]!, root[0]!, -1, rootAddr + 8, root[3]!, root[2]!, -1] : NO_DEPS;
     if (!present) return this.negativeContext(sid, sm ? 0x39 : 0x01, root, rootAddr, [], 0, deps, useCache, false);
     if (rootBad.length) return sm ? 0x3a : 0x0a;
     if (!this.readable(ctp)) {
@@ -609,7 +622,7 @@ export class VtdUnit {
     const ctxAddr = ctp + (sm ? devfn & 0x7f : devfn) * entrySize;
     const words = readWords(mem, ctxAddr, sm ? 4 : 2);
     this.walker.reads++;
-    for (let i = 0; i < words.length; i += 2) deps.push(ctxAddr + i * 4, words[i + 1]!, words[i]!, -1);
+    if (useCache) for (let i = 0; i < words.length; i += 2) deps.push(ctxAddr + i * 4, words[i + 1]!, words[i]!, -1);
     const layout = sm ? CONTEXT_SCALABLE : CONTEXT_LEGACY;
     const ctxPresent = (words[0]! & 1) === 1;
     const fpd = (words[0]! & 2) === 2;
@@ -701,7 +714,7 @@ export class VtdUnit {
     }
     const dir = readWords(mem, dirAddr, 1);
     this.walker.reads++;
-    const deps: Deps = [dirAddr, dir[1]!, dir[0]!, -1];
+    const deps: Deps = useCache ? [dirAddr, dir[1]!, dir[0]!, -1] : NO_DEPS;
     const dirPresent = (dir[0]! & 1) === 1;
     const dirFpd = (dir[0]! & 2) === 2;
     this.lastPasidFpd = ctx.fpd || dirFpd;
@@ -717,7 +730,7 @@ export class VtdUnit {
     const entryAddr = tbl + (pasid & 63) * 64;
     const words = readWords(mem, entryAddr, 8);
     this.walker.reads++;
-    for (let i = 0; i < 16; i += 2) deps.push(entryAddr + i * 4, words[i + 1]!, words[i]!, -1);
+    if (useCache) for (let i = 0; i < 16; i += 2) deps.push(entryAddr + i * 4, words[i + 1]!, words[i]!, -1);
     const present = (words[0]! & 1) === 1;
     const fpd = ctx.fpd || dirFpd || (words[0]! & 2) === 2;
     this.lastPasidFpd = fpd;
@@ -794,7 +807,7 @@ export class VtdUnit {
   }
 
   private readable(addr: number): boolean {
-    return addr < 2 ** this.memory.hostAddressWidth && (!this.memory.hasHoles || this.memory.accessible(addr));
+    return addr < this.hawLimit && (!this.memory.hasHoles || this.memory.accessible(addr));
   }
 
   /** Compares a cached entry with memory if memory was written since it was last verified. */
@@ -821,17 +834,7 @@ export class VtdUnit {
   // ---- results and faults ----
 
   private ok(output: number, size: number, perms: number, source: TranslationOk['source'], did: number | undefined, trace: WalkStep[] | null): TranslationOk {
-    return {
-      ok: true,
-      output: '0x' + output.toString(16),
-      pageSize: size,
-      perms: permsOf(perms),
-      source,
-      ...(did !== undefined ? { did } : {}),
-      ...(this.stale ? { stale: this.stale } : {}),
-      ...(trace ? { trace } : {}),
-      reads: this.walker.reads,
-    };
+    return new Translated(output, size, permsOf(perms), source, did, this.stale, trace ?? undefined, this.walker.reads);
   }
 
   private fault(q: Req, reason: number, fpd: boolean, trace: WalkStep[] | null, probe: boolean): TranslationFault {
@@ -1033,6 +1036,7 @@ export class VtdUnit {
   private execute(type: number, f: Record<string, number>, index: number, words: number[], d: ReturnType<typeof decodeDescriptor>): 'ok' | 'timeout' {
     const dropped: Record<string, number> = {};
     let status: 'ok' | 'timeout' = 'ok';
+    let completionInterrupt = false;
     const add = (k: string, n: number) => (dropped[k] = (dropped[k] ?? 0) + n);
     switch (type) {
       case DescType.CONTEXT_CACHE: {
@@ -1085,7 +1089,7 @@ export class VtdUnit {
         if (f.SW) this.memory.write32(f.ADDR! * 4, f.STATUS!, 'inv-wait-status');
         if (f.IF) {
           this.setRegBit(Reg.ICS, ICS.IWC, true);
-          if (this.events.active) this.events.emit({ type: 'interrupt', unit: this.name, source: 'invalidation-completion' });
+          completionInterrupt = true;
         }
         break;
       }
@@ -1113,6 +1117,7 @@ export class VtdUnit {
         fields: f,
         dropped,
       });
+      if (completionInterrupt) this.events.emit({ type: 'interrupt', unit: this.name, source: 'invalidation-completion' });
     }
     return status;
   }
@@ -1258,7 +1263,8 @@ export class VtdUnit {
     };
   }
 
-  restore(s: VtdUnitState): void {
+  restore(state: unknown): void {
+    const s = state as VtdUnitState;
     this.regs.clear();
     for (const [k, v] of s.regs) this.regs.set(k, { ...v });
     this.frcdNext = s.frcdNext;
@@ -1288,28 +1294,25 @@ export interface VtdUnitState {
 
 type Mutable<T> = T extends readonly (infer E)[] ? E[] : never;
 
-function normalize(r: DmaRequest): Req {
-  let hi: number;
-  let lo: number;
-  if (typeof r.addr === 'number') {
-    if (!Number.isSafeInteger(r.addr) || r.addr < 0) throw new RangeError(`DMA address ${r.addr} is not an exact unsigned integer; pass a U64`);
-    hi = Math.floor(r.addr / TWO_32);
-    lo = r.addr >>> 0;
+function normalize(r: DmaRequest, into?: Req): Req {
+  const q: Req = into ?? { sid: 0, hasPasid: false, pasid: 0, hi: 0, lo: 0, write: false, exec: false, priv: false, kind: 'untranslated' };
+  const a = r.addr;
+  if (typeof a === 'number') {
+    if (!(a >= 0 && a <= Number.MAX_SAFE_INTEGER && a === Math.floor(a))) throw new RangeError(`DMA address ${a} is not an exact unsigned integer; pass a U64`);
+    q.hi = a < TWO_32 ? 0 : Math.floor(a / TWO_32);
+    q.lo = a >>> 0;
   } else {
-    hi = r.addr.hi;
-    lo = r.addr.lo;
+    q.hi = a.hi;
+    q.lo = a.lo;
   }
-  return {
-    sid: r.sid & 0xffff,
-    hasPasid: r.pasid !== undefined,
-    pasid: r.pasid ?? 0,
-    hi,
-    lo,
-    write: r.write ?? false,
-    exec: r.exec ?? false,
-    priv: r.priv ?? false,
-    kind: r.kind ?? 'untranslated',
-  };
+  q.sid = r.sid & 0xffff;
+  q.hasPasid = r.pasid !== undefined;
+  q.pasid = r.pasid ?? 0;
+  q.write = r.write ?? false;
+  q.exec = r.exec ?? false;
+  q.priv = r.priv ?? false;
+  q.kind = r.kind ?? 'untranslated';
+  return q;
 }
 
 function canonical(hi: number, fiveLevel: boolean): boolean {
@@ -1352,11 +1355,45 @@ function permitted(perms: number, need: number, fl: { user: boolean; wpe: boolea
 /** In a nested IOTLB entry the second stage's R/W/X sit at these bits. */
 const SL_SHIFT = 5;
 
+/** One shared, frozen Permissions object per combination of R/W/X/U, so results allocate none. */
+const PERMS: readonly Permissions[] = Array.from({ length: 16 }, (_, p) =>
+  Object.freeze({ read: (p & Perm.R) !== 0, write: (p & Perm.W) !== 0, exec: (p & Perm.X) !== 0, priv: (p & Perm.U) === 0 }),
+);
+
 function permsOf(p: number): Permissions {
   // Nested entries: effective permission is what both stages allow.
   const sl = (p >>> SL_SHIFT) & 7;
   const eff = sl !== 0 ? p & (sl | Perm.U) : p;
-  return { read: (eff & Perm.R) !== 0, write: (eff & Perm.W) !== 0, exec: (eff & Perm.X) !== 0, priv: (p & Perm.U) === 0 };
+  return PERMS[eff & 15]!;
+}
+
+/** A copy of a successful translation with some fields changed (results are immutable). */
+export function translationWith(r: TranslationOk, changes: { source?: TranslationOk['source']; stale?: StaleUse; address?: number }): TranslationOk {
+  return new Translated(changes.address ?? r.address, r.pageSize, r.perms, changes.source ?? r.source, r.did, changes.stale ?? r.stale, r.trace, r.reads);
+}
+
+/** A successful translation. `output` is formatted only when someone reads it. */
+class Translated implements TranslationOk {
+  readonly ok = true as const;
+  constructor(
+    readonly address: number,
+    readonly pageSize: number,
+    readonly perms: Permissions,
+    readonly source: TranslationOk['source'],
+    readonly did: number | undefined,
+    readonly stale: StaleUse | undefined,
+    readonly trace: readonly WalkStep[] | undefined,
+    readonly reads: number,
+  ) {}
+
+  get output(): string {
+    return '0x' + this.address.toString(16);
+  }
+
+  toJSON(): TranslationOk {
+    const { ok, output, address, pageSize, perms, source, did, stale, trace, reads } = this;
+    return { ok, output, address, pageSize, perms, source, reads, ...(did !== undefined ? { did } : {}), ...(stale ? { stale } : {}), ...(trace ? { trace } : {}) };
+  }
 }
 
 function readWords(mem: PhysicalMemory, addr: number, qwords: number): number[] {

@@ -57,9 +57,12 @@ export interface WalkParams {
   readonly hawLimit: number;
 }
 
-/** Index of `vpn` (address >> 12) at `level` (1 = PTE). */
+/** 512^(level-1): the pages one entry at `level` covers. */
+const LEVEL_PAGES = [0, 1, 512, 262144, 2 ** 27, 2 ** 36, 2 ** 45];
+
+/** Index of `vpn` (address >> 12) at `level` (1 = PTE). Levels above 3 need bits beyond 32: divide instead of shift. */
 export function levelIndex(vpn: number, level: number): number {
-  return level <= 3 ? (vpn >>> (9 * (level - 1))) & 511 : Math.floor(vpn / 2 ** (9 * (level - 1))) & 511;
+  return level <= 3 ? (vpn >>> (9 * (level - 1))) & 511 : Math.floor(vpn / LEVEL_PAGES[level]!) & 511;
 }
 
 export const SL_LEVEL_NAMES = ['', 'sl-pte', 'sl-pde', 'sl-pdpe', 'sl-pml4e', 'sl-pml5e'];
