@@ -211,6 +211,15 @@ export class PhysicalMemory {
     return addr;
   }
 
+  /** `pages` physically contiguous zeroed table pages (a PASID directory, the page request queue). */
+  allocContiguous(pages: number): number {
+    const base = this.allocator.next;
+    if (base + pages * PAGE_SIZE > this.limit) throw new RangeError('simulated memory is full');
+    this.allocator.next = base + pages * PAGE_SIZE;
+    for (let i = 0; i < pages; i++) this.zeroPage(base + i * PAGE_SIZE);
+    return base;
+  }
+
   private bump(): number {
     const addr = this.allocator.next;
     if (addr + PAGE_SIZE > this.limit) throw new RangeError('simulated memory is full: no room for another table page');

@@ -174,12 +174,14 @@ export function encodeDescriptor(type: number, values: Readonly<Record<string, n
   };
   put(0, 3, 0, type & 0xf);
   put(0, 11, 9, type >> 4);
-  for (const [name, raw] of Object.entries(values)) {
+  for (const [key, raw] of Object.entries(values)) {
+    // ADDR is a byte address; ADDR_PAGE gives the field itself (bits 63:12), for addresses beyond 2^53.
+    const name = key === 'ADDR_PAGE' ? 'ADDR' : key;
     const f = layout.fields.find((x) => x.name === name);
     if (!f) throw new Error(`${DESC_NAMES[type]} has no field ${name}`);
     if (f.word >= words) throw new Error(`${name} needs a 256-bit descriptor`);
     let v = raw;
-    if (name === 'ADDR') v = type === DescType.WAIT ? raw / 4 : raw / 4096;
+    if (key === 'ADDR') v = type === DescType.WAIT ? raw / 4 : raw / 4096;
     if (!Number.isInteger(v) || v < 0 || v >= 2 ** Math.min(53, f.msb - f.lsb + 1)) throw new RangeError(`${name}=${raw} does not fit`);
     put(f.word, f.msb, f.lsb, v);
   }

@@ -56,6 +56,8 @@ export class IoPageTable {
   private readonly large1G: boolean;
   private readonly alloc: () => number;
   private readonly free: (addr: number) => void;
+  /** Table pages freed by the last map (superpage promotion) or unmap: Linux then flushes with IH = 0. */
+  tablesFreed = 0;
   // Sequential mappings reuse the last table found at each level.
   private readonly memoKey: number[] = [-1, -1, -1, -1, -1, -1];
   private readonly memoTable: number[] = [0, 0, 0, 0, 0, 0];
@@ -144,6 +146,7 @@ export class IoPageTable {
     if (iova % 4096 || output % 4096 || size % 4096 || size <= 0) throw new PageTableError('map: addresses and size must be 4 KiB aligned and the size positive');
     if (iova + size > this.span) throw new PageTableError(`map: 0x${iova.toString(16)}+0x${size.toString(16)} is beyond the ${12 + 9 * this.levels}-bit table`);
     const written: number[] = [];
+    this.tablesFreed = 0;
     try {
       return this.mapRange(iova, output, size, attrs, written);
     } catch (e) {
@@ -173,7 +176,7 @@ export class IoPageTable {
         }
         const old64 = (this.mem.readHi(entry) & 0xf_ffff) * TWO_32 + ((old & 0xffff_f000) >>> 0);
         this.mem.write64(entry, 0, 0, this.entryName(level));
-        this.freeTables(old64, level - 1);
+        this.tablesFreed += this.freeTables(old64, level - 1);
         this.memoKey.fill(-1);
       }
       const [hi, lo] = this.leaf(output, level, attrs);
@@ -195,6 +198,7 @@ export class IoPageTable {
   unmap(iova: number, size: number): number {
     if (iova % 4096 || size % 4096) throw new PageTableError('unmap: address and size must be 4 KiB aligned');
     this.memoKey.fill(-1);
+    this.tablesFreed = 0;
     const end = Math.min(iova + size, this.span);
     return this.clear(this.root, this.levels, 0, iova, end);
   }
@@ -222,6 +226,7 @@ export class IoPageTable {
         // The whole range of this table is gone: free the table page as Linux's unmap does.
         this.mem.write64(entry, 0, 0, this.entryName(level));
         this.free(next);
+        this.tablesFreed++;
       }
     }
     return unmapped;
@@ -286,15 +291,18 @@ export class IoPageTable {
     this.freeTables(this.root, this.levels);
   }
 
-  private freeTables(table: number, level: number): void {
+  /** Frees a table and the tables below it; returns how many pages were freed. */
+  private freeTables(table: number, level: number): number {
+    let n = 0;
     if (level > 1) {
       for (let i = 0; i < 512; i++) {
         const lo = this.mem.readLo(table + i * 8);
         if (!this.present(lo) || lo & 0x80) continue;
         const hi = this.mem.readHi(table + i * 8);
-        this.freeTables((hi & 0xf_ffff) * TWO_32 + ((lo & 0xffff_f000) >>> 0), level - 1);
+        n += this.freeTables((hi & 0xf_ffff) * TWO_32 + ((lo & 0xffff_f000) >>> 0), level - 1);
       }
     }
     this.free(table);
+    return n + 1;
   }
 }

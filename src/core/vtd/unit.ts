@@ -1079,7 +1079,7 @@ export class VtdUnit implements IommuUnit {
           break;
         }
         if (ep) {
-          const r = type === DescType.DEVICE_TLB && f.S === 1 && allOnesBelow(f.ADDR!) ? { base: 0, size: 2 ** 64 } : atsInvalidationRange(f.ADDR! * 4096, f.S!);
+          const r = f.S === 1 && allOnesBelow(f.ADDR!) ? { base: 0, size: 2 ** 64 } : atsInvalidationRange(f.ADDR! * 4096, f.S!);
           const n = type === DescType.DEVICE_TLB ? ep.invalidate(-1, r.base, r.size) : ep.invalidate(f.PASID!, r.base, r.size, f.G === 1);
           add('device-tlb', n);
         }
@@ -1344,7 +1344,7 @@ function permitted(perms: number, need: number, fl: { user: boolean; wpe: boolea
   if (need & Perm.W && !(perms & Perm.W) && (fl.user || fl.wpe)) return false;
   // A write through an entry cached before the leaf was dirty walks again, to set D (as a CPU TLB does).
   if (need & Perm.W && !(perms & Perm.D)) return false;
-  if (need & Perm.X && fl.nxe && !(perms & Perm.X)) return false;
+  if (need & Perm.X && !(perms & Perm.X)) return false;
   if (fl.nested) {
     const sl = need & (Perm.R | Perm.W | Perm.X);
     if (((perms >>> SL_SHIFT) & sl) !== sl) return false;

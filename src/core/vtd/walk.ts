@@ -180,7 +180,7 @@ export class Walker {
     need: number,
     user: boolean,
     wpe: boolean,
-    nxe: boolean,
+    _nxe: boolean,
     trace: WalkStep[] | null,
     adUpdates: number[] | null,
     translateTable?: (gpa: number, top: boolean, adWrite: boolean, trace: WalkStep[] | null) => number,
@@ -225,7 +225,7 @@ export class Walker {
       }
       const next = (hi & 0xf_ffff) * TWO_32 + ((lo & 0xffff_f000) >>> 0);
       const large = (lo & FLB.PS) !== 0;
-      const bad = this.flReserved(level, large, next, hi, nxe, translateTable !== undefined);
+      const bad = this.flReserved(level, large, next, translateTable !== undefined);
       if (bad) {
         if (trace) trace.push(step(`reserved: ${bad}`, false));
         return this.fail(FL_CODES.reserved);
@@ -240,7 +240,7 @@ export class Walker {
         const problem =
           user && !(perms & Perm.U) ? FL_CODES.user
           : need & Perm.W && !(perms & Perm.W) && (user || wpe) ? FL_CODES.write
-          : need & Perm.X && nxe && !(perms & Perm.X) ? FL_CODES.exec
+          : need & Perm.X && !(perms & Perm.X) ? FL_CODES.exec
           : 0;
         if (problem) {
           if (trace) trace.push(step(problem === FL_CODES.user ? 'user request to a supervisor page (U/S = 0)' : problem === FL_CODES.write ? 'write to a read-only page (R/W = 0)' : 'execute from a no-execute page (XD = 1)', false));
@@ -268,9 +268,10 @@ export class Walker {
     return this.fail(FL_CODES.reserved);
   }
 
-  private flReserved(level: number, large: boolean, next: number, hi: number, nxe: boolean, nested: boolean): string | undefined {
+  // XD is never reserved: current VT-d specs honour it whatever the PASID entry's old NXE bit says (Linux
+  // stopped setting NXE when the spec dropped it), and CPU page tables used for SVA are full of NX bits.
+  private flReserved(level: number, large: boolean, next: number, nested: boolean): string | undefined {
     if (!nested && next >= this.params.hawLimit) return 'address above the host address width';
-    if (!nxe && (hi & FLB.XD_HI) !== 0) return 'XD set while NXE = 0';
     if (!large) return undefined;
     if (level >= 4) return `PS set at level ${level}`;
     if (level === 3 && !this.params.large1G) return 'PS set for a 1 GiB page (CAP.FL1GP = 0)';

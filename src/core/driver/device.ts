@@ -1,0 +1,52 @@
+import type { Endpoint } from '../hw/endpoint';
+import type { Domain } from './domain';
+import type { IntelIommu } from './intel-iommu';
+
+/**
+ * What the driver keeps per device (Linux `struct device_domain_info`): its IOMMU, its PASID table, which
+ * PCIe features are enabled, and what is attached at the RID and at each PASID.
+ */
+export class DeviceInfo {
+  /** Name in the seed's drawings ("RID1"), or the PCI address. */
+  label: string;
+  /** Scalable mode: the PASID directory and its size field. */
+  pasidDir = 0;
+  pdts = 0;
+  /** PASID tables, by directory index (one 4 KiB table per 64 PASIDs, allocated on first use). */
+  readonly pasidTables = new Map<number, number>();
+  atsEnabled = false;
+  priEnabled = false;
+  pasidEnabled = false;
+  iopfEnabled = 0;
+  /** The domain at the RID (PASID 0 in scalable mode). */
+  ridDomain: Domain | undefined;
+  readonly pasidDomains = new Map<number, Domain>();
+  defaultDomain: Domain | undefined;
+
+  constructor(
+    readonly endpoint: Endpoint,
+    readonly iommu: IntelIommu,
+  ) {
+    this.label = endpoint.name;
+  }
+
+  get sid(): number {
+    return this.endpoint.sid;
+  }
+
+  get name(): string {
+    return this.endpoint.name;
+  }
+
+  /** Linux `dev->iommu->max_pasids`: min(device PASID width, IOMMU PASID size); 0 without PASID. */
+  get maxPasids(): number {
+    const dev = this.endpoint.maxPasids;
+    const unit = this.iommu.unit.ecap.pasid ? 2 * 2 ** this.iommu.unit.ecap.pss : 0;
+    return Math.min(dev, unit);
+  }
+
+  /** The domain a request with this PASID (or none) reaches. */
+  domainAt(pasid: number | undefined): Domain | undefined {
+    return pasid === undefined ? this.ridDomain : this.pasidDomains.get(pasid);
+  }
+}

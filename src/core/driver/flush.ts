@@ -1,0 +1,145 @@
+import type { DeviceInfo } from './device';
+import type { CacheTag, CacheTagType, Domain } from './domain';
+import type { IntelIommu } from './intel-iommu';
+import { type Desc, Descs, FULL_RANGE_MASK, type SubmitResult } from './qi';
+
+/**
+ * Cache tags and the flushes built from them, as Linux's drivers/iommu/intel/cache.c does it: a domain
+ * keeps one tag per (IOMMU, DID, PASID) for the IOTLB and one per (device, DID, PASID) for device TLBs; a
+ * range flush walks the tags and emits, per tag, the descriptor the domain's kind needs.
+ */
+
+/** What a caller may deliberately leave out, to reproduce missing-invalidation bugs. */
+export interface FlushOptions {
+  /** true: issue nothing; 'device-tlb': issue the IOTLB flushes but no device-TLB invalidation. */
+  readonly skipInvalidation?: boolean | 'device-tlb';
+}
+
+/** IOTLB tags are per (IOMMU, DID, PASID); device-TLB tags per device as well. */
+function tagKey(type: CacheTagType, iommu: IntelIommu, did: number, pasid: number, device: DeviceInfo): string {
+  const perDevice = type === 'devtlb' || type === 'nesting_devtlb';
+  return `${type}:${iommu.seq}:${did}:${pasid}${perDevice ? `:${device.sid}` : ''}`;
+}
+
+export function assignTag(domain: Domain, type: CacheTagType, iommu: IntelIommu, did: number, pasid: number, device: DeviceInfo): void {
+  const key = tagKey(type, iommu, did, pasid, device);
+  const t = domain.tags.get(key);
+  if (t) t.users++;
+  else domain.tags.set(key, { type, iommu, did, pasid, device, users: 1 });
+}
+
+export function unassignTag(domain: Domain, type: CacheTagType, iommu: IntelIommu, did: number, pasid: number, device: DeviceInfo): void {
+  const key = tagKey(type, iommu, did, pasid, device);
+  const t = domain.tags.get(key);
+  if (t && --t.users === 0) domain.tags.delete(key);
+}
+
+/** Tags in flush order: per IOMMU, IOTLB-class tags before device-TLB tags, each in assignment order. */
+function orderedTags(domain: Domain): CacheTag[] {
+  const tlb: CacheTag[] = [];
+  const dev: CacheTag[] = [];
+  for (const t of domain.tags.values()) (t.type === 'iotlb' || t.type === 'nesting_iotlb' ? tlb : dev).push(t);
+  const iommus = [...new Set([...tlb, ...dev].map((t) => t.iommu))];
+  return iommus.flatMap((i) => [...tlb.filter((t) => t.iommu === i), ...dev.filter((t) => t.iommu === i)]);
+}
+
+/**
+ * Linux `calculate_psi_aligned_address`: the smallest naturally aligned power-of-two block of 4 KiB pages
+ * that covers [start, end] (inclusive), as (address, mask).
+ */
+export function psiAligned(start: number, end: number): { addr: number; mask: number } {
+  const first = Math.floor(start / 4096);
+  const last = Math.floor(end / 4096);
+  const pages = last - first + 1;
+  let mask = Math.ceil(Math.log2(pages));
+  if (2 ** mask < pages) mask++;
+  if (first % 2 ** mask !== 0) {
+    // Grow the mask until both ends fall in the same aligned block.
+    while (mask < FULL_RANGE_MASK && Math.floor(first / 2 ** mask) !== Math.floor(last / 2 ** mask)) mask++;
+  }
+  return { addr: Math.floor(first / 2 ** mask) * 2 ** mask * 4096, mask };
+}
+
+/** The descriptors `cache_tag_flush_range` issues for one domain, grouped per IOMMU in tag order. */
+export function rangeFlushDescriptors(domain: Domain, start: number, end: number, ih: boolean, options: FlushOptions = {}): Map<IntelIommu, Desc[]> {
+  const all = start === 0 && end >= 2 ** 64 - 1;
+  const { addr, mask } = all ? { addr: 0, mask: FULL_RANGE_MASK } : psiAligned(start, end);
+  const out = new Map<IntelIommu, Desc[]>();
+  const add = (iommu: IntelIommu, d: Desc) => {
+    const list = out.get(iommu) ?? [];
+    list.push(d);
+    out.set(iommu, list);
+  };
+  for (const tag of orderedTags(domain)) {
+    const unit = tag.iommu.unit;
+    switch (tag.type) {
+      case 'iotlb':
+      case 'nesting_iotlb':
+        if (domain.pasidBasedInvalidation && tag.type === 'iotlb') {
+          add(tag.iommu, mask >= FULL_RANGE_MASK ? Descs.piotlbAll(tag.did, tag.pasid) : Descs.piotlbPsi(tag.did, tag.pasid, addr, mask, ih));
+        } else if (!unit.cap.psi || mask > unit.cap.mamv) {
+          add(tag.iommu, Descs.iotlbDsi(unit, tag.did));
+        } else {
+          add(tag.iommu, Descs.iotlbPsi(unit, tag.did, addr, mask, ih));
+        }
+        break;
+      case 'devtlb':
+      case 'nesting_devtlb': {
+        if (options.skipInvalidation === 'device-tlb' || !unit.translationEnabled) break;
+        // A nested child's device TLB holds combined translations: the driver cannot tell which an S2 change hit.
+        const [a, m] = tag.type === 'nesting_devtlb' ? [0, FULL_RANGE_MASK] : [addr, mask];
+        add(tag.iommu, devTlbDesc(tag.device, tag.pasid, a, m));
+        break;
+      }
+    }
+  }
+  return out;
+}
+
+export function devTlbDesc(device: DeviceInfo, pasid: number, addr: number, mask: number): Desc {
+  const ep = device.endpoint;
+  const pfsid = device.iommu.unit.ecap.dit ? device.sid : 0;
+  return pasid === 0 ? Descs.devTlb(device.sid, pfsid, ep.atsQueueDepth, addr, mask) : Descs.pasidDevTlb(device.sid, pfsid, pasid, ep.atsQueueDepth, addr, mask);
+}
+
+/** Submits descriptors in batches of at most 16 per IOMMU, each batch followed by its wait (qi_batch). */
+export function submitBatches(batches: Map<IntelIommu, Desc[]>): SubmitResult {
+  let result: SubmitResult = 'ok';
+  for (const [iommu, descs] of batches) {
+    for (let i = 0; i < descs.length; i += 16) {
+      const r = iommu.qi.submit(descs.slice(i, i + 16));
+      if (r !== 'ok') result = r;
+    }
+  }
+  return result;
+}
+
+/** `cache_tag_flush_range(domain, start, end, ih)`, end inclusive. */
+export function flushRange(domain: Domain, start: number, end: number, ih: boolean, options: FlushOptions = {}): SubmitResult {
+  if (options.skipInvalidation === true) return 'ok';
+  return submitBatches(rangeFlushDescriptors(domain, start, end, ih, options));
+}
+
+/** `cache_tag_flush_all`. */
+export function flushAll(domain: Domain, options: FlushOptions = {}): SubmitResult {
+  return flushRange(domain, 0, 2 ** 64 - 1, false, options);
+}
+
+/**
+ * `cache_tag_flush_range_np`, after a not-present to present change (map): only caching-mode hardware can
+ * hold the old not-present entry, and only second-stage translations need it (first-stage updates need no
+ * flush even under CM). IOTLB PSI per IOTLB tag, IH = 0; never a device-TLB invalidation.
+ */
+export function flushRangeNp(domain: Domain, start: number, end: number, options: FlushOptions = {}): SubmitResult {
+  if (options.skipInvalidation === true || domain.pasidBasedInvalidation) return 'ok';
+  const { addr, mask } = psiAligned(start, end);
+  const out = new Map<IntelIommu, Desc[]>();
+  for (const tag of domain.tags.values()) {
+    if (tag.type !== 'iotlb' && tag.type !== 'nesting_iotlb') continue;
+    const unit = tag.iommu.unit;
+    if (!unit.cap.cm && !unit.cap.rwbf) continue;
+    const d = !unit.cap.psi || mask > unit.cap.mamv ? Descs.iotlbDsi(unit, tag.did) : Descs.iotlbPsi(unit, tag.did, addr, mask, false);
+    out.set(tag.iommu, [...(out.get(tag.iommu) ?? []), d]);
+  }
+  return submitBatches(out);
+}

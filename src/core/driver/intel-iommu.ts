@@ -1,0 +1,87 @@
+import { faultRecordingCount } from '../vtd/cap';
+import { enablePageRequests, enableTranslation, setRootTable, writeLegacyRootEntry, writeScalableRootEntry } from '../vtd/tables';
+import type { VtdUnit } from '../vtd/unit';
+import { Ida } from './ida';
+import type { KernelLog } from './log';
+import { QueuedInvalidation } from './qi';
+
+/** Linux PRQ_ORDER: a 16-page (64 KiB) page request queue. */
+export const PRQ_ORDER = 4;
+/** DID 1: identity and SVA domains (Linux FLPT_DEFAULT_DID). DID 0 is reserved. */
+export const FLPT_DEFAULT_DID = 1;
+
+/**
+ * What the VT-d driver keeps per IOMMU unit (Linux `struct intel_iommu`): the root and context tables it
+ * built, its domain-ID allocator, its invalidation queue and page request queue.
+ */
+export class IntelIommu {
+  readonly rootTable: number;
+  readonly scalable: boolean;
+  readonly qi: QueuedInvalidation;
+  /** Domain IDs 2..ND-1 (0 reserved, 1 = FLPT_DEFAULT_DID). */
+  readonly dids: Ida;
+  readonly prqBase: number;
+  /** Context tables per bus: scalable mode has one per half (devfn 0x00-0x7f, 0x80-0xff). */
+  private readonly contextTables = new Map<number, { lower?: number; upper?: number }>();
+
+  constructor(
+    readonly unit: VtdUnit,
+    readonly seq: number,
+    log: KernelLog,
+    scalable: boolean,
+  ) {
+    const mem = unit.memory;
+    this.scalable = scalable && unit.ecap.smts === 1;
+    const nd = 2 ** (4 + 2 * unit.cap.nd);
+    this.dids = new Ida(2, nd - 1, `domain ID on ${unit.name}`);
+    this.rootTable = mem.allocPage();
+    this.qi = new QueuedInvalidation(unit, log);
+    this.prqBase = this.scalable && unit.ecap.prs ? mem.allocContiguous(2 ** PRQ_ORDER) : 0;
+    if (this.prqBase) enablePageRequests(unit, this.prqBase, PRQ_ORDER);
+    setRootTable(unit, this.rootTable, this.scalable);
+    // Fault and page-request interrupts unmasked, as the driver's request_irq does.
+    unit.writeRegister('FECTL', 0);
+    unit.writeRegister('PECTL', 0);
+    enableTranslation(unit);
+    log.info(`DMAR: ${unit.name}: Using Queued invalidation`);
+    if (faultRecordingCount(unit.cap) < 1) log.warn(`DMAR: ${unit.name}: no fault recording registers`);
+  }
+
+  get name(): string {
+    return this.unit.name;
+  }
+
+  /** The IOMMU's own address width index for AW fields: the largest SAGAW level within MGAW (Linux iommu->agaw). */
+  get agaw(): number {
+    const mgaw = this.unit.cap.mgaw + 1;
+    for (let aw = 3; aw >= 1; aw--) if ((this.unit.cap.sagaw >>> aw) & 1 && 30 + 9 * aw <= Math.max(mgaw, 39)) return aw;
+    return 2;
+  }
+
+  /** Whether the hardware caches not-present entries (CAP.CM): every change must then be flushed. */
+  get cachingMode(): boolean {
+    return this.unit.cap.cm === 1;
+  }
+
+  /** The context table holding `devfn` on `bus`, created (and hooked into the root entry) on first use. */
+  contextTable(bus: number, devfn: number): number {
+    const mem = this.unit.memory;
+    const t = this.contextTables.get(bus) ?? {};
+    const upper = this.scalable && devfn >= 0x80;
+    let table = upper ? t.upper : t.lower;
+    if (table === undefined) {
+      table = mem.allocPage();
+      if (upper) t.upper = table;
+      else t.lower = table;
+      this.contextTables.set(bus, t);
+      if (this.scalable) writeScalableRootEntry(mem, this.rootTable, bus, t.lower, t.upper);
+      else writeLegacyRootEntry(mem, this.rootTable, bus, t.lower);
+    }
+    return table;
+  }
+
+  /** Context tables that exist, by bus, for dumps. */
+  get contextTableMap(): ReadonlyMap<number, { lower?: number; upper?: number }> {
+    return this.contextTables;
+  }
+}
