@@ -119,10 +119,19 @@ export function field(hi: number, lo: number, msb: number, lsb: number): number 
 
 /** (hi, lo) with bits [msb:lsb] replaced by `value` (an unsigned integer of at most 53 bits). */
 export function setField(hi: number, lo: number, msb: number, lsb: number, value: number): [number, number] {
-  for (let b = lsb; b <= msb; b++) {
-    const on = Math.floor(value / 2 ** (b - lsb)) % 2 === 1;
-    if (b < 32) lo = on ? lo | (1 << b) : lo & ~(1 << b);
-    else hi = on ? hi | (1 << (b - 32)) : hi & ~(1 << (b - 32));
+  // Masks and parts are built with multiplication, as shifts by 32 or into bit 31 misbehave on JS numbers.
+  if (lsb < 32) {
+    const w = Math.min(msb, 31) - lsb + 1;
+    const span = 2 ** w;
+    const mask = (span - 1) * 2 ** lsb;
+    lo = ((lo & ~mask) | ((value % span) * 2 ** lsb)) >>> 0;
+    value = Math.floor(value / span);
+  }
+  if (msb >= 32) {
+    const l = Math.max(lsb, 32) - 32;
+    const span = 2 ** (msb - 32 - l + 1);
+    const mask = (span - 1) * 2 ** l;
+    hi = ((hi & ~mask) | ((value % span) * 2 ** l)) >>> 0;
   }
   return [hi >>> 0, lo >>> 0];
 }

@@ -9,7 +9,7 @@ import { device, pageTable, pasidEntry, rig, smContext } from '../support/vtd';
 const SID = 0x0010;
 
 function contents(mem: PhysicalMemory): string[] {
-  return [...mem.pages()].map((p) => `${p.addr.toString(16)}:${Buffer.from(p.data.buffer).toString('hex')}`);
+  return [...mem.pages()].map((p) => `${p.addr.toString(16)}:${Buffer.from(p.data.buffer, p.data.byteOffset, p.data.byteLength).toString('hex')}`);
 }
 
 describe('simulated memory', () => {

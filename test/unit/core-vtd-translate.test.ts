@@ -144,7 +144,11 @@ describe('VT-d translation', () => {
               pt.map(iova, op.outSlot * G1, size, { read: true, write: op.write });
               ref.map(iova, op.outSlot * G1, size, op.write);
               for (const a of [iova, iova + size - K4]) {
-                assert.ok(r.unit.translate(req(a)).ok);
+                const t = r.unit.translate(req(a));
+                // Without invalidation a stale paging-structure entry may send even a fresh mapping's walk astray;
+                // anything else must translate.
+                assert.ok(t.ok || (!invalidate && t.stale), `0x${a.toString(16)} translates right after its map`);
+                if (!t.ok || t.stale) continue;
                 const leaf = ref.leaves.find((l) => a >= l.iova && a < l.iova + l.size)!;
                 cached = cached.filter((c) => c.iova !== leaf.iova).concat(leaf);
               }

@@ -15,6 +15,7 @@
 
 const PAGE_SIZE = 4096;
 const CHUNK_PAGES = 4096;
+const SLAB_PAGES = 256;
 const TWO_32 = 0x1_0000_0000;
 
 interface Chunk {
@@ -135,11 +136,24 @@ export class PhysicalMemory {
     if (this.snapshots.length > 0 && chunk.saved[i] !== this.generation) this.saveBeforeWrite(chunk, i, pfn);
     let page = chunk.pages[i];
     if (page === undefined) {
-      page = new Uint32Array(PAGE_SIZE / 4);
+      page = this.newPage();
       chunk.pages[i] = page;
       this.pageCount++;
     }
     return page;
+  }
+
+  // Pages are views into 1 MiB slabs: one backing store per 256 pages instead of one per page, which is what
+  // made populating many tables (65,536 devices' PASID tables) slow. Fresh slab memory is already zero.
+  private slab: ArrayBuffer | undefined;
+  private slabUsed = SLAB_PAGES;
+
+  private newPage(): Uint32Array {
+    if (this.slabUsed === SLAB_PAGES) {
+      this.slab = new ArrayBuffer(SLAB_PAGES * PAGE_SIZE);
+      this.slabUsed = 0;
+    }
+    return new Uint32Array(this.slab!, this.slabUsed++ * PAGE_SIZE, PAGE_SIZE / 4);
   }
 
   private saveBeforeWrite(chunk: Chunk, i: number, pfn: number): void {

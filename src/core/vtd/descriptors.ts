@@ -93,6 +93,27 @@ const LAYOUTS: Record<number, DescLayout> = {
   },
 };
 
+interface CompiledLayout extends DescLayout {
+  readonly byName: ReadonlyMap<string, DescField>;
+  /** Per 32-bit half (memory order, 4 qwords), the bits that belong to a field or to the type. */
+  readonly defined: readonly number[];
+}
+
+const COMPILED = new Map<number, CompiledLayout>();
+for (const [type, layout] of Object.entries(LAYOUTS)) {
+  const defined = new Array<number>(8).fill(0);
+  const mark = (word: number, msb: number, lsb: number) => {
+    const [hi, lo] = setField(defined[word * 2 + 1]!, defined[word * 2]!, msb, lsb, 2 ** Math.min(53, msb - lsb + 1) - 1);
+    // Whole-qword fields (private data) are wider than setField writes: mark them entirely.
+    defined[word * 2] = msb - lsb + 1 > 53 ? 0xffff_ffff : lo;
+    defined[word * 2 + 1] = msb - lsb + 1 > 53 ? 0xffff_ffff : hi;
+  };
+  mark(0, 3, 0);
+  mark(0, 11, 9);
+  for (const f of layout.fields) mark(f.word, f.msb, f.lsb);
+  COMPILED.set(Number(type), { ...layout, byName: new Map(layout.fields.map((f) => [f.name, f])), defined });
+}
+
 /** The type field of a descriptor whose qw0 low half is `lo0`. */
 export function descriptorType(lo0: number): number {
   return (lo0 & 0xf) | (((lo0 >>> 9) & 0x7) << 4);
@@ -124,7 +145,7 @@ function get(w: DescWords, f: DescField): number {
  */
 export function decodeDescriptor(w: DescWords, words: 2 | 4): DecodedDescriptor {
   const type = descriptorType(w[0]! >>> 0);
-  const layout = LAYOUTS[type];
+  const layout = COMPILED.get(type);
   const name = DESC_NAMES[type] ?? 'UNKNOWN';
   const traceName = DESC_TRACE_NAMES[type] ?? 'unknown';
   if (!layout) return { type, name, traceName, granularity: '', fields: {}, invalid: `unknown descriptor type 0x${type.toString(16)}` };
@@ -137,26 +158,13 @@ export function decodeDescriptor(w: DescWords, words: 2 | 4): DecodedDescriptor 
     granularity = layout.granularities[g] ?? '';
     if (!granularity) invalid = `reserved granularity ${g}`;
   }
-  // Reserved bits: clear every defined field and the type bits; anything left must be zero.
+  // Reserved bits: whatever is neither a field nor the type must be zero.
   for (let word = 0; word < words && !invalid; word++) {
-    let hi = w[word * 2 + 1]! >>> 0;
-    let lo = w[word * 2]! >>> 0;
-    if (word === 0) {
-      [hi, lo] = clearBits(hi, lo, 3, 0);
-      [hi, lo] = clearBits(hi, lo, 11, 9);
-    }
-    for (const f of layout.fields) if (f.word === word) [hi, lo] = clearBits(hi, lo, f.msb, f.lsb);
+    const hi = (w[word * 2 + 1]! & ~layout.defined[word * 2 + 1]!) >>> 0;
+    const lo = (w[word * 2]! & ~layout.defined[word * 2]!) >>> 0;
     if (hi !== 0 || lo !== 0) invalid = `reserved bits set in qw${word}: 0x${hexPad(hi, 8)}${hexPad(lo, 8)}`;
   }
   return { type, name, traceName, granularity, fields, ...(invalid ? { invalid } : {}) };
-}
-
-function clearBits(hi: number, lo: number, msb: number, lsb: number): [number, number] {
-  for (let b = lsb; b <= msb; b++) {
-    if (b < 32) lo &= ~(1 << b);
-    else hi &= ~(1 << (b - 32));
-  }
-  return [hi >>> 0, lo >>> 0];
 }
 
 /**
@@ -164,9 +172,9 @@ function clearBits(hi: number, lo: number, msb: number, lsb: number): [number, n
  * (page-aligned for invalidations, 4-byte aligned for the wait status address).
  */
 export function encodeDescriptor(type: number, values: Readonly<Record<string, number>>, words: 2 | 4 = 4): number[] {
-  const layout = LAYOUTS[type];
+  const layout = COMPILED.get(type);
   if (!layout) throw new Error(`unknown descriptor type ${type}`);
-  let w = new Array<number>(words * 2).fill(0);
+  const w = new Array<number>(words * 2).fill(0);
   const put = (word: number, msb: number, lsb: number, v: number) => {
     const [hi, lo] = setField(w[word * 2 + 1]!, w[word * 2]!, msb, lsb, v);
     w[word * 2] = lo;
@@ -177,7 +185,7 @@ export function encodeDescriptor(type: number, values: Readonly<Record<string, n
   for (const [key, raw] of Object.entries(values)) {
     // ADDR is a byte address; ADDR_PAGE gives the field itself (bits 63:12), for addresses beyond 2^53.
     const name = key === 'ADDR_PAGE' ? 'ADDR' : key;
-    const f = layout.fields.find((x) => x.name === name);
+    const f = layout.byName.get(name);
     if (!f) throw new Error(`${DESC_NAMES[type]} has no field ${name}`);
     if (f.word >= words) throw new Error(`${name} needs a 256-bit descriptor`);
     let v = raw;
@@ -185,7 +193,6 @@ export function encodeDescriptor(type: number, values: Readonly<Record<string, n
     if (!Number.isInteger(v) || v < 0 || v >= 2 ** Math.min(53, f.msb - f.lsb + 1)) throw new RangeError(`${name}=${raw} does not fit`);
     put(f.word, f.msb, f.lsb, v);
   }
-  w = w.map((x) => x >>> 0);
   return w;
 }
 

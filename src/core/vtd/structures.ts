@@ -170,10 +170,15 @@ export function reservedViolations(layout: Layout, w: Words): string[] {
 }
 
 /** Builds an entry from field values (flags as booleans or 0/1, addresses as page-aligned numbers). */
+const fieldIndex = new WeakMap<Layout, ReadonlyMap<string, FieldDef>>();
+
 export function encodeEntry(layout: Layout, values: Readonly<Record<string, number | boolean>>): number[] {
   const w = new Array<number>(layout.words * 2).fill(0);
-  for (const [name, value] of Object.entries(values)) {
-    const f = layout.fields.find((d) => d.name === name);
+  let byName = fieldIndex.get(layout);
+  if (!byName) fieldIndex.set(layout, (byName = new Map(layout.fields.map((f) => [f.name, f]))));
+  for (const name in values) {
+    const value = values[name]!;
+    const f = byName.get(name);
     if (!f) throw new Error(`${layout.name} has no field ${name}`);
     let v = typeof value === 'boolean' ? (value ? 1 : 0) : value;
     if (f.kind === 'address') {
