@@ -1,0 +1,58 @@
+/**
+ * Substrings at least one of which every line that starts or is an IOMMU event contains, so that a
+ * caller can skip the other lines of a large log without decoding them:
+ * - `DMAR`: every VT-d kernel message (pr_fmt `DMAR: `) and Xen's `[VT-D]DMAR:` lines;
+ * - `VT-D`, `INTR-REMAP`: Xen's interrupt-remapping and unknown-type faults, and the old kernel
+ *   `INTR-REMAP:` form;
+ * - `IOMMU`: VT-d page-request messages (`IOMMU: dmarN: ...`) and the generic `iommu:*` tracepoints;
+ * - `Inval`: `dmarN: Invalid page request` printed on its own;
+ * - `PASID`: the page-request messages of Linux 4.4-5.13 (`dmarN: Page request without PASID: ...`);
+ * - `AMD-Vi`: every AMD message; `-smmu`: every message of the `arm-smmu-v3` device;
+ * - `callbacks suppressed`: rate limiting, whose line names only the function.
+ * In QEMU output also `vtd_` (trace events, error reports); in trace text (ftrace, trace-cmd, perf) also
+ * `dmar` (the intel_iommu tracepoints name their unit and nothing else a marker catches).
+ *
+ * A caller may skip other lines, as long as it feeds every line while the decoder says `wantsNextLine`
+ * (continuations of multi-line events often carry no marker). Skipped lines count as unrecognised,
+ * exactly as if they had been fed.
+ */
+/** The markers that name an IOMMU: an unrecognised line with one is a format this reader does not know. */
+const IOMMU_MARKERS: readonly string[] = ['DMAR', 'VT-D', 'INTR-REMAP', 'IOMMU', 'AMD-Vi', '-smmu'];
+export const LOG_MARKERS: readonly string[] = [...IOMMU_MARKERS, 'Inval', 'PASID', 'callbacks suppressed'];
+export const QEMU_MARKERS: readonly string[] = [...LOG_MARKERS, 'vtd_'];
+export const TRACE_MARKERS: readonly string[] = [...LOG_MARKERS, 'dmar'];
+
+const TRACE_START = /^(?:# tracer:|cpus=\d|version = \d|\s*\S{1,64}-\d{1,8}\s+(?:\(\s*[\d-]{1,8}\)\s+)?\[\d{1,4}\]\s)/m;
+const QEMU_START = /vtd_|qemu-system|QEMU/;
+
+/** The markers for an input that starts with `start` (its first tens of kilobytes). */
+export function markersFor(start: string): readonly string[] {
+  if (TRACE_START.test(start)) return TRACE_MARKERS;
+  if (QEMU_START.test(start)) return QEMU_MARKERS;
+  return LOG_MARKERS;
+}
+
+/**
+ * The part of a marker worth searching raw bytes for. Native searches stop at every occurrence of the
+ * first byte (memchr), so a key starts at a byte that is rare in ordinary log text; it is a substring of
+ * its marker, so every line with the marker has the key. Measured with bench/decode-log.bench.ts: the
+ * full markers cost about twice as much.
+ */
+export const SEARCH_KEYS: Readonly<Record<string, string>> = {
+  DMAR: 'MAR',
+  'VT-D': 'VT-D',
+  'INTR-REMAP': 'R-RE',
+  IOMMU: 'OMMU',
+  Inval: 'Inval',
+  PASID: 'ASID',
+  'AMD-Vi': 'MD-Vi',
+  '-smmu': '-smmu',
+  'callbacks suppressed': 'ks supp',
+  vtd_: 'vtd_',
+  dmar: 'dmar',
+};
+
+export function namesIommu(line: string): boolean {
+  for (let i = 0; i < IOMMU_MARKERS.length; i++) if (line.indexOf(IOMMU_MARKERS[i]!) !== -1) return true;
+  return false;
+}

@@ -1,0 +1,140 @@
+import * as assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { decodeLogText } from '../../src/readers/log-decoder';
+import { explainEvent } from '../../src/readers/log-explain';
+import { createLspciReader, describeLspciDevice, type LspciDevice } from '../../src/readers/lspci';
+
+const root = join(__dirname, '../../..');
+const fixture = (name: string) => readFileSync(join(root, 'test/fixtures/logs', name), 'utf8');
+const decode = (name: string) => decodeLogText(fixture(name));
+const pick = (e: { line: number; vendor: string | null; kind: string; device: string | null; pasid: number | null; address: string | null; access: string | null; reason: { code: number } | null }) => [
+  e.line, e.vendor, e.kind, e.device, e.pasid, e.address, e.access, e.reason?.code ?? null,
+];
+
+describe('readers: QEMU vtd_* traces', () => {
+  const { events, summary } = decode('qemu-vtd.trace');
+  const at = (line: number) => events.find((e) => e.line === line)!;
+
+  it('turns every vtd_* line into an event of the right kind, with and without the pid@time prefix', () => {
+    assert.deepEqual(
+      events.map((e) => [e.line, e.kind, e.format]),
+      [
+        [1, 'register', 'qemu-trace'], [2, 'register', 'qemu-trace'], [3, 'register', 'qemu-trace'],
+        [4, 'invalidation', 'qemu-trace'], [5, 'invalidation', 'qemu-trace'], [6, 'invalidation', 'qemu-trace'], [7, 'invalidation', 'qemu-trace'], [8, 'invalidation', 'qemu-trace'],
+        [9, 'translation', 'qemu-trace'], [10, 'dma-fault', 'qemu-trace'], [11, 'register', 'qemu-trace'], [12, 'register', 'qemu-trace'],
+        [13, 'translation', 'qemu-trace'], [14, 'translation', 'qemu-trace'], [15, 'attach', 'qemu-trace'], [16, 'interrupt', 'qemu-trace'],
+        [17, 'dma-fault', 'qemu-trace'], [18, 'invalidation', 'qemu-trace'], [19, 'trace', 'qemu-trace'],
+        [20, 'dma-fault', 'qemu-error'], [21, 'dma-fault', 'qemu-error'],
+      ],
+    );
+    assert.deepEqual([summary.lines, summary.unrecognisedLines], [22, 1]);
+    assert.ok(events.every((e) => e.vendor === 'intel'));
+  });
+
+  it('decodes faults (reason in decimal), devices from sid/dev/bus+devfn, addresses and PASIDs', () => {
+    assert.deepEqual(pick(at(10)), [10, 'intel', 'dma-fault', '0000:00:03.0', null, '0x7f000', 'read', 0x02]);
+    assert.equal(at(10).reason!.text, 'Present bit in context entry is clear');
+    assert.deepEqual([at(10).timestamp, at(10).details.pid, at(10).details.event], ['1700000000.200001', 12345, 'vtd_dmar_fault']);
+    assert.deepEqual(pick(at(17)), [17, 'intel', 'dma-fault', '0000:01:00.0', null, '0x7fffe000', 'write', 0x71]);
+    assert.deepEqual(pick(at(7)), [7, 'intel', 'invalidation', null, 5, '0x7f000', null, null]);
+    assert.deepEqual([at(7).details.domain, at(7).details.mask], [1, 0]);
+    assert.equal(at(5).device, '0000:00:03.0');
+    assert.equal(at(9).device, '0000:00:03.0');
+    assert.deepEqual([at(13).device, at(13).address, at(13).details.gpa], ['0000:00:03.0', '0x7f000', '0x12345000']);
+    assert.deepEqual([at(14).device, at(14).details.slpte], ['0000:00:03.0', '0x12345003']);
+    assert.equal(at(18).device, '0000:01:00.0');
+    assert.deepEqual(at(19).details, { event: 'vtd_some_future_event', text: 'frobnicated 0x1' });
+    assert.deepEqual(pick(at(20)), [20, 'intel', 'dma-fault', '0000:00:03.0', null, '0x1d40000030c0', null, null]);
+    assert.deepEqual(pick(at(21)), [21, 'intel', 'dma-fault', null, 0, '0x7f000', 'write', null]);
+    assert.equal(at(21).details.error, 'detected slpte permission error');
+  });
+});
+
+describe('readers: intel_iommu and iommu tracepoints', () => {
+  const { events, summary } = decode('intel-iommu.ftrace');
+  const at = (line: number) => events.find((e) => e.line === line)!;
+
+  it('reads ftrace, trace-cmd and perf script lines of every intel_iommu and iommu tracepoint', () => {
+    assert.deepEqual(events.map(pick), [
+      [7, 'intel', 'invalidation', null, 3, '0x7f3a12345000', null, null],
+      [8, 'intel', 'invalidation', '0000:6a:01.0', null, '0x7ffffffffffff000', null, null],
+      [9, 'intel', 'invalidation', null, null, null, null, null],
+      [10, 'intel', 'page-request', '0000:6a:01.0', 3, '0x7f3a12345000', 'write', null],
+      [11, 'intel', 'cache-tag', '0000:6a:01.0', 3, null, null, null],
+      [12, 'intel', 'invalidation', '0000:00:1b.0', null, '0xeab20000', null, null],
+      [13, null, 'map', null, null, '0xfff00000', null, null],
+      [14, null, 'unmap', null, null, '0xfff00000', null, null],
+      [15, null, 'attach', '0000:6a:01.0', null, null, null, null],
+      [16, null, 'attach', '0000:6a:01.0', null, null, null, null],
+      [17, null, 'dma-fault', '0000:01:00.0', null, '0xdeadb000', 'write', null],
+      [18, 'intel', 'invalidation', null, null, null, null, null],
+    ]);
+    assert.deepEqual(events.map((e) => e.format), [...Array(6).fill('ftrace-intel-iommu'), ...Array(5).fill('ftrace-iommu'), 'ftrace-intel-iommu']);
+    // The six header lines are counted, not dropped.
+    assert.deepEqual([summary.lines, summary.unrecognisedLines, summary.unrecognisedIommuLines], [18, 6, 0]);
+  });
+
+  it('decodes descriptors, page requests (page frame to address), cache tags and the task, CPU and time columns', () => {
+    const d7 = at(7).details.descriptor as { traceName: string; granularity: string; fields: Record<string, number> };
+    assert.deepEqual([d7.traceName, d7.granularity, d7.fields.DID, d7.fields.PASID], ['p_iotlb_inv', 'page', 2, 3]);
+    assert.deepEqual([at(7).iommu, at(7).timestamp, at(7).details.task, at(7).details.cpu], ['dmar1', '5678.123456', 'kworker/1:2-123', 1]);
+    const d8 = at(8).details.descriptor as { fields: Record<string, number> };
+    assert.deepEqual([d8.fields.S, d8.fields.PFSID, d8.fields.SID], [1, 0x6a08, 0x6a08]);
+    const d9 = at(9).details.descriptor as { name: string; fields: Record<string, number> };
+    assert.deepEqual([d9.name, d9.fields.SW, d9.fields.STATUS], ['Invalidation Wait', 1, 2]);
+    assert.deepEqual([at(10).details.seq, at(10).details.rid, at(10).details.prgIndex, at(10).details.lastPage, at(10).details.privileged], [7, 0x6a08, 0x2c, true, false]);
+    assert.deepEqual([at(11).details.type, at(11).details.did, at(11).details.ref], ['iotlb', 7, 1]);
+    assert.deepEqual([at(12).details.start, at(12).details.end, at(12).details.pages, at(12).details.mask], ['0xeab20000', '0xeab31fff', 0x20, 5]);
+    assert.deepEqual([at(13).details.end, at(13).details.paddr, at(13).details.size], ['0xfff01000', '0x12345f000', 4096]);
+    assert.deepEqual([at(14).details.unmappedSize, at(15).details.group, at(17).details.driver], [4096, 14, 'nvme']);
+    assert.deepEqual([at(18).details.task, at(18).timestamp, (at(18).details.descriptor as { granularity: string }).granularity], ['swapper-0', '1234.567890', 'global']);
+    assert.equal(explainEvent(at(7))[0], 'line 7: Intel VT-d invalidation: qi_submit dmar1 pasid 3 addr 0x7f3a12345000 p_iotlb_inv page');
+  });
+});
+
+describe('readers: lspci -vvv', () => {
+  function read(text: string): { devices: LspciDevice[]; summary: ReturnType<ReturnType<typeof createLspciReader>['summary']> } {
+    const r = createLspciReader();
+    const devices: LspciDevice[] = [];
+    text.split('\n').forEach((l, i) => devices.push(...r.push(l, i + 1)));
+    devices.push(...r.end());
+    return { devices, summary: r.summary() };
+  }
+  const { devices, summary } = read(fixture('lspci-vvv.txt'));
+
+  it('reads ATS, PRI and PASID per device, with VMD domains, missing capabilities and access denied', () => {
+    assert.deepEqual(devices.map((d) => [d.line, d.device, d.ats !== null, d.pri !== null, d.pasid !== null, d.accessDenied]), [
+      [1, '0000:00:02.0', true, true, true, false],
+      [18, '0000:6a:01.0', true, true, true, false],
+      [33, '0000:3b:00.0', true, false, false, false],
+      [41, '0000:00:1f.3', false, false, false, false],
+      [45, '0000:01:00.0', false, false, false, true],
+      [50, '10000:e1:00.0', false, false, true, false],
+    ]);
+    assert.deepEqual(summary, { lines: 54, devices: 6, withAts: 3, withPri: 2, withPasid: 3, accessDenied: 1 });
+  });
+
+  it('decodes every field: queue depth 0 is 32, STU is a power of two of 4 KiB, PASID width is hex', () => {
+    const [igpu, dsa, nic, , , vmd] = devices as LspciDevice[];
+    assert.deepEqual(igpu!.ats, { offset: '0x200', version: null, invalidateQueueDepth: 0, queueDepth: 32, enabled: false, smallestTranslationUnit: 0, smallestTranslationBytes: 4096 });
+    assert.deepEqual(igpu!.pri, { offset: '0x300', version: null, enabled: false, reset: false, responseFailure: false, unexpectedResponse: false, stopped: true, responsePasidRequired: true, capacity: 0x8000, allocation: 0 });
+    assert.deepEqual(igpu!.pasid, { offset: '0x100', version: null, widthBits: 20, maxPasids: 1048576, exec: false, priv: false, enabled: false, execEnabled: false, privEnabled: false });
+    assert.deepEqual(dsa!.pasid, { offset: '0x230', version: 1, widthBits: 20, maxPasids: 1048576, exec: false, priv: true, enabled: true, execEnabled: false, privEnabled: true });
+    assert.deepEqual([dsa!.pri!.enabled, dsa!.pri!.responseFailure, dsa!.pri!.responsePasidRequired, dsa!.pri!.capacity, dsa!.pri!.allocation], [true, true, null, 0x200, 0x200]);
+    assert.deepEqual([nic!.ats!.queueDepth, nic!.ats!.smallestTranslationBytes, nic!.ats!.enabled], [8, 8192, true]);
+    assert.deepEqual([vmd!.pasid!.widthBits, vmd!.pasid!.maxPasids, vmd!.pasid!.exec], [8, 256, true]);
+    assert.ok(igpu!.notes[0]!.startsWith('ATS is supported but not enabled'));
+    assert.ok(dsa!.notes.some((n) => n.startsWith('PRI received a Response Failure')));
+    assert.deepEqual(nic!.notes, []);
+  });
+
+  it('describes a device in plain words', () => {
+    assert.deepEqual(describeLspciDevice(devices[1]!).slice(0, 4), [
+      '0000:6a:01.0 System peripheral: Intel Corporation Device 0b25',
+      '  ATS:   enabled, invalidate queue depth 32, smallest translation 4 KiB',
+      '  PRI:   enabled, capacity 512, allocation 512, stopped, response failure',
+      '  PASID: 20-bit (1048576 PASIDs), execute not supported, privileged supported, enabled (exec off, priv on)',
+    ]);
+  });
+});
