@@ -80,17 +80,28 @@ export class QueuedInvalidation {
     unit.writeRegister(Reg.IQT, index * q.descSize);
 
     const fsts = unit.readRegister('FSTS').lo;
-    if (fsts & (1 << FSTS.IQE)) return this.handleIqe(waitIndex);
+    if (fsts & (1 << FSTS.IQE)) {
+      const r = this.handleIqe(waitIndex);
+      this.release([...slots, waitIndex]);
+      return r;
+    }
     if (fsts & (1 << FSTS.ITE)) {
       const sid = unit.readRegister('IQER').hi >>> 16;
       this.log.err(`DMAR: VT-d detected Invalidation Time-out Error: SID ${sid.toString(16)}`);
       for (const s of [...slots, waitIndex]) if (this.status(s) === QI_IN_USE) mem.write32(this.statusBase + s * 4, QI_ABORT, 'qi-status');
       unit.writeRegister('FSTS', 1 << FSTS.ITE);
       this.log.info('DMAR: Invalidation Time-out Error (ITE) cleared');
+      this.release([...slots, waitIndex]);
       return 'timeout';
     }
-    for (const s of slots) mem.write32(this.statusBase + s * 4, QI_DONE, 'qi-status');
-    return this.status(waitIndex) === QI_DONE ? 'ok' : 'timeout';
+    const done = this.status(waitIndex) === QI_DONE;
+    this.release([...slots, waitIndex]);
+    return done ? 'ok' : 'timeout';
+  }
+
+  /** The end of qi_submit_sync (6.x): every slot of the submission, wait descriptor included, back to QI_FREE. */
+  private release(slots: readonly number[]): void {
+    for (const s of slots) this.unit.memory.write32(this.statusBase + s * 4, QI_FREE, 'qi-status');
   }
 
   /**

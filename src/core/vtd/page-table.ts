@@ -264,26 +264,8 @@ export class IoPageTable {
   }
 
   /** Every present leaf in address order, with the entries on its path (what debugfs prints per row). */
-  *leaves(): Generator<Leaf> {
-    yield* this.walkLeaves(this.root, this.levels, 0, []);
-  }
-
-  private *walkLeaves(table: number, level: number, base: number, path: Leaf['path'][number][]): Generator<Leaf> {
-    const span = 4096 * 512 ** (level - 1);
-    for (let i = 0; i < 512; i++) {
-      const addr = table + i * 8;
-      const lo = this.mem.readLo(addr);
-      if (!this.present(lo)) continue;
-      const hi = this.mem.readHi(addr);
-      const here = [...path, { addr, hi, lo }];
-      const next = (hi & 0xf_ffff) * TWO_32 + ((lo & 0xffff_f000) >>> 0);
-      if (level === 1 || lo & 0x80) {
-        const size = SIZES[level]!;
-        yield { iova: base + i * span, output: this.format === 'first-level' && level > 1 ? next - (next % size) : next, size, level, path: here };
-      } else {
-        yield* this.walkLeaves(next, level - 1, base + i * span, here);
-      }
-    }
+  leaves(): Generator<Leaf> {
+    return pageTableLeaves(this.mem, this.root, this.levels, this.format);
   }
 
   /** Frees every table page, including the root (the table must not be in use). */
@@ -305,4 +287,27 @@ export class IoPageTable {
     this.free(table);
     return n + 1;
   }
+}
+
+/** Every present leaf of a table in memory, in address order: for tables the model did not build (a debugfs import). */
+export function* pageTableLeaves(mem: PhysicalMemory, root: number, levels: number, format: PageTableFormat): Generator<Leaf> {
+  const present = format === 'second-level' ? SLB.R | SLB.W : FLB.P;
+  function* walk(table: number, level: number, base: number, path: Leaf['path'][number][]): Generator<Leaf> {
+    const span = 4096 * 512 ** (level - 1);
+    for (let i = 0; i < 512; i++) {
+      const addr = table + i * 8;
+      const lo = mem.readLo(addr);
+      if ((lo & present) === 0) continue;
+      const hi = mem.readHi(addr);
+      const here = [...path, { addr, hi, lo }];
+      const next = (hi & 0xf_ffff) * TWO_32 + ((lo & 0xffff_f000) >>> 0);
+      if (level === 1 || lo & 0x80) {
+        const size = SIZES[level]!;
+        yield { iova: base + i * span, output: format === 'first-level' && level > 1 ? next - (next % size) : next, size, level, path: here };
+      } else {
+        yield* walk(next, level - 1, base + i * span, here);
+      }
+    }
+  }
+  yield* walk(root, levels, 0, []);
 }

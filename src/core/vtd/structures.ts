@@ -117,6 +117,32 @@ export const FL_PTE: Layout = layout({
   reserved: [],
 });
 
+/**
+ * Interrupt remapping table entry, remapped format (IM = 0): where an interrupt from SID goes. The model does
+ * not remap interrupts; the layout decodes the entries a debugfs dump shows.
+ */
+export const IRTE_REMAPPED: Layout = layout({
+  name: 'irte',
+  words: 2,
+  fields: [
+    flag('P', 0, 0), flag('FPD', 0, 1), flag('DM', 0, 2), flag('RH', 0, 3), flag('TM', 0, 4), num('DLM', 0, 7, 5),
+    num('AVAIL', 0, 11, 8), flag('IM', 0, 15), num('V', 0, 23, 16), num('DST', 0, 63, 32),
+    num('SID', 1, 15, 0), num('SQ', 1, 17, 16), num('SVT', 1, 19, 18),
+  ],
+  reserved: [[0, 14, 12], [0, 31, 24], [1, 63, 20]],
+});
+
+/** Interrupt remapping table entry, posted format (IM = 1): the interrupt is posted to a descriptor at PDA. */
+export const IRTE_POSTED: Layout = layout({
+  name: 'irte-posted',
+  words: 2,
+  fields: [
+    flag('P', 0, 0), flag('FPD', 0, 1), num('AVAIL', 0, 11, 8), flag('URG', 0, 14), flag('IM', 0, 15), num('VV', 0, 23, 16),
+    num('PDA_L', 0, 63, 38), num('SID', 1, 15, 0), num('SQ', 1, 17, 16), num('SVT', 1, 19, 18), num('PDA_H', 1, 63, 32),
+  ],
+  reserved: [[0, 7, 2], [0, 13, 12], [0, 37, 24], [1, 31, 20]],
+});
+
 /** Bit masks of the paging-entry bits the walker tests, as (lo-word mask) or (hi-word mask). */
 export const SLB = { R: 1, W: 2, X: 4, PS: 0x80, A: 0x100, D: 0x200, SNP: 0x800 } as const;
 export const FLB = { P: 1, RW: 2, US: 4, A: 0x20, D: 0x40, PS: 0x80, EA: 0x400, XD_HI: 0x8000_0000 } as const;

@@ -53,6 +53,8 @@ export interface VtdUnitConfig {
   readonly name: string;
   /** MMIO base of the register set, as the DMAR table and `reg_base_addr` give it. */
   readonly regBase?: number;
+  /** PCI segment the unit serves (the DRHD's segment number). */
+  readonly segment?: number;
   readonly version?: readonly [major: number, minor: number];
   /** Capabilities in words; or give `cap`/`ecap` to reproduce a real machine's registers exactly. */
   readonly features?: VtdFeatures;
@@ -96,6 +98,7 @@ export class VtdUnit implements IommuUnit {
   readonly vendor = 'intel' as const;
   readonly name: string;
   readonly regBase: number;
+  readonly segment: number;
   readonly capRaw: U64;
   readonly ecapRaw: U64;
   readonly cap: VtdCap;
@@ -134,6 +137,7 @@ export class VtdUnit implements IommuUnit {
   ) {
     this.name = config.name;
     this.regBase = config.regBase ?? 0xfed9_0000;
+    this.segment = config.segment ?? 0;
     const built = capabilitiesOf(config.features);
     this.capRaw = config.cap ?? built.cap;
     this.ecapRaw = config.ecap ?? built.ecap;
@@ -244,6 +248,29 @@ export class VtdUnit implements IommuUnit {
       default:
         this.setReg(offset, v.hi, v.lo);
     }
+  }
+
+  /**
+   * Takes a register file captured from a real machine (debugfs `iommu_regset`) as the unit's state at that
+   * moment: values are stored as read, with no write side effects, and what the hardware had latched (root
+   * table, translation enable) follows from them. VER, CAP and ECAP come from the unit's configuration and
+   * are not overwritten. Caches start empty: a dump does not show them.
+   */
+  loadRegisterFile(values: Iterable<{ readonly offset: number; readonly value: U64 }>): void {
+    for (const { offset, value } of values) {
+      if (offset === Reg.VER || offset === Reg.CAP || offset === Reg.ECAP) continue;
+      this.setReg(offset, value.hi, value.lo);
+    }
+    const sts = this.reg(Reg.GSTS).lo;
+    if ((sts >>> GSTS.RTPS) & 1) {
+      const rt = this.reg(Reg.RTADDR);
+      this.rootTable = rt.hi * TWO_32 + ((rt.lo & 0xffff_f000) >>> 0);
+      this.scalable = ((rt.lo >>> 10) & 3) === RTADDR_TTM_SCALABLE;
+    }
+    this.tes = ((sts >>> GSTS.TES) & 1) === 1;
+    this.ctxCache = new Array(65536);
+    this.pasidCache.clear();
+    this.iotlb.clear();
   }
 
   private frcdName(offset: number): string {

@@ -1,3 +1,4 @@
+import { sizeName } from '../hw/walk-text';
 import type { PhysicalMemory } from '../hw/memory';
 import type { WalkStep } from '../hw/types';
 import { hexPad } from '../u64';
@@ -288,10 +289,6 @@ export class Walker {
 }
 
 // ---- trace steps ----
-
-export function sizeName(size: number): string {
-  return size >= 0x4000_0000 ? `${size / 0x4000_0000} GiB` : size >= 0x10_0000 ? `${size / 0x10_0000} MiB` : `${size / 1024} KiB`;
-}
 
 export function permWords(p: number): string {
   const words = [p & Perm.R ? 'read' : '', p & Perm.W ? 'write' : '', p & Perm.X ? 'execute' : ''].filter(Boolean);

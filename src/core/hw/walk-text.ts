@@ -1,0 +1,56 @@
+import type { DmaRequest, TranslationResult, WalkStep } from './types';
+
+/**
+ * A walk trace in plain text, step by step, for terminals and output channels: which structure was read,
+ * where, its raw words (qw0 first, as debugfs prints them), the fields that are set, and what the hardware
+ * concluded. The webview panels draw the same WalkStep list; this is its text form.
+ */
+
+/** `4 KiB`, `2 MiB`, `1 GiB`. */
+export function sizeName(size: number): string {
+  return size >= 0x4000_0000 ? `${size / 0x4000_0000} GiB` : size >= 0x10_0000 ? `${size / 0x10_0000} MiB` : `${size / 1024} KiB`;
+}
+
+/** Fields worth reading: flags that are set and non-zero values (a cleared entry shows as `(all zero)`). */
+function fieldsText(fields: WalkStep['fields']): string {
+  const parts: string[] = [];
+  for (const [name, v] of Object.entries(fields)) {
+    if (v === false || v === 0 || v === '0x0') continue;
+    parts.push(v === true ? name : `${name}=${typeof v === 'number' && v > 9 ? '0x' + v.toString(16) : v}`);
+  }
+  return parts.length ? parts.join(' ') : '(all zero)';
+}
+
+function stepLines(step: WalkStep, n: number, indent: string): string[] {
+  const where = step.entryAddress ? ` @ ${step.entryAddress}` : '';
+  const index = step.index !== undefined ? `[${step.index}]` : '';
+  const stage = step.stage ? ` (stage ${step.stage})` : '';
+  const cached = step.cached ? ` (from the ${step.cached})` : '';
+  const lines = [`${indent}${String(n).padStart(2)}. ${step.structure}${index}${stage}${where}${cached}`];
+  if (step.raw.length) lines.push(`${indent}      raw     ${step.raw.map((w) => '0x' + w).join(' ')}`);
+  if (Object.keys(step.fields).length) lines.push(`${indent}      fields  ${fieldsText(step.fields)}`);
+  lines.push(`${indent}      ${step.ok ? 'ok' : 'FAIL'}      ${step.check}`);
+  step.nestedTrace?.forEach((s, i) => lines.push(...stepLines(s, i + 1, indent + '        ')));
+  return lines;
+}
+
+export function describeRequest(r: DmaRequest, device: string): string {
+  const access = r.exec ? 'execute' : r.write ? 'write' : 'read';
+  const pasid = r.pasid === undefined ? 'without PASID' : `PASID 0x${r.pasid.toString(16)}${r.priv ? ' (privileged)' : ''}`;
+  const addr = typeof r.addr === 'number' ? '0x' + r.addr.toString(16) : r.addr.toString();
+  return `${device} ${pasid}: ${access} ${addr}`;
+}
+
+/** The whole walk: the request, each step, and the outcome. */
+export function describeWalk(request: DmaRequest, device: string, result: TranslationResult): string[] {
+  const lines = [`Walk: ${describeRequest(request, device)}`];
+  result.trace?.forEach((s, i) => lines.push(...stepLines(s, i + 1, '')));
+  if (result.ok) {
+    const perms = [result.perms.read && 'read', result.perms.write && 'write', result.perms.exec && 'exec', result.perms.priv && 'supervisor'].filter(Boolean).join('/');
+    const did = result.did !== undefined ? `, DID ${result.did}` : '';
+    lines.push(`Result: ${result.output} (${sizeName(result.pageSize)} page, ${perms || 'no access'}${did}; ${result.source}, ${result.reads} table reads)`);
+  } else {
+    lines.push(`Result: fault 0x${result.reason.toString(16).padStart(2, '0')}: ${result.reasonText} (${result.reads} table reads)`);
+  }
+  return lines;
+}

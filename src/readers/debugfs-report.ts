@@ -1,0 +1,396 @@
+import type { DmaRequest, TranslationResult } from '../core/hw/types';
+import { describeWalk, sizeName } from '../core/hw/walk-text';
+import { formatPciAddress, parsePciAddress, pciFromRid, pciRid } from '../core/pci';
+import { U64 } from '../core/u64';
+import { pasidCount, supportedAgaws } from '../core/vtd/cap';
+import { decodeDescriptor } from '../core/vtd/descriptors';
+import { pageTableLeaves, type PageTableFormat } from '../core/vtd/page-table';
+import {
+  CONTEXT_LEGACY,
+  CONTEXT_SCALABLE,
+  decodeEntry,
+  IRTE_POSTED,
+  IRTE_REMAPPED,
+  PASID_ENTRY,
+  PGTT_NAMES,
+  rawWords,
+} from '../core/vtd/structures';
+import { contextAddress, domainPageTable, pasidTableOf } from '../core/driver/debugfs';
+import { pasidEntryAddress } from '../core/vtd/tables';
+import type { VtdUnit } from '../core/vtd/unit';
+import type { DebugfsDiagnostic } from './debugfs';
+import type { DebugfsImport } from './debugfs-import';
+
+/**
+ * What an imported debugfs dump holds, decoded: units and their capabilities, devices with their context
+ * and PASID entries, the domains those entries point to with their mappings, the invalidation queue and
+ * interrupt remapping entries. One JSON-able object (`iommu-lab import-debugfs --format json`) and its text
+ * form; `walkImported` translates through the imported tables.
+ */
+
+export interface UnitReport {
+  name: string;
+  regBase: string;
+  version: string;
+  mode: 'scalable' | 'legacy';
+  translationEnabled: boolean;
+  rootTable: string;
+  registersKnown: boolean;
+  cap: string;
+  ecap: string;
+  features: string[];
+  queue: { base: string; head: number; tail: number; descriptorSize: number; descriptors: { index: number; name: string; fields: Record<string, number>; status: number }[] } | null;
+}
+
+export interface PasidReport {
+  pasid: number;
+  raw: string[];
+  type: string;
+  did: number;
+  fields: Record<string, number | boolean | string>;
+  /** The domain its page table belongs to (see `domains`), if it has one. */
+  domain: string | null;
+}
+
+export interface DeviceReport {
+  device: string;
+  unit: string;
+  context: { raw: string[]; fields: Record<string, number | boolean | string> } | null;
+  pasids: PasidReport[];
+}
+
+export interface MappingRange {
+  iova: string;
+  output: string;
+  size: string;
+  pages: number;
+  pageSize: string;
+  access: string;
+}
+
+export interface DomainReport {
+  id: string;
+  unit: string;
+  did: number;
+  format: PageTableFormat;
+  levels: number;
+  root: string;
+  users: string[];
+  mappedBytes: number;
+  ranges: MappingRange[];
+  /** Ranges not listed (the report keeps the first MAX_RANGES). */
+  moreRanges: number;
+}
+
+export interface InterruptReport {
+  unit: string;
+  kind: 'remapped' | 'posted';
+  table: string | null;
+  entries: { index: number; source: string; fields: Record<string, number | boolean | string> }[];
+}
+
+export interface DebugfsReport {
+  units: UnitReport[];
+  devices: DeviceReport[];
+  domains: DomainReport[];
+  interrupts: InterruptReport[];
+  diagnostics: readonly DebugfsDiagnostic[];
+  summary: { units: number; devices: number; pasidEntries: number; domains: number; mappedBytes: number; unrecognisedLines: number };
+}
+
+const MAX_RANGES = 512;
+const MAX_DESCRIPTORS = 16;
+const hex = (n: number) => '0x' + n.toString(16);
+
+function features(unit: VtdUnit): string[] {
+  const c = unit.cap;
+  const e = unit.ecap;
+  const out = [`${2 ** (4 + 2 * c.nd)} domain IDs`, `address widths ${supportedAgaws(c).join('/')} (MGAW ${c.mgaw + 1})`];
+  if (c.sllps) out.push(`second-level ${[c.sllps & 1 && '2M', c.sllps & 2 && '1G'].filter(Boolean).join('/')} pages`);
+  if (c.cm) out.push('caching mode (a virtual IOMMU)');
+  if (e.smts) out.push('scalable mode');
+  if (e.flts) out.push(`first level${c.fl1gp ? ' with 1G pages' : ''}${c.fl5lp ? ', 5-level' : ''}`);
+  if (e.slts) out.push('second level');
+  if (e.nest) out.push('nested translation');
+  if (e.pasid) out.push(`${Math.log2(pasidCount(e))}-bit PASIDs`);
+  if (e.prs) out.push('page requests');
+  if (e.dt) out.push('device TLBs (ATS)');
+  if (e.pt) out.push('pass-through');
+  if (e.qi) out.push('queued invalidation');
+  if (e.ir) out.push(`interrupt remapping${e.eim ? ' (x2APIC)' : ''}`);
+  if (c.pi) out.push('posted interrupts');
+  if (e.slads) out.push('second-level A/D bits');
+  return out;
+}
+
+function unitReport(imp: DebugfsImport, i: number): UnitReport {
+  const { unit, registersKnown, qiStatus } = imp.units[i]!;
+  const q = unit.invalidationQueue;
+  let queue: UnitReport['queue'] = null;
+  if (qiStatus) {
+    const words = q.descSize === 32 ? 4 : 2;
+    const descriptors: NonNullable<UnitReport['queue']>['descriptors'] = [];
+    // The last descriptors before the tail: what the driver submitted most recently.
+    for (let k = 1; k <= Math.min(MAX_DESCRIPTORS, q.entries); k++) {
+      const index = (q.tail - k + q.entries) % q.entries;
+      const w: number[] = [];
+      for (let j = 0; j < words; j++) w.push(unit.memory.readLo(q.base + index * q.descSize + j * 8), unit.memory.readHi(q.base + index * q.descSize + j * 8));
+      if (w.every((x) => x === 0)) continue;
+      const d = decodeDescriptor(w, words as 2 | 4);
+      descriptors.unshift({ index, name: d.name, fields: d.fields, status: qiStatus[index] ?? 0 });
+    }
+    queue = { base: hex(q.base), head: q.head, tail: q.tail, descriptorSize: q.descSize, descriptors };
+  }
+  return {
+    name: unit.name,
+    regBase: hex(unit.regBase),
+    version: `${unit.version[0]}.${unit.version[1]}`,
+    mode: unit.scalableMode ? 'scalable' : 'legacy',
+    translationEnabled: unit.translationEnabled,
+    rootTable: hex(unit.rootTableAddress),
+    registersKnown,
+    cap: unit.capRaw.toString(),
+    ecap: unit.ecapRaw.toString(),
+    features: features(unit),
+    queue,
+  };
+}
+
+function words(unit: VtdUnit, addr: number, qwords: number): number[] {
+  const w: number[] = [];
+  for (let q = 0; q < qwords; q++) w.push(unit.memory.readLo(addr + q * 8), unit.memory.readHi(addr + q * 8));
+  return w;
+}
+
+interface DomainKey {
+  unit: VtdUnit;
+  did: number;
+  format: PageTableFormat;
+  levels: number;
+  root: number;
+}
+
+function domainId(k: DomainKey): string {
+  return `${k.unit.name} DID ${k.did} ${k.format} @${hex(k.root)}`;
+}
+
+function accessText(format: PageTableFormat, hi: number, lo: number): string {
+  const rwx = (r: boolean, w: boolean, x: boolean) => `${r ? 'r' : '-'}${w ? 'w' : '-'}${x ? 'x' : '-'}`;
+  if (format === 'second-level') return rwx((lo & 1) !== 0, (lo & 2) !== 0, (lo & 4) !== 0) + (lo & 0x800 ? ' snoop' : '');
+  return rwx(true, (lo & 2) !== 0, (hi & 0x8000_0000) === 0) + (lo & 4 ? ' user' : ' supervisor');
+}
+
+function domainReport(k: DomainKey, users: string[]): DomainReport {
+  const ranges: MappingRange[] = [];
+  let mapped = 0;
+  let more = 0;
+  let cur: { iova: number; output: number; bytes: number; pages: number; size: number; access: string } | undefined;
+  const flush = () => {
+    if (!cur) return;
+    if (ranges.length < MAX_RANGES) {
+      ranges.push({ iova: hex(cur.iova), output: hex(cur.output), size: hex(cur.bytes), pages: cur.pages, pageSize: sizeName(cur.size), access: cur.access });
+    } else more++;
+  };
+  for (const leaf of pageTableLeaves(k.unit.memory, k.root, k.levels, k.format)) {
+    const last = leaf.path[leaf.path.length - 1]!;
+    const access = accessText(k.format, last.hi, last.lo);
+    mapped += leaf.size;
+    if (cur && cur.iova + cur.bytes === leaf.iova && cur.output + cur.bytes === leaf.output && cur.size === leaf.size && cur.access === access) {
+      cur.bytes += leaf.size;
+      cur.pages++;
+      continue;
+    }
+    flush();
+    cur = { iova: leaf.iova, output: leaf.output, bytes: leaf.size, pages: 1, size: leaf.size, access };
+  }
+  flush();
+  return { id: domainId(k), unit: k.unit.name, did: k.did, format: k.format, levels: k.levels, root: hex(k.root), users, mappedBytes: mapped, ranges, moreRanges: more };
+}
+
+export function describeImport(imp: DebugfsImport): DebugfsReport {
+  const units = imp.units.map((_, i) => unitReport(imp, i));
+  const domains = new Map<string, { key: DomainKey; users: string[] }>();
+  const useDomain = (key: DomainKey, user: string): string => {
+    const id = domainId(key);
+    const d = domains.get(id) ?? domains.set(id, { key, users: [] }).get(id)!;
+    d.users.push(user);
+    return id;
+  };
+  const devices: DeviceReport[] = [];
+  let pasidEntries = 0;
+  for (const dev of imp.devices) {
+    const unit = imp.units.find((u) => u.unit.name === dev.unit)!.unit;
+    const sm = unit.scalableMode;
+    const ctxAt = contextAddress(unit.memory, unit.rootTableAddress, sm, dev.sid >> 8, dev.sid & 0xff);
+    const report: DeviceReport = { device: dev.device, unit: unit.name, context: null, pasids: [] };
+    devices.push(report);
+    if (ctxAt === undefined) continue;
+    const layout = sm ? CONTEXT_SCALABLE : CONTEXT_LEGACY;
+    const cw = words(unit, ctxAt, layout.words);
+    report.context = { raw: rawWords(cw, layout.words), fields: decodeEntry(layout, cw) };
+    if (!(cw[0]! & 1)) continue;
+    if (!sm) {
+      const tt = (cw[0]! >>> 2) & 3;
+      const pt = domainPageTable(unit, dev.sid, 0);
+      if (pt && (tt === 0 || tt === 1)) useDomain({ unit, did: (cw[2]! >>> 8) & 0xffff, format: 'second-level', levels: pt.levels, root: pt.pgd }, dev.device);
+      continue;
+    }
+    const dir = (cw[1]! & 0xf_ffff) * 0x1_0000_0000 + ((cw[0]! & 0xffff_f000) >>> 0);
+    const dirSize = 2 ** (((cw[0]! >>> 9) & 7) + 7);
+    for (let d = 0; d < dirSize; d++) {
+      const table = pasidTableOf(unit.memory, dir + d * 8);
+      if (table === undefined) continue;
+      for (let i = 0; i < 64; i++) {
+        const at = pasidEntryAddress(table, i);
+        const pw = words(unit, at, 8);
+        if (!(pw[0]! & 1)) continue;
+        pasidEntries++;
+        const pasid = d * 64 + i;
+        const fields = decodeEntry(PASID_ENTRY, pw);
+        const pgtt = fields.PGTT as number;
+        const did = fields.DID as number;
+        let domain: string | null = null;
+        const aw = fields.AW as number;
+        const user = `${dev.device} PASID ${hex(pasid)}`;
+        if (pgtt === 1) domain = useDomain({ unit, did, format: 'first-level', levels: (fields.FLPM as number) === 1 ? 5 : 4, root: parseInt(fields.FLPTPTR as string, 16) }, user);
+        else if (pgtt === 2 || pgtt === 3) domain = useDomain({ unit, did, format: 'second-level', levels: aw + 2, root: parseInt(fields.SLPTPTR as string, 16) }, user);
+        report.pasids.push({ pasid, raw: rawWords(pw, 3), type: PGTT_NAMES[pgtt] ?? `PGTT ${pgtt} (reserved)`, did, fields, domain });
+      }
+    }
+  }
+  const domainReports = [...domains.values()].map((d) => domainReport(d.key, d.users));
+  const interrupts = interruptReports(imp);
+  return {
+    units,
+    devices,
+    domains: domainReports,
+    interrupts,
+    diagnostics: imp.diagnostics,
+    summary: {
+      units: units.length,
+      devices: devices.length,
+      pasidEntries,
+      domains: domainReports.length,
+      mappedBytes: domainReports.reduce((s, d) => s + d.mappedBytes, 0),
+      unrecognisedLines: imp.dump.unrecognisedLines,
+    },
+  };
+}
+
+function interruptReports(imp: DebugfsImport): InterruptReport[] {
+  return imp.dump.interrupts.map((d) => ({
+    unit: d.unit,
+    kind: d.kind,
+    table: d.table === undefined ? null : hex(d.table),
+    entries: d.entries.map((e) => ({
+      index: e.index,
+      source: formatPciAddress(pciFromRid(e.sid)),
+      fields: decodeEntry(d.kind === 'posted' ? IRTE_POSTED : IRTE_REMAPPED, [e.low.lo, e.low.hi, e.high.lo, e.high.hi]),
+    })),
+  }));
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Text
+// ---------------------------------------------------------------------------------------------------------
+
+function fieldList(fields: Record<string, number | boolean | string>, only?: readonly string[]): string {
+  return Object.entries(fields)
+    .filter(([k, v]) => (!only || only.includes(k)) && v !== false && v !== 0 && v !== '0x0')
+    .map(([k, v]) => (v === true ? k : `${k}=${typeof v === 'number' && v > 9 ? '0x' + v.toString(16) : v}`))
+    .join(' ');
+}
+
+export function reportText(r: DebugfsReport): string[] {
+  const out: string[] = [];
+  for (const u of r.units) {
+    out.push(`${u.name}: VT-d ${u.version} at ${u.regBase}, ${u.mode} mode, translation ${u.translationEnabled ? 'on' : 'OFF'}, root table ${u.rootTable}`);
+    out.push(`  cap ${u.cap} ecap ${u.ecap}${u.registersKnown ? '' : ' (assumed: no iommu_regset in the dump)'}`);
+    out.push(`  ${u.features.join(', ')}`);
+    if (u.queue) {
+      out.push(`  invalidation queue at ${u.queue.base}, ${u.queue.descriptorSize}-byte descriptors, head ${u.queue.head}, tail ${u.queue.tail}${u.queue.head === u.queue.tail ? ' (idle)' : ' (NOT drained)'}`);
+      for (const d of u.queue.descriptors) out.push(`    [${String(d.index).padStart(3)}] ${d.name} ${fieldList(d.fields)}`);
+    }
+  }
+  out.push('');
+  for (const d of r.devices) {
+    out.push(`${d.device} (${d.unit})`);
+    if (!d.context) {
+      out.push('  no context entry');
+      continue;
+    }
+    out.push(`  context ${d.context.raw.map((w) => '0x' + w).join(' ')}: ${fieldList(d.context.fields)}`);
+    for (const p of d.pasids) {
+      out.push(`  PASID ${hex(p.pasid)} ${p.type}, DID ${p.did}: ${fieldList(p.fields, ['FPD', 'AW', 'SLPTPTR', 'FLPTPTR', 'FLPM', 'SRE', 'WPE', 'SSADE', 'PGSNP', 'PWSNP', 'EAFE'])}`);
+    }
+  }
+  out.push('');
+  for (const d of r.domains) {
+    out.push(`domain ${d.id}: ${d.levels}-level, ${humanBytes(d.mappedBytes)} mapped`);
+    out.push(`  used by ${d.users.join(', ')}`);
+    for (const m of d.ranges) out.push(`  ${m.iova.padStart(14)} -> ${m.output.padEnd(14)} ${humanBytes(parseInt(m.size, 16)).padStart(9)} in ${m.pages} x ${m.pageSize} ${m.access}`);
+    if (d.moreRanges) out.push(`  ... and ${d.moreRanges} more ranges (see --format json)`);
+  }
+  for (const i of r.interrupts) {
+    if (i.entries.length === 0) continue;
+    out.push('', `${i.unit} ${i.kind} interrupts (table ${i.table ?? 'not enabled'}):`);
+    for (const e of i.entries) out.push(`  [${e.index}] from ${e.source}: ${fieldList(e.fields)}`);
+  }
+  const s = r.summary;
+  const n = (count: number, one: string, many = one + 's') => `${count} ${count === 1 ? one : many}`;
+  out.push('', `${n(s.units, 'unit')}, ${n(s.devices, 'device')}, ${n(s.pasidEntries, 'PASID entry', 'PASID entries')}, ${n(s.domains, 'domain')}, ${humanBytes(s.mappedBytes)} mapped; ${n(s.unrecognisedLines, 'line')} not understood`);
+  for (const d of r.diagnostics) out.push(`${d.file || '<input>'}:${d.line}: ${d.severity}: ${d.message}`);
+  return out;
+}
+
+function humanBytes(n: number): string {
+  for (const [unit, size] of [['GiB', 2 ** 30], ['MiB', 2 ** 20], ['KiB', 1024]] as const) {
+    if (n >= size) return n % size === 0 ? `${n / size} ${unit}` : `${(n / size).toFixed(2)} ${unit}`;
+  }
+  return `${n} B`;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Walks through an import
+// ---------------------------------------------------------------------------------------------------------
+
+export interface WalkRequest {
+  /** `SSSS:BB:DD.F` or `BB:DD.F`. */
+  readonly device: string;
+  /** Hex (`0x` optional) or decimal; up to 64 bits. */
+  readonly address: string;
+  readonly pasid?: number;
+  readonly write?: boolean;
+  readonly exec?: boolean;
+  readonly priv?: boolean;
+}
+
+export type WalkOutcome = { ok: true; unit: string; device: string; request: DmaRequest; result: TranslationResult; text: string[] } | { ok: false; error: string };
+
+/** Parses an address as a user types it: `0x` hex, plain hex with a-f digits, or decimal. */
+export function parseAddress(text: string): U64 | undefined {
+  const t = text.trim().replace(/_/g, '');
+  if (/^0x[0-9a-f]{1,16}$/i.test(t) || /^[0-9a-f]*[a-f][0-9a-f]*$/i.test(t)) return U64.fromHex(t.replace(/^0x/i, ''));
+  if (/^\d{1,20}$/.test(t)) {
+    const big = BigInt(t);
+    return big < 2n ** 64n ? U64.fromBigInt(big) : undefined;
+  }
+  return undefined;
+}
+
+/** Translates through the imported tables with no side effect (a probe), with the full trace. */
+export function walkImported(imp: DebugfsImport, w: WalkRequest): WalkOutcome {
+  const a = parsePciAddress(w.device);
+  if (!a) return { ok: false, error: `'${w.device}' is not a PCI address (SSSS:BB:DD.F)` };
+  const device = formatPciAddress(a);
+  const known = imp.devices.find((d) => d.segment === a.segment && d.sid === pciRid(a));
+  if (!known) return { ok: false, error: `${device} is not in the dump (devices: ${imp.devices.map((d) => d.device).join(', ') || 'none'})` };
+  const addr = parseAddress(w.address);
+  if (!addr) return { ok: false, error: `'${w.address}' is not an address (hex with 0x, or decimal, up to 64 bits)` };
+  if (w.pasid !== undefined && !(Number.isInteger(w.pasid) && w.pasid >= 0 && w.pasid < 2 ** 20)) return { ok: false, error: `PASID ${w.pasid} is out of range (0..0xfffff)` };
+  const unit = imp.units.find((u) => u.unit.name === known.unit)!.unit;
+  const exact = addr.hi < 0x20_0000 ? addr.hi * 0x1_0000_0000 + addr.lo : undefined;
+  const request: DmaRequest = { sid: pciRid(a), pasid: w.pasid, addr: exact ?? addr, write: w.write ?? false, exec: w.exec ?? false, priv: w.priv ?? false };
+  const result = unit.probe(request, { trace: true });
+  return { ok: true, unit: unit.name, device, request, result, text: describeWalk(request, `${device} on ${unit.name}`, result) };
+}

@@ -1,0 +1,71 @@
+// A simulated machine in a state worth dumping: scalable and legacy units, first- and second-stage domains
+// with 4K/2M/1G mappings, PASID attachments, pass-through, nested binds and SVA, an invalidation queue that
+// has been used. The debugfs tests render it, parse it back and compare.
+import { IommuKernel } from '../../src/core/driver/kernel';
+import type { Domain } from '../../src/core/driver/domain';
+import { Machine } from '../../src/core/hw/machine';
+import { IoPageTable } from '../../src/core/vtd/page-table';
+
+export interface DebugfsScenario {
+  /** A second, legacy-mode unit with one device. */
+  readonly legacyUnit: boolean;
+  readonly cachingMode: boolean;
+  readonly firstStage: boolean;
+  /** Mappings in the shared domain: IOVA page, output page, size class. */
+  readonly maps: readonly { readonly iovaPage: number; readonly outPage: number; readonly size: '4K' | '2M' | '1G'; readonly write: boolean }[];
+  readonly pasids: readonly number[];
+  readonly nested: boolean;
+  readonly sva: boolean;
+  readonly identityDevice: boolean;
+  /** 5-level second-level tables (SAGAW bit 3, MGAW 57): the IOMMU's AW is then 3. */
+  readonly fiveLevel?: boolean;
+}
+
+const SIZE = { '4K': 0x1000, '2M': 0x20_0000, '1G': 0x4000_0000 } as const;
+
+/** Guest first-level tables in GPA space, mapped 1:1 in the nest parent so that the walk can read them. */
+function guestTable(k: IommuKernel, parent: Domain, maps: [gva: number, gpa: number][]): IoPageTable {
+  const pages: number[] = [];
+  const t = new IoPageTable(k.machine.memory, { format: 'first-level', levels: 4, allocPage: () => (pages.push(k.machine.memory.allocPage()), pages.at(-1)!) });
+  for (const [gva, gpa] of maps) t.map(gva, gpa, 4096, { read: true, write: true, user: true });
+  for (const p of pages) k.map(parent, p, p, 4096, { read: true, write: true });
+  return t;
+}
+
+export function debugfsKernel(s: DebugfsScenario): IommuKernel {
+  const m = new Machine();
+  m.addVtdUnit({ name: 'dmar0', regBase: 0xfed9_0000, features: { supervisorRequests: true, cachingMode: s.cachingMode, agaws: s.fiveLevel ? [48, 57] : [48], firstLevel5Level: true } });
+  if (s.legacyUnit) m.addVtdUnit({ name: 'dmar1', regBase: 0xfed9_1000, features: { scalableMode: false } });
+  m.addEndpoint('6a:01.0', { ats: {}, pri: {}, pasid: { width: 20 } }, 'dmar0');
+  m.addEndpoint('6b:00.0', { ats: {}, pasid: { width: 20 } }, 'dmar0');
+  m.addEndpoint('00:04.0', {}, 'dmar0');
+  if (s.identityDevice) m.addEndpoint('00:14.0', {}, 'dmar0');
+  if (s.legacyUnit) m.addEndpoint('00:02.0', {}, 'dmar1');
+  const k = new IommuKernel(m).boot();
+  const d = k.allocPagingDomain({ stage: s.firstStage && !s.legacyUnit ? 'first' : 'second', name: 'shared' });
+  const used: [number, number][] = [];
+  for (const map of s.maps) {
+    const size = SIZE[map.size];
+    const iova = map.iovaPage * size;
+    if (used.some(([a, b]) => iova < b && a < iova + size)) continue;
+    used.push([iova, iova + size]);
+    k.map(d, iova, 0x1_0000_0000 + map.outPage * size, size, { read: true, write: map.write });
+  }
+  if (s.identityDevice) k.attachDevice(k.identity, '00:14.0');
+  for (const p of s.pasids) k.attachDevicePasid(d, '6a:01.0', p);
+  k.attachDevice(d, '00:04.0');
+  if (s.legacyUnit) k.map(k.device('00:02.0').ridDomain!, 0xfff0_0000, 0x3000_0000, 0x3000);
+  if (s.nested && !s.legacyUnit) {
+    const parent = k.allocPagingDomain({ nestParent: true, name: 'parent' });
+    k.map(parent, 0x1_0000_0000, 0x2_0000_0000, 0x20_0000);
+    k.bindPgtablePasid(parent, '6b:00.0', guestTable(k, parent, [[0x4000_0000, 0x1_0000_1000]]).root, 0x77);
+  }
+  if (s.sva) {
+    const p = k.newProcess('app');
+    p.mmap(0x7f00_0000_0000, 0x10_0000);
+    p.touch(0x7f00_0000_0000, true);
+    p.touch(0x7f00_0000_3000);
+    k.svaBind('6b:00.0', p);
+  }
+  return k;
+}

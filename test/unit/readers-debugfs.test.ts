@@ -1,0 +1,293 @@
+import * as assert from 'node:assert/strict';
+import { mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import fc from 'fast-check';
+import { kernelDebugfsView, renderDebugfs, renderRegset, REGSET_LAYOUTS, type RegsetLayout } from '../../src/core/driver/debugfs';
+import { IommuKernel } from '../../src/core/driver/kernel';
+import { Machine } from '../../src/core/hw/machine';
+import type { DmaRequest, TranslationResult } from '../../src/core/hw/types';
+import { U64 } from '../../src/core/u64';
+import { Reg } from '../../src/core/vtd/registers';
+import { debugfsFileOrder, parseDebugfs } from '../../src/readers/debugfs';
+import { importDebugfs, loadDebugfs } from '../../src/readers/debugfs-import';
+import { describeImport, reportText, walkImported } from '../../src/readers/debugfs-report';
+import { debugfsKernel, type DebugfsScenario } from '../support/debugfs-kernel';
+import { runCli } from './cli.test';
+
+const root = join(__dirname, '../../..');
+const fixtures = join(root, 'test/fixtures/debugfs');
+
+function inputsOf(files: Map<string, string>) {
+  return debugfsFileOrder([...files.keys()]).map((path) => ({ path, text: files.get(path)! }));
+}
+
+/** What a probe says, in a form two machines can be compared by. */
+function outcome(r: TranslationResult): string {
+  return r.ok ? `ok ${r.output} ${r.pageSize} ${r.perms.read}${r.perms.write}${r.perms.exec}${r.perms.priv}` : `fault 0x${r.reason.toString(16)}`;
+}
+
+const scenario: fc.Arbitrary<DebugfsScenario> = fc.record({
+  legacyUnit: fc.boolean(),
+  cachingMode: fc.boolean(),
+  firstStage: fc.boolean(),
+  maps: fc.array(
+    fc.record({ iovaPage: fc.integer({ min: 0, max: 600 }), outPage: fc.integer({ min: 0, max: 60 }), size: fc.constantFrom('4K' as const, '4K' as const, '2M' as const, '1G' as const), write: fc.boolean() }),
+    { maxLength: 24 },
+  ),
+  pasids: fc.uniqueArray(fc.integer({ min: 1, max: 0xf_ffff }), { maxLength: 4 }),
+  nested: fc.boolean(),
+  sva: fc.boolean(),
+  identityDevice: fc.boolean(),
+  fiveLevel: fc.boolean(),
+});
+
+/** Requests worth comparing: every mapped leaf's first and last byte, the pages around them, and some misses. */
+function requests(k: IommuKernel): { device: string; req: DmaRequest }[] {
+  const out: { device: string; req: DmaRequest }[] = [];
+  for (const dev of k.devices.values()) {
+    const sm = dev.iommu.scalable;
+    const targets: [number | undefined, typeof dev.ridDomain][] = [[undefined, dev.ridDomain], ...[...dev.pasidDomains].map(([p, d]) => [p, d] as [number, typeof d])];
+    for (const [pasid, domain] of targets) {
+      // Nested first-level tables live in guest memory, which debugfs does not dump.
+      if (!domain || domain.type === 'nested') continue;
+      const table = domain.type === 'sva' ? domain.process!.pageTable : domain.pageTable;
+      // Linux writes the IOMMU's AW into first-level entries and debugfs walks AW + 2 levels: a 4-level
+      // first-level table on a 5-level IOMMU is not in the dump (the import says so).
+      if (table?.format === 'first-level' && table.levels !== dev.iommu.agaw + 2) continue;
+      const addrs = new Set<number>([0, 0x1000, 0xdead_b000]);
+      if (table) {
+        let n = 0;
+        for (const leaf of table.leaves()) {
+          for (const a of [leaf.iova, leaf.iova + leaf.size - 8, leaf.iova + leaf.size]) addrs.add(a);
+          if (++n > 64) break;
+        }
+      }
+      for (const addr of addrs) {
+        for (const write of [false, true]) {
+          out.push({ device: dev.name, req: { sid: dev.sid, pasid: sm && pasid === undefined ? undefined : pasid, addr, write } });
+        }
+      }
+    }
+  }
+  return out;
+}
+
+describe('readers: Intel debugfs dumps', () => {
+  it('round trip: a model rendered in the kernel layout and parsed back renders the same, byte for byte, and translates the same', () => {
+    fc.assert(
+      fc.property(scenario, (s) => {
+        const k = debugfsKernel(s);
+        const before = renderDebugfs(kernelDebugfsView(k));
+        const imp = importDebugfs(parseDebugfs(inputsOf(before)));
+        assert.deepEqual(imp.diagnostics.filter((d) => d.severity !== 'info'), []);
+        const firstLevelTables = !s.legacyUnit || s.sva; // default domains are first-stage when every unit can
+        assert.equal(imp.diagnostics.some((d) => /does not show its mappings$/.test(d.message)), (s.fiveLevel ?? false) && firstLevelTables);
+        assert.equal(imp.dump.unrecognisedLines, 0);
+        const after = renderDebugfs(imp.view);
+        assert.deepEqual([...after.keys()].sort(), [...before.keys()].sort());
+        for (const [path, text] of before) assert.equal(after.get(path), text, path);
+        for (const { device, req } of requests(k)) {
+          const original = k.machine.unitFor(req.sid).probe(req);
+          const imported = imp.machine.unitFor(req.sid).probe(req);
+          assert.equal(outcome(imported), outcome(original), `${device} PASID ${req.pasid} ${req.write ? 'write' : 'read'} 0x${(req.addr as number).toString(16)}`);
+        }
+      }),
+      { numRuns: 25, seed: 0x5eed },
+    );
+  });
+
+  it('loads the registers of every regset layout, reading 32-bit registers from the low half of the single list', () => {
+    const k = debugfsKernel({ legacyUnit: false, cachingMode: true, firstStage: true, maps: [], pasids: [3], nested: false, sva: false, identityDevice: false });
+    const unit = k.iommus[0]!.unit;
+    for (const layout of Object.keys(REGSET_LAYOUTS) as RegsetLayout[]) {
+      const text = renderRegset([unit], layout);
+      const dump = parseDebugfs([{ path: 'iommu_regset', text }]);
+      assert.equal(dump.unrecognisedLines, 0, layout);
+      const names = dump.regsets[0]!.registers.map((r) => r.name);
+      assert.deepEqual(names, [...REGSET_LAYOUTS[layout].regs32, ...REGSET_LAYOUTS[layout].regs64], layout);
+      const imp = importDebugfs(dump);
+      const copy = imp.units[0]!.unit;
+      for (const name of ['VER', 'GCMD', 'GSTS', 'RTADDR', 'IQA', 'IQT', 'PQA', 'FECTL'] as const) {
+        assert.equal(copy.readRegister(name).toString(), unit.readRegister(name).toString(), `${layout} ${name}`);
+      }
+      assert.equal(copy.capRaw.toString(), unit.capRaw.toString());
+      assert.equal(copy.rootTableAddress, unit.rootTableAddress);
+      assert.ok(copy.translationEnabled && copy.scalableMode);
+    }
+    // The first kernels read every register with readq: GCMD shows GSTS in its high half.
+    const single = renderRegset([unit], 'single').split('\n').find((l) => l.startsWith('GCMD'))!;
+    assert.equal(single, `GCMD            \t0x18\t\t0x${unit.readRegister('GSTS').toHex(8)}${unit.readRegister('GCMD').toHex(8)}`);
+  });
+
+  it('reads the older global domain_translation_struct, legacy-mode rows, IR tables and "not enabled" units, field by field', () => {
+    const imp = loadDebugfs([
+      { path: 'iommu_regset', text: readFileSync(join(fixtures, 'legacy/iommu_regset'), 'utf8') },
+      { path: 'dmar_translation_struct', text: readFileSync(join(fixtures, 'legacy/dmar_translation_struct'), 'utf8') },
+      { path: 'ir_translation_struct', text: readFileSync(join(fixtures, 'legacy/ir_translation_struct'), 'utf8') },
+      { path: 'domain_translation_struct', text: readFileSync(join(fixtures, 'legacy/domain_translation_struct'), 'utf8') },
+    ]);
+    assert.deepEqual(imp.diagnostics, []);
+    assert.equal(imp.dump.unrecognisedLines, 0);
+    const [gfx, other] = imp.units;
+    assert.equal(gfx!.unit.name, 'dmar0');
+    assert.equal(gfx!.unit.capRaw.toString(), '0x1c0000c40660462');
+    assert.ok(gfx!.unit.translationEnabled && !gfx!.unit.scalableMode);
+    assert.equal(other!.unit.translationEnabled, false, 'dmar1 printed "DMA Remapping is not enabled"');
+    assert.deepEqual(imp.dump.disabled.map((d) => d.unit), ['dmar1']);
+    // The 5.x global file: "with pasid %d", all five columns with zeros for levels a large page skips.
+    const dom = imp.dump.domains[0]!;
+    assert.deepEqual([dom.sid, dom.pasid, dom.pgd], [0x0010, 0, 0x4_5d6e_2000]);
+    assert.equal(dom.rows.length, 3);
+    assert.equal(dom.rows[2]!.path[2]!.toString(), '0x45d600883', 'a 2 MiB leaf at the PDE');
+    assert.equal(dom.rows[2]!.path[1], undefined);
+    const walk = walkImported(imp, { device: '00:02.0', address: '0x200123' });
+    assert.ok(walk.ok && walk.result.ok);
+    assert.equal(walk.result.output, '0x46e000123');
+    const big = walkImported(imp, { device: '0000:00:02.0', address: '0x40012345', write: true });
+    assert.ok(big.ok && big.result.ok && big.result.pageSize === 0x20_0000);
+    assert.equal(big.result.output, '0x45d612345');
+    // Interrupt remapping: the decoded fields of one remapped and one posted entry.
+    const report = describeImport(imp);
+    const remapped = report.interrupts.find((i) => i.kind === 'remapped' && i.unit === 'dmar1')!;
+    assert.equal(remapped.table, '0x45e740000');
+    assert.deepEqual(remapped.entries[0], {
+      index: 0,
+      source: '0000:f0:1f.0',
+      fields: { P: true, FPD: false, DM: false, RH: false, TM: false, DLM: 0, AVAIL: 0, IM: false, V: 0x30, DST: 0, SID: 0xf0f8, SQ: 0, SVT: 1 },
+    });
+    const posted = report.interrupts.find((i) => i.kind === 'posted')!;
+    assert.deepEqual(posted.entries.map((e) => [e.index, e.source, e.fields.VV, e.fields.PDA_H, e.fields.URG]), [[24, '0000:00:02.0', 0xef, 1, false]]);
+  });
+
+  it('reads cat, head and grep -r concatenations and CRLF files as the separate files would read', () => {
+    const files = renderDebugfs(kernelDebugfsView(debugfsKernel({ legacyUnit: true, cachingMode: false, firstStage: false, maps: [{ iovaPage: 3, outPage: 2, size: '2M', write: true }], pasids: [0x40], nested: false, sva: false, identityDevice: false })));
+    const inputs = inputsOf(files);
+    const reference = describeImport(importDebugfs(parseDebugfs(inputs)));
+    const cat = inputs.map((i) => i.text).join('');
+    const head = inputs.map((i) => `==> ${i.path} <==\n${i.text}\n`).join('');
+    const grep = inputs.flatMap((i) => i.text.split('\n').filter((l) => l !== '').map((l) => `/sys/kernel/debug/iommu/intel/${i.path}:${l}`)).join('\n');
+    for (const [name, text] of [['cat', cat], ['head', head], ['grep -r', grep], ['crlf', cat.replace(/\n/g, '\r\n')]] as const) {
+      const imp = loadDebugfs([{ path: 'dump.txt', text }]);
+      assert.equal(imp.dump.unrecognisedLines, 0, name);
+      const r = describeImport(imp);
+      assert.deepEqual(r.domains, reference.domains, name);
+      assert.deepEqual(r.devices, reference.devices, name);
+    }
+  });
+
+  it('reports what it cannot read with file and line, and rows that contradict each other', () => {
+    const text = [
+      'IOMMU dmar0: Root Table Address: 0x1000',
+      'B.D.F\tRoot_entry\t\t\t\tContext_entry\t\t\t\tPASID\tPASID_table_entry',
+      '00:02.0\t0x0000000000000000:0x0000000000002001\t0x0000000000000102:0x0000000000003001\t-1    \t0x0000000000000000:0x0000000000000000:0x0000000000000000',
+      '00:03.0\t0x0000000000000000:0x0000000000005001\t0x0000000000000102:0x0000000000003001\t-1    \t0x0000000000000000:0x0000000000000000:0x0000000000000000',
+      '00:1z.0\tgarbage',
+      'something else entirely',
+      '',
+    ].join('\n');
+    const imp = loadDebugfs([{ path: 'dmar_translation_struct', text }]);
+    const problems = imp.diagnostics.filter((d) => d.severity === 'warning').sort((a, b) => a.line - b.line).map((d) => `${d.file}:${d.line}: ${d.message}`);
+    assert.equal(problems.length, 3, problems.join('\n'));
+    assert.match(problems[0]!, /^dmar_translation_struct:4: root entry qw0 at 0x1000 is 0x5001 here but 0x2001 at dmar_translation_struct:3/);
+    assert.match(problems[1]!, /^dmar_translation_struct:5: not a translation row/);
+    assert.match(problems[2]!, /^dmar_translation_struct:6: not a translation row.*'something else entirely'/);
+    assert.equal(imp.dump.unrecognisedLines, 2);
+  });
+
+  it('never throws or hangs on mutated dumps (10,000 lines)', () => {
+    const files = renderDebugfs(kernelDebugfsView(debugfsKernel({ legacyUnit: true, cachingMode: true, firstStage: true, maps: [{ iovaPage: 1, outPage: 1, size: '4K', write: true }, { iovaPage: 2, outPage: 3, size: '2M', write: false }], pasids: [2], nested: true, sva: true, identityDevice: true })));
+    const corpus = [...files.values()].flatMap((t) => t.split('\n')).filter((l) => l.trim() !== '' && !/^\s+\d+\t0{16}/.test(l));
+    corpus.push(...readFileSync(join(fixtures, 'legacy/ir_translation_struct'), 'utf8').split('\n'));
+    let lines = 0;
+    fc.assert(
+      fc.property(
+        fc.array(fc.tuple(fc.nat(corpus.length - 1), fc.nat(200), fc.constantFrom('', '0', 'f', ' ', '\t', ':', 'x', '|', '-1', 'ffffffffffffffff', '\u0000', 'é'), fc.nat(3)), { minLength: 40, maxLength: 40 }),
+        (muts) => {
+          const text = muts
+            .map(([i, at, ins, del]) => {
+              const l = corpus[i]!;
+              const p = at % (l.length + 1);
+              return l.slice(0, p) + ins + l.slice(p + del);
+            })
+            .join('\n');
+          lines += muts.length;
+          const started = Date.now();
+          const imp = loadDebugfs([{ path: 'fuzz', text }]);
+          reportText(describeImport(imp));
+          assert.ok(Date.now() - started < 2000, 'a 40-line dump takes under 2 s');
+        },
+      ),
+      { numRuns: 250, seed: 7 },
+    );
+    assert.ok(lines >= 10_000);
+  });
+
+  it('prints the report and walks through the CLI, as a user would', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'iommu-debugfs-'));
+    try {
+      const k = debugfsKernel({ legacyUnit: false, cachingMode: false, firstStage: false, maps: [{ iovaPage: 0x100, outPage: 5, size: '4K', write: true }], pasids: [5], nested: false, sva: false, identityDevice: false });
+      for (const [rel, text] of renderDebugfs(kernelDebugfsView(k))) {
+        mkdirSync(dirname(join(dir, rel)), { recursive: true });
+        writeFileSync(join(dir, rel), text);
+      }
+      const report = runCli(['import-debugfs', dir]);
+      assert.equal(report.code, 0, report.stderr);
+      assert.match(report.stdout, /^dmar0: VT-d 6\.0 at 0xfed90000, scalable mode, translation on/m);
+      assert.match(report.stdout, /^ {2}PASID 0x5 second-level, DID \d+: AW=2 SLPTPTR=0x[0-9a-f]+ PWSNP$/m);
+      assert.match(report.stdout, /^ +0x100000 -> 0x100005000 +4 KiB in 1 x 4 KiB rw- snoop$/m);
+      const json = JSON.parse(runCli(['import-debugfs', '--format', 'json', dir]).stdout);
+      assert.equal(json.summary.units, 1);
+      assert.ok(json.devices.some((d: { device: string; pasids: { pasid: number }[] }) => d.device === '0000:6a:01.0' && d.pasids.some((p) => p.pasid === 5)));
+
+      const walk = runCli(['walk', '--debugfs', dir, '--device', '6a:01.0', '--pasid', '5', '--write', '0x100abc']);
+      assert.equal(walk.code, 0, walk.stderr);
+      assert.match(walk.stdout, /^Walk: 0000:6a:01\.0 on dmar0 PASID 0x5: write 0x100abc$/m);
+      assert.match(walk.stdout, /^ 8\. sl-pte\[256\] @ 0x[0-9a-f]+$/m);
+      assert.match(walk.stdout, /^Result: 0x100005abc \(4 KiB page, read\/write, DID \d+; walk, 8 table reads\)$/m);
+      const walkJson = JSON.parse(runCli(['walk', '--debugfs', dir, '--device', '6a:01.0', '--pasid', '5', '--format', 'json', '0x100abc']).stdout);
+      assert.equal(walkJson.result.output, '0x100005abc');
+      assert.equal(walkJson.result.trace.length, 8);
+
+      const fault = runCli(['walk', '--debugfs', dir, '--device', '6a:01.0', '--pasid', '6', '0x100abc']);
+      assert.equal(fault.code, 1);
+      assert.match(fault.stdout, /^Result: fault 0x59: SM: Present bit in PASID Table Entry is clear/m);
+      const unknown = runCli(['walk', '--debugfs', dir, '--device', '00:03.0', '0x0']);
+      assert.equal(unknown.code, 2);
+      assert.match(unknown.stderr, /^iommu-lab: walk: 0000:00:03\.0 is not in the dump \(devices: /);
+      const fromStdin = runCli(['import-debugfs', '-'], readFileSync(join(dir, 'dmar_translation_struct'), 'utf8'));
+      assert.match(fromStdin.stdout, /^0000:6a:01\.0 \(dmar0\)$/m);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('says why a device 80-ff on a bus without devices 00-7f has tables but no context entry (the kernel skips it)', () => {
+    const m = new Machine();
+    m.addVtdUnit({ name: 'dmar0', features: {} });
+    m.addEndpoint('00:1f.7', {}, 'dmar0');
+    const k = new IommuKernel(m).boot();
+    k.map(k.device('00:1f.7').ridDomain!, 0x1000, 0x5000, 0x1000);
+    const files = renderDebugfs(kernelDebugfsView(k));
+    assert.doesNotMatch(files.get('dmar_translation_struct')!, /^00:1f\.7/m, 'dmar_translation_struct stops bus 0 at the missing lower half');
+    const imp = loadDebugfs(inputsOf(files));
+    const warning = imp.diagnostics.find((d) => d.severity === 'warning')!;
+    assert.equal(`${warning.file}:${warning.line}`, '0000:00:1f.7/domain_translation_struct:1');
+    assert.match(warning.message, /does not list devices 80-ff of a bus whose devices 00-7f have no context table/);
+  });
+
+  it('loads a unit with assumed capabilities when the dump has no iommu_regset, and says so', () => {
+    const files = renderDebugfs(kernelDebugfsView(debugfsKernel({ legacyUnit: false, cachingMode: false, firstStage: true, maps: [{ iovaPage: 9, outPage: 9, size: '4K', write: true }], pasids: [], nested: false, sva: false, identityDevice: false })));
+    files.delete('iommu_regset');
+    const imp = loadDebugfs(inputsOf(files));
+    const notes = imp.diagnostics.map((d) => d.message);
+    assert.ok(notes.some((n) => /^no CAP\/ECAP for dmar0 in the dump \(iommu_regset\): assuming a scalable-mode unit/.test(n)));
+    assert.ok(notes.some((n) => /^debugfs shows PASID entries but not the tables that hold them: \d+ PASID tables? (was|were) placed at 0x/.test(n)));
+    const unit = imp.units[0]!.unit;
+    assert.ok(unit.translationEnabled && unit.scalableMode);
+    assert.equal(unit.readRegister(Reg.IQA).lo & 0x800, 0x800, 'the queue rows had four words: 256-bit descriptors');
+    const walk = walkImported(imp, { device: '00:04.0', address: String(9 * 4096 + 5) });
+    assert.ok(walk.ok && walk.result.ok && walk.result.output === '0x100009005');
+    assert.equal(U64.fromHex('100009005')!.toString(), '0x100009005');
+  });
+});
