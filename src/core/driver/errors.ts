@@ -16,6 +16,11 @@ export const ERRNO = {
   EOPNOTSUPP: 95,
   E2BIG: 7,
   ENOMEM: 12,
+  EBADF: 9,
+  ENOTTY: 25,
+  ESPIPE: 29,
+  EMSGSIZE: 90,
+  EADDRINUSE: 98,
 } as const;
 
 export type Errno = keyof typeof ERRNO;

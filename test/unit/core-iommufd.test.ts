@@ -1,0 +1,373 @@
+import * as assert from 'node:assert/strict';
+import fc from 'fast-check';
+import { HWPT_ALLOC, IOAS_MAP, iommufdIoctl, IOMMUFD_CMD, OPTION, OPTION_OP, PAGE_RESP, readBytes, U64_MAX, VTD_INV_FLAGS_LEAF, VTD_MSI_WINDOW, type HwptNested, type HwptPaging } from '../../src/core/iommufd';
+import { descriptorsDuring } from '../support/descriptors';
+import { allocNested, BASE, BUFFER, BUFFER_SIZE, dmaTarget, FIXED_RW, invalidate, mapAuto, mapFixed, P, platform, throwsErrno, unmap, userPhys, writeUser } from '../support/iommufd';
+
+const phys = (fd: ReturnType<typeof platform>['fd'], va: bigint, off = 0n) => '0x' + (BigInt(userPhys(fd, va)) + off).toString(16);
+
+describe('iommufd: IOAS mappings reach the hardware', () => {
+  it('after IOAS_MAP the device\'s DMA lands on the user pages with the map\'s permissions; IOAS_UNMAP flushes and it faults', () => {
+    const { k, m, fd } = platform();
+    const { ioasId } = fd.ioasAlloc();
+    const dev = fd.bindDevice('00:02.0');
+    const hwpt = fd.objects.get(dev.attachPt({ ptId: ioasId }).ptId) as HwptPaging;
+    const iova = mapAuto(fd, ioasId, 4n * P);
+    assert.equal(iova, 0x4000n, 'aligned to the length, and never 0');
+    for (let i = 0n; i < 4n; i++) assert.equal(dmaTarget(k, '00:02.0', iova + i * P + 0x24n, { write: true }), phys(fd, BUFFER + i * P, 0x24n));
+    const ro = fd.ioasMap({ ioasId, flags: IOAS_MAP.READABLE, userVa: BUFFER + 8n * P, length: P }).iova;
+    assert.equal(dmaTarget(k, '00:02.0', ro), phys(fd, BUFFER + 8n * P));
+    assert.match(dmaTarget(k, '00:02.0', ro, { write: true }), /^fault/, 'a READABLE-only map refuses writes');
+    // The auto domain is first-stage: the unmap is a PASID-based page-selective flush of its DID.
+    const did = k.didOf(hwpt.domain, k.iommus[0]!);
+    assert.deepEqual(descriptorsDuring(m, () => unmap(fd, ioasId, iova, 4n * P)), [`p_iotlb_inv G=3 DID=${did} PASID=0 ADDR=0x4000 AM=2 IH=1`]);
+    assert.match(dmaTarget(k, '00:02.0', iova), /^fault 0x/);
+  });
+
+  it('a device attached after the map finds the IOAS already in its new domain', () => {
+    const { k, fd } = platform();
+    const { ioasId } = fd.ioasAlloc();
+    mapFixed(fd, ioasId, BASE, 2n * P);
+    assert.equal(fd.pinnedPages, 0, 'no domain yet: nothing pinned');
+    fd.bindDevice('00:02.0').attachPt({ ptId: ioasId });
+    assert.equal(fd.pinnedPages, 2);
+    assert.equal(dmaTarget(k, '00:02.0', BASE + P + 1n), phys(fd, BUFFER + P, 1n));
+  });
+
+  it('pinned pages stay behind the IOVA even when the process unmaps them (the IOMMU holds the page, not the mapping)', () => {
+    const { k, fd, mm } = platform();
+    const { ioasId } = fd.ioasAlloc();
+    fd.bindDevice('00:02.0').attachPt({ ptId: ioasId });
+    const before = userPhys(fd, BUFFER);
+    mapFixed(fd, ioasId, BASE, P);
+    mm.munmap(Number(BUFFER), 4096);
+    assert.equal(dmaTarget(k, '00:02.0', BASE), before);
+  });
+
+  it('every attached device reserves the VT-d MSI window in its IOAS: fixed maps there are EINVAL; a map there blocks the attach', () => {
+    const { fd } = platform();
+    const { ioasId } = fd.ioasAlloc();
+    const dev = fd.bindDevice('00:02.0');
+    dev.attachPt({ ptId: ioasId });
+    throwsErrno(() => mapFixed(fd, ioasId, VTD_MSI_WINDOW.start, P), 'EINVAL');
+    dev.detachPt();
+    mapFixed(fd, ioasId, VTD_MSI_WINDOW.start, P);
+    throwsErrno(() => dev.attachPt({ ptId: ioasId }), 'EADDRINUSE');
+    assert.equal(dev.dev.ridDomain, fd.kernel.blocked, 'the device stays blocked');
+    assert.equal(fd.objects.values().filter((o) => o.type === 'HWPT_PAGING').length, 0, 'the auto domain made for the attach is gone');
+  });
+
+  it('an area the domain cannot take (misaligned, or past its 48-bit aperture) stops the attach with EADDRINUSE', () => {
+    const { fd } = platform();
+    const { ioasId } = fd.ioasAlloc();
+    fd.ioasMap({ ioasId, flags: FIXED_RW, userVa: BUFFER + 0x800n, length: 0x800n, iova: BASE + 0x800n });
+    const dev = fd.bindDevice('00:02.0');
+    throwsErrno(() => dev.attachPt({ ptId: ioasId }), 'EADDRINUSE');
+    unmap(fd, ioasId, 0n, U64_MAX);
+    mapFixed(fd, ioasId, 1n << 48n, P);
+    throwsErrno(() => dev.attachPt({ ptId: ioasId }), 'EADDRINUSE');
+  });
+
+  it('IOAS_COPY shares the pages: the copy survives the source\'s unmap; a WRITEABLE copy of a read-only area is EPERM', () => {
+    const { k, fd } = platform();
+    const { ioasId: src } = fd.ioasAlloc();
+    const { ioasId: dst } = fd.ioasAlloc();
+    fd.bindDevice('00:02.0').attachPt({ ptId: dst });
+    mapFixed(fd, src, BASE, 2n * P);
+    fd.ioasCopy({ flags: FIXED_RW, srcIoasId: src, dstIoasId: dst, srcIova: BASE, dstIova: 2n * BASE, length: 2n * P });
+    unmap(fd, src, BASE, 2n * P);
+    assert.equal(dmaTarget(k, '00:02.0', 2n * BASE + P), phys(fd, BUFFER + P));
+    fd.ioasMap({ ioasId: src, flags: IOAS_MAP.FIXED_IOVA | IOAS_MAP.READABLE, userVa: BUFFER, length: P, iova: BASE });
+    throwsErrno(() => fd.ioasCopy({ flags: FIXED_RW, srcIoasId: src, dstIoasId: dst, srcIova: BASE, dstIova: 0n, length: P }), 'EPERM');
+  });
+
+  it('a nest parent refuses read-only mappings (VT-d erratum 772415), at map time and at allocation', () => {
+    const { k, fd } = platform();
+    const { ioasId } = fd.ioasAlloc();
+    const devId = fd.bindDevice('00:02.0').devId;
+    fd.hwptAlloc({ devId, ptId: ioasId, flags: HWPT_ALLOC.NEST_PARENT });
+    throwsErrno(() => fd.ioasMap({ ioasId, flags: IOAS_MAP.READABLE, userVa: BUFFER, length: P }), 'EINVAL');
+    assert.equal(k.log.lines.at(-1)!.text, 'DMAR: Read-only mapping is disallowed on the domain which serves as the parent in a nested configuration, due to HW errata (ERRATA_772415_SPR17)');
+    assert.equal(fd.pinnedPages, 0, 'the failed map left nothing behind');
+    const { ioasId: other } = fd.ioasAlloc();
+    fd.ioasMap({ ioasId: other, flags: IOAS_MAP.READABLE, userVa: BUFFER, length: P });
+    throwsErrno(() => fd.hwptAlloc({ devId, ptId: other, flags: HWPT_ALLOC.NEST_PARENT }), 'EINVAL');
+    fd.destroy(other);
+  });
+
+  it('HUGE_PAGES cannot be turned off while a domain holds mappings', () => {
+    const { fd } = platform();
+    const { ioasId } = fd.ioasAlloc();
+    fd.bindDevice('00:02.0').attachPt({ ptId: ioasId });
+    mapFixed(fd, ioasId, BASE, P);
+    throwsErrno(() => fd.option({ optionId: OPTION.HUGE_PAGES, op: OPTION_OP.SET, objectId: ioasId, val64: 0n }), 'EINVAL');
+  });
+});
+
+describe('iommufd: device ownership (VFIO cdev bind)', () => {
+  it('binding blocks the RID until an attach; one owner at a time; closing the device returns it to its default domain', () => {
+    const { k, fd } = platform();
+    const dev = k.device('00:02.0');
+    const dflt = dev.ridDomain!;
+    const vfio = fd.bindDevice('00:02.0');
+    assert.equal(dev.ridDomain, k.blocked);
+    throwsErrno(() => vfio.bindIommufd(fd), 'EINVAL');
+    throwsErrno(() => fd.bindDevice('00:02.0'), 'EBUSY');
+    throwsErrno(() => fd.destroy(vfio.devId), 'EBUSY');
+    vfio.close();
+    assert.equal(dev.ridDomain, dflt);
+    throwsErrno(() => vfio.attachPt({ ptId: 1 }), 'EINVAL');
+    fd.bindDevice('00:02.0');
+  });
+
+  it('VFIO_DEVICE_ATTACH_IOMMUFD_PT with the PASID flag attaches, then replaces; detach of nothing is fine', () => {
+    const { k, fd } = platform();
+    const { ioasId } = fd.ioasAlloc();
+    mapFixed(fd, ioasId, BASE, P);
+    const vfio = fd.bindDevice('6a:01.0');
+    const a = fd.hwptAlloc({ devId: vfio.devId, ptId: ioasId, flags: HWPT_ALLOC.PASID }).hwptId;
+    const b = fd.hwptAlloc({ devId: vfio.devId, ptId: ioasId, flags: HWPT_ALLOC.PASID }).hwptId;
+    const PASID_FLAG = 1;
+    throwsErrno(() => vfio.attachPt({ ptId: a, flags: PASID_FLAG, pasid: 0 }), 'EINVAL');
+    throwsErrno(() => vfio.attachPt({ ptId: a, flags: 2 }), 'EINVAL');
+    assert.equal(vfio.attachPt({ ptId: a, flags: PASID_FLAG, pasid: 7 }).ptId, a);
+    assert.equal(vfio.attachPt({ ptId: b, flags: PASID_FLAG, pasid: 7 }).ptId, b, 'a second attach replaces');
+    assert.equal(k.device('6a:01.0').pasidDomains.get(7), (fd.objects.get(b) as HwptPaging).domain);
+    assert.equal(dmaTarget(k, '6a:01.0', BASE + 4n, { pasid: 7 }), phys(fd, BUFFER, 4n));
+    vfio.detachPt({ flags: PASID_FLAG, pasid: 7 });
+    vfio.detachPt({ flags: PASID_FLAG, pasid: 7 });
+    vfio.detachPt();
+    assert.equal(k.device('6a:01.0').pasidDomains.size, 0);
+  });
+
+  it('without interrupt remapping a bind is EPERM, unless unsafe interrupts are allowed (with a warning)', () => {
+    throwsErrno(() => platform({ features: { interruptRemapping: false } }).fd.bindDevice('00:02.0'), 'EPERM');
+    const { k, fd } = platform({ features: { interruptRemapping: false }, iommufd: { allowUnsafeInterrupts: true } });
+    fd.bindDevice('00:02.0');
+    assert.match(k.log.lines.at(-1)!.text, /MSI interrupts are not secure/);
+  });
+
+  it('a device a kernel driver has put on a PASID cannot be bound', () => {
+    const { k, fd } = platform();
+    k.attachDevicePasid(k.allocPagingDomain(), '6a:01.0', 5);
+    throwsErrno(() => fd.bindDevice('6a:01.0'), 'EBUSY');
+  });
+});
+
+/** A device on a nested HWPT whose guest S1 root is the first (empty) page of the buffer, mapped at BASE. */
+function nestedSetup(o: { fault?: boolean } = {}) {
+  const p = platform();
+  const { ioasId } = p.fd.ioasAlloc();
+  mapFixed(p.fd, ioasId, BASE, BUFFER_SIZE);
+  const vfio = p.fd.bindDevice('6b:00.0');
+  const devId = vfio.devId;
+  vfio.attachPt({ ptId: ioasId });
+  const parent = p.fd.hwptAlloc({ devId, ptId: ioasId, flags: HWPT_ALLOC.NEST_PARENT }).hwptId;
+  const fault = o.fault ? p.fd.faultQueueAlloc() : undefined;
+  const nested = allocNested(p.fd, devId, parent, fault ? { flags: HWPT_ALLOC.FAULT_ID_VALID, faultId: fault.faultId } : {});
+  vfio.attachPt({ ptId: nested });
+  const did = p.k.didOf((p.fd.objects.get(nested) as HwptNested).domain, p.k.iommus[0]!)!;
+  return { ...p, ioasId, vfio, devId, parent, nested, did, fault };
+}
+
+describe('iommufd: HWPT_INVALIDATE on a VT-d nested HWPT', () => {
+  it('each good entry is a PASID-based IOTLB flush of the nested DID, then the device TLB; nothing from the failing entry on', () => {
+    const { m, fd, nested, did } = nestedSetup();
+    let r!: ReturnType<typeof invalidate>;
+    const stream = descriptorsDuring(m, () => (r = invalidate(fd, { hwptId: nested, entries: [{ addr: 0x4000_0000, npages: 1, flags: VTD_INV_FLAGS_LEAF }, { addr: 0x8000, npages: 1, flags: 2 }, { addr: 0x9000, npages: 1 }] })));
+    assert.deepEqual(r, { errno: 'EOPNOTSUPP', entryNum: 1 });
+    assert.deepEqual(stream, [`p_iotlb_inv G=3 DID=${did} PASID=0 ADDR=0x40000000 AM=0 IH=1`, 'dev_tlb_inv SID=0x6b00 QDEP=0 ADDR=0x40000000 S=0']);
+    // addr 0 with U64_MAX pages: everything of the nested domain.
+    assert.deepEqual(descriptorsDuring(m, () => fd.hwptInvalidate({ hwptId: nested, entries: [{ addr: 0, npages: U64_MAX }] })), [`p_iotlb_inv G=2 DID=${did} PASID=0`, 'dev_tlb_inv SID=0x6b00 QDEP=0 ADDR=ALL S=1']);
+    // Two entries, two flushes, each submitted before the next entry is read.
+    assert.equal(descriptorsDuring(m, () => fd.hwptInvalidate({ hwptId: nested, entries: [{ addr: 0x1000, npages: 2 }, { addr: 0x10_0000, npages: 16 }] }), { waits: true }).filter((d) => d.startsWith('inv_wait')).length, 2);
+  });
+
+  it('an IOAS unmap flushes the nested child by its own DID (the nest parent\'s NESTING tags)', () => {
+    const { m, fd, ioasId, did } = nestedSetup();
+    const stream = descriptorsDuring(m, () => unmap(fd, ioasId, BASE, BUFFER_SIZE));
+    assert.ok(stream.includes(`iotlb_inv G=3 DID=${did} ADDR=0x1000000 AM=4 IH=1`), stream.join('\n'));
+    assert.ok(stream.includes('dev_tlb_inv SID=0x6b00 QDEP=0 ADDR=ALL S=1'));
+  });
+});
+
+describe('iommufd: the fault queue', () => {
+  it('groups wait until read; cookies are checked; a device leaving the HWPT gets INVALID once for each pending group', () => {
+    const { k, m, vfio, parent, fault } = nestedSetup({ fault: true });
+    const q = fault!.fd;
+    const first = k.dma('6b:00.0', { addr: 0x4000_0000 });
+    const second = k.dma('6b:00.0', { addr: 0x5000_0000 });
+    assert.deepEqual([first.pageRequest?.outcome, second.pageRequest?.outcome], ['queued', 'queued']);
+    throwsErrno(() => q.read(39), 'ESPIPE');
+    const [one, ...rest] = q.read(40);
+    assert.deepEqual([one!.addr, one!.cookie, rest.length], [0x4000_0000n, 1, 0], 'one record fits: the first group, cookie 1');
+    throwsErrno(() => q.write([{ cookie: one!.cookie, code: 2 }]), 'EINVAL');
+    throwsErrno(() => q.write([{ cookie: 99, code: PAGE_RESP.SUCCESS }]), 'EINVAL');
+    throwsErrno(() => q.write([{ cookie: one!.cookie, code: PAGE_RESP.SUCCESS }], 7), 'ESPIPE');
+    assert.equal(m.endpoint('6b:00.0').pendingGroups.length, 2);
+    // The first group has been read, the second not: both are answered INVALID when the device leaves.
+    const stream = descriptorsDuring(m, () => vfio.attachPt({ ptId: parent })).filter((d) => d.startsWith('page_grp_resp'));
+    assert.deepEqual(stream, [first, second].map((o) => `page_grp_resp RID=0x6b00 PP=0 PASID=0 PRGI=${o.pageRequest!.prgIndex} LPIG=1 RC=1`));
+    assert.equal(m.endpoint('6b:00.0').pendingGroups.length, 0);
+    throwsErrno(() => q.write([{ cookie: one!.cookie, code: PAGE_RESP.SUCCESS }]), 'EINVAL');
+    assert.deepEqual(q.read(), []);
+  });
+
+  it('a write stops at the first bad response and reports the bytes it consumed', () => {
+    const { k, fd, fault } = nestedSetup({ fault: true });
+    k.dma('6b:00.0', { addr: 0x4000_0000 });
+    const [f] = fault!.fd.read();
+    assert.equal(fault!.fd.write([{ cookie: f!.cookie, code: PAGE_RESP.INVALID }, { cookie: 77, code: PAGE_RESP.SUCCESS }]), 8);
+    fault!.fd.close();
+    throwsErrno(() => fault!.fd.read(), 'EBADF');
+    fd.close();
+  });
+
+  it('a fault HWPT cannot be attached to a device without PRI (ENODEV)', () => {
+    const { fd } = platform();
+    const { ioasId } = fd.ioasAlloc();
+    const dev = fd.bindDevice('00:02.0');
+    const { faultId } = fd.faultQueueAlloc();
+    const h = fd.hwptAlloc({ devId: dev.devId, ptId: ioasId, flags: HWPT_ALLOC.FAULT_ID_VALID, faultId }).hwptId;
+    throwsErrno(() => dev.attachPt({ ptId: h }), 'ENODEV');
+  });
+});
+
+describe('iommufd: IOAS invariants under random operations (property)', () => {
+  type Op = { kind: 'auto'; pages: number } | { kind: 'fixed'; at: number; pages: number } | { kind: 'unmap'; at: number; pages: number } | { kind: 'reserve'; at: number; pages: number };
+  const op = fc.oneof(
+    fc.record({ kind: fc.constant('auto' as const), pages: fc.integer({ min: 1, max: 8 }) }),
+    fc.record({ kind: fc.constant('fixed' as const), at: fc.integer({ min: 0, max: 64 }), pages: fc.integer({ min: 1, max: 8 }) }),
+    fc.record({ kind: fc.constant('unmap' as const), at: fc.integer({ min: 0, max: 64 }), pages: fc.integer({ min: 1, max: 16 }) }),
+    fc.record({ kind: fc.constant('reserve' as const), at: fc.integer({ min: 0, max: 64 }), pages: fc.integer({ min: 1, max: 4 }) }),
+  );
+
+  it('areas never overlap each other or a reserved range; each mapped IOVA translates to its user page; failed ops change nothing', () => {
+    fc.assert(
+      fc.property(fc.array(op, { maxLength: 25 }), (ops: Op[]) => {
+        const { fd } = platform();
+        const { ioasId } = fd.ioasAlloc();
+        const hwpt = fd.objects.get(fd.bindDevice('00:02.0').attachPt({ ptId: ioasId }).ptId) as HwptPaging;
+        const ioas = hwpt.ioas.iopt;
+        for (const o of ops) {
+          const before = ioas.areas.map((a) => `${a.start}-${a.last}`).join();
+          try {
+            if (o.kind === 'auto') {
+              const iova = mapAuto(fd, ioasId, BigInt(o.pages) * P);
+              assert.equal(iova % 4096n, 0n);
+              assert.ok(iova > 0n);
+            } else if (o.kind === 'fixed') mapFixed(fd, ioasId, BASE + BigInt(o.at) * P, BigInt(o.pages) * P);
+            else if (o.kind === 'unmap') unmap(fd, ioasId, BASE + BigInt(o.at) * P, BigInt(o.pages) * P);
+            else fd.addReserved(ioasId, BASE + BigInt(o.at) * P, BigInt(o.pages) * P);
+          } catch (e) {
+            if (!(e instanceof Error && /^E[A-Z0-9]+: /.test(e.message))) throw e;
+            if (o.kind !== 'unmap') assert.equal(ioas.areas.map((a) => `${a.start}-${a.last}`).join(), before, `${o.kind} failed with no effect`);
+          }
+          const areas = ioas.areas;
+          for (let i = 1; i < areas.length; i++) assert.ok(areas[i - 1]!.last < areas[i]!.start, 'areas are disjoint');
+          for (const a of areas) {
+            assert.ok(!ioas.reserved.some((r) => r.start <= a.last && a.start <= r.last), 'no area in a reserved range');
+            for (const iova of [a.start, a.last - 4095n]) {
+              const user = a.pages.base + a.startByte + (iova - a.start);
+              assert.equal(hwpt.domain.pageTable!.lookup(Number(iova))?.output, fd.mm.pageTable.lookup(Number(user))?.output);
+            }
+          }
+        }
+        fd.close();
+        assert.equal(fd.pinnedPages, 0);
+      }),
+      { numRuns: 60, seed: 20250701 },
+    );
+  });
+});
+
+describe('iommufd: the binary ioctl ABI', () => {
+  const le = (n: number) => new DataView(new ArrayBuffer(n));
+  const bytes = (v: DataView) => new Uint8Array(v.buffer);
+
+  it('IOAS_ALLOC, IOAS_MAP and IOAS_IOVA_RANGES through raw structs; pointer fields are the process\'s memory', () => {
+    const { fd, mm } = platform();
+    const alloc = le(12);
+    alloc.setUint32(0, 12, true);
+    assert.equal(iommufdIoctl(fd, IOMMUFD_CMD.IOAS_ALLOC, bytes(alloc)), 0);
+    const ioasId = alloc.getUint32(8, true);
+    assert.equal(fd.objects.get(ioasId).type, 'IOAS');
+    const map = le(40);
+    map.setUint32(0, 40, true);
+    map.setUint32(4, IOAS_MAP.READABLE | IOAS_MAP.WRITEABLE, true);
+    map.setUint32(8, ioasId, true);
+    map.setBigUint64(16, BUFFER, true);
+    map.setBigUint64(24, 2n * P, true);
+    iommufdIoctl(fd, IOMMUFD_CMD.IOAS_MAP, bytes(map));
+    assert.equal(map.getBigUint64(32, true), 0x2000n, 'the chosen IOVA is written back');
+    fd.addReserved(ioasId, P, P);
+    const ranges = le(32);
+    ranges.setUint32(0, 32, true);
+    ranges.setUint32(4, ioasId, true);
+    ranges.setUint32(8, 1, true);
+    const array = 0x7200_0000n;
+    mm.mmap(Number(array), 4096);
+    ranges.setBigUint64(16, array, true);
+    throwsErrno(() => iommufdIoctl(fd, IOMMUFD_CMD.IOAS_IOVA_RANGES, bytes(ranges)), 'EMSGSIZE');
+    assert.equal(ranges.getUint32(8, true), 2, 'num_iovas is the count needed, written back even on EMSGSIZE');
+    const first = new DataView(readBytes(fd.kernel.machine.memory, mm.pageTable.lookup(Number(array))!.output, 16).buffer);
+    assert.deepEqual([first.getBigUint64(0, true), first.getBigUint64(8, true)], [0n, P - 1n]);
+  });
+
+  it('HWPT_INVALIDATE reads its entries from user memory and writes entry_num back on failure', () => {
+    const { fd, mm, nested, m, did } = nestedSetup();
+    const array = 0x7300_0000n;
+    mm.mmap(Number(array), 4096);
+    const entries = le(48);
+    entries.setBigUint64(0, 0x4000_0000n, true);
+    entries.setBigUint64(8, 1n, true);
+    entries.setBigUint64(24, 0x4000_1001n, true);
+    entries.setBigUint64(32, 1n, true);
+    writeUser(fd, array, bytes(entries));
+    const cmd = le(32);
+    cmd.setUint32(0, 32, true);
+    cmd.setUint32(4, nested, true);
+    cmd.setBigUint64(8, array, true);
+    cmd.setUint32(20, 24, true);
+    cmd.setUint32(24, 2, true);
+    const stream = descriptorsDuring(m, () => throwsErrno(() => iommufdIoctl(fd, IOMMUFD_CMD.HWPT_INVALIDATE, bytes(cmd)), 'EINVAL'));
+    assert.equal(cmd.getUint32(24, true), 1);
+    assert.equal(stream[0], `p_iotlb_inv G=3 DID=${did} PASID=0 ADDR=0x40000000 AM=0 IH=0`);
+    // Entries past the end of mapped user memory fault where the driver reaches them.
+    cmd.setBigUint64(8, array + 4096n - 24n, true);
+    cmd.setUint32(24, 2, true);
+    throwsErrno(() => iommufdIoctl(fd, IOMMUFD_CMD.HWPT_INVALIDATE, bytes(cmd)), 'EFAULT');
+    assert.equal(cmd.getUint32(24, true), 1);
+  });
+});
+
+describe('iommufd: accesses (emulated devices)', () => {
+  it('a pinning access raises the IOAS alignment to a page, and an access that ignores an unmap makes it EBUSY', () => {
+    const { fd } = platform();
+    const { ioasId } = fd.ioasAlloc();
+    const access = fd.accessCreate({ ioasId, needsPinPages: true, onUnmap: () => {} });
+    assert.equal(fd.ioasIovaRanges({ ioasId }).outIovaAlignment, 4096n);
+    mapFixed(fd, ioasId, BASE, 2n * P);
+    throwsErrno(() => access.pinPages(BASE + P, 2n * P), 'ENOENT');
+    access.pinPages(BASE, P, { write: true });
+    throwsErrno(() => unmap(fd, ioasId, BASE, 2n * P), 'EBUSY');
+    access.destroy();
+    assert.equal(unmap(fd, ioasId, BASE, 2n * P), 2n * P);
+    assert.equal(fd.ioasIovaRanges({ ioasId }).outIovaAlignment, 1n);
+  });
+
+  it('replacing an access\'s IOAS tells its driver to unmap everything first', () => {
+    const { fd } = platform();
+    const { ioasId } = fd.ioasAlloc();
+    const { ioasId: other } = fd.ioasAlloc();
+    const seen: [bigint, bigint][] = [];
+    const access = fd.accessCreate({ ioasId, needsPinPages: true, onUnmap: (a, iova, len) => (seen.push([iova, len]), a.unpinOverlapping(iova, len)) });
+    mapFixed(fd, ioasId, BASE, P);
+    access.pinPages(BASE, P);
+    access.replace(other);
+    assert.deepEqual(seen, [[0n, U64_MAX]]);
+    assert.equal(access.pins.length, 0);
+    fd.destroy(ioasId);
+    throwsErrno(() => fd.destroy(other), 'EBUSY');
+  });
+});
