@@ -467,6 +467,24 @@ describe('driver model: the Linux IOMMU core and VT-d driver', () => {
       throwsErrno(() => k.replaceDevicePasid(d, '6a:01.0', 9), 'EINVAL');
     });
 
+    it('allocates for a device from its own IOMMU, and refuses a domain another unit cannot use (EINVAL)', () => {
+      const m = new Machine();
+      m.addVtdUnit({ name: 'dmar0', features: {} });
+      m.addVtdUnit({ name: 'dmar1', features: { scalableMode: false } });
+      m.addEndpoint('6a:01.0', { pasid: { width: 20 } }, 'dmar0');
+      m.addEndpoint('00:02.0', {}, 'dmar1');
+      const k = new IommuKernel(m).boot();
+      assert.equal(k.device('6a:01.0').ridDomain?.stage, 'first', 'the default domain follows the device\'s unit');
+      assert.equal(k.device('00:02.0').ridDomain?.stage, 'second');
+      const fl = k.allocPagingDomain({ device: '6a:01.0' });
+      assert.equal(fl.stage, 'first');
+      throwsErrno(() => k.attachDevice(fl, '00:02.0'), 'EINVAL');
+      assert.equal(k.allocPagingDomain().stage, 'second', 'without a device every unit must agree');
+      throwsErrno(() => k.allocPagingDomain({ nestParent: true }), 'EOPNOTSUPP');
+      const parent = k.allocPagingDomain({ nestParent: true, device: '6a:01.0' });
+      throwsErrno(() => k.attachDevice(parent, '00:02.0'), 'EINVAL');
+    });
+
     it('replaces a PASID attachment, flushing with the old domain\'s DID', () => {
       const { m, k } = platform();
       const a = k.allocPagingDomain({ stage: 'first' });

@@ -176,7 +176,7 @@ export class IommuKernel {
     ep.priEnabled = dev.priEnabled;
     const kind = this.options.defaultDomain ?? 'dma';
     if (kind === 'dma') {
-      const d = this.allocPagingDomain({ name: `default-${ep.name}`, description: 'default, IOVA' });
+      const d = this.allocPagingDomain({ name: `default-${ep.name}`, description: 'default, IOVA', device: dev });
       dev.defaultDomain = d;
       this.attachDevice(d, dev);
     } else if (kind === 'identity') {
@@ -205,9 +205,11 @@ export class IommuKernel {
    * A paging domain (`domain_alloc_paging_flags`). First stage is preferred; second stage when asked, or for
    * a nest parent or dirty tracking, or when a unit lacks first-stage support.
    */
-  allocPagingDomain(o: { name?: string; description?: string; stage?: Stage; nestParent?: boolean; dirtyTracking?: boolean; addressWidth?: 48 | 57 } = {}): Domain {
-    const units = this.iommus.map((i) => i.unit);
-    const allFirst = this.iommus.every((i) => i.scalable && i.unit.ecap.flts === 1);
+  allocPagingDomain(o: { name?: string; description?: string; stage?: Stage; nestParent?: boolean; dirtyTracking?: boolean; addressWidth?: 48 | 57; device?: string | number | DeviceInfo } = {}): Domain {
+    // Linux allocates for a device and asks only that device's IOMMU; without one, every unit must agree.
+    const iommus = o.device !== undefined ? [this.device(o.device).iommu] : this.iommus;
+    const units = iommus.map((i) => i.unit);
+    const allFirst = iommus.every((i) => i.scalable && i.unit.ecap.flts === 1);
     const stage: Stage = o.stage ?? (o.nestParent || o.dirtyTracking || !allFirst ? 'second' : 'first');
     if (stage === 'first' && !allFirst) fail('EOPNOTSUPP', 'first-stage translation needs scalable mode and ECAP.FLTS on every unit');
     if (stage === 'second' && units.some((u) => !(u.ecap.slts || !u.ecap.smts))) fail('EOPNOTSUPP', 'a unit has no second-stage translation (ECAP.SLTS)');
@@ -489,6 +491,10 @@ export class IommuKernel {
     const unit = dev.iommu.unit;
     if (domain.type === 'paging') {
       const width = domain.addressWidth;
+      if (domain.stage === 'first' && !(dev.iommu.scalable && unit.ecap.flts)) fail('EINVAL', `${dev.iommu.name} has no first-stage translation`);
+      if (domain.stage === 'second' && dev.iommu.scalable && !unit.ecap.slts) fail('EINVAL', `${dev.iommu.name} has no second-stage translation`);
+      if (domain.nestParent && !unit.ecap.nest) fail('EINVAL', `${dev.iommu.name} cannot nest (ECAP.NEST is clear)`);
+      if (domain.dirtyTracking && !unit.ecap.slads) fail('EINVAL', `${dev.iommu.name} cannot track dirty pages (ECAP.SLADS is clear)`);
       if (domain.stage === 'second' && !((unit.cap.sagaw >>> (domain.pageTable!.levels - 2)) & 1)) fail('EINVAL', `${dev.iommu.name} cannot walk ${width}-bit second-stage tables`);
       if (domain.stage === 'first' && domain.pageTable!.levels === 5 && !unit.cap.fl5lp) fail('EINVAL', `${dev.iommu.name} has no 5-level first-stage paging`);
     }
