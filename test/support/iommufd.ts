@@ -3,7 +3,7 @@
 import * as assert from 'node:assert/strict';
 import type { EndpointCapabilities } from '../../src/core/hw/endpoint';
 import { Machine } from '../../src/core/hw/machine';
-import { capabilitiesOf, decodeEcap, encodeEcap, type VtdFeatures } from '../../src/core/vtd/cap';
+import type { VtdFeatures } from '../../src/core/vtd/cap';
 import { KernelError } from '../../src/core/driver/errors';
 import { IommuKernel } from '../../src/core/driver/kernel';
 import { HWPT_DATA, IOAS_MAP, Iommufd, IoctlError, writeBytes, type HwptInvalidateCmd, type IommufdOptions, type VtdS1Data } from '../../src/core/iommufd';
@@ -27,7 +27,7 @@ export const DEVICES: Record<string, EndpointCapabilities> = {
 
 export interface PlatformOptions {
   readonly features?: VtdFeatures;
-  /** Second-stage A/D support (ECAP.SLADS), which the feature list does not offer. */
+  /** Second-stage A/D support (ECAP.SLADS). */
   readonly dirtyTracking?: boolean;
   readonly devices?: Record<string, EndpointCapabilities>;
   readonly iommufd?: IommufdOptions;
@@ -35,13 +35,8 @@ export interface PlatformOptions {
 
 export function platform(o: PlatformOptions = {}) {
   const m = new Machine();
-  const features: VtdFeatures = { supervisorRequests: true, ...o.features };
-  if (o.dirtyTracking) {
-    const { cap, ecap } = capabilitiesOf(features);
-    m.addVtdUnit({ name: 'dmar0', regBase: 0xaa3f_c000, cap, ecap: encodeEcap({ ...decodeEcap(ecap), slads: 1 }) });
-  } else {
-    m.addVtdUnit({ name: 'dmar0', regBase: 0xaa3f_c000, features });
-  }
+  const features: VtdFeatures = { supervisorRequests: true, secondLevelAccessDirty: o.dirtyTracking, ...o.features };
+  m.addVtdUnit({ name: 'dmar0', regBase: 0xaa3f_c000, features });
   for (const [bdf, caps] of Object.entries(o.devices ?? DEVICES)) m.addEndpoint(bdf, caps, 'dmar0');
   const k = new IommuKernel(m).boot();
   const fd = new Iommufd(k, o.iommufd);

@@ -86,7 +86,8 @@ export function pasidEntry(r: Rig, sid: number, pasid: number, fields: PasidEntr
     r.pasidTables.set(key, table);
     writePasidDirEntry(mem, dir, pasid, table);
   }
-  writePasidEntry(mem, table, pasid, fields);
+  // Snooped page walks, as Linux sets them on units with ECAP.SMPWC: without PWSNP, A/D updates fault.
+  writePasidEntry(mem, table, pasid, { pwsnp: true, ...fields });
 }
 
 export function legacyContext(r: Rig, sid: number, fields: Parameters<typeof writeLegacyContext>[3]): void {

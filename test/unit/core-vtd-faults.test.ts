@@ -260,6 +260,18 @@ describe('VT-d fault reasons (one per reason the model raises)', () => {
       expectFault(r, { sid: SID, addr: 0x1000 }, 0x42, /reserved bits set: qw2/);
     });
 
+    it('0x42 DTE set on a unit without device TLBs (the field is reserved there)', () => {
+      const r = smRig({ deviceTlb: false });
+      smContext(r, SID, { dte: true });
+      expectFault(r, { sid: SID, addr: 0x1000 }, 0x42, /reserved bits set: DTE \(ECAP\.DT = 0\)/);
+    });
+
+    it('0x43 an invalid context entry: a PASID directory sized beyond the unit\'s PASID width', () => {
+      const r = smRig({ pasidBits: 10 });
+      smContext(r, SID, { pdts: 7 });
+      expectFault(r, { sid: SID, addr: 0x1000 }, 0x43, /PDTS 7 sizes the PASID directory for 2\^20 PASIDs, more than the 10-bit PASIDs/);
+    });
+
     it('0x44 a translated request while DTE is clear', () => {
       const { r } = smSecondLevel();
       expectFault(r, { sid: SID, addr: 0x10_0000, kind: 'translated' }, 0x44, 'fault');
@@ -433,6 +445,15 @@ describe('VT-d fault reasons (one per reason the model raises)', () => {
       expectFault(r, { sid: SID, addr: 0x1000 }, 0x7b, 'fault');
     });
 
+    it('0x7c a second-level A/D update (SSADE) with page walks not snooped (PWSNP = 0)', () => {
+      const r = smRig({ secondLevelAccessDirty: true });
+      smContext(r, SID);
+      const pt = pageTable(r, 'second-level');
+      pt.map(0x10_0000, 0x8000_0000, 0x1000, { read: true, write: true });
+      pasidEntry(r, SID, 0, { pgtt: 2, did: 1, aw: 2, slptptr: pt.root, ssade: true, pwsnp: false });
+      expectFault(r, { sid: SID, addr: 0x10_0000, write: true }, 0x7c, 'sl-ad-update');
+    });
+
     it('0x80 a non-canonical address for first-level translation', () => {
       const { r } = smFirstLevel();
       expectFault(r, { sid: SID, pasid: 5, addr: new U64(0x0001_0000, 0) }, 0x80, 'fault');
@@ -477,6 +498,11 @@ describe('VT-d fault reasons (one per reason the model raises)', () => {
       const { r, pt } = smSecondLevel();
       pt.map(0x4000_0000, 0xfee0_0000, 0x1000, { read: true, write: true });
       expectFault(r, { sid: SID, addr: 0x4000_0000, write: true }, 0x87, /interrupt window/);
+    });
+
+    it('0x90 a first-level A/D update with page walks not snooped (PWSNP = 0)', () => {
+      const { r } = smFirstLevel({ pwsnp: false }, { accessed: false });
+      expectFault(r, { sid: SID, pasid: 5, addr: 0x40_0000 }, 0x90, 'fl-ad-update');
     });
   });
 

@@ -387,6 +387,47 @@ describe('VT-d translation', () => {
     assert.equal(t.stale, undefined, 'hardware A/D updates do not count as software changes');
   });
 
+  it('sets accessed and dirty bits in second-level entries when the PASID entry has SSADE (dirty tracking)', () => {
+    const r = rig({ features: { secondLevelAccessDirty: true } });
+    device(r, '00:02.0');
+    smContext(r, SID);
+    const pt = pageTable(r, 'second-level');
+    pt.map(0x1000, 0xc000, K4, { read: true, write: true });
+    pt.map(0x2000, 0xd000, K4, { read: true, write: true });
+    pasidEntry(r, SID, 0, { pgtt: 2, did: 3, aw: 2, slptptr: pt.root, ssade: true });
+    const leaf = (a: number) => pt.lookup(a)!.lo & 0x300;
+    r.unit.translate({ sid: SID, addr: 0x1000 });
+    assert.equal(leaf(0x1000), 0x100, 'a read sets A (bit 8)');
+    assert.equal(r.machine.memory.readLo(pt.root) & 0x100, 0x100, 'in every level it walked');
+    r.unit.translate({ sid: SID, addr: 0x1000, write: true });
+    assert.equal(leaf(0x1000), 0x300, 'a write through the clean IOTLB entry walks again and sets D (bit 9)');
+    assert.equal(leaf(0x2000), 0, 'the neighbour stays clean');
+    const again = r.unit.translate({ sid: SID, addr: 0x1000, write: true });
+    assert.ok(again.ok && again.source === 'iotlb' && again.stale === undefined, 'a dirty entry serves writes from the IOTLB');
+    // Software harvests the dirty bit (clears it, then flushes the IOTLB); the next write sets it again.
+    const entry = [...pt.leaves()].find((l) => l.iova === 0x1000)!.path.at(-1)!;
+    r.machine.memory.write64(entry.addr, entry.hi, entry.lo & ~0x200);
+    submitDescriptors(r.unit, [{ type: DescType.IOTLB, fields: { G: 2, DID: 3 } }]);
+    r.unit.translate({ sid: SID, addr: 0x1000, write: true });
+    assert.equal(leaf(0x1000), 0x300, 'dirty again after the harvest');
+    // Without SSADE the walk leaves the entries alone.
+    const plain = rig({ features: { secondLevelAccessDirty: true } });
+    device(plain, '00:02.0');
+    smContext(plain, SID);
+    const pt2 = pageTable(plain, 'second-level');
+    pt2.map(0x1000, 0xc000, K4, { read: true, write: true });
+    pasidEntry(plain, SID, 0, { pgtt: 2, did: 3, aw: 2, slptptr: pt2.root });
+    plain.unit.translate({ sid: SID, addr: 0x1000, write: true });
+    assert.equal(pt2.lookup(0x1000)!.lo & 0x300, 0);
+    // SSADE on a unit without ECAP.SLADS is a reserved bit.
+    const old = rig();
+    device(old, '00:02.0');
+    smContext(old, SID);
+    pasidEntry(old, SID, 0, { pgtt: 2, did: 3, aw: 2, slptptr: pt2.root, ssade: true });
+    const f = old.unit.translate({ sid: SID, addr: 0x1000 });
+    assert.ok(!f.ok && f.reason === 0x5a);
+  });
+
   it('ATS: fills the device TLB, serves from it, and flags it stale when a device-TLB invalidation is missing', () => {
     const r = rig();
     const ep = device(r, '00:02.0', { ats: {} });

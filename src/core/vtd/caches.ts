@@ -71,6 +71,8 @@ export interface PasidCacheEntry extends Verified {
   readonly did: number;
   readonly aw: number;
   readonly ssade: boolean;
+  /** Page-walk snoop: A/D updates need it. */
+  readonly pwsnp: boolean;
   readonly slptptr: number;
   readonly flptptr: number;
   readonly flpm: number;

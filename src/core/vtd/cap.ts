@@ -179,6 +179,8 @@ export interface VtdFeatures {
   firstLevel?: boolean;
   secondLevel?: boolean;
   pageWalkCoherent?: boolean;
+  /** Second-level accessed/dirty bits (ECAP.SLADS): dirty tracking for second-stage domains. */
+  secondLevelAccessDirty?: boolean;
   interruptRemapping?: boolean;
   pageSelectiveInvalidation?: boolean;
   maxAddressMask?: number;
@@ -238,7 +240,7 @@ export function capabilitiesOf(features: VtdFeatures = {}): { cap: U64; ecap: U6
     pds: flag(features.pageRequests, sm),
     smts: sm ? 1 : 0,
     vcs: 0,
-    slads: 0,
+    slads: flag(features.secondLevelAccessDirty, false),
     slts: flag(features.secondLevel, sm),
     flts: flag(features.firstLevel, sm),
     smpwc: flag(features.pageWalkCoherent, sm),

@@ -384,7 +384,7 @@ export class VtdUnit implements IommuUnit {
         const width = Math.min(30 + 9 * pe.aw, this.cap.mgaw + 1);
         if (q.hi >= 2 ** Math.max(0, width - 32)) return this.fault(q, 0x83, pe.fpd, trace, probe);
         const bucket = useCache ? this.bucketFor(pe, 'sl') : undefined;
-        return this.pagedTranslation(q, bucket, pe.did, 'sl', pe.slptptr, pe.aw + 2, SM_SL, pe.fpd, trace, probe, null);
+        return this.pagedTranslation(q, bucket, pe.did, 'sl', pe.slptptr, pe.aw + 2, SM_SL, pe.fpd, trace, probe, null, pe.ssade ? pe : null);
       }
       case PGTT.FIRST_LEVEL:
       case PGTT.NESTED: {
@@ -420,6 +420,8 @@ export class VtdUnit implements IommuUnit {
     trace: WalkStep[] | null,
     probe: boolean,
     fl: { pe: PasidCacheEntry; priv: boolean } | null,
+    /** A second-level-only PASID entry with SSADE: the walk sets A/D bits in the second-level entries. */
+    slAd: PasidCacheEntry | null = null,
   ): TranslationResult {
     const addrBits = fl ? (levels === 5 ? 0x1ff_ffff : 0xffff) : 0xf_ffff;
     const vpn = (q.hi & addrBits) * 0x10_0000 + (q.lo >>> 12);
@@ -432,7 +434,7 @@ export class VtdUnit implements IommuUnit {
     if (bucket !== undefined) {
       const e = lookupTlb(bucket, vpn);
       const flRules = fl ? { user, wpe: fl.pe.wpe, nxe: fl.pe.nxe, nested: mode === 'nested' } : null;
-      if (e !== undefined && (e.fault !== 0 || permitted(e.perms, needAll, flRules))) {
+      if (e !== undefined && (e.fault !== 0 || permitted(e.perms, needAll, flRules, slAd !== null))) {
         this.checkStale(e, 'iotlb');
         if (trace) trace.push(tlbStep(e, bucket));
         if (e.fault !== 0) return this.fault(q, e.fault, fpd, trace, probe);
@@ -475,7 +477,7 @@ export class VtdUnit implements IommuUnit {
     if (ad) ad.length = 0;
     let ok: boolean;
     if (mode === 'sl') {
-      ok = w.secondLevel(table, start, vpn, offset, needAll, slCodes, trace, undefined, startPerms);
+      ok = w.secondLevel(table, start, vpn, offset, needAll, slCodes, trace, undefined, startPerms, slAd ? ad : null);
     } else if (mode === 'fl') {
       ok = w.firstLevel(table, start, levels, startPerms, vpn, offset, needAll, user, fl!.pe.wpe, fl!.pe.nxe, trace, ad);
     } else {
@@ -492,8 +494,9 @@ export class VtdUnit implements IommuUnit {
       }
       return this.fault(q, code, fpd, trace, probe);
     }
-    if (ad && ad.length > 0 && !this.applyAdUpdates(ad, mode === 'nested' ? fl!.pe : null, trace)) {
-      return this.fault(q, 0x77, fpd, trace, probe);
+    if (ad && ad.length > 0) {
+      const adFault = this.applyAdUpdates(ad, fl ? fl.pe : slAd!, mode, trace);
+      if (adFault) return this.fault(q, adFault, fpd, trace, probe);
     }
     if (bucket !== undefined) {
       // A walk that started from a stale cached entry yields entries that must be re-verified on every use.
@@ -581,26 +584,33 @@ export class VtdUnit implements IommuUnit {
   }
 
   /**
-   * Sets the accessed/dirty bits a first-level walk found clear, as the hardware does. In a nested walk the
-   * write goes through the second level and needs write permission there (else fault 0x77).
+   * Sets the accessed/dirty bits a walk found clear, as the hardware does: first-level entries always,
+   * second-level ones when the PASID entry has SSADE. The update is an atomic read-modify-write that needs
+   * snooped page walks (PWSNP); without them the walk faults (0x90 first level, 0x7c second level). In a
+   * nested walk the write goes through the second level and needs write permission there (else 0x77).
+   * Returns the fault reason, or 0.
    */
-  private applyAdUpdates(ad: number[], nested: PasidCacheEntry | null, trace: WalkStep[] | null): boolean {
+  private applyAdUpdates(ad: number[], pe: PasidCacheEntry, mode: 'sl' | 'fl' | 'nested', trace: WalkStep[] | null): number {
+    if (!pe.pwsnp) {
+      if (trace) trace.push(note(`${mode === 'sl' ? 'sl' : 'fl'}-ad-update`, `setting A/D at 0x${ad[0]!.toString(16)} needs snooped page walks, and the PASID entry has PWSNP = 0`, false));
+      return mode === 'sl' ? 0x7c : 0x90;
+    }
     for (let i = 0; i < ad.length; i += 5) {
       const entryAddr = ad[i]!;
-      if (nested) {
+      if (mode === 'nested') {
         const gpaTable = ad[i + 3]!;
         const w = this.walker;
         const save = [w.output, w.size, w.perms, w.reads];
-        const ok = w.secondLevel(nested.slptptr, nested.aw + 2, Math.floor(gpaTable / 4096), 0, Perm.W, ad[i + 4] ? NESTED_TOP : NESTED_TABLE, null, 2);
+        const ok = w.secondLevel(pe.slptptr, pe.aw + 2, Math.floor(gpaTable / 4096), 0, Perm.W, ad[i + 4] ? NESTED_TOP : NESTED_TABLE, null, 2);
         [w.output, w.size, w.perms, w.reads] = save as [number, number, number, number];
         if (!ok) {
           if (trace) trace.push(note('fl-ad-update', `setting A/D at 0x${entryAddr.toString(16)} needs write access to the guest page-table page 0x${gpaTable.toString(16)} through the second level`, false));
-          return false;
+          return 0x77;
         }
       }
-      this.memory.write64(entryAddr, ad[i + 1]!, ad[i + 2]!, 'fl-ad-update');
+      this.memory.write64(entryAddr, ad[i + 1]!, ad[i + 2]!, mode === 'sl' ? 'sl-ad-update' : 'fl-ad-update');
     }
-    return true;
+    return 0;
   }
 
   // ---- context and PASID resolution ----
@@ -673,8 +683,13 @@ export class VtdUnit implements IommuUnit {
         problem = 0x03;
         why = `AW ${aw} (${30 + 9 * aw}-bit) is not in CAP.SAGAW`;
       }
-    } else if (((words[0]! >>> 9) & 7) > 7) {
+    } else if ((words[0]! & 4 && !this.ecap.dt) || (words[0]! & 8 && !this.ecap.pasid) || (words[0]! & 16 && !this.ecap.prs)) {
+      // DTE, PASIDE and PRE are reserved on a unit without device TLBs, PASIDs or page requests.
+      problem = 0x42;
+      why = `reserved bits set: ${[words[0]! & 4 && !this.ecap.dt && 'DTE (ECAP.DT = 0)', words[0]! & 8 && !this.ecap.pasid && 'PASIDE (ECAP.PASID = 0)', words[0]! & 16 && !this.ecap.prs && 'PRE (ECAP.PRS = 0)'].filter(Boolean).join(', ')}`;
+    } else if (this.ecap.pasid && ((words[0]! >>> 9) & 7) + 13 > this.ecap.pss + 1) {
       problem = 0x43;
+      why = `PDTS ${(words[0]! >>> 9) & 7} sizes the PASID directory for 2^${((words[0]! >>> 9) & 7) + 13} PASIDs, more than the ${this.ecap.pss + 1}-bit PASIDs of ECAP.PSS`;
     }
     if (trace) trace.push(entryStep(layout, 'context-entry', ctp, sm ? devfn & 0x7f : devfn, words, problem ? why : describeContext(words, sm), problem === 0));
     if (problem) return this.negativeContext(sid, problem, root, rootAddr, words, ctxAddr, deps, useCache, fpd);
@@ -784,6 +799,9 @@ export class VtdUnit implements IommuUnit {
       } else if ((pgtt === 1 || pgtt === 3) && (flpm > 1 || (flpm === 1 && !this.cap.fl5lp))) {
         problem = 0x5b;
         why = `FLPM ${flpm} (5-level) is not supported (CAP.FL5LP = 0)`;
+      } else if (words[0]! & 0x200 && !this.ecap.slads) {
+        problem = 0x5a;
+        why = 'reserved bits set: SSADE (ECAP.SLADS = 0)';
       }
     }
     if (trace) trace.push(entryStep(PASID_ENTRY, 'pasid-entry', tbl, pasid & 63, words, problem ? why : `${PGTT_NAMES[pgtt]} translation, DID ${(words[2]! & 0xffff)}`, problem === 0));
@@ -801,6 +819,7 @@ export class VtdUnit implements IommuUnit {
       did: words[2]! & 0xffff,
       aw,
       ssade: (words[0]! & 0x200) !== 0,
+      pwsnp: (words[2]! & 0x80_0000) !== 0,
       slptptr: (words[1]! & 0xf_ffff) * TWO_32 + ((words[0]! & 0xffff_f000) >>> 0),
       flptptr: (words[5]! & 0xf_ffff) * TWO_32 + ((words[4]! & 0xffff_f000) >>> 0),
       flpm,
@@ -825,7 +844,7 @@ export class VtdUnit implements IommuUnit {
   private negativePasid(ctx: ContextCacheEntry, pasid: number, fault: number, dirAddr: number, dirWords: number[], entryAddr: number, words: number[], deps: Deps, useCache: boolean, fpd: boolean): number {
     if (useCache && this.cacheNotPresent && NOT_PRESENT_FAULTS.has(fault)) {
       this.pasidCache.set(ctx.sid * 0x10_0000 + pasid, {
-        sid: ctx.sid, pasid, dirAddr, dirWords, entryAddr, words, fault, fpd, pgtt: 0, did: -1, aw: 0, ssade: false,
+        sid: ctx.sid, pasid, dirAddr, dirWords, entryAddr, words, fault, fpd, pgtt: 0, did: -1, aw: 0, ssade: false, pwsnp: false,
         slptptr: 0, flptptr: 0, flpm: 0, sre: false, ere: false, wpe: false, nxe: false, eafe: false, bucket: undefined,
         deps, verifiedAt: this.memory.writeCount, valid: true,
       });
@@ -1365,8 +1384,9 @@ function lookupTlb(b: IotlbBucket, vpn: number): TlbEntry | undefined {
  * requests need U/S, writes need R/W unless a supervisor request runs with WPE = 0, execute needs XD = 0
  * when NXE is set. Nested entries carry the second stage's R/W/X in the SL bits as well.
  */
-function permitted(perms: number, need: number, fl: { user: boolean; wpe: boolean; nxe: boolean; nested: boolean } | null): boolean {
-  if (fl === null) return (perms & need) === need;
+function permitted(perms: number, need: number, fl: { user: boolean; wpe: boolean; nxe: boolean; nested: boolean } | null, slDirty = false): boolean {
+  // With second-level A/D (SSADE), a write through an entry cached while the leaf was clean walks again to set D.
+  if (fl === null) return (perms & need) === need && !(slDirty && need & Perm.W && !(perms & Perm.D));
   if (fl.user && !(perms & Perm.U)) return false;
   if (need & Perm.W && !(perms & Perm.W) && (fl.user || fl.wpe)) return false;
   // A write through an entry cached before the leaf was dirty walks again, to set D (as a CPU TLB does).

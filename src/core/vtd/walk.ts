@@ -98,7 +98,7 @@ export class Walker {
    * `need` is the Perm bits the request needs (R for reads, W for writes, X for execute). Leaves the
    * outcome in the walker's fields; returns false on a fault.
    */
-  secondLevel(table: number, levels: number, vpn: number, offset: number, need: number, codes: SlFaultCodes, trace: WalkStep[] | null, stage?: 2, initPerms = Perm.R | Perm.W | Perm.X | Perm.U): boolean {
+  secondLevel(table: number, levels: number, vpn: number, offset: number, need: number, codes: SlFaultCodes, trace: WalkStep[] | null, stage?: 2, initPerms = Perm.R | Perm.W | Perm.X | Perm.U, adUpdates: number[] | null = null): boolean {
     const mem = this.mem;
     let perms = initPerms;
     for (let level = levels; level >= 1; level--) {
@@ -133,17 +133,23 @@ export class Walker {
       }
       // The second level has no user/supervisor distinction: U stays set.
       perms &= (lo & 7) | Perm.U;
+      if (adUpdates && (lo & SLB.A) === 0) adUpdates.push(entryAddr, hi, (lo | SLB.A) >>> 0, table, 0);
       if (level === 1 || large) {
         const size = level === 1 ? 4096 : level === 2 ? 0x20_0000 : 0x4000_0000;
         if ((need & perms) !== need) {
           if (trace) trace.push(pteStep(SL_PTE, SL_LEVEL_NAMES[level]!, level, table, idx, hi, lo, `leaf lacks ${permWords(need & ~perms)} permission`, false, stage));
           return this.fail(need & Perm.W && !(perms & Perm.W) ? codes.noWrite : codes.noRead);
         }
+        if (adUpdates && need & Perm.W && (lo & SLB.D) === 0) {
+          const n = adUpdates.length;
+          if (n >= 5 && adUpdates[n - 5] === entryAddr) adUpdates[n - 3] = (lo | SLB.A | SLB.D) >>> 0;
+          else adUpdates.push(entryAddr, hi, (lo | SLB.A | SLB.D) >>> 0, table, 0);
+        }
         if (trace) trace.push(pteStep(SL_PTE, SL_LEVEL_NAMES[level]!, level, table, idx, hi, lo, `leaf: ${sizeName(size)} page, ${permWords(perms)}`, true, stage));
         const pagesInLeaf = size / 4096;
         this.output = next + (vpn % pagesInLeaf) * 4096 + offset;
         this.size = size;
-        this.perms = perms;
+        this.perms = adUpdates && ((lo & SLB.D) !== 0 || need & Perm.W) ? perms | Perm.D : perms;
         this.leafLevel = level;
         this.fault = 0;
         return true;
