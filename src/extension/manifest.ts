@@ -17,6 +17,25 @@ export const CommandIds = {
   revealTopologyItem: 'iommu.revealTopologyItem',
   restartLanguageServer: 'iommu.restartLanguageServer',
   showOutput: 'iommu.showOutput',
+  explainLog: 'iommu.explainLog',
+  importDebugfs: 'iommu.importDebugfs',
+  walkDebugfsAddress: 'iommu.walkDebugfsAddress',
+} as const;
+
+/** Languages whose documents get log hovers and "Explain Faults in This Log" (`log` is VS Code's built-in one). */
+export const LogLanguageIds = ['log', 'plaintext'] as const;
+
+/** Context keys the extension sets for `when` clauses in package.json. */
+export const ContextKeys = {
+  /** True once a debugfs dump was imported in this window: enables "Walk an Address in the debugfs Import". */
+  debugfsImported: 'iommu.debugfsImported',
+} as const;
+
+/** Output channels, by the name the user sees in the Output view. */
+export const OutputChannelNames = {
+  main: 'IOMMU Lab',
+  log: 'IOMMU Lab: Log',
+  debugfs: 'IOMMU Lab: debugfs',
 } as const;
 
 export const SettingIds = {

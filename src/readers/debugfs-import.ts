@@ -105,22 +105,24 @@ class Importer {
   }
 
   /** Writes a 64-bit word the dump shows; a different value already there is a contradiction in the dump. */
-  private put(addr: number, v: U64, at: Location, what: string): void {
+  private put(addr: number, v: U64, at: Location, what: string | (() => string)): void {
     const before = this.written.get(addr);
     if (before && (before.hi !== v.hi || before.lo !== v.lo)) {
-      this.note('warning', at, `${what} at 0x${addr.toString(16)} is ${v} here but ${new U64(before.hi, before.lo)} at ${before.at.file}:${before.at.line}; keeping the later value`);
+      const name = typeof what === 'string' ? what : what();
+      this.note('warning', at, `${name} at 0x${addr.toString(16)} is ${v} here but ${new U64(before.hi, before.lo)} at ${before.at.file}:${before.at.line}; keeping the later value`);
     }
     this.written.set(addr, { hi: v.hi, lo: v.lo, at });
-    this.machine.memory.write64(addr, v.hi, v.lo, `debugfs ${what}`);
+    this.machine.memory.write64(addr, v.hi, v.lo, 'debugfs');
   }
 
-  run(): DebugfsImport {
+  /** The import as steps: it yields every few thousand rows so that an editor can stay responsive. */
+  *steps(): Generator<void, DebugfsImport> {
     this.createUnits();
     for (const t of this.dump.translations) this.loadTranslation(t);
     if (this.placedTables > 0) {
       this.note('info', this.dump.translations[0]!.at, `debugfs shows PASID entries but not the tables that hold them: ${this.placedTables} PASID table${this.placedTables > 1 ? 's were' : ' was'} placed at 0x${this.firstPlaced.toString(16)} and up; the entries are as dumped`);
     }
-    for (const d of this.dump.domains) this.loadDomain(d);
+    for (const d of this.dump.domains) yield* this.loadDomain(d);
     for (const q of this.dump.queues) this.loadQueue(q);
     this.loadInterrupts();
     this.addEndpoints();
@@ -292,7 +294,7 @@ class Importer {
     return undefined;
   }
 
-  private loadDomain(d: DomainDump): void {
+  private *loadDomain(d: DomainDump): Generator<void> {
     const unitName = this.unitForDevice(d.segment, d.sid) ?? [...this.units.keys()][0]!;
     const dev = this.device(d.segment, d.sid, unitName);
     if (d.pasid === undefined || /[\\/][0-9a-fA-F]{1,5}[\\/]domain_translation_struct$/.test(d.at.file) === false) dev.ridFile = true;
@@ -303,7 +305,12 @@ class Importer {
       const why = (d.sid & 0x80) !== 0 && d.pasid !== undefined ? ' (the kernel does not list devices 80-ff of a bus whose devices 00-7f have no context table)' : '';
       this.note('warning', d.at, `${dev.device} has page tables here but no context entry in dmar_translation_struct${why}: the tables are loaded, but no request reaches them`);
     }
+    // Consecutive rows share their upper entries; each entry is written (and checked) once per run.
+    const lastAddr = [0, -1, -1, -1, -1, -1];
+    const lastValue: (U64 | undefined)[] = [];
+    let n = 0;
     for (const row of d.rows) {
+      if (++n % ROWS_PER_STEP === 0) yield;
       let top = 5;
       while (top > 0 && row.path[top] === undefined) top--;
       if (top === 0) continue;
@@ -312,8 +319,13 @@ class Importer {
       for (let level = top; level >= 1; level--) {
         const v = row.path[level];
         if (v === undefined) break;
-        const index = Math.floor(iova / 2 ** (12 + 9 * (level - 1))) % 512;
-        this.put(table + index * 8, v, row.at, `level-${level} entry for IOVA 0x${iova.toString(16)}`);
+        const at = table + (Math.floor(iova / 2 ** (12 + 9 * (level - 1))) % 512) * 8;
+        const prev = lastValue[level];
+        if (lastAddr[level] !== at || !prev || prev.hi !== v.hi || prev.lo !== v.lo) {
+          this.put(at, v, row.at, () => `level-${level} entry for IOVA 0x${iova.toString(16)}`);
+          lastAddr[level] = at;
+          lastValue[level] = v;
+        }
         table = addrOf(v);
       }
     }
@@ -368,9 +380,20 @@ class Importer {
   }
 }
 
+const ROWS_PER_STEP = 4096;
+
 /** Loads a parsed dump into a fresh machine. Never throws on the dump's content: problems become diagnostics. */
 export function importDebugfs(dump: DebugfsDump, options: ImportOptions = {}): DebugfsImport {
-  return new Importer(dump, options).run();
+  const steps = importDebugfsSteps(dump, options);
+  for (;;) {
+    const r = steps.next();
+    if (r.done) return r.value;
+  }
+}
+
+/** The same, as a generator that pauses every few thousand page-table rows (for progress and cancellation). */
+export function importDebugfsSteps(dump: DebugfsDump, options: ImportOptions = {}): Generator<void, DebugfsImport> {
+  return new Importer(dump, options).steps();
 }
 
 /** Parses and loads in one step: what the CLI and the extension call with the files they read. */

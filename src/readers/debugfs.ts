@@ -1,6 +1,6 @@
 import { DEBUGFS_REGISTERS, DebugfsFile } from '../core/driver/debugfs';
 import { parsePciAddress, pciRid } from '../core/pci';
-import type { U64 } from '../core/u64';
+import { U64 } from '../core/u64';
 import { hexNumber, hexWord } from './hex';
 
 /**
@@ -141,6 +141,18 @@ const DOMAIN_ROW = /^0x([0-9a-fA-F]{1,13})\s*\|\s+0x([0-9a-fA-F]{16})\s+0x([0-9a
 const HEAD_BANNER = /^==> (.+) <==$/;
 const KNOWN_FILE = new RegExp(`^(.*?(?:${Object.values(DebugfsFile).join('|')}|dmar_perf_latency)):(.*)$`);
 
+/** The number in hex digits text[from, to) (at most 13), or -1 if one of them is not a hex digit. */
+function hexDigits(text: string, from: number, to: number): number {
+  let v = 0;
+  for (let i = from; i < to; i++) {
+    const c = text.charCodeAt(i);
+    const d = c >= 48 && c <= 57 ? c - 48 : c >= 97 && c <= 102 ? c - 87 : c >= 65 && c <= 70 ? c - 55 : -1;
+    if (d < 0) return -1;
+    v = v * 16 + d;
+  }
+  return v;
+}
+
 type Section =
   | { kind: 'none' }
   | { kind: 'regset'; dump: RegsetDump }
@@ -181,22 +193,51 @@ export class DebugfsParser {
 
   /** Parses one input (a file, or a concatenation); may be called for each file of a directory. */
   add(input: DebugfsInput): this {
-    this.file = input.path;
+    this.begin(input.path);
+    this.feed(input.text);
+    return this.end();
+  }
+
+  private lineNo = 0;
+  private carry = '';
+  private grepPrefixed: boolean | undefined;
+
+  /** Starts a file that arrives in pieces (`feed`), for large dumps read incrementally. */
+  begin(path: string): this {
+    this.file = path;
     this.section = { kind: 'none' };
-    let lineNo = 0;
-    let start = 0;
-    const text = input.text;
-    while (start <= text.length) {
-      let end = text.indexOf('\n', start);
-      if (end === -1) end = text.length;
-      const raw = text.slice(start, end);
-      start = end + 1;
-      lineNo++;
-      if (end === text.length && raw === '') break;
-      this.dump.lines++;
-      this.line(raw, lineNo);
-    }
+    this.lineNo = 0;
+    this.carry = '';
+    this.grepPrefixed = undefined;
     return this;
+  }
+
+  /** The next piece of the file begun last; lines may be split across pieces. */
+  feed(text: string): this {
+    let start = 0;
+    const data = this.carry === '' ? text : this.carry + text;
+    this.carry = '';
+    for (;;) {
+      const end = data.indexOf('\n', start);
+      if (end === -1) break;
+      this.next(data.slice(start, end));
+      start = end + 1;
+    }
+    this.carry = data.slice(start);
+    return this;
+  }
+
+  /** The end of the file: a last line without a newline is read too. */
+  end(): this {
+    if (this.carry !== '') this.next(this.carry);
+    this.carry = '';
+    return this;
+  }
+
+  private next(raw: string): void {
+    this.lineNo++;
+    this.dump.lines++;
+    this.line(raw, this.lineNo);
   }
 
   finish(): DebugfsDump {
@@ -226,13 +267,15 @@ export class DebugfsParser {
       this.unrecognised(lineNo, text, 'line too long for a debugfs table');
       return;
     }
-    const banner = HEAD_BANNER.exec(text);
+    const banner = text.startsWith('==> ') ? HEAD_BANNER.exec(text) : null;
     if (banner) {
       this.file = banner[1]!;
       this.section = { kind: 'none' };
       return;
     }
-    const prefixed = KNOWN_FILE.exec(text);
+    // `grep -r .` output carries its prefix on every line: decide once per input, from its first line.
+    if (this.grepPrefixed === undefined) this.grepPrefixed = KNOWN_FILE.test(text);
+    const prefixed = this.grepPrefixed ? KNOWN_FILE.exec(text) : null;
     if (prefixed) {
       if (prefixed[1] !== this.file) {
         this.file = prefixed[1]!;
@@ -240,9 +283,11 @@ export class DebugfsParser {
       }
       text = prefixed[2]!;
     }
-    const at: Location = { file: this.file, line: lineNo };
+    // Rows are most of a dump: the kernel's exact page-table row layout is read by offsets first.
+    if (this.section.kind === 'domain' && text.charCodeAt(0) === 48 /* 0 */ && this.fastDomainRow(text, lineNo, this.section.dump)) return;
     const t = text.trim();
     if (t === '') return;
+    const at: Location = { file: this.file, line: lineNo };
     if (this.header(t, at)) return;
     switch (this.section.kind) {
       case 'regset':
@@ -414,6 +459,29 @@ export class DebugfsParser {
     const dump: DomainDump = { segment: addr.segment, sid: pciRid(addr), pasid, pgd: hexNumber(m[3]!) ?? 0, at, rows: [] };
     this.dump.domains.push(dump);
     this.section = { kind: 'domain', dump };
+  }
+
+  /**
+   * A page-table row exactly as the kernel prints it (`0x%013lx |\t0x%016llx` then `\t0x%016llx` per column),
+   * read by offsets; false sends the line to the careful path, which also says what is wrong with it.
+   */
+  private fastDomainRow(t: string, lineNo: number, dump: DomainDump): boolean {
+    const cols = (t.length + 1 - 18) / 19;
+    if (cols !== 3 && cols !== 4 && cols !== 5) return false;
+    if (t.charCodeAt(1) !== 120 || t.charCodeAt(15) !== 32 || t.charCodeAt(16) !== 124 || t.charCodeAt(17) !== 9) return false;
+    const pfn = hexDigits(t, 2, 15);
+    if (pfn < 0) return false;
+    const path: (U64 | undefined)[] = [undefined, undefined, undefined, undefined, undefined, undefined];
+    for (let i = 0; i < cols; i++) {
+      const at = 18 + i * 19;
+      if (t.charCodeAt(at) !== 48 || t.charCodeAt(at + 1) !== 120 || (i < cols - 1 && t.charCodeAt(at + 18) !== 9)) return false;
+      const hi = hexDigits(t, at + 2, at + 10);
+      const lo = hexDigits(t, at + 10, at + 18);
+      if (hi < 0 || lo < 0) return false;
+      if (hi !== 0 || lo !== 0) path[5 - i] = new U64(hi, lo);
+    }
+    dump.rows.push({ pfn, path, at: { file: this.file, line: lineNo } });
+    return true;
   }
 
   private domainRow(t: string, at: Location, dump: DomainDump): void {

@@ -60,4 +60,27 @@ describe('workbench UI (Playwright in a real VS Code)', function () {
     assert.match(await hover.innerText(), /RID \(source-id\)\s*0x6a08/);
     await page.screenshot({ path: join(shots, 'iommu-view.png') });
   });
+
+  it('explains a kernel log\'s DMA fault line on hover, in plain words', async () => {
+    // Quick open takes an absolute path: the log fixture lives outside the examples folder.
+    await page.keyboard.press('F1');
+    const input = page.locator('.quick-input-widget input');
+    await input.waitFor();
+    await input.fill(join(harness!.root, 'test/fixtures/workspace/kernel-faults.log'));
+    await page.locator('.quick-input-list .monaco-list-row', { hasText: 'kernel-faults.log' }).first().waitFor();
+    await page.keyboard.press('Enter');
+
+    const line = page.locator('.view-line', { hasText: '[2f:00.1]' });
+    await line.waitFor();
+    // A token near the start of the line, so that the editor does not scroll sideways to reach it.
+    await line.locator('span', { hasText: /DMAR/ }).last().hover();
+    const hover = page.locator('.monaco-hover-content', { hasText: 'tried to read 0x7ebb0000' });
+    await hover.waitFor();
+    const text = await hover.innerText();
+    assert.match(text, /Intel VT-d DMA fault/);
+    assert.match(text, /What: device 0000:2f:00\.1 tried to read 0x7ebb0000 without a PASID, and the IOMMU blocked it\./);
+    assert.match(text, /Check next:/);
+    assert.match(text, /vtd-dma-6\.0: Linux ~6\.0 and later/);
+    await page.screenshot({ path: join(shots, 'log-hover.png') });
+  });
 });

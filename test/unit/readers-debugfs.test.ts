@@ -13,6 +13,7 @@ import { debugfsFileOrder, parseDebugfs } from '../../src/readers/debugfs';
 import { importDebugfs, loadDebugfs } from '../../src/readers/debugfs-import';
 import { describeImport, reportText, walkImported } from '../../src/readers/debugfs-report';
 import { debugfsKernel, type DebugfsScenario } from '../support/debugfs-kernel';
+import { fixtureFiles } from '../support/make-debugfs-fixture';
 import { runCli } from './cli.test';
 
 const root = join(__dirname, '../../..');
@@ -274,6 +275,11 @@ describe('readers: Intel debugfs dumps', () => {
     const warning = imp.diagnostics.find((d) => d.severity === 'warning')!;
     assert.equal(`${warning.file}:${warning.line}`, '0000:00:1f.7/domain_translation_struct:1');
     assert.match(warning.message, /does not list devices 80-ff of a bus whose devices 00-7f have no context table/);
+  });
+
+  it('the workspace fixture dump is what the renderer prints for its machine today', () => {
+    const dir = join(root, 'test/fixtures/workspace/debugfs-dump');
+    for (const [path, text] of fixtureFiles()) assert.equal(readFileSync(join(dir, path), 'utf8'), text, `${path}: regenerate with test/support/make-debugfs-fixture.ts`);
   });
 
   it('loads a unit with assumed capabilities when the dump has no iommu_regset, and says so', () => {

@@ -1,0 +1,342 @@
+import * as vscode from 'vscode';
+import { type DebugfsDiagnostic, type DebugfsInput, DebugfsParser } from '../readers/debugfs';
+import { type DebugfsImport, importDebugfsSteps } from '../readers/debugfs-import';
+import { type DebugfsReport, describeImport, parseAddress, reportText, walkImported } from '../readers/debugfs-report';
+import { type DumpFiles, fileOfDiagnostic, readDumpFiles } from './debugfs-files';
+import { CommandIds, ContextKeys, OutputChannelNames } from './manifest';
+
+/**
+ * "IOMMU: Import debugfs Dump" and "Walk an Address in the debugfs Import". The import loads a real
+ * machine's VT-d tables into the hardware model, writes what they hold to the "IOMMU Lab: debugfs" output
+ * channel, puts the dump's problems on its files in the Problems panel and offers a walk; the last import
+ * stays in memory for this window. Both commands take arguments, so that menus and tests run them without
+ * questions, and return what they did.
+ *
+ * The report goes to an output channel rather than a virtual document: the import and every walk after it
+ * form one transcript, in order, that stays in the panel under the editor (next to the log or topology it
+ * is compared with) without opening an editor tab per walk.
+ */
+
+export interface ImportOutcome {
+  readonly ok: boolean;
+  readonly message: string;
+  /** The inputs read, by path (relative to a picked folder). */
+  readonly files: readonly string[];
+  readonly units: readonly string[];
+  readonly devices: readonly { readonly device: string; readonly unit: string; readonly pasids: readonly number[] }[];
+  readonly diagnostics: readonly DebugfsDiagnostic[];
+}
+
+/** What `iommu.walkDebugfsAddress` accepts as its argument (any field left out is asked for). */
+export interface WalkArgs {
+  readonly device?: string;
+  readonly address?: string | number;
+  /** A PASID, or null for a request without one. */
+  readonly pasid?: number | null;
+  readonly write?: boolean;
+  readonly exec?: boolean;
+  readonly priv?: boolean;
+}
+
+export type WalkResultOutcome =
+  | { readonly ok: true; readonly device: string; readonly unit: string; readonly translated: boolean; readonly output: string | null; readonly fault: { readonly reason: number; readonly text: string } | null; readonly text: readonly string[] }
+  | { readonly ok: false; readonly error: string };
+
+interface LastImport {
+  readonly imp: DebugfsImport;
+  readonly report: DebugfsReport;
+  readonly label: string;
+}
+
+const SEVERITY: Record<DebugfsDiagnostic['severity'], vscode.DiagnosticSeverity> = {
+  error: vscode.DiagnosticSeverity.Error,
+  warning: vscode.DiagnosticSeverity.Warning,
+  info: vscode.DiagnosticSeverity.Information,
+};
+
+const WALK_ACTION = 'Walk an Address…';
+const REPORT_ACTION = 'Show Report';
+
+const hex = (n: number) => '0x' + n.toString(16);
+
+export class DebugfsImports implements vscode.Disposable {
+  readonly output = vscode.window.createOutputChannel(OutputChannelNames.debugfs, 'log');
+  readonly diagnostics = vscode.languages.createDiagnosticCollection('iommu-debugfs');
+  private last: LastImport | undefined;
+
+  dispose(): void {
+    this.output.dispose();
+    this.diagnostics.dispose();
+  }
+
+  /** The last import of this window, if any. */
+  get current(): DebugfsImport | undefined {
+    return this.last?.imp;
+  }
+
+  /**
+   * The import command. From the explorer: (clicked, selected); from a test: a Uri or a Uri[]; from the
+   * palette: nothing, and a dialog asks for a folder or files.
+   */
+  async importDump(clicked?: unknown, selected?: unknown): Promise<ImportOutcome> {
+    const fail = (message: string, diagnostics: readonly DebugfsDiagnostic[] = [], files: readonly string[] = []): ImportOutcome => {
+      if (message !== 'cancelled') void vscode.window.showWarningMessage(message);
+      return { ok: false, message, files, units: [], devices: [], diagnostics };
+    };
+    let picked = urisOf(selected) ?? urisOf(clicked);
+    if (!picked) {
+      picked = await vscode.window.showOpenDialog({
+        canSelectFiles: true,
+        canSelectFolders: true,
+        canSelectMany: true,
+        openLabel: 'Import',
+        title: 'Import debugfs Dump: a copy of /sys/kernel/debug/iommu/intel, or some of its files',
+      });
+      if (!picked || picked.length === 0) return fail('cancelled');
+    }
+    const chosen = picked;
+    try {
+      const loaded = await vscode.window.withProgress(
+        { location: vscode.ProgressLocation.Notification, title: 'Importing debugfs dump', cancellable: true },
+        async (progress, token) => {
+          progress.report({ message: 'reading files' });
+          const files = await readDumpFiles(chosen, token);
+          if ('error' in files || token.isCancellationRequested) return files;
+          const imp = await loadInSlices(files.inputs, progress, token);
+          if (!imp) return { error: 'cancelled' };
+          return { files, imp, report: describeImport(imp) };
+        },
+      );
+      if ('error' in loaded) return fail(loaded.error);
+      if (!('imp' in loaded)) return fail('cancelled');
+      const { files, imp, report } = loaded;
+      const paths = files.inputs.map((i) => i.path);
+      const empty = imp.units.length === 0 && imp.devices.length === 0;
+      // A failed import keeps the last one, and the notes on its files.
+      if (!empty) this.diagnostics.clear();
+      this.showDiagnostics(files, imp.diagnostics);
+      if (empty) {
+        const message = `${files.label} holds no VT-d debugfs tables: ${imp.dump.unrecognisedLines} of its ${imp.dump.lines} lines were not understood (see the Problems panel).`;
+        return fail(message, imp.diagnostics, paths);
+      }
+      this.last = { imp, report, label: files.label };
+      void vscode.commands.executeCommand('setContext', ContextKeys.debugfsImported, true);
+      this.writeReport(files, report);
+      const s = report.summary;
+      const message =
+        `Imported ${files.label}: ${s.units} IOMMU unit${s.units === 1 ? '' : 's'}, ${s.devices} device${s.devices === 1 ? '' : 's'}, ` +
+        `${s.pasidEntries} PASID entr${s.pasidEntries === 1 ? 'y' : 'ies'}, ${s.domains} domain${s.domains === 1 ? '' : 's'}` +
+        (imp.diagnostics.length > 0 ? `; ${imp.diagnostics.length} note${imp.diagnostics.length === 1 ? '' : 's'} in the Problems panel.` : '.');
+      void vscode.window.showInformationMessage(message, WALK_ACTION, REPORT_ACTION).then((choice) => {
+        if (choice === WALK_ACTION) void vscode.commands.executeCommand(CommandIds.walkDebugfsAddress);
+        if (choice === REPORT_ACTION) this.output.show(true);
+      });
+      return {
+        ok: true,
+        message,
+        files: paths,
+        units: imp.units.map((u) => u.unit.name),
+        devices: report.devices.map((d) => ({ device: d.device, unit: d.unit, pasids: d.pasids.map((p) => p.pasid) })),
+        diagnostics: imp.diagnostics,
+      };
+    } catch (e) {
+      // The readers never throw on content; this is a file that could not be read.
+      return fail(`Could not import the dump: ${e instanceof Error ? e.message : String(e)}`);
+    }
+  }
+
+  private showDiagnostics(files: DumpFiles, diagnostics: readonly DebugfsDiagnostic[]): void {
+    for (const uri of files.uris.values()) this.diagnostics.delete(uri);
+    const byFile = new Map<string, { uri: vscode.Uri; list: vscode.Diagnostic[] }>();
+    const lines = new Map<string, string[]>();
+    for (const d of diagnostics) {
+      const uri = fileOfDiagnostic(files, d.file);
+      if (!uri) continue;
+      const key = uri.toString();
+      const input = files.inputs.find((i) => files.uris.get(i.path)?.toString() === key);
+      if (input && !lines.has(key)) lines.set(key, input.text.split('\n'));
+      const line = Math.max(0, d.line - 1);
+      const length = (lines.get(key)?.[line] ?? '').replace(/\r$/, '').length;
+      const diag = new vscode.Diagnostic(new vscode.Range(line, 0, line, length), d.message, SEVERITY[d.severity]);
+      diag.source = 'IOMMU Lab';
+      diag.code = 'debugfs';
+      const entry = byFile.get(key) ?? byFile.set(key, { uri, list: [] }).get(key)!;
+      entry.list.push(diag);
+    }
+    for (const { uri, list } of byFile.values()) this.diagnostics.set(uri, list);
+  }
+
+  private writeReport(files: DumpFiles, report: DebugfsReport): void {
+    const out = this.output;
+    out.clear();
+    out.appendLine(`Import debugfs Dump: ${files.label} (${files.inputs.map((i) => i.path).join(', ')})`);
+    out.appendLine('');
+    out.append(reportText(report).join('\n') + '\n');
+    out.show(true);
+  }
+
+  /** The walk command: translates through the last import, asking for what `args` leaves out. */
+  async walk(args?: WalkArgs): Promise<WalkResultOutcome> {
+    const last = this.last;
+    if (!last) {
+      const error = 'No debugfs dump is imported in this window.';
+      void vscode.window.showInformationMessage(`${error} Import one first.`, 'Import debugfs Dump').then((c) => {
+        if (c) void vscode.commands.executeCommand(CommandIds.importDebugfs);
+      });
+      return { ok: false, error };
+    }
+    const a = typeof args === 'object' && args !== null ? args : {};
+    const asked = await this.ask(last, a);
+    if (!asked) return { ok: false, error: 'cancelled' };
+    let outcome: ReturnType<typeof walkImported>;
+    try {
+      outcome = walkImported(last.imp, asked);
+    } catch (e) {
+      outcome = { ok: false, error: `The walk failed (a bug in IOMMU Lab, please report): ${e instanceof Error ? e.message : String(e)}` };
+    }
+    if (!outcome.ok) {
+      void vscode.window.showWarningMessage(outcome.error);
+      return outcome;
+    }
+    this.output.appendLine('');
+    this.output.append(outcome.text.join('\n') + '\n');
+    this.output.show(true);
+    const r = outcome.result;
+    const what = `${outcome.device}${asked.pasid === undefined ? '' : ` PASID ${hex(asked.pasid)}`} ${asked.write ? 'write' : asked.exec ? 'execute' : 'read'} ${asked.address}`;
+    if (r.ok) void vscode.window.showInformationMessage(`${what} → ${r.output} (walk in the "${OutputChannelNames.debugfs}" output)`);
+    else void vscode.window.showWarningMessage(`${what} → fault ${hex(r.reason)}: ${r.reasonText}`);
+    return {
+      ok: true,
+      device: outcome.device,
+      unit: outcome.unit,
+      translated: r.ok,
+      output: r.ok ? r.output : null,
+      fault: r.ok ? null : { reason: r.reason, text: r.reasonText },
+      text: outcome.text,
+    };
+  }
+
+  /** Asks for the device, PASID, access and address that `a` does not give; undefined when cancelled. */
+  private async ask(last: LastImport, a: WalkArgs): Promise<{ device: string; address: string; pasid?: number; write: boolean; exec: boolean; priv: boolean } | undefined> {
+    const report = last.report;
+    let device = a.device;
+    if (device === undefined) {
+      const picked = await vscode.window.showQuickPick(
+        report.devices.map((d) => ({
+          label: d.device,
+          description: d.unit,
+          detail: d.context ? (d.pasids.length > 0 ? d.pasids.map((p) => `PASID ${hex(p.pasid)} ${p.type} (DID ${p.did})`).join(', ') : 'no PASID entries') : 'no context entry',
+        })),
+        { title: 'Walk an Address (1/4): the device that sends the request', placeHolder: `devices in ${last.label}`, matchOnDetail: true },
+      );
+      if (!picked) return undefined;
+      device = picked.label;
+    }
+    const dev = report.devices.find((d) => d.device === device || d.device.endsWith(`:${device!}`));
+    // A caller that names the device says all it wants: no PASID and a read unless it says otherwise.
+    const interactive = a.device === undefined;
+    let pasid: number | undefined = a.pasid ?? undefined;
+    if (interactive && a.pasid === undefined) {
+      const other = 'Another PASID…';
+      const picked = await vscode.window.showQuickPick(
+        [
+          { label: 'No PASID', description: 'a request without PASID', pasid: undefined as number | undefined },
+          ...(dev?.pasids ?? []).map((p) => ({ label: `PASID ${hex(p.pasid)}`, description: `${p.type}, DID ${p.did}`, pasid: p.pasid as number | undefined })),
+          { label: other, description: 'type one', pasid: undefined },
+        ],
+        { title: 'Walk an Address (2/4): the PASID the request carries' },
+      );
+      if (!picked) return undefined;
+      if (picked.label === other) {
+        const typed = await vscode.window.showInputBox({
+          title: 'Walk an Address (2/4): PASID',
+          prompt: 'A PASID: hex with 0x, or decimal (0 to 0xfffff)',
+          validateInput: (t) => (parsePasid(t) === undefined ? 'a PASID from 0 to 0xfffff: hex with 0x, or decimal' : undefined),
+        });
+        if (typed === undefined) return undefined;
+        pasid = parsePasid(typed);
+      } else pasid = picked.pasid;
+    }
+    let write = a.write ?? false;
+    const exec = a.exec ?? false;
+    if (interactive && a.write === undefined && a.exec === undefined) {
+      const picked = await vscode.window.showQuickPick(['Read', 'Write'], { title: 'Walk an Address (3/4): the access' });
+      if (!picked) return undefined;
+      write = picked === 'Write';
+    }
+    let address = a.address === undefined ? undefined : String(a.address);
+    if (address === undefined) {
+      const mapped = firstMapped(report, dev?.device, pasid);
+      address = await vscode.window.showInputBox({
+        title: 'Walk an Address (4/4): the address the device sends (IOVA)',
+        prompt: 'Hex with 0x, or decimal',
+        value: mapped,
+        placeHolder: '0x7f3a12345000',
+        validateInput: (t) => (parseAddress(t) ? undefined : 'an address: hex with 0x (0x7f3a12345000) or decimal, up to 64 bits'),
+      });
+      if (address === undefined) return undefined;
+    }
+    return { device: device!, address, pasid, write, exec, priv: a.priv ?? false };
+  }
+}
+
+/** How long the import may hold the extension host before it lets other work run. */
+const SLICE_MS = 8;
+const CHUNK_CHARS = 256 * 1024;
+
+const breathe = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+/**
+ * Parses and loads the dump a slice at a time, reporting progress by characters read, so that a dump of
+ * tens of megabytes neither freezes the editor nor has to be waited out: undefined when cancelled.
+ */
+async function loadInSlices(inputs: readonly DebugfsInput[], progress: vscode.Progress<{ message?: string; increment?: number }>, token: vscode.CancellationToken): Promise<DebugfsImport | undefined> {
+  const total = inputs.reduce((n, i) => n + i.text.length, 0) || 1;
+  const parser = new DebugfsParser();
+  let sliceStart = Date.now();
+  const maybeBreathe = async () => {
+    if (Date.now() - sliceStart < SLICE_MS) return;
+    await breathe();
+    sliceStart = Date.now();
+  };
+  for (const input of inputs) {
+    parser.begin(input.path);
+    for (let at = 0; at < input.text.length; at += CHUNK_CHARS) {
+      if (token.isCancellationRequested) return undefined;
+      const piece = input.text.slice(at, at + CHUNK_CHARS);
+      parser.feed(piece);
+      // Reading is about two thirds of the work; loading the tables the rest.
+      progress.report({ message: `reading ${input.path || 'the dump'}`, increment: (piece.length / total) * 66 });
+      await maybeBreathe();
+    }
+    parser.end();
+  }
+  progress.report({ message: 'loading the tables into the model' });
+  const steps = importDebugfsSteps(parser.finish());
+  for (;;) {
+    if (token.isCancellationRequested) return undefined;
+    const r = steps.next();
+    if (r.done) return r.value;
+    await maybeBreathe();
+  }
+}
+
+function urisOf(arg: unknown): vscode.Uri[] | undefined {
+  if (arg instanceof vscode.Uri) return [arg];
+  if (Array.isArray(arg) && arg.length > 0 && arg.every((u) => u instanceof vscode.Uri)) return arg as vscode.Uri[];
+  return undefined;
+}
+
+function parsePasid(text: string): number | undefined {
+  const t = text.trim();
+  const n = /^0x[0-9a-f]{1,5}$/i.test(t) ? parseInt(t, 16) : /^\d{1,7}$/.test(t) ? Number(t) : NaN;
+  return Number.isInteger(n) && n >= 0 && n < 2 ** 20 ? n : undefined;
+}
+
+/** The first mapped IOVA of the domain the device (and PASID) uses, to start the address box with. */
+function firstMapped(report: DebugfsReport, device: string | undefined, pasid: number | undefined): string | undefined {
+  const dev = report.devices.find((d) => d.device === device);
+  const entry = dev?.pasids.find((p) => p.pasid === (pasid ?? 0));
+  const domain = report.domains.find((d) => d.id === entry?.domain) ?? report.domains.find((d) => device !== undefined && d.users.some((u) => u.startsWith(device)));
+  return domain?.ranges[0]?.iova;
+}
