@@ -24,6 +24,8 @@ export function describe(e: Extract<HwEvent, { type: 'invalidation' }>): string 
       return `dev_tlb_inv SID=${hex(f.SID!)} QDEP=${f.QDEP} ADDR=${addr} S=${f.S}`;
     case 'p_dev_tlb_inv':
       return `p_dev_tlb_inv SID=${hex(f.SID!)} PASID=${f.PASID} QDEP=${f.QDEP} ADDR=${addr} S=${f.S}`;
+    case 'iec_inv':
+      return f.G === 0 ? 'iec_inv G=0' : `iec_inv G=1 IIDX=${f.IIDX} IM=${f.IM}`;
     case 'inv_wait':
       return `inv_wait SW=${f.SW} FN=${f.FN} PD=${f.PD}`;
     case 'page_grp_resp':

@@ -4,10 +4,20 @@ import { Machine } from '../../src/core/hw/machine';
 import type { EndpointCapabilities } from '../../src/core/hw/endpoint';
 import type { VtdFeatures } from '../../src/core/vtd/cap';
 import { IoPageTable, type PageTableFormat } from '../../src/core/vtd/page-table';
+import { DescType } from '../../src/core/vtd/descriptors';
 import {
+  enableInterruptRemapping,
   enableQueuedInvalidation,
   enablePageRequests,
   enableTranslation,
+  encodeIrte,
+  encodePostedIrte,
+  type IrteFields,
+  type PostedIrteFields,
+  setCompatibilityFormatInterrupts,
+  setInterruptRemapTable,
+  submitDescriptors,
+  writeIrte,
   setRootTable,
   writeLegacyContext,
   writeLegacyRootEntry,
@@ -96,4 +106,35 @@ export function legacyContext(r: Rig, sid: number, fields: Parameters<typeof wri
 
 export function pageTable(r: Rig, format: PageTableFormat, levels = 4): IoPageTable {
   return new IoPageTable(r.machine.memory, { format, levels, large2M: true, large1G: true });
+}
+
+// ---- interrupt remapping ----
+
+/**
+ * An interrupt-remapping table of 2^(size+1) entries (IRTA.S = size) on the rig's unit: IRTA and SIRTP, then
+ * IRE unless `enable` is false, CFI when asked. Returns the table address.
+ */
+export function irTable(r: Rig, o: { size?: number; eime?: boolean; cfi?: boolean; enable?: boolean; table?: number } = {}): number {
+  const size = o.size ?? 7;
+  const pages = Math.max(1, (2 ** (size + 1) * 16) / 4096);
+  const table = o.table ?? r.machine.memory.allocContiguous(pages);
+  setInterruptRemapTable(r.unit, table, size, o.eime ?? false);
+  if (o.cfi) setCompatibilityFormatInterrupts(r.unit, true);
+  if (o.enable ?? true) enableInterruptRemapping(r.unit);
+  return table;
+}
+
+/** Writes a remapped-format IRTE at `index`. */
+export function irte(r: Rig, table: number, index: number, fields: IrteFields): void {
+  writeIrte(r.machine.memory, table, index, encodeIrte(fields));
+}
+
+/** Writes a posted-format IRTE at `index`. */
+export function postedIrte(r: Rig, table: number, index: number, fields: PostedIrteFields): void {
+  writeIrte(r.machine.memory, table, index, encodePostedIrte(fields));
+}
+
+/** Submits an Interrupt Entry Cache Invalidation: global, or the 2^im entries from `index`. */
+export function invalidateIec(r: Rig, which: 'global' | { index: number; im?: number }): void {
+  submitDescriptors(r.unit, [{ type: DescType.IEC, fields: which === 'global' ? { G: 0 } : { G: 1, IIDX: which.index, IM: which.im ?? 0 } }]);
 }

@@ -43,8 +43,15 @@ export class IntelIommu {
     unit.writeRegister('FECTL', 0);
     unit.writeRegister('PECTL', 0);
     enableTranslation(unit);
-    log.info(`DMAR: ${unit.name}: Using Queued invalidation`);
-    if (faultRecordingCount(unit.cap) < 1) log.warn(`DMAR: ${unit.name}: no fault recording registers`);
+  }
+
+  /**
+   * The lines intel_iommu_init prints per unit once it is up. Printed after interrupt remapping is set up,
+   * which Linux does earlier at boot (with the APIC), so its `DMAR-IR:` lines come first.
+   */
+  announce(log: KernelLog): void {
+    log.info(`DMAR: ${this.unit.name}: Using Queued invalidation`);
+    if (faultRecordingCount(this.unit.cap) < 1) log.warn(`DMAR: ${this.unit.name}: no fault recording registers`);
   }
 
   get name(): string {

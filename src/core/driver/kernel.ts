@@ -1,5 +1,6 @@
 import type { Endpoint } from '../hw/endpoint';
 import type { DeviceDma, DmaOutcome, Machine } from '../hw/machine';
+import type { InterruptResult, TranslateOptions } from '../hw/types';
 import { formatPciAddress, parsePciAddress, pciRid } from '../pci';
 import { hexPad } from '../u64';
 import { decodePageRequest } from '../vtd/descriptors';
@@ -34,6 +35,7 @@ import {
 import { fail, KernelError } from './errors';
 import { assignTag, devTlbDesc, type FlushOptions, flushAll, flushRange, flushRangeNp, unassignTag } from './flush';
 import { FLPT_DEFAULT_DID, IntelIommu } from './intel-iommu';
+import { compatibilityAllocation, IrqRemapping, type MsiAllocation, type MsiOptions } from './irq-remapping';
 import { dmarFaultLines, KernelLog, type KernelVersion } from './log';
 import { PasidAllocator, IOMMU_NO_PASID } from './pasid-alloc';
 import { Process } from './process';
@@ -55,6 +57,13 @@ export interface KernelOptions {
   readonly scalableMode?: boolean;
   /** The default domain each device gets at probe: DMA (a paging domain), identity, or none (blocked). */
   readonly defaultDomain?: 'dma' | 'identity' | 'none';
+  /**
+   * intremap=on: set up interrupt remapping at boot (intel_irq_remapping.c) on units that all have ECAP.IR.
+   * Off by default, so a model without it programs no IRTA and allocates no table.
+   */
+  readonly interruptRemapping?: boolean;
+  /** Whether the platform runs x2APIC (EIME) when every unit supports it; default true. */
+  readonly x2apic?: boolean;
 }
 
 export interface Prot {
@@ -98,6 +107,8 @@ export class IommuKernel {
   readonly blocked: Domain;
   readonly processes: Process[] = [];
   readonly svaBindings: SvaHandle[] = [];
+  /** Interrupt remapping, when KernelOptions.interruptRemapping set it up. */
+  irq: IrqRemapping | undefined;
   /** Page request groups reported to a handler that answers later (iommufd, a VMM), by key. */
   readonly pendingGroups = new Map<string, PendingGroup>();
   /** Page requests waiting for their group's last page (the iopf partial list). */
@@ -130,6 +141,8 @@ export class IommuKernel {
       this.log.info(`DMAR: ${u.name}: reg_base_addr ${u.regBase.toString(16)} ver ${u.version[0]}:${u.version[1]} cap ${u.capRaw.toHex(1)} ecap ${u.ecapRaw.toHex(1)}`);
     }
     units.forEach((u, i) => this.iommus.push(new IntelIommu(u, i, this.log, this.options.scalableMode ?? true)));
+    if (this.options.interruptRemapping) this.irq = IrqRemapping.enable(this.iommus, this.log, { x2apic: this.options.x2apic });
+    for (const i of this.iommus) i.announce(this.log);
     this.log.info('DMAR: Intel(R) Virtualization Technology for Directed I/O');
     for (const ep of this.machine.endpoints) this.probeDevice(ep);
     return this;
@@ -702,6 +715,28 @@ export class IommuKernel {
     return out;
   }
 
+  /**
+   * pci_alloc_irq_vectors for MSI: with interrupt remapping, IRTEs written and flushed and the remappable-format
+   * message; without, the compatibility-format message.
+   */
+  allocMsi(which: string | number | DeviceInfo, options: MsiOptions): MsiAllocation {
+    const dev = this.device(which);
+    return this.irq ? this.irq.alloc(dev, options) : compatibilityAllocation(dev, options);
+  }
+
+  /** free_irq / pci_free_irq_vectors: the entries cleared and flushed. */
+  freeMsi(a: MsiAllocation): void {
+    this.irq?.free(a);
+  }
+
+  /** The device writes an MSI (address 0xfeeXXXXX, data); the IOMMU remaps it; its faults are handled. */
+  interrupt(which: string | number | DeviceInfo, msg: { readonly address: number; readonly data: number }, options?: TranslateOptions): InterruptResult {
+    const dev = this.device(which);
+    const r = this.machine.interrupt(dev.sid, msg, options);
+    this.serviceInterrupts();
+    return r;
+  }
+
   /** Runs the fault handler and the page-request thread of every unit that has something pending. */
   serviceInterrupts(): void {
     for (const iommu of this.iommus) {
@@ -717,9 +752,12 @@ export class IommuKernel {
     this.printRatelimited([`DMAR: DRHD: handling fault status reg ${fsts.toString(16)}`]);
     for (const rec of unit.pendingFaults()) {
       const pasid = rec.pasid ?? undefined;
-      this.printRatelimited(dmarFaultLines({ sid: rec.sid, ...(pasid !== undefined ? { pasid } : {}), address: rec.address.toHex(1), reason: rec.reason, write: rec.write }, this.version));
+      // Interrupt-remapping records carry the interrupt index in FI bits 63:48 (`fault index` = addr >> 48).
+      const intr = linuxFaultReason(rec.reason).type === 'interrupt-remap';
+      this.printRatelimited(dmarFaultLines({ sid: rec.sid, ...(pasid !== undefined ? { pasid } : {}), address: rec.address.toHex(1), reason: rec.reason, write: rec.write, ...(intr ? { index: rec.address.hi >>> 16 } : {}) }, this.version));
       const { base } = unit.faultRecordingRegisters;
       unit.writeRegister(base + rec.index * 16 + 8, unit.readRegister(base + rec.index * 16 + 8).withField(63, 63, 1));
+      if (intr) continue; // dmar_fault_do_one returns after printing an interrupt-remapping fault
       const dev = this.devices.get(rec.sid);
       const domain = dev?.domainAt(pasid);
       if (dev && domain) {

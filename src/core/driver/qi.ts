@@ -182,6 +182,14 @@ export const Descs = {
     const { page, s } = atsAddress(addr, mask);
     return { type: DescType.PASID_DEVICE_TLB, fields: { SID: sid, PFSID_LO: pfsid & 0xf, PFSID_HI: pfsid >>> 4, PASID: pasid, QDEP: qdep >= 32 ? 0 : qdep, ADDR_PAGE: page, S: s } };
   },
+  /** qi_global_iec: every interrupt entry cached (after SIRTP). */
+  iecGlobal(): Desc {
+    return { type: DescType.IEC, fields: { G: 0 } };
+  },
+  /** qi_flush_iec: the 2^mask entries from `index` (QI_IEC_SELECTIVE | QI_IEC_IIDX | QI_IEC_IM). */
+  iec(index: number, mask: number): Desc {
+    return { type: DescType.IEC, fields: { G: 1, IIDX: index, IM: mask } };
+  },
   pageGroupResponse(rid: number, pasid: number | undefined, prgIndex: number, lastInGroup: boolean, code: number): Desc {
     return { type: DescType.PAGE_GROUP_RESPONSE, fields: { RID: rid, PP: pasid !== undefined ? 1 : 0, PASID: pasid ?? 0, PRGI: prgIndex, LPIG: lastInGroup ? 1 : 0, RC: code } };
   },

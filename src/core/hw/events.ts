@@ -4,7 +4,7 @@
  * the same inputs always give the same events. 64-bit values are hex strings so events cross process and
  * webview boundaries unchanged.
  */
-import type { StaleUse, WalkStep } from './types';
+import type { InterruptResult, StaleUse, WalkStep } from './types';
 
 interface EventBase {
   /** Position in the stream, from 1. */
@@ -38,6 +38,30 @@ export interface FaultEvent extends EventBase {
   /** FRCD index the fault went to; null when suppressed (FPD) or dropped (overflow). */
   readonly frcdIndex: number | null;
   readonly outcome: 'recorded' | 'suppressed-fpd' | 'overflow' | 'reported-to-device';
+  /** For an interrupt-remapping fault: the interrupt index the unit recorded (FI bits 63:48). */
+  readonly interruptIndex?: number;
+  readonly trace?: readonly WalkStep[];
+}
+
+/** An interrupt request (MSI write to 0xfeeXXXXX) processed by the interrupt-remapping hardware. */
+export interface InterruptRemapEvent extends EventBase {
+  readonly type: 'interrupt-remap';
+  readonly sid: number;
+  /** The message address and data as the device wrote them (hex). */
+  readonly address: string;
+  readonly data: string;
+  /** Interrupt-remapping table index, for a remappable request. */
+  readonly index: number | null;
+  readonly outcome: InterruptResult['outcome'];
+  /** Where the entry came from: memory (`walk`) or the interrupt entry cache. */
+  readonly source: 'walk' | 'interrupt-entry-cache' | null;
+  readonly vector: number | null;
+  /** APIC destination (remapped, pass-through). */
+  readonly destination: number | null;
+  /** Posted-interrupt descriptor address (posted, hex). */
+  readonly descriptor: string | null;
+  readonly fault: number | null;
+  readonly stale?: StaleUse;
   readonly trace?: readonly WalkStep[];
 }
 
@@ -113,6 +137,7 @@ export interface InterruptEvent extends EventBase {
 export type HwEvent =
   | TranslationEvent
   | FaultEvent
+  | InterruptRemapEvent
   | PageRequestEvent
   | PageResponseEvent
   | InvalidationEvent

@@ -5,7 +5,7 @@ import { translationWith, VtdUnit, type VtdUnitConfig } from '../vtd/unit';
 import { Endpoint, type EndpointCapabilities, type EndpointState } from './endpoint';
 import { EventStream } from './events';
 import { type MemoryOptions, PhysicalMemory, type SnapshotId } from './memory';
-import type { DmaRequest, IommuUnit, TranslationResult, TranslateOptions } from './types';
+import type { DmaRequest, InterruptResult, IommuUnit, TranslationResult, TranslateOptions } from './types';
 
 /**
  * A platform: physical memory, IOMMU units, and the PCIe endpoints behind them. It is where a device's DMA
@@ -189,6 +189,17 @@ export class Machine {
       memory: [now.ok ? now.output : `fault 0x${now.reason.toString(16)}`],
       message: `${ep.name}'s device TLB translated 0x${hit.base.toString(16)} to 0x${hit.output.toString(16)}, but the IOMMU ${what}: a device-TLB invalidation is missing`,
     };
+  }
+
+  /**
+   * An interrupt from `device`: its DWORD write of `data` to the MSI address `address` (0xfeeXXXXX), which the
+   * IOMMU's interrupt-remapping hardware handles instead of translating.
+   */
+  interrupt(device: string | number, msg: { readonly address: number; readonly data: number }, options?: TranslateOptions): InterruptResult {
+    const ep = this.endpoint(device);
+    const unit = this.unitFor(ep);
+    if (!unit.interrupt) throw new Error(`${unit.name} does not remap interrupts`);
+    return unit.interrupt({ sid: ep.sid, address: msg.address, data: msg.data }, options);
   }
 
   /** A page request sent by `device` directly (PRI), outside a DMA. */

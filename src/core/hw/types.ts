@@ -60,14 +60,17 @@ export interface WalkStep {
   readonly check: string;
   readonly ok: boolean;
   /** Set when the step used a cached copy rather than memory. */
-  readonly cached?: 'context-cache' | 'pasid-cache' | 'iotlb' | 'paging-structure-cache' | 'device-tlb';
+  readonly cached?: CacheName;
   /** For a nested walk, the second-level translation of this step's guest-physical pointer. */
   readonly nestedTrace?: readonly WalkStep[];
 }
 
+/** The caches a step can be served from (the interrupt entry cache holds interrupt-remapping entries). */
+export type CacheName = 'context-cache' | 'pasid-cache' | 'iotlb' | 'paging-structure-cache' | 'device-tlb' | 'interrupt-entry-cache';
+
 /** A cached entry was used although memory has changed under it: the bug class of missing invalidation. */
 export interface StaleUse {
-  readonly cache: 'context-cache' | 'pasid-cache' | 'iotlb' | 'paging-structure-cache' | 'device-tlb';
+  readonly cache: CacheName;
   /** The entry in memory that no longer matches what was cached (hex), and both values. */
   readonly entryAddress: string;
   readonly cached: readonly string[];
@@ -126,6 +129,81 @@ export interface PriRequest {
   readonly prgIndex: number;
 }
 
+// ---- interrupt remapping ----
+
+/**
+ * An interrupt request as it reaches the IOMMU: a device's DWORD write to the interrupt address range
+ * 0xfee00000-0xfeefffff (an MSI or MSI-X message, or an I/O APIC message in the same format).
+ */
+export interface InterruptRequest {
+  /** Requester ID (source-id) of the write. */
+  readonly sid: number;
+  /** The message address (0xfeeXXXXX); what its bits mean depends on the format bit (VT-d: bit 4). */
+  readonly address: number;
+  /** The message data (32 bits). */
+  readonly data: number;
+}
+
+/** What reaches the local APICs: the interrupt after remapping, or as the request carried it. */
+export interface InterruptDelivery {
+  readonly vector: number;
+  /** APIC ID: 8 bits in xAPIC mode, 32 bits in x2APIC mode. */
+  readonly destination: number;
+  readonly destinationMode: 'physical' | 'logical';
+  readonly deliveryMode: 'fixed' | 'lowest-priority' | 'smi' | 'nmi' | 'init' | 'extint' | 'reserved';
+  readonly triggerMode: 'edge' | 'level';
+  readonly redirectionHint: boolean;
+}
+
+interface InterruptResultBase {
+  /** Interrupt-remapping table index, for a request in remappable format. */
+  readonly index?: number;
+  readonly stale?: StaleUse;
+  readonly trace?: readonly WalkStep[];
+  /** Memory reads made (0 when served from the interrupt entry cache). */
+  readonly reads: number;
+}
+
+/** Remapped through an entry in remapped format: delivered as the entry says. */
+export interface InterruptRemapped extends InterruptResultBase, InterruptDelivery {
+  readonly ok: true;
+  readonly outcome: 'remapped';
+  readonly index: number;
+  readonly source: 'walk' | 'interrupt-entry-cache';
+}
+
+/** Remapped through an entry in posted format: posted to a descriptor in memory (VT-d posted interrupts). */
+export interface InterruptPosted extends InterruptResultBase {
+  readonly ok: true;
+  readonly outcome: 'posted';
+  readonly index: number;
+  readonly source: 'walk' | 'interrupt-entry-cache';
+  /** Physical address of the posted-interrupt descriptor (hex). */
+  readonly descriptor: string;
+  readonly vector: number;
+  readonly urgent: boolean;
+}
+
+/** Not remapped: remapping is off, or a compatibility-format request that the unit lets through. */
+export interface InterruptPassThrough extends InterruptResultBase, InterruptDelivery {
+  readonly ok: true;
+  readonly outcome: 'pass-through';
+  readonly why: 'remapping-disabled' | 'compatibility-format';
+}
+
+export interface InterruptFault extends InterruptResultBase {
+  readonly ok: false;
+  readonly outcome: 'fault';
+  /** Vendor fault reason code (VT-d: FRCD.FR, 0x20-0x26). */
+  readonly reason: number;
+  readonly reasonText: string;
+  /** False when the entry's FPD suppressed recording (or for a probe). */
+  readonly recorded: boolean;
+  readonly frcdIndex?: number;
+}
+
+export type InterruptResult = InterruptRemapped | InterruptPosted | InterruptPassThrough | InterruptFault;
+
 /**
  * What the platform needs from an IOMMU unit, whatever its vendor. The lookup structures, fault records and
  * invalidation interfaces differ (see the table in docs/ARCHITECTURE.md); the request and its outcome do not.
@@ -137,6 +215,8 @@ export interface IommuUnit {
   translate(request: DmaRequest, options?: TranslateOptions): TranslationResult;
   /** The translation the tables give now, with no side effect at all. */
   probe(request: DmaRequest, options?: TranslateOptions): TranslationResult;
+  /** An interrupt request from an endpoint behind this unit (units with interrupt remapping). */
+  interrupt?(request: InterruptRequest, options?: TranslateOptions): InterruptResult;
   /** A PRI page request from an endpoint behind this unit. */
   receivePageRequest(request: PriRequest): 'queued' | 'overflow' | 'rejected';
   /** Lets the unit reach endpoints by requester ID (device-TLB invalidation, page responses). */

@@ -1,4 +1,4 @@
-import type { DmaRequest, TranslationResult, WalkStep } from './types';
+import type { DmaRequest, InterruptRequest, InterruptResult, TranslationResult, WalkStep } from './types';
 
 /**
  * A walk trace in plain text, step by step, for terminals and output channels: which structure was read,
@@ -52,5 +52,28 @@ export function describeWalk(request: DmaRequest, device: string, result: Transl
   } else {
     lines.push(`Result: fault 0x${result.reason.toString(16).padStart(2, '0')}: ${result.reasonText} (${result.reads} table reads)`);
   }
+  return lines;
+}
+
+/** An interrupt request through interrupt remapping: the request, each step (the IRTE), and the outcome. */
+export function describeInterruptWalk(request: InterruptRequest, device: string, result: InterruptResult): string[] {
+  const lines = [`Interrupt: ${device} writes 0x${(request.data >>> 0).toString(16).padStart(8, '0')} to 0x${request.address.toString(16)}`];
+  result.trace?.forEach((s, i) => lines.push(...stepLines(s, i + 1, '')));
+  const from = (r: { index?: number; source?: string }) => (r.index !== undefined ? `IRTE ${r.index}${r.source === 'interrupt-entry-cache' ? ' (from the interrupt entry cache)' : ''}` : '');
+  switch (result.outcome) {
+    case 'remapped':
+    case 'pass-through': {
+      const how = result.outcome === 'remapped' ? `remapped by ${from(result)}` : result.why === 'remapping-disabled' ? 'passed through (remapping off)' : 'passed through (compatibility format)';
+      lines.push(`Result: vector 0x${result.vector.toString(16)} to APIC ID 0x${result.destination.toString(16)} (${result.destinationMode}, ${result.deliveryMode}, ${result.triggerMode}${result.redirectionHint ? ', redirectable' : ''}); ${how}`);
+      break;
+    }
+    case 'posted':
+      lines.push(`Result: vector 0x${result.vector.toString(16)} posted to the descriptor at ${result.descriptor}${result.urgent ? ' (urgent)' : ''}; ${from(result)}`);
+      break;
+    case 'fault':
+      lines.push(`Result: fault 0x${result.reason.toString(16).padStart(2, '0')}: ${result.reasonText}${result.recorded ? '' : ' (not recorded)'}`);
+      break;
+  }
+  if (result.stale) lines.push(`Stale: ${result.stale.message}`);
   return lines;
 }

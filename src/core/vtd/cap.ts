@@ -182,6 +182,10 @@ export interface VtdFeatures {
   /** Second-level accessed/dirty bits (ECAP.SLADS): dirty tracking for second-stage domains. */
   secondLevelAccessDirty?: boolean;
   interruptRemapping?: boolean;
+  /** ECAP.EIM: x2APIC mode (32-bit destinations) for interrupt remapping; defaults to interruptRemapping. */
+  extendedInterruptMode?: boolean;
+  /** CAP.PI: posted-format interrupt-remapping entries. */
+  postedInterrupts?: boolean;
   pageSelectiveInvalidation?: boolean;
   maxAddressMask?: number;
 }
@@ -209,7 +213,7 @@ export function capabilitiesOf(features: VtdFeatures = {}): { cap: U64; ecap: U6
     mamv: features.maxAddressMask ?? 0x3f,
     dwd: 1, drd: 1,
     fl1gp: flag(features.firstLevel1G, true),
-    pi: 0,
+    pi: flag(features.postedInterrupts, false),
     fl5lp: flag(features.firstLevel5Level, false),
     ecmds: 0, esirtps: 0, esrtps: 0,
     otherBits: U64.ZERO,
@@ -220,7 +224,7 @@ export function capabilitiesOf(features: VtdFeatures = {}): { cap: U64; ecap: U6
     qi: flag(features.queuedInvalidation, true),
     dt: flag(features.deviceTlb, true),
     ir: flag(features.interruptRemapping, true),
-    eim: flag(features.interruptRemapping, true),
+    eim: flag(features.extendedInterruptMode ?? features.interruptRemapping, true),
     pt: flag(features.passThrough, true),
     sc: 1,
     iro: DEFAULT_IRO,

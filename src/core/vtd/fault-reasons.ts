@@ -13,7 +13,10 @@ export interface FaultReason {
   readonly type: FaultType;
   /** QEMU's VTD_FR_* name, where QEMU models the condition. */
   readonly qemu?: string;
-  /** Whether a set FPD bit (context, PASID-directory or PASID entry on the walk) suppresses recording. */
+  /**
+   * Whether a set FPD bit suppresses recording: the context, PASID-directory or PASID entry's on a DMA walk,
+   * the interrupt-remapping entry's for an interrupt (0x22, 0x24, 0x26; even a not-present entry's FPD counts).
+   */
   readonly qualified: boolean;
   /** What went wrong, in plain words. */
   readonly meaning: string;
@@ -43,11 +46,11 @@ const LEGACY: Row[] = [
 const INTERRUPT: Row[] = [
   [0x20, 'Detected reserved fields in the decoded interrupt-remapped request', false, 'An interrupt request in remappable format had reserved bits set.', 'Check the MSI address/data the device was programmed with.', 'VTD_FR_IR_REQ_RSVD'],
   [0x21, 'Interrupt index exceeded the interrupt-remapping table size', false, 'The interrupt index is beyond the IR table.', 'Check IRTA.S and the index the device uses; the MSI was probably programmed before IR was set up.', 'VTD_FR_IR_INDEX_OVER'],
-  [0x22, 'Present field in the IRTE entry is clear', false, 'The interrupt-remapping entry used by this interrupt is not present.', 'Check that the IRQ is still allocated; an interrupt after free_irq or during teardown looks like this.', 'VTD_FR_IR_ENTRY_P'],
+  [0x22, 'Present field in the IRTE entry is clear', true, 'The interrupt-remapping entry used by this interrupt is not present.', 'Check that the IRQ is still allocated; an interrupt after free_irq or during teardown looks like this.', 'VTD_FR_IR_ENTRY_P'],
   [0x23, 'Error accessing interrupt-remapping table pointed by IRTA_REG', false, 'The IR table address is unreadable.', 'Check IRTA in iommu_regset.', 'VTD_FR_IR_ROOT_INVAL'],
-  [0x24, 'Detected reserved fields in the IRTE entry', false, 'The IRTE has reserved bits set.', 'Dump the entry in ir_translation_struct.', 'VTD_FR_IR_IRTE_RSVD'],
+  [0x24, 'Detected reserved fields in the IRTE entry', true, 'The IRTE has reserved bits set.', 'Dump the entry in ir_translation_struct.', 'VTD_FR_IR_IRTE_RSVD'],
   [0x25, 'Blocked a compatibility format interrupt request', false, 'A compatibility-format (non-remapped) interrupt was blocked because remapping is enforced.', 'The device or firmware programmed a plain MSI; check for a driver that bypasses the IRQ domain, or intremap=nocfi expectations.', 'VTD_FR_IR_REQ_COMPAT'],
-  [0x26, 'Blocked an interrupt request due to source-id verification failure', false, 'The interrupt came from a requester ID that the IRTE does not allow.', 'Check the IRTE SID/SQ/SVT fields against the device\'s RID and its DMA aliases (bridges).', 'VTD_FR_IR_SID_ERR'],
+  [0x26, 'Blocked an interrupt request due to source-id verification failure', true, 'The interrupt came from a requester ID that the IRTE does not allow.', 'Check the IRTE SID/SQ/SVT fields against the device\'s RID and its DMA aliases (bridges).', 'VTD_FR_IR_SID_ERR'],
 ];
 
 const SCALABLE: Row[] = [

@@ -118,8 +118,9 @@ export const FL_PTE: Layout = layout({
 });
 
 /**
- * Interrupt remapping table entry, remapped format (IM = 0): where an interrupt from SID goes. The model does
- * not remap interrupts; the layout decodes the entries a debugfs dump shows.
+ * Interrupt remapping table entry, remapped format (IM = 0): where an interrupt from SID goes. Read by the
+ * interrupt-remapping hardware (interrupt-remap.ts), written by the driver, shown by debugfs. In xAPIC mode
+ * (IRTA.EIME = 0) only DST[15:8] is used and the rest of DST is reserved.
  */
 export const IRTE_REMAPPED: Layout = layout({
   name: 'irte',

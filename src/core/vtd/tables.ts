@@ -6,6 +6,8 @@ import {
   CONTEXT_LEGACY,
   CONTEXT_SCALABLE,
   encodeEntry,
+  IRTE_POSTED,
+  IRTE_REMAPPED,
   type Layout,
   PASID_DIR_ENTRY,
   PASID_ENTRY,
@@ -169,6 +171,93 @@ export function clearPasidEntry(mem: PhysicalMemory, pasidTable: number, pasid: 
   writeEntry(mem, pasidEntryAddress(pasidTable, pasid), new Array(16).fill(0), 'pasid-entry');
 }
 
+// ---- interrupt-remapping table entries ----
+
+export interface IrteFields {
+  readonly present?: boolean;
+  readonly fpd?: boolean;
+  readonly vector: number;
+  /**
+   * DST as stored: a 32-bit x2APIC ID when the table is used with IRTA.EIME = 1; in xAPIC mode the 8-bit APIC
+   * ID sits in bits 15:8 (Linux's IRTE_DEST: `dest << 8`), the other bits are reserved.
+   */
+  readonly dst: number;
+  readonly destinationMode?: 'physical' | 'logical';
+  readonly redirectionHint?: boolean;
+  readonly triggerMode?: 'edge' | 'level';
+  /** DLM: 0 fixed, 1 lowest priority, 2 SMI, 4 NMI, 5 INIT, 7 ExtINT (3 and 6 reserved). */
+  readonly deliveryMode?: number;
+  readonly avail?: number;
+  /** Source validation: SVT 0 none, 1 requester ID with SQ, 2 bus range (SID = start bus << 8 | end bus). */
+  readonly sid?: number;
+  readonly sq?: number;
+  readonly svt?: number;
+}
+
+/** A remapped-format IRTE (IM = 0). */
+export function encodeIrte(f: IrteFields): number[] {
+  return encodeEntry(IRTE_REMAPPED, {
+    P: f.present ?? true,
+    FPD: f.fpd ?? false,
+    DM: f.destinationMode === 'logical',
+    RH: f.redirectionHint ?? false,
+    TM: f.triggerMode === 'level',
+    DLM: f.deliveryMode ?? 0,
+    AVAIL: f.avail ?? 0,
+    V: f.vector,
+    DST: f.dst >>> 0,
+    SID: f.sid ?? 0,
+    SQ: f.sq ?? 0,
+    SVT: f.svt ?? 0,
+  });
+}
+
+export interface PostedIrteFields {
+  readonly present?: boolean;
+  readonly fpd?: boolean;
+  readonly vector: number;
+  /** Physical address of the 64-byte posted-interrupt descriptor. */
+  readonly descriptor: number;
+  readonly urgent?: boolean;
+  readonly avail?: number;
+  readonly sid?: number;
+  readonly sq?: number;
+  readonly svt?: number;
+}
+
+/** A posted-format IRTE (IM = 1): PDA_L holds descriptor bits 31:6, PDA_H bits 63:32. */
+export function encodePostedIrte(f: PostedIrteFields): number[] {
+  if (f.descriptor % 64 !== 0) throw new RangeError(`posted-interrupt descriptor 0x${f.descriptor.toString(16)} is not 64-byte aligned`);
+  return encodeEntry(IRTE_POSTED, {
+    P: f.present ?? true,
+    FPD: f.fpd ?? false,
+    AVAIL: f.avail ?? 0,
+    URG: f.urgent ?? false,
+    IM: true,
+    VV: f.vector,
+    PDA_L: (f.descriptor % 0x1_0000_0000) / 64,
+    PDA_H: Math.floor(f.descriptor / 0x1_0000_0000),
+    SID: f.sid ?? 0,
+    SQ: f.sq ?? 0,
+    SVT: f.svt ?? 0,
+  });
+}
+
+export function irteAddress(table: number, index: number): number {
+  return table + index * 16;
+}
+
+/** Writes an IRTE as Linux's modify_irte does: the low qword, then the high one. */
+export function writeIrte(mem: PhysicalMemory, table: number, index: number, words: readonly number[]): void {
+  const at = irteAddress(table, index);
+  mem.write64(at, words[1]! >>> 0, words[0]! >>> 0, 'irte.qw0');
+  mem.write64(at + 8, words[3]! >>> 0, words[2]! >>> 0, 'irte.qw1');
+}
+
+export function clearIrte(mem: PhysicalMemory, table: number, index: number): void {
+  writeIrte(mem, table, index, [0, 0, 0, 0]);
+}
+
 // ---- register programming ----
 
 /** Points the unit at a root table (RTADDR + GCMD.SRTP), in scalable or legacy format. */
@@ -186,6 +275,25 @@ export function enableQueuedInvalidation(unit: VtdUnit, base: number, qs = 0, wi
   unit.writeRegister('IQT', 0);
   unit.writeRegister('IQA', U64.fromNumber(base + (wide ? 1 << 11 : 0) + qs));
   unit.writeRegister('GCMD', gcmdWith(unit, GCMD.QIE, true));
+}
+
+/**
+ * Points the unit at an interrupt-remapping table of 2^(size+1) entries (IRTA, then GCMD.SIRTP), in x2APIC
+ * mode (IRTA.EIME) or not. Software then invalidates the interrupt entry cache globally.
+ */
+export function setInterruptRemapTable(unit: VtdUnit, table: number, size: number, eime: boolean): void {
+  unit.writeRegister('IRTA', U64.fromNumber(table + (eime ? 1 << 11 : 0) + (size & 0xf)));
+  unit.writeRegister('GCMD', gcmdWith(unit, GCMD.SIRTP, true));
+}
+
+/** GCMD.IRE: interrupt remapping on or off. */
+export function enableInterruptRemapping(unit: VtdUnit, on = true): void {
+  unit.writeRegister('GCMD', gcmdWith(unit, GCMD.IRE, on));
+}
+
+/** GCMD.CFI: let compatibility-format interrupts through (xAPIC mode only) or block them. */
+export function setCompatibilityFormatInterrupts(unit: VtdUnit, on: boolean): void {
+  unit.writeRegister('GCMD', gcmdWith(unit, GCMD.CFI, on));
 }
 
 /** Sets up the page request queue (2^order pages) at `base`. */

@@ -1,7 +1,19 @@
 import type { Endpoint } from '../hw/endpoint';
 import type { EventStream } from '../hw/events';
 import type { PhysicalMemory } from '../hw/memory';
-import type { DmaRequest, IommuUnit, Permissions, StaleUse, TranslationFault, TranslationOk, TranslationResult, TranslateOptions, WalkStep } from '../hw/types';
+import type {
+  DmaRequest,
+  InterruptRequest,
+  InterruptResult,
+  IommuUnit,
+  Permissions,
+  StaleUse,
+  TranslationFault,
+  TranslationOk,
+  TranslationResult,
+  TranslateOptions,
+  WalkStep,
+} from '../hw/types';
 import { U64, hexPad } from '../u64';
 import {
   type ContextCacheEntry,
@@ -25,6 +37,7 @@ import {
   responseCodeName,
 } from './descriptors';
 import { FAULT_REASONS, linuxFaultReason } from './fault-reasons';
+import { InterruptRemapper, type InterruptRemapState } from './interrupt-remap';
 import { FSTS, GCMD, GSTS, ICS, PRS, Reg, REG64, type RegName, RTADDR_TTM_SCALABLE } from './registers';
 import {
   CONTEXT_LEGACY,
@@ -70,6 +83,8 @@ export interface VtdUnitConfig {
    * software invalidates after making entries present). Defaults to CAP.CM.
    */
   readonly cacheNotPresent?: boolean;
+  /** Interrupt entry cache capacity (entries); 256 by default. */
+  readonly iecEntries?: number;
 }
 
 /** A translation request in normalized form (numbers only). */
@@ -125,6 +140,9 @@ export class VtdUnit implements IommuUnit {
   private pasidCache = new Map<number, PasidCacheEntry>();
   readonly iotlb: Iotlb;
 
+  /** Interrupt remapping: the latched IRTA and the interrupt entry cache (vtd/interrupt-remap.ts). */
+  private readonly ir: InterruptRemapper;
+
   // Scratch for the hot path.
   private readonly adUpdates: number[] = [];
   private stale: StaleUse | undefined;
@@ -160,6 +178,18 @@ export class VtdUnit implements IommuUnit {
     this.setReg(Reg.ECAP, this.ecapRaw.hi, this.ecapRaw.lo);
     this.setReg(Reg.FECTL, 0, 0x8000_0000); // interrupts masked until software unmasks them
     this.setReg(Reg.PECTL, 0, 0x8000_0000);
+    this.ir = new InterruptRemapper(
+      {
+        name: this.name,
+        memory,
+        events,
+        features: { ir: this.ecap.ir === 1, eim: this.ecap.eim === 1, pi: this.cap.pi === 1, esirtps: this.cap.esirtps === 1 },
+        gsts: () => this.reg(Reg.GSTS).lo,
+        readable: (addr) => this.readable(addr),
+        recordFault: (qw0hi, qw0lo, qw1lo, qw1hi) => this.writeFaultRecord(qw0hi, qw0lo, qw1lo, qw1hi),
+      },
+      config.iecEntries,
+    );
   }
 
   /** How the unit finds an endpoint by requester ID (the machine wires this). */
@@ -268,9 +298,14 @@ export class VtdUnit implements IommuUnit {
       this.scalable = ((rt.lo >>> 10) & 3) === RTADDR_TTM_SCALABLE;
     }
     this.tes = ((sts >>> GSTS.TES) & 1) === 1;
+    if ((sts >>> GSTS.IRTPS) & 1) {
+      const irta = this.reg(Reg.IRTA);
+      this.ir.latch(irta.hi, irta.lo);
+    }
     this.ctxCache = new Array(65536);
     this.pasidCache.clear();
     this.iotlb.clear();
+    this.ir.clearCache();
   }
 
   private frcdName(offset: number): string {
@@ -292,9 +327,16 @@ export class VtdUnit implements IommuUnit {
     const qie = (cmd & (1 << GCMD.QIE)) !== 0;
     if (qie && !(sts & (1 << GSTS.QIES))) this.setReg(Reg.IQH, 0, 0);
     set(GSTS.QIES, qie);
-    set(GSTS.IRES, (cmd & (1 << GCMD.IRE)) !== 0);
-    if (cmd & (1 << GCMD.SIRTP)) set(GSTS.IRTPS, true);
-    set(GSTS.CFIS, (cmd & (1 << GCMD.CFI)) !== 0);
+    if (this.ecap.ir) {
+      // Interrupt remapping (IRE, SIRTP, CFI are reserved on a unit without ECAP.IR).
+      if (cmd & (1 << GCMD.SIRTP)) {
+        const irta = this.reg(Reg.IRTA);
+        this.ir.latch(irta.hi, irta.lo);
+        set(GSTS.IRTPS, true);
+      }
+      set(GSTS.IRES, (cmd & (1 << GCMD.IRE)) !== 0);
+      set(GSTS.CFIS, (cmd & (1 << GCMD.CFI)) !== 0);
+    }
     this.setReg(Reg.GCMD, 0, cmd & ~((1 << GCMD.SRTP) | (1 << GCMD.SIRTP) | (1 << GCMD.WBF)));
     this.setReg(Reg.GSTS, 0, sts);
     this.tes = ((sts >>> GSTS.TES) & 1) === 1;
@@ -311,6 +353,54 @@ export class VtdUnit implements IommuUnit {
 
   get rootTableAddress(): number {
     return this.rootTable;
+  }
+
+  // =====================================================================================================
+  // Interrupt remapping
+  // =====================================================================================================
+
+  /**
+   * An interrupt request (a device's DWORD write to 0xfeeXXXXX) through the interrupt-remapping hardware:
+   * remapped, posted, passed through or blocked with a recorded fault (vtd/interrupt-remap.ts). Uses and
+   * fills the interrupt entry cache; emits an `interrupt-remap` event. DMA to the same range by translation
+   * is a different path: `translate` faults when a translation lands there (0x0e / 0x87).
+   */
+  interrupt(request: InterruptRequest, options?: TranslateOptions): InterruptResult {
+    const r = this.ir.run(request, options?.trace ? [] : null, false);
+    if (this.events.active) {
+      this.events.emit({
+        type: 'interrupt-remap',
+        unit: this.name,
+        sid: request.sid & 0xffff,
+        address: '0x' + request.address.toString(16),
+        data: '0x' + (request.data >>> 0).toString(16),
+        index: r.index ?? null,
+        outcome: r.outcome,
+        source: r.outcome === 'remapped' || r.outcome === 'posted' ? r.source : null,
+        vector: r.ok ? r.vector : null,
+        destination: r.outcome === 'remapped' || r.outcome === 'pass-through' ? r.destination : null,
+        descriptor: r.outcome === 'posted' ? r.descriptor : null,
+        fault: r.ok ? null : r.reason,
+        ...(r.stale ? { stale: r.stale } : {}),
+        ...(r.trace ? { trace: r.trace } : {}),
+      });
+    }
+    return r;
+  }
+
+  /** What an interrupt request would do with the tables as they are now: no cache, no fault recorded, no event. */
+  probeInterrupt(request: InterruptRequest, options?: TranslateOptions): InterruptResult {
+    return this.ir.run(request, options?.trace ? [] : null, true);
+  }
+
+  /** The latched interrupt-remapping table (GCMD.SIRTP): address, entries (2^(S+1)), x2APIC mode (EIME). */
+  get interruptRemapTable(): { base: number; entries: number; eime: boolean } {
+    return { base: this.ir.table, entries: this.ir.entries, eime: this.ir.eime };
+  }
+
+  /** The interrupt entry cache: which IRTE indices it holds. */
+  get interruptEntryCache(): { size: number; indices: number[] } {
+    return { size: this.ir.iecSize, indices: this.ir.cachedIndices() };
   }
 
   // =====================================================================================================
@@ -930,18 +1020,26 @@ export class VtdUnit implements IommuUnit {
 
   /** Writes a fault into the next fault recording register; returns its index, or -1 on overflow (PFO). */
   private recordFault(q: Req, reason: number): number {
+    // qword 0: FI (the faulting page); qword 1: SID, PRIV 29, EXE 30, PP 31 | FR 39:32, PV 59:40, AT 61:60, T 62, F 63
+    const lo1 = (q.sid & 0xffff) | (q.hasPasid && q.priv ? 1 << 29 : 0) | (q.hasPasid && q.exec ? 1 << 30 : 0) | (q.hasPasid ? 1 << 31 : 0);
+    const at = q.kind === 'translation-request' ? 1 : q.kind === 'translated' ? 2 : 0;
+    const hi1 = (reason & 0xff) | ((q.hasPasid ? q.pasid & 0xf_ffff : 0) << 8) | (at << 28) | (q.write ? 0 : 1 << 30);
+    return this.writeFaultRecord(q.hi, (q.lo & 0xffff_f000) >>> 0, lo1, hi1);
+  }
+
+  /**
+   * Fills the next fault recording register with the two qwords (as 32-bit halves) and sets F; raises the
+   * fault event unless masked. Returns the register index, or -1 when it is still full (PFO set instead).
+   */
+  private writeFaultRecord(qw0hi: number, qw0lo: number, qw1lo: number, qw1hi: number): number {
     const i = this.frcdNext;
     const off = this.frcdBase + i * 16;
     if ((this.reg(off + 8).hi >>> 31) & 1) {
       this.setRegBit(Reg.FSTS, FSTS.PFO, true);
       return -1;
     }
-    // qword 0: FI (the faulting page); qword 1: SID, PRIV 29, EXE 30, PP 31 | FR 39:32, PV 59:40, AT 61:60, T 62, F 63
-    this.setReg(off, q.hi, (q.lo & 0xffff_f000) >>> 0);
-    const lo1 = (q.sid & 0xffff) | (q.hasPasid && q.priv ? 1 << 29 : 0) | (q.hasPasid && q.exec ? 1 << 30 : 0) | (q.hasPasid ? 1 << 31 : 0);
-    const at = q.kind === 'translation-request' ? 1 : q.kind === 'translated' ? 2 : 0;
-    const hi1 = (reason & 0xff) | ((q.hasPasid ? q.pasid & 0xf_ffff : 0) << 8) | (at << 28) | (q.write ? 0 : 1 << 30) | (1 << 31);
-    this.setReg(off + 8, hi1, lo1);
+    this.setReg(off, qw0hi, qw0lo);
+    this.setReg(off + 8, qw1hi | (1 << 31), qw1lo);
     this.frcdNext = (i + 1) % this.frcdCount;
     const fectl = this.reg(Reg.FECTL).lo;
     if (!(fectl & 0x8000_0000) && !(fectl & 0x4000_0000)) {
@@ -1058,6 +1156,7 @@ export class VtdUnit implements IommuUnit {
         return;
       }
       const result = this.execute(d.type, d.fields, head, w, d);
+      if (result === 'invalid') return; // IQE: IQH stays on the descriptor
       head = (head + 1) % q.entries;
       this.setReg(Reg.IQH, 0, head * q.descSize);
       if (result === 'timeout') return;
@@ -1079,7 +1178,7 @@ export class VtdUnit implements IommuUnit {
     }
   }
 
-  private execute(type: number, f: Record<string, number>, index: number, words: number[], d: ReturnType<typeof decodeDescriptor>): 'ok' | 'timeout' {
+  private execute(type: number, f: Record<string, number>, index: number, words: number[], d: ReturnType<typeof decodeDescriptor>): 'ok' | 'timeout' | 'invalid' {
     const dropped: Record<string, number> = {};
     let status: 'ok' | 'timeout' = 'ok';
     let completionInterrupt = false;
@@ -1096,7 +1195,7 @@ export class VtdUnit implements IommuUnit {
         const range = f.G === 3 ? { base: f.ADDR! * 4096, size: 4096 * 2 ** f.AM!, leafOnly: f.IH === 1 } : undefined;
         if (range && (f.AM! > this.cap.mamv || range.base % range.size !== 0)) {
           this.queueError('IQE', index, `IOTLB invalidation: address 0x${range.base.toString(16)} is not aligned to 2^AM pages or AM > CAP.MAMV`);
-          return 'timeout';
+          return 'invalid';
         }
         const n = this.iotlb.invalidate(select, range);
         add('iotlb', n.iotlb);
@@ -1139,8 +1238,15 @@ export class VtdUnit implements IommuUnit {
         }
         break;
       }
-      case DescType.IEC:
-        break; // no interrupt-remapping cache in the model yet; accepted like hardware does
+      case DescType.IEC: {
+        // Global (G = 0), or index-selective (G = 1): the 2^IM entries from IIDX with its IM low bits cleared.
+        if (f.G === 1 && f.IM! > this.ecap.mhmv) {
+          this.queueError('IQE', index, `IEC invalidation: IM ${f.IM} is above ECAP.MHMV ${this.ecap.mhmv}`);
+          return 'invalid';
+        }
+        add('interrupt-entry-cache', this.ir.invalidate(f.G === 0, f.IIDX!, f.IM!));
+        break;
+      }
       case DescType.PAGE_GROUP_RESPONSE: {
         const pasid = f.PP ? f.PASID! : -1;
         const ep = this.endpointOf(f.RID!);
@@ -1306,6 +1412,7 @@ export class VtdUnit implements IommuUnit {
       pasids: [...this.pasidCache.values()].map((e) => ({ ...copyDeps(e), bucket: undefined })),
       tlb,
       pwc,
+      ir: this.ir.capture(),
     };
   }
 
@@ -1322,6 +1429,7 @@ export class VtdUnit implements IommuUnit {
     this.iotlb.clear();
     for (const t of s.tlb) this.iotlb.insert(this.iotlb.bucket(t.did, t.pasid, t.mode), { ...t.entry, deps: t.entry.deps.slice() });
     for (const p of s.pwc) this.iotlb.insertPwc(this.iotlb.bucket(p.did, p.pasid, p.mode), p.level, p.key, { ...p.entry, deps: p.entry.deps.slice() });
+    this.ir.restore(s.ir);
   }
 }
 
@@ -1334,6 +1442,8 @@ export interface VtdUnitState {
   readonly pasids: readonly PasidCacheEntry[];
   readonly tlb: readonly { did: number; pasid: number; mode: IotlbBucket['mode']; entry: TlbEntry }[];
   readonly pwc: readonly { did: number; pasid: number; mode: IotlbBucket['mode']; level: number; key: number; entry: PwcEntry }[];
+  /** Interrupt remapping: latched IRTA and the interrupt entry cache (absent in states captured before it existed). */
+  readonly ir?: InterruptRemapState;
 }
 
 // ---- helpers ----
