@@ -6,7 +6,7 @@ import { Machine } from '../../src/core/hw/machine';
 import type { VtdFeatures } from '../../src/core/vtd/cap';
 import { KernelError } from '../../src/core/driver/errors';
 import { IommuKernel } from '../../src/core/driver/kernel';
-import { HWPT_DATA, IOAS_MAP, Iommufd, IoctlError, writeBytes, type HwptInvalidateCmd, type IommufdOptions, type VtdS1Data } from '../../src/core/iommufd';
+import { HWPT_DATA, IOAS_MAP, Iommufd, IoctlError, readBytes, writeBytes, type HwptInvalidateCmd, type IommufdOptions, type VtdS1Data } from '../../src/core/iommufd';
 
 /** The selftests' PAGE_SIZE and BUFFER_SIZE (16 pages), and where the buffer sits in the user process. */
 export const P = 4096n;
@@ -30,6 +30,8 @@ export interface PlatformOptions {
   /** Second-stage A/D support (ECAP.SLADS). */
   readonly dirtyTracking?: boolean;
   readonly devices?: Record<string, EndpointCapabilities>;
+  /** A second unit, dmar1, with its own features and devices (e.g. one without dirty tracking). */
+  readonly dmar1?: { readonly features?: VtdFeatures; readonly devices: Record<string, EndpointCapabilities> };
   readonly iommufd?: IommufdOptions;
 }
 
@@ -38,6 +40,10 @@ export function platform(o: PlatformOptions = {}) {
   const features: VtdFeatures = { supervisorRequests: true, secondLevelAccessDirty: o.dirtyTracking, ...o.features };
   m.addVtdUnit({ name: 'dmar0', regBase: 0xaa3f_c000, features });
   for (const [bdf, caps] of Object.entries(o.devices ?? DEVICES)) m.addEndpoint(bdf, caps, 'dmar0');
+  if (o.dmar1) {
+    m.addVtdUnit({ name: 'dmar1', regBase: 0xaa3f_e000, features: { supervisorRequests: true, ...o.dmar1.features } });
+    for (const [bdf, caps] of Object.entries(o.dmar1.devices)) m.addEndpoint(bdf, caps, 'dmar1');
+  }
   const k = new IommuKernel(m).boot();
   const fd = new Iommufd(k, o.iommufd);
   fd.mm.mmap(Number(BUFFER), Number(BUFFER_SIZE));
@@ -137,4 +143,21 @@ export function pattern(length: number, seed = 1): Uint8Array {
     out[i] = x >>> 24;
   }
   return out;
+}
+
+/** Reads `length` bytes of the process's memory at `va` (what the process sees in its buffer). */
+export function readUser(fd: Iommufd, va: bigint, length: number): Uint8Array {
+  const out = new Uint8Array(length);
+  for (let i = 0; i < length; ) {
+    const at = va + BigInt(i);
+    const n = Math.min(4096 - Number(at % 4096n), length - i);
+    out.set(readBytes(fd.kernel.machine.memory, Number(BigInt(userPhys(fd, at))), n), i);
+    i += n;
+  }
+  return out;
+}
+
+/** test_bit on a user bitmap (bit n of byte n / 8). */
+export function testBit(bitmap: Uint8Array, n: number): boolean {
+  return ((bitmap[n >>> 3]! >>> (n & 7)) & 1) === 1;
 }

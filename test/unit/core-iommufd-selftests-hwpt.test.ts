@@ -12,6 +12,8 @@ import {
   HWPT_ALLOC,
   HWPT_DATA,
   HWPT_INVALIDATE_DATA,
+  HWPT_DIRTY_TRACKING_ENABLE,
+  HWPT_GET_DIRTY_BITMAP_NO_CLEAR,
   LAB_VIOMMU_TYPE_VTD,
   PAGE_RESP,
   PGFAULT_FLAGS,
@@ -21,7 +23,7 @@ import {
   type FaultFd,
 } from '../../src/core/iommufd';
 import { descriptorsDuring } from '../support/descriptors';
-import { allocNested, BASE, BUFFER_SIZE, dmaTarget, invalidate, mapFixed, platform, type PlatformOptions, S1, throwsErrno } from '../support/iommufd';
+import { allocNested, BASE, BUFFER_SIZE, dmaTarget, invalidate, mapFixed, platform, type PlatformOptions, readUser, S1, testBit, throwsErrno, writeUser } from '../support/iommufd';
 
 const { NEST_PARENT, DIRTY_TRACKING, FAULT_ID_VALID, PASID } = HWPT_ALLOC;
 const GVA = 0x4000_0000;
@@ -168,16 +170,114 @@ describe('iommufd selftests, replayed on VT-d: iommufd_ioas.get_hw_info', () => 
   });
 });
 
+const MiB = 0x10_0000;
+/** FIXTURE_VARIANT_ADD(iommufd_dirty_tracking, ...) of 6.17: buffer sizes, and hugetlb buffers (2 MiB leaves on VT-d). */
+const DIRTY_VARIANTS = [
+  { name: 'domain_dirty8k', size: 8 * 1024, huge: false },
+  { name: 'domain_dirty16k', size: 16 * 1024, huge: false },
+  { name: 'domain_dirty64k', size: 64 * 1024, huge: false },
+  { name: 'domain_dirty128k', size: 128 * 1024, huge: false },
+  { name: 'domain_dirty320k', size: 320 * 1024, huge: false },
+  { name: 'domain_dirty64M', size: 64 * MiB, huge: false },
+  { name: 'domain_dirty64M_huge', size: 64 * MiB, huge: true },
+  { name: 'domain_dirty128M', size: 128 * MiB, huge: false },
+  { name: 'domain_dirty128M_huge', size: 128 * MiB, huge: true },
+];
+/** MOCK_PAGE_SIZE: the selftests' bitmap granularity (self->page_size), allowed on VT-d as it divides 4 KiB. */
+const MOCK_PAGE_SIZE = 2048n;
+/** The fixture's mock device: a device without ATS, so DMA goes through the IOTLB. */
+const DIRTY_DEV = '00:02.0';
+
+/**
+ * FIXTURE_SETUP(iommufd_dirty_tracking): a buffer of the variant's size (hugetlb for _huge), a bitmap of
+ * buffer_size / MOCK_PAGE_SIZE bits plus a page for the unaligned placements, an IOAS, and the mock device on it.
+ */
+function dirtyFixture(size: number, huge: boolean) {
+  const p = platform({ dirtyTracking: true });
+  const buffer = huge ? 0x4000_0000n : 0x2000_0000n;
+  p.fd.mm.mmap(Number(buffer), huge ? Math.max(size, 2 * MiB) : size, { hugetlb: huge });
+  const bitmapBytes = Math.ceil(size / Number(MOCK_PAGE_SIZE) / 8);
+  const bitmap = 0x6000_0000n;
+  p.fd.mm.mmap(Number(bitmap), Math.ceil((bitmapBytes + 4096) / 4096) * 4096);
+  const { ioasId } = p.fd.ioasAlloc();
+  const vfio = p.fd.bindDevice(DIRTY_DEV);
+  vfio.attachPt({ ptId: ioasId });
+  return { ...p, buffer, bitmap, bitmapBytes, ioasId, vfio, devId: vfio.devId };
+}
+
 describe('iommufd selftests, replayed on VT-d: fixture iommufd_dirty_tracking', () => {
-  it('iommufd_dirty_tracking.enforce_dirty (partial): dirty HWPTs need ECAP.SLADS; devices attach to them', () => {
-    const p = guestFixture('6b:00.0', { dirtyTracking: true });
+  it('iommufd_dirty_tracking.enforce_dirty: a dirty HWPT takes devices whose IOMMU has SLADS; a device behind one without is EINVAL at attach, EOPNOTSUPP at allocation', () => {
+    // The mock's NO_DIRTY device is, on VT-d, a device behind an IOMMU without ECAP.SLADS (dmar1 here).
+    const p = guestFixture('6b:00.0', { dirtyTracking: true, dmar1: { devices: { '80:01.0': {} } } });
     const h = p.fd.hwptAlloc({ devId: p.devId, ptId: p.ioasId, flags: DIRTY_TRACKING }).hwptId;
     p.fd.bindDevice('00:02.0').attachPt({ ptId: h });
-    assert.equal(p.k.device('00:02.0').ridDomain?.dirtyTracking, true);
-    // The mock's NO_DIRTY device has no VT-d counterpart: dirty tracking is per IOMMU, so the refusal is at allocation.
-    const plain = guestFixture();
-    throwsErrno(() => plain.fd.hwptAlloc({ devId: plain.devId, ptId: plain.ioasId, flags: DIRTY_TRACKING }), 'EOPNOTSUPP');
+    const d = p.k.device('00:02.0').ridDomain!;
+    assert.deepEqual([d.dirtyOps, d.dirtyTracking, d.stage], [true, false, 'second'], 'dirty ops from the allocation; tracking starts off');
+    const noDirty = p.fd.bindDevice('80:01.0');
+    throwsErrno(() => noDirty.attachPt({ ptId: h }), 'EINVAL');
+    const { ioasId: other } = p.fd.ioasAlloc();
+    noDirty.attachPt({ ptId: other });
+    throwsErrno(() => p.fd.hwptAlloc({ devId: noDirty.devId, ptId: other, flags: DIRTY_TRACKING }), 'EOPNOTSUPP');
   });
+
+  it('iommufd_dirty_tracking.set_dirty_tracking: enable then disable; VT-d sets and clears SSADE in the attached RID\'s PASID entry', () => {
+    const p = guestFixture('6b:00.0', { dirtyTracking: true });
+    const h = p.fd.hwptAlloc({ devId: p.devId, ptId: p.ioasId, flags: DIRTY_TRACKING }).hwptId;
+    p.fd.bindDevice('6a:01.0').attachPt({ ptId: h });
+    const dev = p.k.device('6a:01.0');
+    const did = p.k.didOf(dev.ridDomain!, dev.iommu);
+    const entry = () => p.m.memory.readLo(dev.pasidTables.get(0)!) & 0x200; // PASID 0: the first entry of table 0
+    const flushes = [`pc_inv G=1 DID=${did} PASID=0`, `iotlb_inv G=2 DID=${did}`, 'dev_tlb_inv SID=0x6a08 QDEP=0 ADDR=ALL S=1'];
+    assert.deepEqual(descriptorsDuring(p.m, () => p.fd.hwptSetDirtyTracking({ hwptId: h, flags: HWPT_DIRTY_TRACKING_ENABLE })), flushes);
+    assert.equal(entry(), 0x200);
+    assert.deepEqual(descriptorsDuring(p.m, () => p.fd.hwptSetDirtyTracking({ hwptId: h, flags: 0 })), flushes);
+    assert.equal(entry(), 0);
+  });
+
+  for (const v of DIRTY_VARIANTS) {
+    for (const noClear of [false, true]) {
+      const name = noClear ? 'get_dirty_bitmap_no_clear' : 'get_dirty_bitmap';
+      it(`iommufd_dirty_tracking.${name} (${v.name}): DMA writes to every other leaf come back as bits, ${noClear ? 'and again' : 'then none'}; three bitmap placements`, function () {
+        if (v.size >= 64 * MiB) this.timeout(20_000);
+        const f = dirtyFixture(v.size, v.huge);
+        const { fd, k, m } = f;
+        const { ioasId } = fd.ioasAlloc();
+        mapFixed(fd, ioasId, BASE, BigInt(v.size), f.buffer);
+        const hwpt = fd.hwptAlloc({ devId: f.devId, ptId: ioasId, flags: DIRTY_TRACKING }).hwptId;
+        // VT-d: D bits come from the device's own writes, so the device moves onto the dirty HWPT.
+        f.vfio.attachPt({ ptId: hwpt });
+        const leaf = v.huge ? 0x20_0000 : 0x1000;
+        assert.equal(k.device(DIRTY_DEV).ridDomain!.pageTable!.lookup(Number(BASE))!.size, leaf, 'the IOAS maps the buffer with leaves of that size');
+        fd.hwptSetDirtyTracking({ hwptId: hwpt, flags: HWPT_DIRTY_TRACKING_ENABLE });
+        const flags = noClear ? HWPT_GET_DIRTY_BITMAP_NO_CLEAR : 0;
+        for (const offset of [0n, MOCK_PAGE_SIZE, 0xff1n]) {
+          const bitmap = f.bitmap + offset;
+          // test_mock_dirty_bitmaps with npte bits per leaf: leaves 0, 2, 4, ... are written (IOMMU_TEST_OP_DIRTY on the mock).
+          const npte = leaf / Number(MOCK_PAGE_SIZE);
+          const pteset = 2 * npte;
+          const nbits = v.size / Number(MOCK_PAGE_SIZE);
+          for (let i = 0; i < nbits; i += pteset) k.dma(DIRTY_DEV, { addr: Number(BASE) + i * Number(MOCK_PAGE_SIZE) + 0x10, write: true });
+          const get = () => {
+            writeUser(fd, bitmap, new Uint8Array(f.bitmapBytes));
+            const stream = descriptorsDuring(m, () => fd.hwptGetDirtyBitmap({ hwptId: hwpt, flags, iova: BASE, length: BigInt(v.size), pageSize: MOCK_PAGE_SIZE, data: bitmap }));
+            return { bits: readUser(fd, bitmap, f.bitmapBytes), stream };
+          };
+          const first = get();
+          for (let i = 0; i < nbits; i += pteset) for (let j = 0; j < pteset && i + j < nbits; j++) assert.equal(testBit(first.bits, i + j), j < npte, `bit ${i + j}`);
+          for (let i = nbits; i < f.bitmapBytes * 8; i++) assert.equal(testBit(first.bits, i), false, `bit ${i} lies beyond the range`);
+          // The harvest's IOTLB sync: one flush over [first dirty leaf, last dirty leaf], IH = 1; none with NO_CLEAR.
+          if (noClear) assert.deepEqual(first.stream, []);
+          else assert.match(first.stream.join('\n'), /^iotlb_inv G=[23] DID=\d+( ADDR=0x[0-9a-f]+ AM=\d+ IH=1)?$/);
+          const second = get();
+          assert.deepEqual(second.stream, [], 'nothing new: nothing to flush');
+          for (let i = 0; i < nbits; i += pteset) for (let j = 0; j < pteset && i + j < nbits; j++) assert.equal(testBit(second.bits, i + j), noClear && j < npte, `second read, bit ${i + j}`);
+        }
+        fd.hwptSetDirtyTracking({ hwptId: hwpt, flags: 0 });
+        f.vfio.attachPt({ ptId: f.ioasId });
+        fd.destroy(hwpt);
+      });
+    }
+  }
 
   it('iommufd_dirty_tracking.pasid_set_dirty_tracking: VT-d refuses a dirty-tracking domain on a PASID (EINVAL)', () => {
     const p = guestFixture('6a:01.0', { dirtyTracking: true });

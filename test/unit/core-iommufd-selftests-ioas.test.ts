@@ -258,6 +258,25 @@ for (const variant of ['no_domain', 'mock_domain', 'two_mock_domain'] as const) 
       assert.deepEqual([one.out.numIovas, one.out.ranges], [after.length, [after[0]]]);
     });
 
+    it(`${name('access_domain_destory')}: an access pins one 4 KiB page of a 2 MiB hugetlb page; the devices go, then the access`, () => {
+      const { fd, k, ioasId, devs, base } = ioasFixture(variant);
+      const huge = 0x4000_0000n;
+      fd.mm.mmap(Number(huge), 0x40_0000, { hugetlb: true });
+      mapFixed(fd, ioasId, base, 0x40_0000n, huge);
+      const access = fd.accessCreate({ ioasId, needsPinPages: true });
+      const pin = access.pinPages(base + P, P);
+      assert.deepEqual(pin.pages, [Number(BigInt(userPhys(fd, huge + P)))], 'the sub-page of the huge page');
+      assert.equal(BigInt(userPhys(fd, huge + P)) - BigInt(userPhys(fd, huge)), P, 'physically contiguous');
+      if (devs.length) assert.equal(k.device(devs[0]!.dev.name).ridDomain!.pageTable!.lookup(Number(base))!.size, 0x20_0000, 'a 2 MiB leaf');
+      for (const d of devs) d.close();
+      // mock_domain keeps its PASID-capable device on the IOAS, so a domain still holds the page too.
+      assert.equal(fd.pinCount(huge + P), variant === 'mock_domain' ? 2 : 1);
+      access.unpinPages(pin.id);
+      access.destroy();
+      unmap(fd, ioasId, base, 0x40_0000n);
+      assert.equal(fd.pinnedPages, 0);
+    });
+
     it(`${name('access_pin')}: an access pins the user pages, twice if asked; a device added meanwhile sees them mapped`, () => {
       const { fd, k, ioasId } = ioasFixture(variant);
       const access = fd.accessCreate({ ioasId, needsPinPages: true });

@@ -1,8 +1,8 @@
 import * as assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { HWPT_ALLOC, IOAS_MAP, iommufdIoctl, IOMMUFD_CMD, OPTION, OPTION_OP, PAGE_RESP, readBytes, U64_MAX, VTD_INV_FLAGS_LEAF, VTD_MSI_WINDOW, type HwptNested, type HwptPaging } from '../../src/core/iommufd';
+import { HWPT_ALLOC, HWPT_DIRTY_TRACKING_ENABLE, HWPT_GET_DIRTY_BITMAP_NO_CLEAR, IOAS_MAP, iommufdIoctl, IOMMUFD_CMD, OPTION, OPTION_OP, PAGE_RESP, readBytes, U64_MAX, VTD_INV_FLAGS_LEAF, VTD_MSI_WINDOW, type HwptNested, type HwptPaging } from '../../src/core/iommufd';
 import { descriptorsDuring } from '../support/descriptors';
-import { allocNested, BASE, BUFFER, BUFFER_SIZE, dmaTarget, FIXED_RW, invalidate, mapAuto, mapFixed, P, platform, throwsErrno, unmap, userPhys, writeUser } from '../support/iommufd';
+import { allocNested, BASE, BUFFER, BUFFER_SIZE, dmaTarget, errnoOf, FIXED_RW, invalidate, mapAuto, mapFixed, P, platform, readUser, testBit, throwsErrno, unmap, userPhys, writeUser } from '../support/iommufd';
 
 const phys = (fd: ReturnType<typeof platform>['fd'], va: bigint, off = 0n) => '0x' + (BigInt(userPhys(fd, va)) + off).toString(16);
 
@@ -181,6 +181,12 @@ describe('iommufd: HWPT_INVALIDATE on a VT-d nested HWPT', () => {
     assert.deepEqual(descriptorsDuring(m, () => fd.hwptInvalidate({ hwptId: nested, entries: [{ addr: 0, npages: U64_MAX }] })), [`p_iotlb_inv G=2 DID=${did} PASID=0`, 'dev_tlb_inv SID=0x6b00 QDEP=0 ADDR=ALL S=1']);
     // Two entries, two flushes, each submitted before the next entry is read.
     assert.equal(descriptorsDuring(m, () => fd.hwptInvalidate({ hwptId: nested, entries: [{ addr: 0x1000, npages: 2 }, { addr: 0x10_0000, npages: 16 }] }), { waits: true }).filter((d) => d.startsWith('inv_wait')).length, 2);
+    // npages 0 counts as handled and reaches the driver: its range [addr, addr - 1] is one page at addr in the
+    // kernel's arithmetic, and everything from address 0.
+    let zero!: ReturnType<typeof invalidate>;
+    const zeros = descriptorsDuring(m, () => (zero = invalidate(fd, { hwptId: nested, entries: [{ addr: 0x5000, npages: 0 }, { addr: 0, npages: 0 }] })));
+    assert.deepEqual(zero, { errno: 'ok', entryNum: 2 });
+    assert.deepEqual(zeros, [`p_iotlb_inv G=3 DID=${did} PASID=0 ADDR=0x5000 AM=0 IH=0`, 'dev_tlb_inv SID=0x6b00 QDEP=0 ADDR=0x5000 S=0', `p_iotlb_inv G=2 DID=${did} PASID=0`, 'dev_tlb_inv SID=0x6b00 QDEP=0 ADDR=ALL S=1']);
   });
 
   it('an IOAS unmap flushes the nested child by its own DID (the nest parent\'s NESTING tags)', () => {
@@ -205,9 +211,11 @@ describe('iommufd: the fault queue', () => {
     throwsErrno(() => q.write([{ cookie: 99, code: PAGE_RESP.SUCCESS }]), 'EINVAL');
     throwsErrno(() => q.write([{ cookie: one!.cookie, code: PAGE_RESP.SUCCESS }], 7), 'ESPIPE');
     assert.equal(m.endpoint('6b:00.0').pendingGroups.length, 2);
-    // The first group has been read, the second not: both are answered INVALID when the device leaves.
+    // The first group has been read, the second not: both are answered INVALID when the device leaves, newest
+    // first. Leaving its last fault-taking domain takes the device off the iopf queue, which answers every
+    // pending group from the head of its list (iopf_group_alloc adds there); iommufd then finds none left.
     const stream = descriptorsDuring(m, () => vfio.attachPt({ ptId: parent })).filter((d) => d.startsWith('page_grp_resp'));
-    assert.deepEqual(stream, [first, second].map((o) => `page_grp_resp RID=0x6b00 PP=0 PASID=0 PRGI=${o.pageRequest!.prgIndex} LPIG=1 RC=1`));
+    assert.deepEqual(stream, [second, first].map((o) => `page_grp_resp RID=0x6b00 PP=0 PASID=0 PRGI=${o.pageRequest!.prgIndex} LPIG=1 RC=1`));
     assert.equal(m.endpoint('6b:00.0').pendingGroups.length, 0);
     throwsErrno(() => q.write([{ cookie: one!.cookie, code: PAGE_RESP.SUCCESS }]), 'EINVAL');
     assert.deepEqual(q.read(), []);
@@ -369,5 +377,139 @@ describe('iommufd: accesses (emulated devices)', () => {
     assert.equal(access.pins.length, 0);
     fd.destroy(ioasId);
     throwsErrno(() => fd.destroy(other), 'EBUSY');
+  });
+});
+
+describe('iommufd: dirty tracking (HWPT_SET_DIRTY_TRACKING, HWPT_GET_DIRTY_BITMAP)', () => {
+  const BITMAP = 0x7400_0000n;
+  /** A dirty HWPT on an IOAS holding the 64 KiB buffer at BASE, the plain device on it, tracking on. */
+  function dirtySetup() {
+    const p = platform({ dirtyTracking: true });
+    const { ioasId } = p.fd.ioasAlloc();
+    mapFixed(p.fd, ioasId, BASE, BUFFER_SIZE);
+    const vfio = p.fd.bindDevice('00:02.0');
+    const devId = vfio.devId;
+    const hwpt = p.fd.hwptAlloc({ devId, ptId: ioasId, flags: HWPT_ALLOC.DIRTY_TRACKING }).hwptId;
+    vfio.attachPt({ ptId: hwpt });
+    p.mm.mmap(Number(BITMAP), 2 * 4096);
+    const get = (o: { iova?: bigint; length?: bigint; pageSize?: bigint; flags?: number; data?: bigint; reserved?: number; hwptId?: number } = {}) =>
+      p.fd.hwptGetDirtyBitmap({ hwptId: o.hwptId ?? hwpt, flags: o.flags ?? 0, iova: o.iova ?? BASE, length: o.length ?? BUFFER_SIZE, pageSize: o.pageSize ?? P, data: o.data ?? BITMAP, ...(o.reserved ? { reserved: o.reserved } : {}) });
+    const bits = (n = 16) => {
+      const b = readUser(p.fd, BITMAP, Math.ceil(n / 8));
+      return Array.from({ length: n }, (_, i) => (testBit(b, i) ? 1 : 0)).join('');
+    };
+    const clearBitmap = () => writeUser(p.fd, BITMAP, new Uint8Array(8));
+    return { ...p, ioasId, vfio, devId, hwpt, get, bits, clearBitmap };
+  }
+
+  it('the uAPI checks in the kernel\'s order: flags, __reserved, the HWPT, the range (overflow, IOAS alignment, page_size), then dirty ops', () => {
+    const d = dirtySetup();
+    const plain = d.fd.hwptAlloc({ devId: d.devId, ptId: d.ioasId }).hwptId;
+    throwsErrno(() => d.get({ flags: 2 }), 'EOPNOTSUPP');
+    throwsErrno(() => d.get({ reserved: 1 }), 'EOPNOTSUPP');
+    throwsErrno(() => d.get({ hwptId: d.ioasId }), 'ENOENT');
+    throwsErrno(() => d.get({ hwptId: 0 }), 'ENOENT');
+    throwsErrno(() => d.get({ iova: U64_MAX - 0xfffn, length: 2n * P }), 'EOVERFLOW');
+    throwsErrno(() => d.get({ iova: 1n, length: 0n }), 'EOVERFLOW');
+    throwsErrno(() => d.get({ iova: BASE + 0x800n }), 'EINVAL');
+    throwsErrno(() => d.get({ length: 0x1800n }), 'EINVAL');
+    throwsErrno(() => d.get({ pageSize: 0n }), 'EINVAL');
+    throwsErrno(() => d.get({ iova: BASE + P, length: P, pageSize: 2n * P }), 'EINVAL');
+    throwsErrno(() => d.get({ hwptId: plain, iova: BASE + 0x800n }), 'EINVAL');
+    throwsErrno(() => d.get({ hwptId: plain }), 'EOPNOTSUPP');
+    d.get();
+    d.get({ flags: HWPT_GET_DIRTY_BITMAP_NO_CLEAR, pageSize: 0x800n });
+    // SET_DIRTY_TRACKING checks flags only (not __reserved), then the HWPT, then dirty ops.
+    throwsErrno(() => d.fd.hwptSetDirtyTracking({ hwptId: d.hwpt, flags: 2 }), 'EOPNOTSUPP');
+    throwsErrno(() => d.fd.hwptSetDirtyTracking({ hwptId: d.ioasId, flags: HWPT_DIRTY_TRACKING_ENABLE }), 'ENOENT');
+    throwsErrno(() => d.fd.hwptSetDirtyTracking({ hwptId: plain, flags: HWPT_DIRTY_TRACKING_ENABLE }), 'EOPNOTSUPP');
+    d.fd.hwptSetDirtyTracking({ hwptId: d.hwpt, flags: HWPT_DIRTY_TRACKING_ENABLE, reserved: 7 });
+  });
+
+  it('bits at page_size granularity: a 4 KiB leaf sets two 2 KiB bits, two leaves share an 8 KiB bit; the bitmap may start anywhere', () => {
+    const d = dirtySetup();
+    d.fd.hwptSetDirtyTracking({ hwptId: d.hwpt, flags: HWPT_DIRTY_TRACKING_ENABLE });
+    const write = (page: number) => d.k.dma('00:02.0', { addr: Number(BASE) + page * 4096, write: true });
+    write(1);
+    write(2);
+    d.clearBitmap();
+    d.get({ pageSize: 0x800n, flags: HWPT_GET_DIRTY_BITMAP_NO_CLEAR });
+    assert.equal(d.bits(), '0011110000000000');
+    d.clearBitmap();
+    d.get({ pageSize: 0x2000n });
+    assert.equal(d.bits(8), '11000000', '[0, 8K) holds page 1, [8K, 16K) page 2');
+    write(5);
+    d.clearBitmap();
+    d.get({ iova: BASE + 4n * P, length: 4n * P, data: BITMAP + 3n });
+    assert.equal(d.bits(32).slice(24), '01000000', 'bit 1 of the byte at data + 3: page 5 from BASE + 4 pages');
+  });
+
+  it('kernel quirks kept: tracking off, a gap in the areas, an unmapped bitmap all return success; the bits and the clears are what the walk reached', () => {
+    const d = dirtySetup();
+    d.clearBitmap();
+    d.get();
+    assert.equal(d.bits(), '0000000000000000', 'tracking off: the driver refuses (EINVAL) and iommufd drops the error');
+    d.fd.hwptSetDirtyTracking({ hwptId: d.hwpt, flags: HWPT_DIRTY_TRACKING_ENABLE });
+    // A second area after a one-page gap: the walk stops at the gap.
+    d.mm.mmap(0x7600_0000, 4096);
+    mapFixed(d.fd, d.ioasId, BASE + BUFFER_SIZE + P, P, 0x7600_0000n);
+    d.k.dma('00:02.0', { addr: Number(BASE), write: true });
+    d.k.dma('00:02.0', { addr: Number(BASE + BUFFER_SIZE + P), write: true });
+    d.clearBitmap();
+    d.get({ length: BUFFER_SIZE + 2n * P });
+    assert.equal(d.bits(18), '100000000000000000');
+    d.clearBitmap();
+    d.get({ iova: BASE + BUFFER_SIZE + P, length: P });
+    assert.equal(d.bits(1), '1', 'the second area on its own');
+    // An unmapped bitmap: nothing is written, yet D was cleared and the ioctl succeeds.
+    d.k.dma('00:02.0', { addr: Number(BASE), write: true });
+    assert.equal(errnoOf(() => d.get({ data: 0x9000_0000n })), 'ok');
+    d.clearBitmap();
+    d.get();
+    assert.equal(d.bits(), '0000000000000000', 'the dirty page was harvested into nowhere');
+  });
+
+  it('enabling clears dirty bits left from an earlier period and flushes them; disabling leaves D bits alone', () => {
+    const d = dirtySetup();
+    const did = d.k.didOf(d.k.device('00:02.0').ridDomain!, d.k.iommus[0]!);
+    d.fd.hwptSetDirtyTracking({ hwptId: d.hwpt, flags: HWPT_DIRTY_TRACKING_ENABLE });
+    d.k.dma('00:02.0', { addr: Number(BASE + 3n * P), write: true });
+    d.fd.hwptSetDirtyTracking({ hwptId: d.hwpt, flags: 0 });
+    const stream = descriptorsDuring(d.m, () => d.fd.hwptSetDirtyTracking({ hwptId: d.hwpt, flags: HWPT_DIRTY_TRACKING_ENABLE }));
+    assert.deepEqual(stream, [`iotlb_inv G=3 DID=${did} ADDR=0x${(BASE + 3n * P).toString(16)} AM=0 IH=1`, `pc_inv G=1 DID=${did} PASID=0`, `iotlb_inv G=2 DID=${did}`]);
+    d.clearBitmap();
+    d.get();
+    assert.equal(d.bits(), '0000000000000000', 'the old dirty page is not reported');
+  });
+
+  it('through the binary ABI: SET_DIRTY_TRACKING (16 bytes) and GET_DIRTY_BITMAP (48 bytes) with the bitmap in the process\'s memory', () => {
+    const d = dirtySetup();
+    const le = (n: number) => new DataView(new ArrayBuffer(n));
+    const set = le(16);
+    set.setUint32(0, 16, true);
+    set.setUint32(4, HWPT_DIRTY_TRACKING_ENABLE, true);
+    set.setUint32(8, d.hwpt, true);
+    assert.equal(iommufdIoctl(d.fd, IOMMUFD_CMD.HWPT_SET_DIRTY_TRACKING, new Uint8Array(set.buffer)), 0);
+    d.k.dma('00:02.0', { addr: Number(BASE + 2n * P), write: true });
+    const get = le(48);
+    get.setUint32(0, 48, true);
+    get.setUint32(4, d.hwpt, true);
+    get.setBigUint64(16, BASE, true);
+    get.setBigUint64(24, BUFFER_SIZE, true);
+    get.setBigUint64(32, P, true);
+    get.setBigUint64(40, BITMAP, true);
+    d.clearBitmap();
+    assert.equal(iommufdIoctl(d.fd, IOMMUFD_CMD.HWPT_GET_DIRTY_BITMAP, new Uint8Array(get.buffer)), 0);
+    assert.equal(d.bits(), '0010000000000000');
+    throwsErrno(() => iommufdIoctl(d.fd, IOMMUFD_CMD.HWPT_GET_DIRTY_BITMAP, new Uint8Array(get.buffer).subarray(0, 40)), 'EFAULT');
+    const short = new Uint8Array(48);
+    short.set(new Uint8Array(get.buffer));
+    new DataView(short.buffer).setUint32(0, 47, true);
+    throwsErrno(() => iommufdIoctl(d.fd, IOMMUFD_CMD.HWPT_GET_DIRTY_BITMAP, short), 'EINVAL');
+    const long = new Uint8Array(17);
+    long.set(new Uint8Array(set.buffer));
+    new DataView(long.buffer).setUint32(0, 17, true);
+    long[16] = 1;
+    throwsErrno(() => iommufdIoctl(d.fd, IOMMUFD_CMD.HWPT_SET_DIRTY_TRACKING, long), 'E2BIG');
   });
 });

@@ -15,8 +15,11 @@ export class DeviceInfo {
   /** PASID tables, by directory index (one 4 KiB table per 64 PASIDs, allocated on first use). */
   readonly pasidTables = new Map<number, number>();
   atsEnabled = false;
+  /** Linux `info->pri_supported`: scalable mode, ATS supported, ECAP.PRS and a PRI capability. */
+  priSupported = false;
   priEnabled = false;
   pasidEnabled = false;
+  /** Linux `info->iopf_refcount`: attached domains that take page faults (IOPF enabled while > 0). */
   iopfEnabled = 0;
   /** The domain at the RID (PASID 0 in scalable mode). */
   ridDomain: Domain | undefined;
@@ -38,10 +41,13 @@ export class DeviceInfo {
     return this.endpoint.name;
   }
 
-  /** Linux `dev->iommu->max_pasids`: min(device PASID width, IOMMU PASID size); 0 without PASID. */
+  /**
+   * Linux `dev->iommu->max_pasids`: min(device PASID width, IOMMU PASID size); 0 without PASID. The IOMMU
+   * offers PASIDs only in scalable mode with ECAP.PASID (`pasid_supported`), else its max_pasids is 0.
+   */
   get maxPasids(): number {
     const dev = this.endpoint.maxPasids;
-    const unit = this.iommu.unit.ecap.pasid ? 2 * 2 ** this.iommu.unit.ecap.pss : 0;
+    const unit = this.iommu.scalable && this.iommu.unit.ecap.pasid ? 2 * 2 ** this.iommu.unit.ecap.pss : 0;
     return Math.min(dev, unit);
   }
 

@@ -88,7 +88,8 @@ export interface DomainOptions {
   readonly description?: string;
   readonly stage?: Stage;
   readonly nestParent?: boolean;
-  readonly dirtyTracking?: boolean;
+  /** Allocated with IOMMU_HWPT_ALLOC_DIRTY_TRACKING: the domain has dirty ops (Linux `domain->dirty_ops`). */
+  readonly dirtyOps?: boolean;
   readonly pageTable?: IoPageTable;
   readonly addressWidth?: number;
   readonly parent?: Domain;
@@ -103,7 +104,16 @@ export class Domain {
   readonly type: DomainType;
   readonly stage: Stage | undefined;
   readonly nestParent: boolean;
-  readonly dirtyTracking: boolean;
+  /**
+   * Allocated for dirty tracking (Linux `domain->dirty_ops`): second stage only, refused on PASIDs and on
+   * IOMMUs without ECAP.SLADS. Whether tracking is on is `dirtyTracking`.
+   */
+  readonly dirtyOps: boolean;
+  /**
+   * Dirty tracking is on (Linux `dmar_domain->dirty_tracking`): the PASID entries of the RIDs attached to
+   * the domain (and, for a nest parent, to its nested children) have SSADE set. Off at allocation.
+   */
+  dirtyTracking = false;
   readonly pageTable: IoPageTable | undefined;
   /** Input address width (aperture = [0, 2^width)). */
   readonly addressWidth: number;
@@ -129,7 +139,7 @@ export class Domain {
     this.description = o.description ?? '';
     this.stage = o.stage;
     this.nestParent = o.nestParent ?? false;
-    this.dirtyTracking = o.dirtyTracking ?? false;
+    this.dirtyOps = o.dirtyOps ?? false;
     this.pageTable = o.pageTable;
     this.addressWidth = o.addressWidth ?? 48;
     this.parent = o.parent;

@@ -60,10 +60,42 @@ export function psiAligned(start: number, end: number): { addr: number; mask: nu
   return { addr: Math.floor(first / 2 ** mask) * 2 ** mask * 4096, mask };
 }
 
+const U64_MASK = (1n << 64n) - 1n;
+
+/**
+ * `calculate_psi_aligned_address` exactly, in the kernel's unsigned 64-bit arithmetic, for ranges a caller
+ * hands in unchecked (a nested domain's invalidation entries): an empty or wrapped range (end < start)
+ * computes as the kernel computes it. `__roundup_pow_of_two(0)` shifts by 64, which is undefined in C;
+ * x86 masks the count to 0, so it yields 1 (one page at `start`). [0, ULONG_MAX] is `cache_tag_flush_range`'s
+ * "everything" (mask 52). Cold path: BigInt is fine here.
+ */
+export function linuxPsiAligned(start: bigint, end: bigint): { addr: number; mask: number } {
+  if (start === 0n && end === U64_MASK) return { addr: 0, mask: FULL_RANGE_MASK };
+  const size = (end - start + 1n) & U64_MASK;
+  const pages = ((((start & 0xfffn) + size) & U64_MASK) + 0xfffn & U64_MASK & ~0xfffn) >> 12n;
+  const fls = (x: bigint) => x.toString(2).length - (x === 0n ? 1 : 0);
+  const aligned = 1n << BigInt(fls((pages - 1n) & U64_MASK) & 63);
+  const bitmask = aligned - 1n;
+  let mask = fls(aligned) - 1;
+  const pfn = start >> 12n;
+  if (bitmask & pfn) {
+    const endPfn = (pfn + pages - 1n) & U64_MASK;
+    const shared = ~(pfn ^ endPfn) & ~bitmask & U64_MASK;
+    mask = shared ? shared.toString(2).length - shared.toString(2).lastIndexOf('1') - 1 : FULL_RANGE_MASK;
+  }
+  const align = (4096n << BigInt(mask)) & U64_MASK;
+  return { addr: Number(start & ~((align - 1n) & U64_MASK) & U64_MASK), mask };
+}
+
 /** The descriptors `cache_tag_flush_range` issues for one domain, grouped per IOMMU in tag order. */
 export function rangeFlushDescriptors(domain: Domain, start: number, end: number, ih: boolean, options: FlushOptions = {}): Map<IntelIommu, Desc[]> {
   const all = start === 0 && end >= 2 ** 64 - 1;
   const { addr, mask } = all ? { addr: 0, mask: FULL_RANGE_MASK } : psiAligned(start, end);
+  return psiFlushDescriptors(domain, addr, mask, ih, options);
+}
+
+/** The descriptors `cache_tag_flush_range` issues once it has the aligned address and mask. */
+export function psiFlushDescriptors(domain: Domain, addr: number, mask: number, ih: boolean, options: FlushOptions = {}): Map<IntelIommu, Desc[]> {
   const out = new Map<IntelIommu, Desc[]>();
   const add = (iommu: IntelIommu, d: Desc) => {
     const list = out.get(iommu) ?? [];

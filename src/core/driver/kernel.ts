@@ -22,6 +22,7 @@ import {
 import { PASID_ENTRY, PGTT } from '../vtd/structures';
 import { VtdUnit } from '../vtd/unit';
 import { DeviceInfo } from './device';
+import { type DirtyRecord, emptyGather, gatherAdd, harvestDirty, type IotlbGather } from './dirty';
 import {
   type Attachment,
   Domain,
@@ -33,10 +34,10 @@ import {
   type VtdS1,
 } from './domain';
 import { fail, KernelError } from './errors';
-import { assignTag, devTlbDesc, type FlushOptions, flushAll, flushRange, flushRangeNp, unassignTag } from './flush';
+import { assignTag, devTlbDesc, type FlushOptions, flushAll, flushRange, flushRangeNp, linuxPsiAligned, psiFlushDescriptors, submitBatches, unassignTag } from './flush';
 import { FLPT_DEFAULT_DID, IntelIommu } from './intel-iommu';
 import { compatibilityAllocation, IrqRemapping, type MsiAllocation, type MsiOptions } from './irq-remapping';
-import { dmarFaultLines, KernelLog, type KernelVersion } from './log';
+import { dmarFaultLines, KernelLog, type KernelVersion, Ratelimit } from './log';
 import { PasidAllocator, IOMMU_NO_PASID } from './pasid-alloc';
 import { Process } from './process';
 import { Descs, FULL_RANGE_MASK, QI_DONE } from './qi';
@@ -72,6 +73,23 @@ export interface Prot {
   readonly exec?: boolean;
 }
 
+export interface ReadAndClearDirtyOptions {
+  /** IOMMU_DIRTY_NO_CLEAR: report without clearing D. */
+  readonly noClear?: boolean;
+  /** No bitmap (iommufd's iopt_clear_dirty_data before enabling): only clear, allowed while tracking is off. */
+  readonly clearOnly?: boolean;
+  /** Called for each record, as iommu_dirty_bitmap_record sets the caller's bitmap. */
+  readonly record?: (iova: number, size: number) => void;
+  /** The gather to widen (a harvest over several areas shares one); a new one by default. */
+  readonly gather?: IotlbGather;
+}
+
+/** What a harvest found: the dirty leaves, and the gather to flush (iotlbSync) once D bits were cleared. */
+export interface DirtyHarvest {
+  readonly records: DirtyRecord[];
+  readonly gather: IotlbGather;
+}
+
 export interface AttachOptions extends FlushOptions {
   readonly note?: string;
   readonly privateData?: Readonly<Record<string, number | string>>;
@@ -94,7 +112,6 @@ interface PendingGroup {
   readonly domain: Domain | undefined;
 }
 
-const U64_MAX = 2 ** 64 - 1;
 
 export class IommuKernel {
   readonly log = new KernelLog();
@@ -116,7 +133,9 @@ export class IommuKernel {
   private nextId = 1;
   private readonly options: KernelOptions;
   /** Ratelimit of the fault printk (10 lines per 5 s of simulated time, as printk_ratelimit). */
-  private readonly ratelimit = { windowStart: 0, printed: 0, suppressed: 0 };
+  private readonly faultRatelimit = { windowStart: 0, printed: 0, suppressed: 0 };
+  /** The `*_ratelimited` call sites, by function name. */
+  private readonly ratelimits = new Map<string, Ratelimit>();
 
   constructor(
     readonly machine: Machine,
@@ -180,7 +199,8 @@ export class IommuKernel {
       // PASID before ATS, PRI after ATS (probe_finalize order).
       dev.pasidEnabled = ep.caps.pasid !== undefined;
       dev.atsEnabled = ep.caps.ats !== undefined && unit.ecap.dt === 1;
-      dev.priEnabled = dev.atsEnabled && ep.caps.pri !== undefined && unit.ecap.prs === 1;
+      dev.priSupported = ep.caps.ats !== undefined && unit.ecap.dt === 1 && ep.caps.pri !== undefined && unit.ecap.prs === 1;
+      dev.priEnabled = dev.atsEnabled && dev.priSupported;
     } else {
       dev.atsEnabled = ep.caps.ats !== undefined && unit.ecap.dt === 1;
     }
@@ -216,7 +236,8 @@ export class IommuKernel {
 
   /**
    * A paging domain (`domain_alloc_paging_flags`). First stage is preferred; second stage when asked, or for
-   * a nest parent or dirty tracking, or when a unit lacks first-stage support.
+   * a nest parent or dirty tracking, or when a unit lacks first-stage support. `dirtyTracking` is
+   * IOMMU_HWPT_ALLOC_DIRTY_TRACKING: the domain gets dirty ops (tracking itself starts off).
    */
   allocPagingDomain(o: { name?: string; description?: string; stage?: Stage; nestParent?: boolean; dirtyTracking?: boolean; addressWidth?: 48 | 57; device?: string | number | DeviceInfo } = {}): Domain {
     // Linux allocates for a device and asks only that device's IOMMU; without one, every unit must agree.
@@ -237,7 +258,7 @@ export class IommuKernel {
       large2M: stage === 'first' || (u0 ? (u0.cap.sllps & 1) === 1 : true),
       large1G: stage === 'first' ? (u0?.cap.fl1gp ?? 0) === 1 : (u0 ? (u0.cap.sllps & 2) === 2 : false),
     });
-    const d = new Domain({ id: this.nextId++, type: 'paging', stage, nestParent: o.nestParent, dirtyTracking: o.dirtyTracking, pageTable, addressWidth: width, name: o.name, description: o.description });
+    const d = new Domain({ id: this.nextId++, type: 'paging', stage, nestParent: o.nestParent, dirtyOps: o.dirtyTracking, pageTable, addressWidth: width, name: o.name, description: o.description });
     this.domains.push(d);
     return d;
   }
@@ -430,9 +451,50 @@ export class IommuKernel {
     this.releaseDid(domain, iommu);
   }
 
-  private iopf(dev: DeviceInfo, domain: Domain, on: boolean): void {
-    if (domain.type !== 'sva' && !domain.iopfHandler) return;
-    dev.iopfEnabled += on ? 1 : -1;
+  // ---- IOPF: intel_iommu_enable_iopf / _disable_iopf and the iopf queue ----
+
+  /**
+   * iopf_for_domain_set: whether attaching `domain` turns IOPF on for the device. Domains with a page-fault
+   * handler do; an SVA domain on a device without PRI does not, on bind and on unbind alike (the device
+   * handles its own faults: 39c20c4e83b9 "Only handle IOPF for SVA when PRI is supported", and the May 2026
+   * fix of its unbind path; 6.17 itself made such a bind ENODEV).
+   */
+  private takesIopf(dev: DeviceInfo, domain: Domain | undefined): boolean {
+    if (domain === undefined) return false;
+    if (domain.type === 'sva') return dev.priSupported;
+    return domain.iopfHandler !== undefined;
+  }
+
+  /** intel_iommu_enable_iopf refuses a device whose PRI is not enabled: ENODEV. */
+  private checkIopf(dev: DeviceInfo, domain: Domain): void {
+    if (this.takesIopf(dev, domain) && !dev.priEnabled) fail('ENODEV', `${dev.name} has no PRI enabled: ${domain.name} cannot take its page faults`);
+  }
+
+  private iopfEnable(dev: DeviceInfo, domain: Domain): void {
+    if (!this.takesIopf(dev, domain)) return;
+    this.checkIopf(dev, domain);
+    dev.iopfEnabled++;
+  }
+
+  /** intel_iommu_disable_iopf: the last fault-taking domain to leave takes the device off the iopf queue. */
+  private iopfDisable(dev: DeviceInfo, domain: Domain | undefined): void {
+    if (!this.takesIopf(dev, domain) || dev.iopfEnabled === 0) return;
+    if (--dev.iopfEnabled === 0) this.iopfQueueRemoveDevice(dev);
+  }
+
+  /**
+   * iopf_queue_remove_device: the device's partial groups are dropped and every group still waiting for a
+   * response is answered INVALID, newest first (iopf_group_alloc adds pending groups at the head of the
+   * device's list). A deferred handler (iommufd) that answers later finds nothing left to answer.
+   */
+  private iopfQueueRemoveDevice(dev: DeviceInfo): void {
+    const prefix = `${dev.iommu.seq}:${dev.sid}:`;
+    for (const k of [...this.partial.keys()]) if (k.startsWith(prefix)) this.partial.delete(k);
+    const pending = [...this.pendingGroups].filter(([, g]) => g.device === dev).reverse();
+    for (const [k, g] of pending) {
+      this.pendingGroups.delete(k);
+      this.respond(dev.iommu, dev.sid, g.pasid, g.prgIndex, true, 'invalid');
+    }
   }
 
   /** device_block_translation: tear down what the RID has, leaving DMA without PASID blocked. */
@@ -453,32 +515,41 @@ export class IommuKernel {
         if (dev.atsEnabled && options.skipInvalidation !== 'device-tlb') iommu.qi.submit([devTlbDesc(dev, 0, 0, FULL_RANGE_MASK)]);
       }
     }
-    this.iopf(dev, old, false);
     this.removeDevPasid(old, dev, IOMMU_NO_PASID);
     this.removeAttachment(old, dev, undefined);
     dev.ridDomain = undefined;
   }
 
-  /** iommu_attach_device / attach_dev: block the RID, then set the new domain up (not hitless, as in Linux). */
+  /**
+   * iommu_attach_device / attach_dev: block the RID, then set the new domain up (not hitless, as in Linux).
+   * Linux blocks first and runs its checks afterwards, so a refused attach leaves the RID blocked; the
+   * model runs the same checks, in the same order, before blocking, and a refused attach changes nothing.
+   */
   attachDevice(domain: Domain, which: string | number | DeviceInfo, options: AttachOptions = {}): void {
     const dev = this.device(which);
     if (domain.freed) fail('EINVAL', `${domain.name} was freed`);
     if (domain.type === 'sva') fail('EINVAL', 'an SVA domain is attached to a PASID, not a RID');
-    this.checkCompatible(domain, dev);
-    this.blockRid(dev, options);
+    const old = dev.ridDomain;
     if (domain.type === 'blocked') {
+      // blocking_domain_attach_dev: IOPF off for the old domain first, then device_block_translation.
+      this.iopfDisable(dev, old);
+      this.blockRid(dev, options);
       this.addAttachment(domain, dev, undefined, options);
       dev.ridDomain = domain;
       return;
     }
+    this.checkCompatible(domain, dev, true);
+    this.checkIopf(dev, domain);
+    if (domain.type === 'nested') this.checkNestedSetup(domain, dev);
     const iommu = dev.iommu;
+    this.blockRid(dev, options);
+    // IOPF for the new domain on, then off for the old one (whose pending groups may then be answered).
+    this.iopfEnable(dev, domain);
+    this.iopfDisable(dev, old);
     const did = this.addDevPasid(domain, dev, IOMMU_NO_PASID);
-    this.iopf(dev, domain, true);
     if (iommu.scalable) {
       this.setupPasidEntry(dev, IOMMU_NO_PASID, domain, did, options);
     } else {
-      if (domain.type === 'paging' && domain.stage === 'first') fail('EINVAL', 'first-stage domains need scalable mode');
-      if (domain.type === 'nested') fail('EINVAL', 'nested domains need scalable mode');
       const identity = domain.type === 'identity';
       writeLegacyContext(this.machine.memory, iommu.contextTable(dev.sid >> 8, dev.sid & 0xff), dev.sid & 0xff, {
         tt: identity ? 2 : dev.atsEnabled ? 1 : 0,
@@ -500,67 +571,118 @@ export class IommuKernel {
     this.attachDevice(this.blocked, which, options);
   }
 
-  private checkCompatible(domain: Domain, dev: DeviceInfo): void {
-    const unit = dev.iommu.unit;
-    if (domain.type === 'paging') {
-      const width = domain.addressWidth;
-      if (domain.stage === 'first' && !(dev.iommu.scalable && unit.ecap.flts)) fail('EINVAL', `${dev.iommu.name} has no first-stage translation`);
-      if (domain.stage === 'second' && dev.iommu.scalable && !unit.ecap.slts) fail('EINVAL', `${dev.iommu.name} has no second-stage translation`);
-      if (domain.nestParent && !unit.ecap.nest) fail('EINVAL', `${dev.iommu.name} cannot nest (ECAP.NEST is clear)`);
-      if (domain.dirtyTracking && !unit.ecap.slads) fail('EINVAL', `${dev.iommu.name} cannot track dirty pages (ECAP.SLADS is clear)`);
-      if (domain.stage === 'second' && !((unit.cap.sagaw >>> (domain.pageTable!.levels - 2)) & 1)) fail('EINVAL', `${dev.iommu.name} cannot walk ${width}-bit second-stage tables`);
-      if (domain.stage === 'first' && domain.pageTable!.levels === 5 && !unit.cap.fl5lp) fail('EINVAL', `${dev.iommu.name} has no 5-level first-stage paging`);
-    }
+  /**
+   * paging_domain_compatible on this device's IOMMU; for a nested domain, the checks intel_nested_attach_dev
+   * and intel_nested_set_dev_pasid make on its parent. A nested RID attach first compares address widths:
+   * an IOMMU whose AGAW is below the parent's is ENODEV ("Adjusted guest address width not compatible");
+   * then the parent must be compatible (EINVAL; the RID path prints "s2 domain is not compatible").
+   */
+  private checkCompatible(domain: Domain, dev: DeviceInfo, rid: boolean): void {
     if (domain.type === 'nested') {
-      const s1 = domain.s1!;
-      if (s1.addrWidth !== 48 && !(s1.addrWidth === 57 && unit.cap.fl5lp)) fail('EINVAL', `nested address width ${s1.addrWidth} is not supported`);
-      if (s1.sre && !unit.ecap.srs) fail('EINVAL', 'SRE requested but ECAP.SRS is clear');
-      if (s1.eafe && !unit.ecap.eafs) fail('EINVAL', 'EAFE requested but ECAP.EAFS is clear');
+      const parent = domain.parent!;
+      if (rid && dev.iommu.agaw < parent.pageTable!.levels - 2) {
+        if (this.ratelimit('intel_nested_attach_dev#agaw')) this.log.err(`${dev.name}: Adjusted guest address width not compatible`);
+        fail('ENODEV', `${dev.iommu.name}'s AGAW ${dev.iommu.agaw} is below the nest parent's ${parent.pageTable!.levels - 2} (${parent.addressWidth}-bit)`);
+      }
+      try {
+        this.checkPagingCompatible(parent, dev);
+      } catch (e) {
+        if (rid && this.ratelimit('intel_nested_attach_dev#s2')) this.log.err(`${dev.name}: s2 domain is not compatible`);
+        throw e;
+      }
+      return;
     }
+    if (domain.type === 'paging') this.checkPagingCompatible(domain, dev);
+  }
+
+  private checkPagingCompatible(domain: Domain, dev: DeviceInfo): void {
+    const iommu = dev.iommu;
+    const unit = iommu.unit;
+    const levels = domain.pageTable!.levels;
+    if (domain.stage === 'first') {
+      if (!(iommu.scalable && unit.ecap.flts)) fail('EINVAL', `${iommu.name} has no first-stage translation`);
+      if (levels === 5 && !unit.cap.fl5lp) fail('EINVAL', `${iommu.name} has no 5-level first-stage paging`);
+    } else {
+      if (domain.dirtyOps && !(iommu.scalable && unit.ecap.slads)) fail('EINVAL', `${iommu.name} cannot track dirty pages (ECAP.SLADS is clear)`);
+      if (domain.nestParent && !(iommu.scalable && unit.ecap.nest)) fail('EINVAL', `${iommu.name} cannot nest (ECAP.NEST is clear)`);
+      if (iommu.scalable && !unit.ecap.slts) fail('EINVAL', `${iommu.name} has no second-stage translation`);
+    }
+    // "check if this iommu agaw is sufficient for max mapped address"
+    const width = Math.min(30 + 9 * iommu.agaw, unit.cap.mgaw + 1);
+    if (domain.addressWidth > width || levels - 2 > iommu.agaw) fail('EINVAL', `${iommu.name} addresses ${width} bits (AGAW ${iommu.agaw}): too few for the ${domain.addressWidth}-bit ${domain.name}`);
+    // The hardware walks only the levels SAGAW lists (Linux allocates at the IOMMU's own AGAW, so never meets this).
+    if (domain.stage === 'second' && !((unit.cap.sagaw >>> (levels - 2)) & 1)) fail('EINVAL', `${iommu.name} cannot walk ${domain.addressWidth}-bit second-stage tables`);
+  }
+
+  /** intel_pasid_setup_nested's checks of the user's S1 data, made when the entry is set up. */
+  private checkNestedSetup(domain: Domain, dev: DeviceInfo): void {
+    const unit = dev.iommu.unit;
+    const s1 = domain.s1!;
+    if (s1.addrWidth !== 48 && !(s1.addrWidth === 57 && unit.cap.fl5lp)) fail('EINVAL', `nested address width ${s1.addrWidth} is not supported`);
+    if (s1.sre && !unit.ecap.srs) fail('EINVAL', 'SRE requested but ECAP.SRS is clear');
+    if (s1.eafe && !unit.ecap.eafs) fail('EINVAL', 'EAFE requested but ECAP.EAFS is clear');
   }
 
   /**
-   * iommu_attach_device_pasid (set_dev_pasid): the (RID, PASID) pair gets its own entry. Attaching a PASID
-   * that is already attached is EBUSY; use replaceDevicePasid.
+   * iommu_attach_device_pasid (set_dev_pasid): the (RID, PASID) pair gets its own entry. The core checks
+   * first: PASID 0 is EINVAL, a PASID beyond a PASID-capable device's width is EINVAL, an attached PASID is
+   * EBUSY (use replaceDevicePasid). A device without PASID support (max_pasids 0) is skipped by the core
+   * since 6.15 (b3f6fcd8404f "Skip PASID validation for devices without PASID capability"): the attach
+   * succeeds and the driver is never called, since such a device cannot send a PASID.
    */
   attachDevicePasid(domain: Domain, which: string | number | DeviceInfo, pasid: number, options: AttachOptions = {}): void {
     const dev = this.device(which);
+    if (domain.freed) fail('EINVAL', `${domain.name} was freed`);
+    if (pasid === IOMMU_NO_PASID) fail('EINVAL', 'PASID 0 is the RID');
+    if (dev.maxPasids > 0 && pasid >= dev.maxPasids) fail('EINVAL', `${dev.name}: PASID ${pasid} is outside [1, ${dev.maxPasids - 1}]`);
     if (dev.pasidDomains.has(pasid)) fail('EBUSY', `${dev.name}: PASID ${pasid} is already attached to ${dev.pasidDomains.get(pasid)!.name}`);
+    if (dev.maxPasids === 0) {
+      this.addAttachment(domain, dev, pasid, { ...options, note: options.note ?? 'core only: the device has no PASID capability' });
+      dev.pasidDomains.set(pasid, domain);
+      return;
+    }
     this.setDevPasid(domain, dev, pasid, undefined, options);
   }
 
   /** iommu_replace_device_pasid: newest Linux tears the old entry down (old DID flushed) and sets up the new one. */
   replaceDevicePasid(domain: Domain, which: string | number | DeviceInfo, pasid: number, options: AttachOptions = {}): void {
     const dev = this.device(which);
+    if (pasid === IOMMU_NO_PASID) fail('EINVAL', 'PASID 0 is the RID');
     const old = dev.pasidDomains.get(pasid);
     if (!old) fail('EINVAL', `${dev.name}: nothing is attached at PASID ${pasid}`);
     if (old === domain) return;
+    if (dev.maxPasids === 0) {
+      this.removeAttachment(old, dev, pasid);
+      this.addAttachment(domain, dev, pasid, { ...options, note: options.note ?? 'core only: the device has no PASID capability' });
+      dev.pasidDomains.set(pasid, domain);
+      return;
+    }
     this.setDevPasid(domain, dev, pasid, old, options);
   }
 
   private setDevPasid(domain: Domain, dev: DeviceInfo, pasid: number, old: Domain | undefined, options: AttachOptions): void {
     const iommu = dev.iommu;
-    if (!iommu.scalable) fail('EOPNOTSUPP', 'PASID attachment needs scalable mode');
-    if (!dev.pasidEnabled || dev.maxPasids === 0) fail('EOPNOTSUPP', `${dev.name} has no PASID support`);
-    if (pasid < 1 || pasid >= dev.maxPasids) fail('EINVAL', `${dev.name}: PASID ${pasid} is outside [1, ${dev.maxPasids - 1}]`);
-    if (domain.freed) fail('EINVAL', `${domain.name} was freed`);
-    if (domain.dirtyTracking) fail('EINVAL', 'a dirty-tracking domain cannot be attached to a PASID');
+    if (!iommu.scalable || !iommu.unit.ecap.pasid) fail('EOPNOTSUPP', 'PASID attachment needs scalable mode and ECAP.PASID');
+    if (domain.dirtyOps) fail('EINVAL', 'a dirty-tracking domain cannot be attached to a PASID');
     if (domain.type === 'blocked') {
       if (old) this.detachDevicePasid(dev, pasid, options);
       return;
     }
-    this.checkCompatible(domain, dev);
+    this.checkCompatible(domain, dev, false);
+    this.checkIopf(dev, domain);
+    if (domain.type === 'nested') this.checkNestedSetup(domain, dev);
     const did = this.addDevPasid(domain, dev, pasid);
-    this.iopf(dev, domain, true);
+    // iopf_for_domain_replace: on for the new domain, then off for the old one.
+    this.iopfEnable(dev, domain);
     if (old) {
-      this.iopf(dev, old, false);
+      this.iopfDisable(dev, old);
       this.teardownPasidEntry(dev, pasid, false, options);
     }
     try {
       this.setupPasidEntry(dev, pasid, domain, did, options);
     } catch (e) {
       this.removeDevPasid(domain, dev, pasid);
-      this.iopf(dev, domain, false);
+      this.iopfDisable(dev, domain);
       throw e;
     }
     if (old) {
@@ -571,14 +693,19 @@ export class IommuKernel {
     dev.pasidDomains.set(pasid, domain);
   }
 
-  /** iommu_detach_device_pasid: the blocking domain's set_dev_pasid: tear down, drain, drop tags and DID. */
+  /**
+   * iommu_detach_device_pasid: the blocking domain's set_dev_pasid: tear down (with the page-request drain
+   * while IOPF is on), IOPF off (the last user answers what is still pending), drop tags and DID.
+   */
   detachDevicePasid(which: string | number | DeviceInfo, pasid: number, options: FlushOptions = {}): void {
     const dev = this.device(which);
     const old = dev.pasidDomains.get(pasid);
     if (!old) fail('EINVAL', `${dev.name}: nothing is attached at PASID ${pasid}`);
-    this.teardownPasidEntry(dev, pasid, false, options);
-    this.iopf(dev, old, false);
-    this.removeDevPasid(old, dev, pasid);
+    if (dev.maxPasids > 0) {
+      this.teardownPasidEntry(dev, pasid, false, options);
+      this.iopfDisable(dev, old);
+      this.removeDevPasid(old, dev, pasid);
+    }
     this.removeAttachment(old, dev, pasid);
     dev.pasidDomains.delete(pasid);
   }
@@ -610,14 +737,26 @@ export class IommuKernel {
     return nested;
   }
 
-  /** iommu_cache_invalidate for a nested domain (HWPT_INVALIDATE, VTD_S1): entries {addr, npages, leaf}. */
-  invalidateNested(nested: Domain, entries: readonly { addr: number; npages: number; leaf?: boolean }[], options: FlushOptions = {}): { handled: number; error?: KernelError } {
+  /**
+   * intel_nested_cache_invalidate_user (HWPT_INVALIDATE, VTD_S1): entries {addr, npages, leaf}, each flushed
+   * before the next is looked at. An unaligned address, or U64_MAX pages from a non-zero address, stops the
+   * array (EINVAL); every other entry counts as handled and becomes cache_tag_flush_range(addr,
+   * addr + (npages << 12) - 1, leaf) in the kernel's 64-bit arithmetic: U64_MAX pages from 0 is everything;
+   * npages 0 makes the range end before it starts: from address 0 that end is ULONG_MAX (everything again),
+   * elsewhere the kernel computes one page at `addr` (see linuxPsiAligned). `npages` is exact as a bigint; a
+   * number of 2^64 or more means U64_MAX.
+   */
+  invalidateNested(nested: Domain, entries: readonly { addr: number; npages: number | bigint; leaf?: boolean }[], options: FlushOptions = {}): { handled: number; error?: KernelError } {
     if (nested.type !== 'nested') fail('EINVAL', `${nested.name} is not a nested domain`);
+    const U64 = (1n << 64n) - 1n;
     let handled = 0;
     for (const e of entries) {
-      if (e.addr % 4096 !== 0 || (e.npages >= U64_MAX && e.addr !== 0)) return { handled, error: new KernelError('EINVAL', `invalidation entry ${handled}: address 0x${e.addr.toString(16)} is not page aligned or the size overflows`) };
-      const end = e.npages >= U64_MAX ? U64_MAX : e.addr + e.npages * 4096 - 1;
-      flushRange(nested, e.addr, end, e.leaf ?? false, options);
+      const npages = typeof e.npages === 'bigint' ? e.npages & U64 : e.npages >= 2 ** 64 ? U64 : BigInt(e.npages);
+      if (e.addr % 4096 !== 0 || (npages === U64 && e.addr !== 0)) return { handled, error: new KernelError('EINVAL', `invalidation entry ${handled}: address 0x${e.addr.toString(16)} is not page aligned, or U64_MAX pages start above 0`) };
+      const start = BigInt(e.addr);
+      const end = (start + ((npages << 12n) & U64) - 1n) & U64;
+      const { addr, mask } = linuxPsiAligned(start, end);
+      if (options.skipInvalidation !== true) submitBatches(psiFlushDescriptors(nested, addr, mask, e.leaf ?? false, options));
       handled++;
     }
     return { handled };
@@ -627,14 +766,26 @@ export class IommuKernel {
   // Map and unmap
   // ===================================================================================================
 
-  /** iommu_map: page table update, then iotlb_sync_map (flushes only where caching mode needs it). */
+  /**
+   * iommu_map: page table update, then iotlb_sync_map (flushes only where caching mode needs it). The checks
+   * are the core's (alignment, EINVAL), intel_iommu_map's (address width, EFAULT), then __domain_mapping's:
+   * a leaf must allow reading or writing (EINVAL), and a nest parent takes no read-only leaf (EINVAL, with a
+   * ratelimited error: VT-d erratum 772415 on Sapphire Rapids, applied to every IOMMU).
+   */
   map(domain: Domain, iova: number, paddr: number, size: number, prot: Prot = { read: true, write: true }, options: FlushOptions = {}): void {
     if (domain.type !== 'paging') fail('EINVAL', `${domain.name} (${domain.type}) has no kernel-managed page table`);
     if (iova % 4096 || paddr % 4096 || size % 4096 || size === 0) fail('EINVAL', `map: 0x${iova.toString(16)}+0x${size.toString(16)} -> 0x${paddr.toString(16)} is not 4 KiB aligned`);
     if (iova + size > 2 ** domain.addressWidth) fail('EFAULT', `map: 0x${iova.toString(16)}+0x${size.toString(16)} is beyond the ${domain.addressWidth}-bit aperture`);
+    const read = prot.read ?? true;
+    const write = prot.write ?? false;
+    if (!read && !write) fail('EINVAL', `map: 0x${iova.toString(16)}+0x${size.toString(16)} would be a leaf with neither read nor write permission`);
+    if (!write && domain.nestParent) {
+      if (this.ratelimit('__domain_mapping')) this.log.err('DMAR: Read-only mapping is disallowed on the domain which serves as the parent in a nested configuration, due to HW errata (ERRATA_772415_SPR17)');
+      fail('EINVAL', `map: ${domain.name} is a nest parent: no read-only leaves (VT-d erratum 772415, SPR17)`);
+    }
     const pt = domain.pageTable!;
     try {
-      pt.map(iova, paddr, size, { read: prot.read ?? true, write: prot.write ?? false, exec: prot.exec, user: true, snoop: true, accessed: true });
+      pt.map(iova, paddr, size, { read, write, exec: prot.exec, user: true, snoop: true, accessed: true });
     } catch (e) {
       this.log.err(`DMAR: ERROR: DMA PTE for vPFN 0x${Math.floor(iova / 4096).toString(16)} already set`);
       throw new KernelError('EEXIST', e instanceof Error ? e.message : String(e));
@@ -769,8 +920,18 @@ export class IommuKernel {
     unit.writeRegister('FSTS', (1 << FSTS.PFO) | (1 << FSTS.PPF) | (1 << FSTS.PRO));
   }
 
+  /**
+   * Whether a `*_ratelimited` message may be printed now. Each call site has its own state: `site` is the
+   * function's name, then `#` and a tag when the function has several.
+   */
+  private ratelimit(site: string): boolean {
+    let r = this.ratelimits.get(site);
+    if (!r) this.ratelimits.set(site, (r = new Ratelimit(site.split('#')[0]!)));
+    return r.allow(this.log);
+  }
+
   private printRatelimited(lines: string[]): void {
-    const r = this.ratelimit;
+    const r = this.faultRatelimit;
     const now = this.log.now;
     if (now - r.windowStart >= 5) {
       if (r.suppressed) this.log.warn(`dmar_fault: ${r.suppressed} callbacks suppressed`);
@@ -893,18 +1054,14 @@ export class IommuKernel {
   }
 
   /**
-   * intel_iommu_drain_pasid_prq: handle what the PRQ holds for the PASID, answer deferred groups INVALID,
-   * then a fenced wait, an IOTLB flush, a device-TLB flush, and a wait with the drain bit.
+   * intel_iommu_drain_pasid_prq: let the PRQ thread handle what the queue holds for the PASID, then a fenced
+   * wait, an IOTLB flush, a device-TLB flush, and a wait with the drain bit. It answers no group: groups
+   * still waiting for a response are answered when the device's last fault-taking domain goes
+   * (iopf_queue_remove_device) or by their owner (iommufd answers them after the detach).
    */
   private drainPasidPrq(dev: DeviceInfo, pasid: number, options: FlushOptions): void {
     const iommu = dev.iommu;
     if (iommu.prqBase) this.prqThread(iommu);
-    for (const [k, g] of [...this.pendingGroups]) {
-      if (g.device === dev && (g.pasid ?? IOMMU_NO_PASID) === pasid) {
-        this.pendingGroups.delete(k);
-        this.respond(iommu, dev.sid, g.pasid, g.prgIndex, true, 'invalid');
-      }
-    }
     if (options.skipInvalidation === true) return;
     const did = (dev.ridDomain && this.didOf(dev.ridDomain, iommu)) ?? FLPT_DEFAULT_DID;
     iommu.qi.submit(
@@ -915,6 +1072,96 @@ export class IommuKernel {
       ],
       { drain: true },
     );
+  }
+
+  // ===================================================================================================
+  // Dirty tracking (second-stage A/D bits: ECAP.SLADS, SSADE in the PASID entry)
+  // ===================================================================================================
+
+  /**
+   * intel_iommu_set_dirty_tracking: SSADE on or off in the PASID entry of every RID attached to the domain
+   * (the domain's `devices` list, newest attachment first) and, for a nest parent, of every RID attached to
+   * its nested domains (newest nested domain first). Each entry that changes is flushed as
+   * intel_pasid_setup_dirty_tracking does: PASID-cache PSI, domain-selective IOTLB, then the whole device
+   * TLB (ATS devices), each with its own wait. PASID attachments are not in those lists: a dirty domain cannot
+   * be attached to a PASID, and a nested domain on a PASID keeps the SSADE it was set up with. Nothing
+   * happens when the state does not change. iommufd clears the D bits first (see readAndClearDirty).
+   */
+  setDirtyTracking(domain: Domain, enable: boolean, options: FlushOptions = {}): void {
+    if (!domain.dirtyOps) fail('EOPNOTSUPP', `${domain.name} has no dirty tracking (allocate it with IOMMU_HWPT_ALLOC_DIRTY_TRACKING)`);
+    if (domain.dirtyTracking === enable) return;
+    const devices = [...this.ridDevices(domain), ...(domain.nestParent ? [...domain.children].reverse().flatMap((c) => this.ridDevices(c)) : [])];
+    const done: DeviceInfo[] = [];
+    try {
+      for (const dev of devices) {
+        this.setupDirtyTracking(dev, IOMMU_NO_PASID, enable, options);
+        done.push(dev);
+      }
+    } catch (e) {
+      for (const dev of done) this.setupDirtyTracking(dev, IOMMU_NO_PASID, domain.dirtyTracking, options);
+      throw e;
+    }
+    domain.dirtyTracking = enable;
+  }
+
+  /** The devices whose RID is attached to `domain`, newest first (Linux adds to `domain->devices` at the head). */
+  private ridDevices(domain: Domain): DeviceInfo[] {
+    const out: DeviceInfo[] = [];
+    for (const a of domain.attachments) if (a.pasid === undefined) out.unshift(a.device);
+    return out;
+  }
+
+  /** intel_pasid_setup_dirty_tracking for one (device, PASID). */
+  private setupDirtyTracking(dev: DeviceInfo, pasid: number, enable: boolean, options: FlushOptions): void {
+    const iommu = dev.iommu;
+    const mem = this.machine.memory;
+    const table = this.pasidTable(dev, pasid, true)!;
+    const addr = pasidEntryAddress(table, pasid);
+    const lo = mem.readLo(addr);
+    const did = mem.readLo(addr + 8) & 0xffff;
+    const pgtt = (lo >>> 6) & 7;
+    if (pgtt !== PGTT.SECOND_LEVEL && pgtt !== PGTT.NESTED) {
+      if (this.ratelimit('intel_pasid_setup_dirty_tracking')) this.log.err(`${dev.name}: Dirty tracking not supported on translation type ${pgtt}`);
+      fail('EOPNOTSUPP', `${dev.name}: PASID ${pasid} has PGTT ${pgtt}: dirty tracking needs second-stage or nested translation`);
+    }
+    if (((lo & 0x200) !== 0) === enable) return;
+    mem.write64(addr, mem.readHi(addr), enable ? (lo | 0x200) >>> 0 : (lo & ~0x200) >>> 0, 'pasid-entry.qw0');
+    if (options.skipInvalidation === true) return;
+    iommu.qi.submit([Descs.pasidCache(did, pasid)]);
+    iommu.qi.submit([Descs.iotlbDsi(iommu.unit, did)]);
+    if (dev.atsEnabled && options.skipInvalidation !== 'device-tlb') iommu.qi.submit([devTlbDesc(dev, pasid, 0, FULL_RANGE_MASK)]);
+  }
+
+  /**
+   * intel_iommu_read_and_clear_dirty over [iova, iova + size): every dirty leaf of the domain's second-stage
+   * table in that range is reported (at the leaf's granularity: a 2 MiB leaf is one 2 MiB record) and its D
+   * bit cleared, unless `noClear` (IOMMU_DIRTY_NO_CLEAR). With tracking off, a walk that reports to a bitmap
+   * is EINVAL; iommufd's clear-only pass before enabling (`clearOnly`, no bitmap) is allowed. Clearing D
+   * leaves stale dirty translations in the IOTLB: flush the returned gather with iotlbSync, as iommufd does,
+   * or the device's next write through a cached dirty translation sets no D bit (the hardware does not
+   * update A/D for a translation it already holds as dirty).
+   */
+  readAndClearDirty(domain: Domain, iova: number, size: number, o: ReadAndClearDirtyOptions = {}): DirtyHarvest {
+    if (!domain.dirtyOps) fail('EOPNOTSUPP', `${domain.name} has no dirty tracking (allocate it with IOMMU_HWPT_ALLOC_DIRTY_TRACKING)`);
+    if (!domain.dirtyTracking && !o.clearOnly) fail('EINVAL', `dirty tracking is off on ${domain.name}`);
+    const gather = o.gather ?? emptyGather();
+    const records: DirtyRecord[] = [];
+    harvestDirty(this.machine.memory, domain.pageTable!, iova, size, o.noClear ?? false, (at, pgsize) => {
+      records.push({ iova: at, size: pgsize });
+      o.record?.(at, pgsize);
+      gatherAdd(gather, at, pgsize);
+    });
+    return { records, gather };
+  }
+
+  /**
+   * iommu_iotlb_sync after a harvest (intel_iommu_tlb_sync): cache_tag_flush_range over the gather with
+   * IH = 1, since no page-table page was freed. An empty gather flushes nothing: the core stopped calling
+   * drivers for empty gathers in 2026 ("iommu: Do not call drivers for empty gathers", 90c5def10bea).
+   */
+  iotlbSync(domain: Domain, gather: IotlbGather, options: FlushOptions = {}): void {
+    if (!(gather.start < gather.end)) return;
+    flushRange(domain, gather.start, gather.end, true, options);
   }
 
   flushAll(domain: Domain, options: FlushOptions = {}): void {

@@ -14,6 +14,42 @@ export interface LogLine {
   readonly text: string;
 }
 
+/**
+ * The state behind one `*_ratelimited` call site (`___ratelimit`, DEFAULT_RATELIMIT_INTERVAL 5 s and
+ * DEFAULT_RATELIMIT_BURST 10): at most 10 messages per 5 s window; the first call after a window that
+ * dropped messages prints "<func>: N callbacks suppressed" first.
+ */
+export class Ratelimit {
+  private begin = -1;
+  private printed = 0;
+  private missed = 0;
+
+  constructor(
+    readonly func: string,
+    private readonly interval = 5,
+    private readonly burst = 10,
+  ) {}
+
+  allow(log: KernelLog): boolean {
+    const now = log.now;
+    if (this.begin < 0) this.begin = now;
+    if (now - this.begin > this.interval) {
+      if (this.missed) {
+        log.warn(`${this.func}: ${this.missed} callbacks suppressed`);
+        this.missed = 0;
+      }
+      this.begin = now;
+      this.printed = 0;
+    }
+    if (this.printed < this.burst) {
+      this.printed++;
+      return true;
+    }
+    this.missed++;
+    return false;
+  }
+}
+
 /** A kernel version as "major.minor"; it decides which message formats are printed. */
 export type KernelVersion = `${number}.${number}`;
 

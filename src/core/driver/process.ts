@@ -12,7 +12,11 @@ export interface Vma {
   readonly end: number;
   readonly write: boolean;
   readonly exec: boolean;
+  /** MAP_HUGETLB: backed by 2 MiB pages, each physically contiguous and 2 MiB aligned. */
+  readonly huge?: boolean;
 }
+
+const HUGE = 0x20_0000;
 
 export interface MmuNotifier {
   /** Mappings in [start, end) were removed: secondary TLBs (IOTLB, device TLBs) must drop them. */
@@ -43,11 +47,15 @@ export class Process {
     return this.pageTable.root;
   }
 
-  /** Adds a mapping area; pages appear on first touch (demand paging). */
-  mmap(start: number, size: number, prot: { write?: boolean; exec?: boolean } = {}): void {
-    if (start % 4096 || size % 4096 || size <= 0) throw new RangeError('mmap: page-aligned start and size');
+  /**
+   * Adds a mapping area; pages appear on first touch (demand paging). `hugetlb` (MAP_HUGETLB) backs it with
+   * 2 MiB pages: start and size must then be 2 MiB aligned.
+   */
+  mmap(start: number, size: number, prot: { write?: boolean; exec?: boolean; hugetlb?: boolean } = {}): void {
+    const align = prot.hugetlb ? HUGE : 4096;
+    if (start % align || size % align || size <= 0) throw new RangeError(`mmap: start and size must be ${prot.hugetlb ? '2 MiB' : 'page'} aligned`);
     if (this.vmas.some((v) => v.start < start + size && start < v.end)) throw new RangeError(`mmap: 0x${start.toString(16)} overlaps an existing area`);
-    this.vmas.push({ start, end: start + size, write: prot.write ?? true, exec: prot.exec ?? false });
+    this.vmas.push({ start, end: start + size, write: prot.write ?? true, exec: prot.exec ?? false, ...(prot.hugetlb ? { huge: true } : {}) });
   }
 
   vmaAt(addr: number): Vma | undefined {
@@ -61,11 +69,25 @@ export class Process {
   handleFault(addr: number, write: boolean): boolean {
     const vma = this.vmaAt(addr);
     if (!vma || (write && !vma.write) || this.exited) return false;
+    if (vma.huge) return this.hugeFault(addr, vma);
     const page = addr - (addr % 4096);
     const hit = this.pageTable.lookup(page);
     if (hit && (hit.lo & 2 || !write)) return true;
     if (hit) this.pageTable.unmap(page, 4096);
     this.pageTable.map(page, this.mem.allocPage(), 4096, { read: true, write: vma.write, user: true, exec: vma.exec, accessed: false });
+    return true;
+  }
+
+  /** A 2 MiB page for a hugetlb area: 512 contiguous, 2 MiB-aligned frames, mapped by one large leaf. */
+  private hugeFault(addr: number, vma: Vma): boolean {
+    const page = addr - (addr % HUGE);
+    if (this.pageTable.lookup(page)) return true;
+    // The frame allocator hands out contiguous frames in order: skip to the next 2 MiB boundary.
+    const next = this.mem.allocContiguous(1) + 4096;
+    const pad = (HUGE - (next % HUGE)) % HUGE;
+    if (pad) this.mem.allocContiguous(pad / 4096);
+    const base = this.mem.allocContiguous(HUGE / 4096);
+    this.pageTable.map(page, base, HUGE, { read: true, write: vma.write, user: true, exec: vma.exec, accessed: false });
     return true;
   }
 

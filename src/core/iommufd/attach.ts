@@ -154,7 +154,8 @@ function autoRespond(idev: IommufdDevice, pasid: number, hwpt: Hwpt): void {
 
 /**
  * What iommufd_hwpt_attach_device / _replace_device check before the driver is called: PASID
- * compatibility, IOPF support, the core's PASID range, and (for a nested HWPT on a vIOMMU) the vdevice.
+ * compatibility, and (for a nested HWPT on a vIOMMU) the vdevice. The PASID range is the IOMMU core's
+ * (EINVAL), page-fault support the driver's (ENODEV without PRI): the kernel model checks both.
  */
 function checkAttach(idev: IommufdDevice, pasid: number, hwpt: Hwpt): void {
   if (pasid === IOMMU_NO_PASID) {
@@ -164,11 +165,6 @@ function checkAttach(idev: IommufdDevice, pasid: number, hwpt: Hwpt): void {
     if (!hwpt.pasidCompat) fail('EINVAL', `hwpt${hwpt.id} was not allocated with IOMMU_HWPT_ALLOC_PASID`);
     const rid = idev.attached.get(IOMMU_NO_PASID);
     if (rid && !rid.pasidCompat) fail('EINVAL', `the RID of ${idev.dev.name} is attached to hwpt${rid.id}, which is not PASID-compatible`);
-  }
-  // intel_iommu_enable_iopf: page requests need PRI enabled on the device.
-  if (hwpt.fault && !idev.dev.priEnabled) fail('ENODEV', `${idev.dev.name} has no PRI enabled: it cannot deliver page faults`);
-  if (pasid !== IOMMU_NO_PASID && (idev.dev.maxPasids === 0 || pasid >= idev.dev.maxPasids)) {
-    fail('EINVAL', `PASID ${pasid} is outside what ${idev.dev.name} supports (${idev.dev.maxPasids} PASIDs)`);
   }
   if (hwpt.type === 'HWPT_NESTED' && hwpt.viommu && idev.vdevice?.viommu !== hwpt.viommu) {
     fail('ENOENT', `${idev.dev.name} has no vdevice on viommu ${hwpt.viommu.id}`);

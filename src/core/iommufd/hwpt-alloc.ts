@@ -47,7 +47,8 @@ export function allocHwptPaging(env: HwptEnv, ioas: Ioas, idev: IommufdDevice, f
   if (flags & HWPT_ALLOC.FAULT_ID_VALID && flags & HWPT_ALLOC.NEST_PARENT) fail('EOPNOTSUPP', 'a nest parent cannot take page faults');
   // intel_iommu_domain_alloc_paging_flags: a paging domain takes no user data.
   if (userData) fail('EOPNOTSUPP', 'the VT-d driver takes no user data for a paging domain');
-  const domain = env.kernel.allocPagingDomain({ nestParent: (flags & HWPT_ALLOC.NEST_PARENT) !== 0, dirtyTracking: (flags & HWPT_ALLOC.DIRTY_TRACKING) !== 0 });
+  // domain_alloc_paging_flags(dev, ...): the device's own IOMMU decides (first stage unless the flags need the second).
+  const domain = env.kernel.allocPagingDomain({ nestParent: (flags & HWPT_ALLOC.NEST_PARENT) !== 0, dirtyTracking: (flags & HWPT_ALLOC.DIRTY_TRACKING) !== 0, device: idev.dev });
   const hwpt = env.objects.add(new HwptPaging(domain, ioas, (flags & HWPT_ALLOC.NEST_PARENT) !== 0, (flags & HWPT_ALLOC.PASID) !== 0));
   domain.name = `hwpt${hwpt.id}`;
   domain.description = 'iommufd, IOAS ' + ioas.id;

@@ -1,7 +1,9 @@
+import { emptyGather } from '../driver/dirty';
 import type { Domain } from '../driver/domain';
-import { fail } from '../driver/errors';
+import { fail, KernelError } from '../driver/errors';
 import type { IommuKernel } from '../driver/kernel';
-import { HPAGE_SIZE, PAGE_SIZE, ULONG_MAX } from './uapi';
+import { HPAGE_SIZE, PAGE_SIZE, U64_MAX, ULONG_MAX } from './uapi';
+import type { IovaBitmap } from './iova-bitmap';
 import { firstIn, holes, type IovaRange, lowestSetBit, roundupPowerOfTwo, usedSpans } from './intervals';
 import type { UserPages } from './user-pages';
 
@@ -232,13 +234,8 @@ export class IoPagetable {
    * unless large pages are disabled for this IOAS. A failure unmaps what this call mapped.
    */
   private mapAreaInto(domain: Domain, area: Area): void {
-    if (domain.nestParent && !area.write) {
-      // __domain_mapping refuses read-only leaves in a nest parent (erratum 772415, SPR17).
-      this.kernel.log.err('DMAR: Read-only mapping is disallowed on the domain which serves as the parent in a nested configuration, due to HW errata (ERRATA_772415_SPR17)');
-      fail('EINVAL', 'read-only mappings are not allowed in a nest parent (VT-d erratum 772415, SPR17)');
-    }
-    // __domain_mapping: a leaf must allow something (IOAS_COPY does not ask for READABLE or WRITEABLE).
-    if (!area.read && !area.write) fail('EINVAL', 'a mapping with neither read nor write permission');
+    // The driver refuses a leaf with neither permission (IOAS_COPY asks for neither unless told) and, in a
+    // nest parent, a read-only one (erratum 772415): kernel.map fails before writing anything.
     const pas = area.domainPins!;
     const base = Number(area.start);
     let i = 0;
@@ -381,6 +378,64 @@ export class IoPagetable {
       cur = to + 1n;
     }
     return out;
+  }
+
+  // ---- dirty tracking ----
+
+  /**
+   * iopt_set_dirty_tracking: EOPNOTSUPP for a domain without dirty ops. Turning tracking on first clears
+   * the D bits every area's leaves hold (iopt_clear_dirty_data: a clear-only harvest per area, then one
+   * IOTLB sync of what was found), so that the first bitmap holds only what the devices wrote since; then
+   * the driver sets SSADE. Turning it off only clears SSADE.
+   */
+  setDirtyTracking(domain: Domain, enable: boolean): void {
+    if (!domain.dirtyOps) fail('EOPNOTSUPP', `${domain.name} was not allocated with IOMMU_HWPT_ALLOC_DIRTY_TRACKING`);
+    if (enable) {
+      const gather = emptyGather();
+      for (const a of this.areas) this.kernel.readAndClearDirty(domain, Number(a.start), Number(a.last - a.start + 1n), { clearOnly: true, gather });
+      this.kernel.iotlbSync(domain, gather);
+    }
+    this.kernel.setDirtyTracking(domain, enable);
+  }
+
+  /**
+   * iopt_read_and_clear_dirty_data (IOMMU_HWPT_GET_DIRTY_BITMAP). iommufd_check_iova_range first: the range
+   * must not wrap (EOVERFLOW) and must start and end on the IOAS alignment and on `pageSize`, which must not
+   * be 0 (EINVAL); then a domain without dirty ops is EOPNOTSUPP. The driver then harvests each area that
+   * covers the range contiguously from its start, into the bitmap, and unless NO_CLEAR the IOTLB is synced
+   * over what was found. As in 6.17, what the harvest itself returns is dropped (iommu_read_and_clear_dirty
+   * ignores iova_bitmap_for_each's result): a gap in the areas ends the walk there, and tracking being off
+   * makes the driver refuse, and both still return success with whatever bits were set.
+   */
+  readAndClearDirtyData(domain: Domain, noClear: boolean, range: { iova: bigint; length: bigint; pageSize: bigint }, bitmap: () => IovaBitmap): void {
+    const { iova, length, pageSize } = range;
+    const last = iova + ((length - 1n) & U64_MAX);
+    if (last > U64_MAX) fail('EOVERFLOW', `0x${iova.toString(16)} + 0x${length.toString(16)} wraps`);
+    const end = (last + 1n) & U64_MAX;
+    const align = this.iovaAlignment;
+    if (iova & (align - 1n) || end & (align - 1n)) fail('EINVAL', `[0x${iova.toString(16)}, 0x${last.toString(16)}] does not start and end on the IOAS alignment 0x${align.toString(16)}`);
+    if (pageSize === 0n) fail('EINVAL', 'page_size is 0');
+    if (iova & (pageSize - 1n) || end & (pageSize - 1n)) fail('EINVAL', `[0x${iova.toString(16)}, 0x${last.toString(16)}] does not start and end on page_size 0x${pageSize.toString(16)}`);
+    if (!domain.dirtyOps) fail('EOPNOTSUPP', `${domain.name} was not allocated with IOMMU_HWPT_ALLOC_DIRTY_TRACKING`);
+    const bits = bitmap();
+    const gather = emptyGather();
+    const record = (at: number, size: number) => bits.set(BigInt(at), BigInt(size));
+    try {
+      // __iommu_read_and_clear_dirty: iopt_for_each_contig_area over [iova, iova + length - 1].
+      const lastIova = (iova + length - 1n) & U64_MAX;
+      let cur = iova;
+      for (;;) {
+        const area = this.areas.find((a) => a.start <= cur && cur <= a.last);
+        if (!area) break;
+        const to = area.last < lastIova ? area.last : lastIova;
+        this.kernel.readAndClearDirty(domain, Number(cur), Number(to - cur + 1n), { noClear, record, gather });
+        if (lastIova <= area.last) break;
+        cur = area.last + 1n;
+      }
+    } catch (e) {
+      if (!(e instanceof KernelError)) throw e;
+    }
+    if (!noClear) this.kernel.iotlbSync(domain, gather);
   }
 
   /** iopt_add_access / iopt_remove_access. */

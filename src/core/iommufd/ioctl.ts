@@ -189,8 +189,12 @@ const OPS: Record<number, Op> = {
       f.set64(32, BigInt(out.outCapabilities));
     },
   },
-  [IOMMUFD_CMD.HWPT_SET_DIRTY_TRACKING]: { size: 16, min: 16, run: null },
-  [IOMMUFD_CMD.HWPT_GET_DIRTY_BITMAP]: { size: 48, min: 48, run: null },
+  [IOMMUFD_CMD.HWPT_SET_DIRTY_TRACKING]: { size: 16, min: 16, run: (fd, f) => fd.hwptSetDirtyTracking({ flags: f.u32(4), hwptId: f.u32(8), reserved: f.u32(12) }) },
+  [IOMMUFD_CMD.HWPT_GET_DIRTY_BITMAP]: {
+    size: 48,
+    min: 48,
+    run: (fd, f) => fd.hwptGetDirtyBitmap({ hwptId: f.u32(4), flags: f.u32(8), reserved: f.u32(12), iova: f.u64(16), length: f.u64(24), pageSize: f.u64(32), data: f.u64(40) }),
+  },
   [IOMMUFD_CMD.HWPT_INVALIDATE]: {
     size: 32,
     min: 32,

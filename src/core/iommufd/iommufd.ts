@@ -13,6 +13,7 @@ import type { Hwpt, HwptNested, HwptPaging } from './hwpt';
 import { addToIoas, allocHwptNested, allocHwptPaging, destroyHwpt, dirtyTrackingCapable, type UserData, type VtdS1Data } from './hwpt-alloc';
 import type { IovaRange } from './intervals';
 import { Ioas } from './ioas';
+import { IovaBitmap } from './iova-bitmap';
 import { IoctlError } from './ioctl-error';
 import { type IommufdObject, ObjectTable } from './objects';
 import {
@@ -22,6 +23,8 @@ import {
   HW_INFO_VTD_ERRATA_772415_SPR17,
   HWPT_ALLOC,
   HWPT_DATA,
+  HWPT_DIRTY_TRACKING_ENABLE,
+  HWPT_GET_DIRTY_BITMAP_NO_CLEAR,
   HWPT_INVALIDATE_DATA,
   IOAS_MAP,
   LAB_VIOMMU_TYPE_VTD,
@@ -502,17 +505,48 @@ export class Iommufd {
         const addr = u64(e.addr, 'addr');
         const npages = u64(e.npages, 'npages');
         if (addr % 4096n || (npages === U64_MAX && addr !== 0n)) fail('EINVAL', `entry ${i}: address 0x${addr.toString(16)} is not 4 KiB aligned, or U64_MAX pages start above 0`);
-        // npages 0 flushes nothing here; the kernel passes an empty range down [unc].
-        if (npages > 0n) {
-          const r = this.kernel.invalidateNested(nested.domain, [{ addr: Number(addr), npages: npages === U64_MAX ? 2 ** 64 : Number(npages), leaf: (flags & VTD_INV_FLAGS_LEAF) !== 0 }]);
-          if (r.error) throw r.error;
-        }
+        // The driver computes the range in 64-bit arithmetic; npages 0 included (see invalidateNested).
+        const r = this.kernel.invalidateNested(nested.domain, [{ addr: Number(addr), npages, leaf: (flags & VTD_INV_FLAGS_LEAF) !== 0 }]);
+        if (r.error) throw r.error;
         done++;
       }
     } catch (e) {
       IoctlError.wrap(e, { entryNum: done });
     }
     return { entryNum: done };
+  }
+
+  /**
+   * IOMMU_HWPT_SET_DIRTY_TRACKING (iommufd_hwpt_set_dirty_tracking): flags other than ENABLE are
+   * EOPNOTSUPP (`__reserved` is not checked); the HWPT must be a paging one (ENOENT) allocated with
+   * IOMMU_HWPT_ALLOC_DIRTY_TRACKING (EOPNOTSUPP). Enabling clears the D bits first, then SSADE is set in the
+   * PASID entry of every RID attached to the HWPT (see IoPagetable.setDirtyTracking, IommuKernel.setDirtyTracking).
+   */
+  hwptSetDirtyTracking(cmd: { hwptId: number; flags?: number; reserved?: number }): void {
+    this.live();
+    const flags = cmd.flags ?? 0;
+    if (flags & ~HWPT_DIRTY_TRACKING_ENABLE) fail('EOPNOTSUPP', `SET_DIRTY_TRACKING flags 0x${(flags >>> 0).toString(16)} include unknown bits`);
+    const hwpt = this.objects.get(cmd.hwptId, 'HWPT_PAGING') as HwptPaging;
+    hwpt.ioas.iopt.setDirtyTracking(hwpt.domain, (flags & HWPT_DIRTY_TRACKING_ENABLE) !== 0);
+  }
+
+  /**
+   * IOMMU_HWPT_GET_DIRTY_BITMAP (iommufd_hwpt_get_dirty_bitmap): flags other than NO_CLEAR or a non-zero
+   * `__reserved` are EOPNOTSUPP; the HWPT must be a paging one (ENOENT); then the range checks (EOVERFLOW,
+   * EINVAL), the dirty-ops check (EOPNOTSUPP), and the harvest into the bitmap at user address `data` in
+   * this context's process: bit n is [iova + n * pageSize, iova + (n + 1) * pageSize), set when a dirty leaf
+   * overlaps it. D bits are cleared and the IOTLB flushed unless NO_CLEAR.
+   */
+  hwptGetDirtyBitmap(cmd: { hwptId: number; flags?: number; iova: U64In; length: U64In; pageSize: U64In; data: U64In; reserved?: number }): void {
+    this.live();
+    const flags = cmd.flags ?? 0;
+    if (flags & ~HWPT_GET_DIRTY_BITMAP_NO_CLEAR || cmd.reserved) fail('EOPNOTSUPP', `GET_DIRTY_BITMAP flags 0x${(flags >>> 0).toString(16)} include unknown bits, or __reserved is set`);
+    const hwpt = this.objects.get(cmd.hwptId, 'HWPT_PAGING') as HwptPaging;
+    const iova = u64(cmd.iova, 'iova');
+    const length = u64(cmd.length, 'length');
+    const pageSize = u64(cmd.pageSize, 'page_size');
+    const data = u64(cmd.data, 'data');
+    hwpt.ioas.iopt.readAndClearDirtyData(hwpt.domain, (flags & HWPT_GET_DIRTY_BITMAP_NO_CLEAR) !== 0, { iova, length, pageSize }, () => new IovaBitmap(this.mm, this.kernel.machine.memory, iova, length, pageSize, data));
   }
 
   /** IOMMU_GET_HW_INFO: the VT-d `struct iommu_hw_info_vtd` and the device's capabilities. */

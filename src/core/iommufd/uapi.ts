@@ -10,6 +10,12 @@ export const IOAS_MAP = { FIXED_IOVA: 1, WRITEABLE: 2, READABLE: 4 } as const;
 /** `IOMMU_HWPT_ALLOC` flags. */
 export const HWPT_ALLOC = { NEST_PARENT: 1, DIRTY_TRACKING: 2, FAULT_ID_VALID: 4, PASID: 8 } as const;
 
+/** `enum iommufd_hwpt_set_dirty_tracking_flags`. */
+export const HWPT_DIRTY_TRACKING_ENABLE = 1;
+
+/** `enum iommufd_hwpt_get_dirty_bitmap_flags`. */
+export const HWPT_GET_DIRTY_BITMAP_NO_CLEAR = 1;
+
 /** `enum iommu_hwpt_data_type`. */
 export const HWPT_DATA = { NONE: 0, VTD_S1: 1, ARM_SMMUV3: 2 } as const;
 
@@ -57,6 +63,8 @@ export const SIZEOF = {
   HW_INFO_VTD: 24,
   HWPT_PGFAULT: 40,
   HWPT_PAGE_RESPONSE: 8,
+  HWPT_SET_DIRTY_TRACKING: 16,
+  HWPT_GET_DIRTY_BITMAP: 48,
 } as const;
 
 export const U64_MAX = (1n << 64n) - 1n;
