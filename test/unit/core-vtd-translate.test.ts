@@ -242,6 +242,28 @@ describe('VT-d translation', () => {
     assert.equal(out.nestedTrace!.length, 4);
   });
 
+  it('nested with SSADE: a write sets D in the second-level leaf too, even through a translation cached clean', () => {
+    const r = rig({ features: { secondLevelAccessDirty: true } });
+    device(r, '00:02.0');
+    smContext(r, SID);
+    const s2 = pageTable(r, 'second-level');
+    const s1 = pageTable(r, 'first-level');
+    // The guest pre-sets A and D in its first-level leaf, as Linux does for writable mappings.
+    s1.map(0x5000, 0x6000_0000, K4, { read: true, write: true });
+    for (const { addr } of r.machine.memory.pages()) if (addr >= s1.root) s2.map(addr, addr, K4, { read: true, write: true });
+    s2.map(0x6000_0000, 0x7000_0000, K4, { read: true, write: true });
+    pasidEntry(r, SID, 3, { pgtt: 3, did: 9, aw: 2, slptptr: s2.root, flptptr: s1.root, ssade: true });
+    const slDirty = () => (s2.lookup(0x6000_0000)!.lo & 0x200) !== 0;
+    const read = r.unit.translate({ sid: SID, pasid: 3, addr: 0x5000 });
+    assert.ok(read.ok && !slDirty(), 'a read sets no D');
+    assert.equal(s2.lookup(0x6000_0000)!.lo & 0x100, 0x100, 'but A, in the second-level leaf of the data page');
+    const write = r.unit.translate({ sid: SID, pasid: 3, addr: 0x5000, write: true });
+    assert.ok(write.ok && write.source === 'walk', 'the clean cached translation is not used for a write');
+    assert.ok(slDirty(), 'the write dirtied the second-level leaf');
+    const again = r.unit.translate({ sid: SID, pasid: 3, addr: 0x5000, write: true });
+    assert.ok(again.ok && again.source === 'iotlb' && again.stale === undefined);
+  });
+
   it('says in the trace when a translation came from a cache', () => {
     const r = rig();
     device(r, '00:02.0');

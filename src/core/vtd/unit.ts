@@ -53,7 +53,7 @@ import {
   ROOT_LEGACY,
   ROOT_SCALABLE,
 } from './structures';
-import { FL_CODES, LEGACY_SL, NESTED_TABLE, NESTED_TOP, SM_SL, type SlFaultCodes, Walker } from './walk';
+import { AD_SECOND_LEVEL, FL_CODES, LEGACY_SL, NESTED_TABLE, NESTED_TOP, SM_SL, type SlFaultCodes, Walker } from './walk';
 
 /**
  * One Intel VT-d remapping unit (a DRHD): its register file, its translation structures in simulated memory,
@@ -663,13 +663,17 @@ export class VtdUnit implements IommuUnit {
     const flPerms = w.perms;
     if (gpa >= 2 ** slWidth) return w.fail(0x79);
     const finalTrace = trace ? ([] as WalkStep[]) : null;
-    if (!w.secondLevel(pe.slptptr, slLevels, Math.floor(gpa / 4096), gpa % 4096, need & ~Perm.U, SM_SL, finalTrace, 2)) {
+    // With SSADE the second level of a nested walk is dirty-tracked too: the final translation sets its A/D.
+    const slAd = pe.ssade ? ad : null;
+    if (!w.secondLevel(pe.slptptr, slLevels, Math.floor(gpa / 4096), gpa % 4096, need & ~Perm.U, SM_SL, finalTrace, 2, undefined, slAd)) {
       if (trace) trace.push({ ...note('nested-output', `second-level translation of the output GPA 0x${gpa.toString(16)}`, false), nestedTrace: finalTrace! });
       return false;
     }
     if (trace) trace.push({ ...note('nested-output', `second-level translation of the output GPA 0x${gpa.toString(16)} -> 0x${w.output.toString(16)}`, true), nestedTrace: finalTrace! });
     w.size = Math.min(flSize, w.size);
-    w.perms = (flPerms & (Perm.R | Perm.W | Perm.X | Perm.U | Perm.D)) | ((w.perms & (Perm.R | Perm.W | Perm.X)) << SL_SHIFT);
+    // Cached as dirty only when both stages are: a write through it then needs no walk to set either D.
+    const dirty = flPerms & Perm.D && (slAd === null || w.perms & Perm.D) ? Perm.D : 0;
+    w.perms = (flPerms & (Perm.R | Perm.W | Perm.X | Perm.U)) | dirty | ((w.perms & (Perm.R | Perm.W | Perm.X)) << SL_SHIFT);
     return true;
   }
 
@@ -682,12 +686,14 @@ export class VtdUnit implements IommuUnit {
    */
   private applyAdUpdates(ad: number[], pe: PasidCacheEntry, mode: 'sl' | 'fl' | 'nested', trace: WalkStep[] | null): number {
     if (!pe.pwsnp) {
-      if (trace) trace.push(note(`${mode === 'sl' ? 'sl' : 'fl'}-ad-update`, `setting A/D at 0x${ad[0]!.toString(16)} needs snooped page walks, and the PASID entry has PWSNP = 0`, false));
-      return mode === 'sl' ? 0x7c : 0x90;
+      const second = ad[4] === AD_SECOND_LEVEL;
+      if (trace) trace.push(note(`${second ? 'sl' : 'fl'}-ad-update`, `setting A/D at 0x${ad[0]!.toString(16)} needs snooped page walks, and the PASID entry has PWSNP = 0`, false));
+      return second ? 0x7c : 0x90;
     }
     for (let i = 0; i < ad.length; i += 5) {
       const entryAddr = ad[i]!;
-      if (mode === 'nested') {
+      const second = ad[i + 4] === AD_SECOND_LEVEL;
+      if (mode === 'nested' && !second) {
         const gpaTable = ad[i + 3]!;
         const w = this.walker;
         const save = [w.output, w.size, w.perms, w.reads];
@@ -698,7 +704,7 @@ export class VtdUnit implements IommuUnit {
           return 0x77;
         }
       }
-      this.memory.write64(entryAddr, ad[i + 1]!, ad[i + 2]!, mode === 'sl' ? 'sl-ad-update' : 'fl-ad-update');
+      this.memory.write64(entryAddr, ad[i + 1]!, ad[i + 2]!, second ? 'sl-ad-update' : 'fl-ad-update');
     }
     return 0;
   }

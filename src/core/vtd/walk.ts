@@ -69,6 +69,9 @@ export function levelIndex(vpn: number, level: number): number {
 export const SL_LEVEL_NAMES = ['', 'sl-pte', 'sl-pde', 'sl-pdpe', 'sl-pml4e', 'sl-pml5e'];
 export const FL_LEVEL_NAMES = ['', 'fl-pte', 'fl-pde', 'fl-pdpe', 'fl-pml4e', 'fl-pml5e'];
 
+/** In a pending A/D update, the marker of a second-level entry (first-level ones carry 1 for the top table, else 0). */
+export const AD_SECOND_LEVEL = 2;
+
 export class Walker {
   // The outcome of the last walk.
   fault = 0;
@@ -133,7 +136,7 @@ export class Walker {
       }
       // The second level has no user/supervisor distinction: U stays set.
       perms &= (lo & 7) | Perm.U;
-      if (adUpdates && (lo & SLB.A) === 0) adUpdates.push(entryAddr, hi, (lo | SLB.A) >>> 0, table, 0);
+      if (adUpdates && (lo & SLB.A) === 0) adUpdates.push(entryAddr, hi, (lo | SLB.A) >>> 0, table, AD_SECOND_LEVEL);
       if (level === 1 || large) {
         const size = level === 1 ? 4096 : level === 2 ? 0x20_0000 : 0x4000_0000;
         if ((need & perms) !== need) {
@@ -143,8 +146,10 @@ export class Walker {
         if (adUpdates && need & Perm.W && (lo & SLB.D) === 0) {
           const n = adUpdates.length;
           if (n >= 5 && adUpdates[n - 5] === entryAddr) adUpdates[n - 3] = (lo | SLB.A | SLB.D) >>> 0;
-          else adUpdates.push(entryAddr, hi, (lo | SLB.A | SLB.D) >>> 0, table, 0);
+          else adUpdates.push(entryAddr, hi, (lo | SLB.A | SLB.D) >>> 0, table, AD_SECOND_LEVEL);
         }
+        // A translation cached as dirty stops setting D: software clearing D without a flush is a stale use.
+        if (adUpdates && this.deps && ((lo & SLB.D) !== 0 || need & Perm.W)) this.dirtyDep(entryAddr, lo, SLB.D, SLB.A);
         if (trace) trace.push(pteStep(SL_PTE, SL_LEVEL_NAMES[level]!, level, table, idx, hi, lo, `leaf: ${sizeName(size)} page, ${permWords(perms)}`, true, stage));
         const pagesInLeaf = size / 4096;
         this.output = next + (vpn % pagesInLeaf) * 4096 + offset;
@@ -259,6 +264,7 @@ export class Walker {
           if (n >= 5 && adUpdates[n - 5] === entryAddr) adUpdates[n - 3] = (lo | FLB.A | FLB.D) >>> 0;
           else adUpdates.push(entryAddr, hi, (lo | FLB.A | FLB.D) >>> 0, gpaTable, level === topLevel ? 1 : 0);
         }
+        if (this.deps && ((lo & FLB.D) !== 0 || need & Perm.W)) this.dirtyDep(entryAddr, lo, FLB.D, FLB.A | FLB.EA);
         if (trace) trace.push(step(`leaf: ${sizeName(size)} page, ${permWords(perms & ~Perm.U)}${perms & Perm.U ? ', user' : ', supervisor'}`, true));
         const pagesInLeaf = size / 4096;
         this.output = outBase + (vpn % pagesInLeaf) * 4096 + offset;
@@ -286,6 +292,20 @@ export class Walker {
     const align = level === 2 ? 0x20_0000 : 0x4000_0000;
     if ((next % align) - (next % 0x2000) !== 0) return `${sizeName(align)} page address not ${sizeName(align)} aligned`;
     return undefined;
+  }
+
+  /**
+   * The leaf's dependency once its translation is cached as dirty: D counts (as set) and only the bits the
+   * hardware may still set are ignored.
+   */
+  private dirtyDep(entryAddr: number, lo: number, d: number, ignored: number): void {
+    const deps = this.deps!;
+    for (let i = deps.length - 4; i >= 0; i -= 4) {
+      if (deps[i] !== entryAddr) continue;
+      deps[i + 2] = (lo | d) >>> 0;
+      deps[i + 3] = ~ignored;
+      return;
+    }
   }
 
   fail(code: number): false {
