@@ -2,9 +2,8 @@
 // with 4K/2M/1G mappings, PASID attachments, pass-through, nested binds and SVA, an invalidation queue that
 // has been used. The debugfs tests render it, parse it back and compare.
 import { IommuKernel } from '../../src/core/driver/kernel';
-import type { Domain } from '../../src/core/driver/domain';
 import { Machine } from '../../src/core/hw/machine';
-import { IoPageTable } from '../../src/core/vtd/page-table';
+import { guestTable } from './guest-table';
 
 export interface DebugfsScenario {
   /** A second, legacy-mode unit with one device. */
@@ -22,15 +21,6 @@ export interface DebugfsScenario {
 }
 
 const SIZE = { '4K': 0x1000, '2M': 0x20_0000, '1G': 0x4000_0000 } as const;
-
-/** Guest first-level tables in GPA space, mapped 1:1 in the nest parent so that the walk can read them. */
-function guestTable(k: IommuKernel, parent: Domain, maps: [gva: number, gpa: number][]): IoPageTable {
-  const pages: number[] = [];
-  const t = new IoPageTable(k.machine.memory, { format: 'first-level', levels: 4, allocPage: () => (pages.push(k.machine.memory.allocPage()), pages.at(-1)!) });
-  for (const [gva, gpa] of maps) t.map(gva, gpa, 4096, { read: true, write: true, user: true });
-  for (const p of pages) k.map(parent, p, p, 4096, { read: true, write: true });
-  return t;
-}
 
 export function debugfsKernel(s: DebugfsScenario): IommuKernel {
   const m = new Machine();

@@ -3,7 +3,6 @@ import fc from 'fast-check';
 import type { EndpointCapabilities } from '../../src/core/hw/endpoint';
 import { Machine } from '../../src/core/hw/machine';
 import type { VtdFeatures } from '../../src/core/vtd/cap';
-import { IoPageTable } from '../../src/core/vtd/page-table';
 import type { Domain } from '../../src/core/driver/domain';
 import { KernelError } from '../../src/core/driver/errors';
 import { IommuKernel, type KernelOptions } from '../../src/core/driver/kernel';
@@ -14,6 +13,7 @@ import { attachmentTree } from '../../src/core/driver/tree';
 import { descriptorsDuring } from '../support/descriptors';
 import { pasidEntryAddress } from '../../src/core/vtd/tables';
 import { Perm } from '../../src/core/vtd/caches';
+import { guestTable } from '../support/guest-table';
 
 const ATS_PRI_PASID: EndpointCapabilities = { ats: {}, pri: {}, pasid: { width: 20 } };
 
@@ -27,15 +27,6 @@ function platform(o: { features?: VtdFeatures; kernel?: KernelOptions; devices?:
 
 const throwsErrno = (fn: () => unknown, errno: string) =>
   assert.throws(fn, (e: unknown) => e instanceof KernelError && e.errno === errno, `expected ${errno}`);
-
-/** Guest first-level tables in GPA space: the table pages are mapped 1:1 in the nest parent so the walk can read them. */
-function guestTable(k: IommuKernel, parent: Domain, maps: [gva: number, gpa: number][]): IoPageTable {
-  const pages: number[] = [];
-  const t = new IoPageTable(k.machine.memory, { format: 'first-level', levels: 4, allocPage: () => (pages.push(k.machine.memory.allocPage()), pages.at(-1)!) });
-  for (const [gva, gpa] of maps) t.map(gva, gpa, 4096, { read: true, write: true, user: true });
-  for (const p of pages) k.map(parent, p, p, 4096, { read: true, write: true });
-  return t;
-}
 
 describe('driver model: the Linux IOMMU core and VT-d driver', () => {
   it('boots like Linux: boot lines, scalable mode, a first-stage default DMA domain per device', () => {

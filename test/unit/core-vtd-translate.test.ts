@@ -221,8 +221,8 @@ describe('VT-d translation', () => {
     );
   });
 
-  it('walks 4-level over 4-level nested tables in 24 paging reads (plus root, context and PASID entries)', () => {
-    const r = rig({ caching: false });
+  /** PASID 3 nested: guest 0x5000 -> GPA 0x6000_0000 -> HPA 0x7000_0000, the guest's tables mapped 1:1. */
+  function nested4over4(r: Rig, entry: { ssade?: boolean } = {}) {
     device(r, '00:02.0');
     smContext(r, SID);
     const s2 = pageTable(r, 'second-level');
@@ -230,7 +230,13 @@ describe('VT-d translation', () => {
     s1.map(0x5000, 0x6000_0000, K4, { read: true, write: true });
     for (const { addr } of r.machine.memory.pages()) if (addr >= s1.root) s2.map(addr, addr, K4, { read: true, write: true });
     s2.map(0x6000_0000, 0x7000_0000, K4, { read: true, write: true });
-    pasidEntry(r, SID, 3, { pgtt: 3, did: 9, aw: 2, slptptr: s2.root, flptptr: s1.root });
+    pasidEntry(r, SID, 3, { pgtt: 3, did: 9, aw: 2, slptptr: s2.root, flptptr: s1.root, ...entry });
+    return { s1, s2 };
+  }
+
+  it('walks 4-level over 4-level nested tables in 24 paging reads (plus root, context and PASID entries)', () => {
+    const r = rig({ caching: false });
+    nested4over4(r);
     const t = r.unit.translate({ sid: SID, pasid: 3, addr: 0x5008 }, { trace: true });
     assert.ok(t.ok);
     assert.equal(t.output, '0x70000008');
@@ -244,15 +250,8 @@ describe('VT-d translation', () => {
 
   it('nested with SSADE: a write sets D in the second-level leaf too, even through a translation cached clean', () => {
     const r = rig({ features: { secondLevelAccessDirty: true } });
-    device(r, '00:02.0');
-    smContext(r, SID);
-    const s2 = pageTable(r, 'second-level');
-    const s1 = pageTable(r, 'first-level');
     // The guest pre-sets A and D in its first-level leaf, as Linux does for writable mappings.
-    s1.map(0x5000, 0x6000_0000, K4, { read: true, write: true });
-    for (const { addr } of r.machine.memory.pages()) if (addr >= s1.root) s2.map(addr, addr, K4, { read: true, write: true });
-    s2.map(0x6000_0000, 0x7000_0000, K4, { read: true, write: true });
-    pasidEntry(r, SID, 3, { pgtt: 3, did: 9, aw: 2, slptptr: s2.root, flptptr: s1.root, ssade: true });
+    const { s2 } = nested4over4(r, { ssade: true });
     const slDirty = () => (s2.lookup(0x6000_0000)!.lo & 0x200) !== 0;
     const read = r.unit.translate({ sid: SID, pasid: 3, addr: 0x5000 });
     assert.ok(read.ok && !slDirty(), 'a read sets no D');
