@@ -1001,10 +1001,7 @@ export class VtdUnit implements IommuUnit {
       this.events.emit({
         type: 'fault',
         unit: this.name,
-        sid: q.sid,
-        pasid: q.hasPasid ? q.pasid : null,
-        address: '0x' + (q.hi * TWO_32 + q.lo).toString(16),
-        access: q.exec ? 'exec' : q.write ? 'write' : 'read',
+        ...requestFields(q),
         reason,
         reasonText: info.text,
         frcdIndex: index ?? null,
@@ -1108,10 +1105,7 @@ export class VtdUnit implements IommuUnit {
     this.events.emit({
       type: 'translation',
       unit: this.name,
-      sid: q.sid,
-      pasid: q.hasPasid ? q.pasid : null,
-      address: '0x' + (q.hi * TWO_32 + q.lo).toString(16),
-      access: q.exec ? 'exec' : q.write ? 'write' : 'read',
+      ...requestFields(q),
       requestKind: q.kind,
       output: r.ok ? r.output : null,
       source: r.ok ? r.source : null,
@@ -1455,6 +1449,11 @@ export interface VtdUnitState {
 // ---- helpers ----
 
 type Mutable<T> = T extends readonly (infer E)[] ? E[] : never;
+
+/** The request as events show it. */
+function requestFields(q: Req): { sid: number; pasid: number | null; address: string; access: 'read' | 'write' | 'exec' } {
+  return { sid: q.sid, pasid: q.hasPasid ? q.pasid : null, address: '0x' + (q.hi * TWO_32 + q.lo).toString(16), access: q.exec ? 'exec' : q.write ? 'write' : 'read' };
+}
 
 function normalize(r: DmaRequest, into?: Req): Req {
   const q: Req = into ?? { sid: 0, hasPasid: false, pasid: 0, hi: 0, lo: 0, write: false, exec: false, priv: false, kind: 'untranslated' };
