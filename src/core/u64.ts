@@ -158,3 +158,9 @@ export function hex(n: number): string {
 export function hexPad(n: number, width = 16): string {
   return n.toString(16).padStart(width, '0');
 }
+
+/**
+ * 2^0 .. 2^63 as exact numbers. A table lookup: `2 ** n` with a variable n goes through Math.pow, which costs
+ * more than a whole cached translation.
+ */
+export const POW2: readonly number[] = Array.from({ length: 64 }, (_, i) => 2 ** i);

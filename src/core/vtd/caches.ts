@@ -1,4 +1,5 @@
 import type { PhysicalMemory } from '../hw/memory';
+import { POW2 } from '../u64';
 
 /**
  * The caches of a VT-d unit, as the spec describes them (chapter 6): context cache, PASID cache, IOTLB
@@ -195,7 +196,7 @@ export class Iotlb {
    * emptied, so a PASID-cache entry's reference to its bucket stays valid for as long as the entry does.
    */
   static tag(mode: BucketMode, did: number, pasid: number): number {
-    return MODE_INDEX[mode] * 2 ** 37 + did * 0x20_0000 + (pasid + 1);
+    return MODE_INDEX[mode] * 0x20_0000_0000 + did * 0x20_0000 + (pasid + 1); // mode * 2^37
   }
 
   bucket(did: number, pasid: number, mode: BucketMode): IotlbBucket {
@@ -273,7 +274,7 @@ export class Iotlb {
       }
       if (!range.leafOnly) {
         for (let level = 2; level <= 5; level++) {
-          const span = 4096 * 512 ** (level - 1);
+          const span = POW2[12 + 9 * (level - 1)]!;
           const m = b.pwc[level]!;
           for (const [k, e] of m) {
             if (k * span < end && range.base < (k + 1) * span) {

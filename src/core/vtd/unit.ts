@@ -14,7 +14,7 @@ import type {
   TranslateOptions,
   WalkStep,
 } from '../hw/types';
-import { U64, hexPad } from '../u64';
+import { POW2, U64, hexPad } from '../u64';
 import {
   type ContextCacheEntry,
   type Deps,
@@ -53,7 +53,7 @@ import {
   ROOT_LEGACY,
   ROOT_SCALABLE,
 } from './structures';
-import { AD_SECOND_LEVEL, FL_CODES, LEGACY_SL, NESTED_TABLE, NESTED_TOP, SM_SL, type SlFaultCodes, Walker } from './walk';
+import { AD_SECOND_LEVEL, FL_CODES, LEGACY_SL, LEVEL_PAGES, NESTED_TABLE, NESTED_TOP, SM_SL, type SlFaultCodes, Walker } from './walk';
 
 /**
  * One Intel VT-d remapping unit (a DRHD): its register file, its translation structures in simulated memory,
@@ -448,7 +448,7 @@ export class VtdUnit implements IommuUnit {
       }
       const levels = ctx.aw + 2;
       const width = Math.min(30 + 9 * ctx.aw, this.cap.mgaw + 1);
-      if (q.hi >= 2 ** Math.max(0, width - 32)) return this.fault(q, 0x04, ctx.fpd, trace, probe);
+      if (q.hi >= POW2[Math.max(0, width - 32)]!) return this.fault(q, 0x04, ctx.fpd, trace, probe);
       const bucket = useCache ? this.iotlb.bucket(ctx.did, -1, 'sl') : undefined;
       return this.pagedTranslation(q, bucket, ctx.did, 'sl', ctx.slptptr, levels, LEGACY_SL, ctx.fpd, trace, probe, null);
     }
@@ -458,7 +458,7 @@ export class VtdUnit implements IommuUnit {
     if (q.kind !== 'untranslated' && !ctx.dte) return this.fault(q, 0x44, ctx.fpd, trace, probe);
     if (q.kind === 'translated') return this.ok(q.hi * TWO_32 + q.lo, 4096, Perm.R | Perm.W | Perm.X, 'translated', undefined, trace);
     const pasid = q.hasPasid ? q.pasid : ctx.ridPasid;
-    if (pasid >= 2 ** (ctx.pdts + 13)) return this.fault(q, q.hasPasid ? 0x46 : 0x48, ctx.fpd, trace, probe);
+    if (pasid >= POW2[ctx.pdts + 13]!) return this.fault(q, q.hasPasid ? 0x46 : 0x48, ctx.fpd, trace, probe);
     const pe = this.pasidEntry(ctx, pasid, trace, useCache);
     if (typeof pe === 'number') return this.fault(q, pe, this.lastPasidFpd, trace, probe);
     const priv = q.hasPasid ? q.priv : ctx.ridPriv;
@@ -472,7 +472,7 @@ export class VtdUnit implements IommuUnit {
       }
       case PGTT.SECOND_LEVEL: {
         const width = Math.min(30 + 9 * pe.aw, this.cap.mgaw + 1);
-        if (q.hi >= 2 ** Math.max(0, width - 32)) return this.fault(q, 0x83, pe.fpd, trace, probe);
+        if (q.hi >= POW2[Math.max(0, width - 32)]!) return this.fault(q, 0x83, pe.fpd, trace, probe);
         const bucket = useCache ? this.bucketFor(pe, 'sl') : undefined;
         return this.pagedTranslation(q, bucket, pe.did, 'sl', pe.slptptr, pe.aw + 2, SM_SL, pe.fpd, trace, probe, null, pe.ssade ? pe : null);
       }
@@ -548,7 +548,7 @@ export class VtdUnit implements IommuUnit {
     let deps: Deps | null = bucket !== undefined ? [] : null;
     if (bucket !== undefined && mode !== 'nested') {
       for (let level = 2; level <= levels; level++) {
-        const key = Math.floor(vpn / 512 ** (level - 1));
+        const key = Math.floor(vpn / LEVEL_PAGES[level]!);
         const p = bucket.pwc[level]!.get(key);
         if (p !== undefined && p.valid) {
           this.checkStale(p, 'paging-structure-cache');
@@ -623,7 +623,7 @@ export class VtdUnit implements IommuUnit {
       const entryAddr = fills[i + 3]!;
       let depEnd = 0;
       while (depEnd < deps.length && deps[depEnd] !== entryAddr) depEnd += 4;
-      this.iotlb.insertPwc(bucket, level, Math.floor(vpn / 512 ** (level - 1)), {
+      this.iotlb.insertPwc(bucket, level, Math.floor(vpn / LEVEL_PAGES[level]!), {
         table: fills[i + 1]!,
         perms: fills[i + 2]!,
         entryAddr,
@@ -646,7 +646,7 @@ export class VtdUnit implements IommuUnit {
     const five = pe.flpm === 1;
     const translateTable = (gpa: number, top: boolean, adWrite: boolean, t: WalkStep[] | null): number => {
       const codes = top ? NESTED_TOP : NESTED_TABLE;
-      if (gpa >= 2 ** slWidth) {
+      if (gpa >= POW2[slWidth]!) {
         w.fail(codes.beyond);
         return -1;
       }
@@ -661,7 +661,7 @@ export class VtdUnit implements IommuUnit {
     const gpa = w.output;
     const flSize = w.size;
     const flPerms = w.perms;
-    if (gpa >= 2 ** slWidth) return w.fail(0x79);
+    if (gpa >= POW2[slWidth]!) return w.fail(0x79);
     const finalTrace = trace ? ([] as WalkStep[]) : null;
     // With SSADE the second level of a nested walk is dirty-tracked too: the final translation sets its A/D.
     const slAd = pe.ssade ? ad : null;

@@ -59,7 +59,7 @@ export interface WalkParams {
 }
 
 /** 512^(level-1): the pages one entry at `level` covers. */
-const LEVEL_PAGES = [0, 1, 512, 262144, 2 ** 27, 2 ** 36, 2 ** 45];
+export const LEVEL_PAGES: readonly number[] = [0, 1, 512, 262144, 2 ** 27, 2 ** 36, 2 ** 45];
 
 /** Index of `vpn` (address >> 12) at `level` (1 = PTE). Levels above 3 need bits beyond 32: divide instead of shift. */
 export function levelIndex(vpn: number, level: number): number {
