@@ -1,4 +1,5 @@
 import { field, hexPad, setField } from '../u64';
+import type { PriRequest } from '../hw/types';
 
 /**
  * Invalidation-queue descriptors (VT-d spec 6.5.2; Linux iommu.h QI_* macros) and page-request descriptors
@@ -226,17 +227,8 @@ export function pfsidOf(fields: Record<string, number>): number {
 
 // ---- page requests ----
 
-export interface PageRequest {
-  readonly rid: number;
-  /** undefined when the request carries no PASID. */
-  readonly pasid?: number;
-  readonly address: number;
-  readonly read: boolean;
-  readonly write: boolean;
-  readonly exec: boolean;
-  readonly priv: boolean;
-  readonly lastInGroup: boolean;
-  readonly prgIndex: number;
+/** A page request descriptor's content: the PCIe request (pasid undefined without PASID) and VT-d's private data. */
+export interface PageRequest extends PriRequest {
   /** Two 64-bit private data words as halves [lo0, hi0, lo1, hi1], or undefined. */
   readonly privateData?: readonly number[];
 }
