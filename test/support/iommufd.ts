@@ -1,6 +1,8 @@
 // A VT-d platform booted by the driver model with an iommufd context on top, plus the user buffer the
 // iommufd selftests map, so uAPI tests read like the selftests they replay.
 import * as assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import type { EndpointCapabilities } from '../../src/core/hw/endpoint';
 import { Machine } from '../../src/core/hw/machine';
 import type { VtdFeatures } from '../../src/core/vtd/cap';
@@ -161,3 +163,14 @@ export function readUser(fd: Iommufd, va: bigint, length: number): Uint8Array {
 export function testBit(bitmap: Uint8Array, n: number): boolean {
   return ((bitmap[n >>> 3]! >>> (n & 7)) & 1) === 1;
 }
+
+/**
+ * test/fixtures/iommufd-uapi.json: the uAPI struct sizes and offsets and each ioctl's number and min_size,
+ * read by hand off the kernel header and op table (see the fixture for the commits).
+ */
+export interface UapiFixture {
+  readonly structs: Record<string, { readonly size: number; readonly offsets: Record<string, number> }>;
+  readonly ioctls: Record<string, { readonly nr: number; readonly struct: string; readonly last: string; readonly minSize: number }>;
+}
+
+export const UAPI: UapiFixture = JSON.parse(readFileSync(join(__dirname, '../../../test/fixtures/iommufd-uapi.json'), 'utf8'));

@@ -5,8 +5,8 @@
 // device, auto domains shared between compatible devices), the step says so. docs/iommufd-coverage.md
 // lists what is replayed and what is not.
 import * as assert from 'node:assert/strict';
-import { IOAS_MAP, iommufdIoctl, IOMMUFD_CMD, IOMMUFD_CMD_BASE, ioctlStructSize, OPTION, OPTION_OP, U64_MAX, VFIO_IOAS_OP, type VfioDevice } from '../../src/core/iommufd';
-import { BASE, BUFFER, BUFFER_SIZE, dmaTarget, errnoOf, FIXED_RW, mapAuto, mapFixed, P, pattern, platform, throwsErrno, unmap, userPhys, writeUser } from '../support/iommufd';
+import { IOAS_MAP, iommufdIoctl, IOMMUFD_CMD, IOMMUFD_CMD_BASE, OPTION, OPTION_OP, U64_MAX, VFIO_IOAS_OP, type VfioDevice } from '../../src/core/iommufd';
+import { BASE, BUFFER, BUFFER_SIZE, dmaTarget, errnoOf, FIXED_RW, mapAuto, mapFixed, P, pattern, platform, throwsErrno, UAPI, unmap, userPhys, writeUser } from '../support/iommufd';
 
 const MSI_LAST = 0xfeef_ffffn;
 const VTD_APERTURE_LAST = (1n << 48n) - 1n;
@@ -41,15 +41,22 @@ describe('iommufd selftests, replayed on VT-d: fixture iommufd (bare context)', 
 
   it('iommufd.cmd_length: below the first version EINVAL, a non-zero byte past the struct E2BIG, trailing zeros change nothing', () => {
     const { fd } = platform();
-    // IOAS_MAP_FILE and IOAS_CHANGE_PROCESS are not modelled; every other command of the selftest is.
-    const cmds = ['DESTROY', 'GET_HW_INFO', 'HWPT_ALLOC', 'HWPT_INVALIDATE', 'IOAS_ALLOC', 'IOAS_IOVA_RANGES', 'IOAS_ALLOW_IOVAS', 'IOAS_MAP', 'IOAS_COPY', 'IOAS_UNMAP', 'OPTION', 'VFIO_IOAS', 'VIOMMU_ALLOC', 'VDEVICE_ALLOC'] as const;
-    for (const c of cmds) {
-      const nr = IOMMUFD_CMD[c];
-      const { size, min } = ioctlStructSize(nr)!;
-      assert.equal(errnoOf(() => iommufdIoctl(fd, nr, struct(size, { size: min - 1 }))), 'EINVAL', `${c}: size ${min - 1}`);
-      assert.equal(errnoOf(() => iommufdIoctl(fd, nr, struct(size + 1, { last: 0xff }))), 'E2BIG', `${c}: a non-zero byte past ${size}`);
-      const exact = errnoOf(() => iommufdIoctl(fd, nr, struct(size)));
-      assert.equal(errnoOf(() => iommufdIoctl(fd, nr, struct(size + 1, { last: 0 }))), exact, `${c}: the same result (${exact}) with a zero byte more`);
+    // TEST_LENGTH for every command, with the sizes of the kernel header (the fixture), not the model's.
+    // Commands the model does not implement stop after the envelope with a RangeError: that is their result.
+    const result = (fn: () => unknown) => {
+      try {
+        return errnoOf(fn);
+      } catch (e) {
+        if (e instanceof RangeError) return 'not modelled';
+        throw e;
+      }
+    };
+    for (const [c, op] of Object.entries(UAPI.ioctls)) {
+      const size = UAPI.structs[op.struct]!.size;
+      assert.equal(result(() => iommufdIoctl(fd, op.nr, struct(size + 1, { size: op.minSize - 1, last: 0xff }))), 'EINVAL', `${c}: size ${op.minSize - 1}`);
+      assert.equal(result(() => iommufdIoctl(fd, op.nr, struct(size + 1, { last: 0xff }))), 'E2BIG', `${c}: a non-zero byte past ${size}`);
+      const exact = result(() => iommufdIoctl(fd, op.nr, struct(size + 1, { size, last: 0xff })));
+      assert.equal(result(() => iommufdIoctl(fd, op.nr, struct(size + 1, { last: 0 }))), exact, `${c}: the same result (${exact}) with a zero byte more`);
     }
   });
 

@@ -10,3 +10,4 @@ export type { VtdS1Data } from './hwpt-alloc';
 export type { HwptNested, HwptPaging } from './hwpt';
 export type { Ioas } from './ioas';
 export * from './uapi';
+export { UAPI_STRUCTS, type StructLayout, type FieldLayout, type UapiStructName } from './uapi-layout';

@@ -3,6 +3,7 @@
  * include/uapi/linux/vfio.h), as userspace passes them, plus the sizes of the structures whose length
  * userspace states (vendor data, invalidation entries, fault records). Values follow 6.17.
  */
+import { UAPI_STRUCTS } from './uapi-layout';
 
 /** `IOMMU_IOAS_MAP` / `IOMMU_IOAS_COPY` flags. */
 export const IOAS_MAP = { FIXED_IOVA: 1, WRITEABLE: 2, READABLE: 4 } as const;
@@ -56,15 +57,14 @@ export const PAGE_RESP = { SUCCESS: 0, INVALID: 1 } as const;
 export const VFIO_DEVICE_ATTACH_PASID = 1;
 export const VFIO_DEVICE_DETACH_PASID = 1;
 
-/** Structure sizes userspace states in `data_len`, `entry_len` and read()/write() counts. */
+/** Structure sizes userspace states in `data_len`, `entry_len` and read()/write() counts (from the layouts). */
 export const SIZEOF = {
-  HWPT_VTD_S1: 24,
-  HWPT_VTD_S1_INVALIDATE: 24,
-  HW_INFO_VTD: 24,
-  HWPT_PGFAULT: 40,
-  HWPT_PAGE_RESPONSE: 8,
-  HWPT_SET_DIRTY_TRACKING: 16,
-  HWPT_GET_DIRTY_BITMAP: 48,
+  HWPT_VTD_S1: UAPI_STRUCTS.iommu_hwpt_vtd_s1.size,
+  HWPT_VTD_S1_INVALIDATE: UAPI_STRUCTS.iommu_hwpt_vtd_s1_invalidate.size,
+  HW_INFO_VTD: UAPI_STRUCTS.iommu_hw_info_vtd.size,
+  HWPT_PGFAULT: UAPI_STRUCTS.iommu_hwpt_pgfault.size,
+  HWPT_PAGE_RESPONSE: UAPI_STRUCTS.iommu_hwpt_page_response.size,
+  IOVA_RANGE: UAPI_STRUCTS.iommu_iova_range.size,
 } as const;
 
 export const U64_MAX = (1n << 64n) - 1n;
