@@ -3,7 +3,7 @@ import type { HwEvent } from '../../src/core/hw/events';
 import { U64 } from '../../src/core/u64';
 import { decodePageRequest, DescType, encodeDescriptor } from '../../src/core/vtd/descriptors';
 import { Reg } from '../../src/core/vtd/registers';
-import { enablePageRequests, submitDescriptors, writeEntry } from '../../src/core/vtd/tables';
+import { enablePageRequests, enableQueuedInvalidation, submitDescriptors, writeEntry } from '../../src/core/vtd/tables';
 import { device, pageTable, pasidEntry, rig, smContext } from '../support/vtd';
 
 const SID = 0x0010;
@@ -68,11 +68,140 @@ describe('VT-d queues and fault recording', () => {
         { type: DescType.WAIT, fields: { SW: 1, STATUS: 1, ADDR: status } },
       ]);
       assert.equal(r.unit.readRegister('FSTS').lo & (1 << 6), 1 << 6, 'FSTS.ITE');
-      assert.equal(r.unit.readRegister('IQER').hi >>> 16, SID, 'IQER.ITESID');
+      // IQERCD.ITESID is bits 47:32 (the spec's register layout; Linux DMAR_IQER_REG_ITESID = GENMASK_ULL(47, 32)).
+      assert.equal(r.unit.readRegister('IQER').hi & 0xffff, SID, 'IQER.ITESID');
+      assert.equal(r.unit.readRegister('IQER').hi >>> 16, 0, 'ICESID (63:48) untouched');
       assert.equal(r.machine.memory.read32(status), 0, 'the pending wait is aborted');
       ep.invalidationTimeout = false;
       r.unit.writeRegister('FSTS', 1 << 6);
       assert.equal(r.machine.memory.read32(status), 1, 'clearing ITE lets the queue go on');
+    });
+  });
+
+  describe('invalidation queue: the descriptor set and its reserved fields', () => {
+    // The spec's descriptor set, with each type's fields as the Linux QI_* macros place them (iommu.h):
+    // [qword, msb, lsb]. The type itself is qw0[3:0] and qw0[11:9]. Every other bit is reserved.
+    const TYPE_BITS: [number, number, number][] = [[0, 3, 0], [0, 11, 9]];
+    const SPEC: Record<number, { name: string; base: [number, number]; fields: [number, number, number][] }> = {
+      0x1: { name: 'context-cache (G=1 global)', base: [0x11, 0], fields: [[0, 5, 4], [0, 31, 16], [0, 47, 32], [0, 49, 48]] },
+      0x2: { name: 'IOTLB (G=1 global)', base: [0x12, 0], fields: [[0, 5, 4], [0, 6, 6], [0, 7, 7], [0, 31, 16], [1, 5, 0], [1, 6, 6], [1, 63, 12]] },
+      0x3: { name: 'device-TLB', base: [0x3, 0], fields: [[0, 15, 12], [0, 20, 16], [0, 47, 32], [0, 63, 52], [1, 0, 0], [1, 63, 12]] },
+      0x4: { name: 'interrupt entry cache (global)', base: [0x4, 0], fields: [[0, 4, 4], [0, 31, 27], [0, 47, 32]] },
+      0x5: { name: 'invalidation wait', base: [0x5, 0], fields: [[0, 4, 4], [0, 5, 5], [0, 6, 6], [0, 7, 7], [0, 63, 32], [1, 63, 2]] },
+      0x6: { name: 'PASID-based IOTLB (G=2)', base: [0x26, 0], fields: [[0, 5, 4], [0, 31, 16], [0, 51, 32], [1, 5, 0], [1, 6, 6], [1, 63, 12]] },
+      0x7: { name: 'PASID-cache (G=3 global)', base: [0x37, 0], fields: [[0, 5, 4], [0, 31, 16], [0, 51, 32]] },
+      0x8: { name: 'PASID-based device-TLB', base: [0x8, 0], fields: [[0, 8, 4], [0, 15, 12], [0, 31, 16], [0, 51, 32], [0, 63, 52], [1, 0, 0], [1, 11, 11], [1, 63, 12]] },
+      // QI_PGRP_PASID_P 4, QI_PGRP_PDP 5 (5.10), QI_PGRP_RESP_CODE 15:12, QI_PGRP_DID 31:16, QI_PGRP_PASID
+      // 51:32; QI_PGRP_LPIG 2, QI_PGRP_IDX 11:3; qw2/qw3 private data.
+      0x9: { name: 'page group response', base: [0x9, 0], fields: [[0, 4, 4], [0, 5, 5], [0, 15, 12], [0, 31, 16], [0, 51, 32], [1, 2, 2], [1, 11, 3], [2, 63, 0], [3, 63, 0]] },
+    };
+    const defined = (ranges: [number, number, number][], word: number, bit: number) => ranges.some(([w, msb, lsb]) => w === word && bit >= lsb && bit <= msb);
+
+    /** The unit with its queue at `slot`: writes `qw` (4 qwords as [lo, hi] pairs) there and moves IQT past it. */
+    function submitRaw(r: ReturnType<typeof rig>, qw: [number, number][]) {
+      const q = r.unit.invalidationQueue;
+      const slot = q.tail;
+      writeEntry(r.machine.memory, q.base + slot * q.descSize, qw.flatMap(([lo, hi]) => [lo >>> 0, hi >>> 0]));
+      r.unit.writeRegister('IQT', ((slot + 1) % q.entries) * q.descSize);
+      const iqe = (r.unit.readRegister('FSTS').lo >>> 4) & 1;
+      const out = { iqe, iqei: r.unit.readRegister('IQER').lo & 0xf, headStayed: r.unit.invalidationQueue.head === slot };
+      if (iqe) {
+        // Repair as software does: a no-op wait over the slot, then clear IQE; the queue goes on from it.
+        writeEntry(r.machine.memory, q.base + slot * q.descSize, encodeDescriptor(DescType.WAIT, {}));
+        r.unit.writeRegister('FSTS', 1 << 4);
+      }
+      return out;
+    }
+    const zeros = (): [number, number][] => [[0, 0], [0, 0], [0, 0], [0, 0]];
+
+    for (let type = 0; type <= 0xf; type++) {
+      const spec = SPEC[type];
+      it(spec ? `type 0x${type.toString(16)} (${spec.name}) is executed` : `type 0x${type.toString(16)} is not a descriptor: IQE with IQEI 3 (invalid type), IQH left on it`, () => {
+        const r = rig();
+        const qw = zeros();
+        qw[0] = spec ? [spec.base[0], spec.base[1]] : [type, 0];
+        const status = r.machine.memory.allocPage();
+        const got = submitRaw(r, qw);
+        if (spec) {
+          assert.deepEqual([got.iqe, r.unit.invalidationQueue.head], [0, 1]);
+        } else {
+          assert.deepEqual(got, { iqe: 1, iqei: 3, headStayed: true });
+          // After the repair the queue runs on: a wait behind it writes its status.
+          submitDescriptors(r.unit, [{ type: DescType.WAIT, fields: { SW: 1, STATUS: 7, ADDR: status } }]);
+          assert.equal(r.machine.memory.read32(status), 7);
+        }
+      });
+    }
+
+    it('0xa, the page-stream response of VT-d 2.x (Linux QI_PSTRM_RESP_TYPE), is refused like any type outside the set', () => {
+      const r = rig();
+      const qw = zeros();
+      // What a rev 2.x page-stream response looked like to Linux: type 0xa with a response code and a RID.
+      qw[0] = [0xa | (1 << 12) | (0x10 << 16), 0];
+      assert.deepEqual(submitRaw(r, qw), { iqe: 1, iqei: 3, headStayed: true });
+    });
+
+    it('types above 0xf (qw0[11:9] non-zero) are invalid types too (IQEI 3)', () => {
+      const r = rig();
+      for (const type of [0x11, 0x25, 0x7f]) {
+        const qw = zeros();
+        qw[0] = [(type & 0xf) | ((type >> 4) << 9), 0];
+        assert.deepEqual(submitRaw(r, qw), { iqe: 1, iqei: 3, headStayed: true }, `type 0x${type.toString(16)}`);
+      }
+    });
+
+    for (const [t, spec] of Object.entries(SPEC)) {
+      it(`type 0x${Number(t).toString(16)} (${spec.name}): every reserved bit of the 256-bit descriptor alone is IQE with IQEI 4`, () => {
+        const r = rig();
+        const wrong: string[] = [];
+        for (let word = 0; word < 4; word++) {
+          for (let bit = 0; bit < 64; bit++) {
+            if (defined(TYPE_BITS, word, bit) || defined(spec.fields, word, bit)) continue;
+            const qw = zeros();
+            qw[0] = [spec.base[0], spec.base[1]];
+            const half = bit < 32 ? 0 : 1;
+            qw[word]![half] = (qw[word]![half]! | (1 << (bit % 32))) >>> 0;
+            const got = submitRaw(r, qw);
+            if (got.iqe !== 1 || got.iqei !== 4 || !got.headStayed) wrong.push(`qw${word}[${bit}]: ${JSON.stringify(got)}`);
+          }
+        }
+        assert.deepEqual(wrong, []);
+      });
+    }
+
+    it('reserved granularities are reserved fields (IQEI 4): context-cache and IOTLB G=0, PASID-IOTLB G=0/1, PASID-cache G=2', () => {
+      const r = rig();
+      for (const [type, g] of [[0x1, 0], [0x2, 0], [0x6, 0], [0x6, 1], [0x7, 2]] as const) {
+        const qw = zeros();
+        qw[0] = [type | (g << 4), 0];
+        assert.deepEqual(submitRaw(r, qw), { iqe: 1, iqei: 4, headStayed: true }, `type ${type} G=${g}`);
+      }
+    });
+
+    it('a tail that is not a 256-bit boundary is IQE with IQEI 1 (invalid tail pointer); IQH does not move', () => {
+      const r = rig();
+      r.unit.writeRegister('IQT', 16);
+      assert.equal((r.unit.readRegister('FSTS').lo >>> 4) & 1, 1);
+      assert.equal(r.unit.readRegister('IQER').lo & 0xf, 1);
+      assert.equal(r.unit.invalidationQueue.head, 0);
+    });
+
+    it('128-bit descriptors in scalable mode are IQE with IQEI 5 (descriptor width); legacy mode takes them', () => {
+      for (const scalable of [true, false]) {
+        const r = rig({ scalable });
+        const base = r.machine.memory.allocPage();
+        // Queued invalidation off, then on again with IQA.DW = 0 (128-bit descriptors).
+        r.unit.writeRegister('GCMD', (r.unit.readRegister('GSTS').lo & ~(1 << 26)) >>> 0);
+        enableQueuedInvalidation(r.unit, base, 0, false);
+        const status = r.machine.memory.allocPage();
+        submitDescriptors(r.unit, [{ type: DescType.WAIT, fields: { SW: 1, STATUS: 9, ADDR: status } }]);
+        const fsts = r.unit.readRegister('FSTS').lo;
+        if (scalable) {
+          assert.deepEqual([(fsts >>> 4) & 1, r.unit.readRegister('IQER').lo & 0xf, r.unit.invalidationQueue.head, r.machine.memory.read32(status)], [1, 5, 0, 0]);
+        } else {
+          assert.deepEqual([(fsts >>> 4) & 1, r.unit.invalidationQueue.head, r.machine.memory.read32(status)], [0, 1, 9]);
+        }
+      }
     });
   });
 

@@ -1,5 +1,5 @@
 import { U64 } from '../u64';
-import { atsInvalidationAddress, decodeDescriptor, DescType, DESC_NAMES, encodeDescriptor } from '../vtd/descriptors';
+import { atsInvalidationAddress, DescType, encodeDescriptor, linuxQiTypeName } from '../vtd/descriptors';
 import { FSTS, Reg } from '../vtd/registers';
 import { enableQueuedInvalidation, writeEntry } from '../vtd/tables';
 import type { VtdUnit } from '../vtd/unit';
@@ -57,81 +57,126 @@ export class QueuedInvalidation {
     return this.unit.memory.read32(this.statusBase + index * 4);
   }
 
-  /** Submits `descs` followed by a wait descriptor (with PD when `drain`). */
+  /**
+   * qi_submit_sync (6.12): `descs` and a wait descriptor (with PD when `drain`) go at the tail, IQT moves,
+   * then the driver polls the wait's status word, running qi_check_fault while it is not QI_DONE. A fault
+   * check that answers -EAGAIN (the wait was aborted by an ITE) submits the whole batch again.
+   */
   submit(descs: readonly Desc[], options: { drain?: boolean; fence?: boolean } = {}): SubmitResult {
+    for (let attempt = 0; ; attempt++) {
+      const r = this.submitOnce(descs, options);
+      if (r !== 'again') return r;
+      // The kernel retries without limit; the model's hardware never aborts a wait it has not fetched, so a
+      // second retry means the model itself is wrong.
+      if (attempt >= 1) throw new Error(`${this.unit.name}: qi_submit_sync keeps restarting (the wait descriptor is aborted every time)`);
+    }
+  }
+
+  private submitOnce(descs: readonly Desc[], options: { drain?: boolean; fence?: boolean }): SubmitResult | 'again' {
     const unit = this.unit;
     const mem = unit.memory;
     const q = unit.invalidationQueue;
     const words = this.wide ? 4 : 2;
-    let index = q.tail;
-    const slots: number[] = [];
+    const index = q.tail;
+    let at = index;
     for (const d of descs) {
-      writeEntry(mem, q.base + index * q.descSize, encodeDescriptor(d.type, d.fields, words), 'inv-descriptor');
-      mem.write32(this.statusBase + index * 4, QI_IN_USE, 'qi-status');
-      slots.push(index);
-      index = (index + 1) % q.entries;
+      writeEntry(mem, q.base + at * q.descSize, encodeDescriptor(d.type, d.fields, words), 'inv-descriptor');
+      mem.write32(this.statusBase + at * 4, QI_IN_USE, 'qi-status');
+      at = (at + 1) % q.entries;
     }
-    const waitIndex = index;
+    const waitIndex = at;
     const wait = encodeDescriptor(DescType.WAIT, { SW: 1, FN: options.fence ? 1 : 0, PD: options.drain ? 1 : 0, STATUS: QI_DONE, ADDR: this.statusBase + waitIndex * 4 }, words);
     writeEntry(mem, q.base + waitIndex * q.descSize, wait, 'inv-descriptor');
     mem.write32(this.statusBase + waitIndex * 4, QI_IN_USE, 'qi-status');
-    index = (index + 1) % q.entries;
     this.submitted += descs.length + 1;
-    unit.writeRegister(Reg.IQT, index * q.descSize);
+    unit.writeRegister(Reg.IQT, ((waitIndex + 1) % q.entries) * q.descSize);
 
-    const fsts = unit.readRegister('FSTS').lo;
-    if (fsts & (1 << FSTS.IQE)) {
-      const r = this.handleIqe(waitIndex);
-      this.release([...slots, waitIndex]);
-      return r;
+    let rc: SubmitResult | 'again' = 'ok';
+    while (this.status(waitIndex) !== QI_DONE) {
+      const r = this.checkFault(index, waitIndex);
+      if (r !== 'ok') {
+        rc = r;
+        break;
+      }
+      // The model's hardware runs the queue synchronously: a wait still not done after the fault check will
+      // never be, and the kernel would spin here for ever (an IQE on a later descriptor of the batch: 6.12
+      // claims only one at the batch's first slot, fixed by 754d07b940c4 "iommu/vt-d: Fix IQE handling to
+      // cover all descriptors in submission range").
+      if (this.status(waitIndex) !== QI_DONE) throw new Error(`${unit.name}: qi_submit_sync would spin for ever: the wait descriptor at ${waitIndex} never completes (FSTS 0x${unit.readRegister('FSTS').lo.toString(16)}, IQH at ${unit.invalidationQueue.head})`);
     }
-    if (fsts & (1 << FSTS.ITE)) {
-      const sid = unit.readRegister('IQER').hi >>> 16;
-      this.log.err(`DMAR: VT-d detected Invalidation Time-out Error: SID ${sid.toString(16)}`);
-      for (const s of [...slots, waitIndex]) if (this.status(s) === QI_IN_USE) mem.write32(this.statusBase + s * 4, QI_ABORT, 'qi-status');
-      unit.writeRegister('FSTS', 1 << FSTS.ITE);
-      this.log.info('DMAR: Invalidation Time-out Error (ITE) cleared');
-      this.release([...slots, waitIndex]);
-      return 'timeout';
-    }
-    const done = this.status(waitIndex) === QI_DONE;
-    this.release([...slots, waitIndex]);
-    return done ? 'ok' : 'timeout';
-  }
-
-  /** The end of qi_submit_sync (6.x): every slot of the submission, wait descriptor included, back to QI_FREE. */
-  private release(slots: readonly number[]): void {
-    for (const s of slots) this.unit.memory.write32(this.statusBase + s * 4, QI_FREE, 'qi-status');
+    // Every slot of the submission, wait descriptor included, goes back to QI_FREE.
+    for (let i = 0; i <= descs.length; i++) mem.write32(this.statusBase + ((index + i) % q.entries) * 4, QI_FREE, 'qi-status');
+    return rc;
   }
 
   /**
-   * IQE: print the descriptor at IQH and the one before it, overwrite the bad slot with our wait descriptor
-   * so the queue can go on, clear IQE (Linux `qi_check_fault`).
+   * qi_check_fault (6.12): -EAGAIN for an aborted wait; the dump of any queue error; an IQE whose IQH is
+   * the submission's first descriptor is repaired (the wait descriptor copied over it, IQE cleared:
+   * -EINVAL); an ITE is cleared and the descriptors the hardware had fetched are marked aborted (from IQH - 1
+   * back to IQT - 1); an ICE is cleared.
    */
-  private handleIqe(waitIndex: number): SubmitResult {
+  private checkFault(index: number, waitIndex: number): SubmitResult | 'again' {
     const unit = this.unit;
     const mem = unit.memory;
     const q = unit.invalidationQueue;
-    const head = q.head;
-    const words = this.wide ? 4 : 2;
-    const read = (i: number) => {
-      const w: number[] = [];
-      for (let k = 0; k < words; k++) w.push(mem.readLo(q.base + i * q.descSize + k * 8), mem.readHi(q.base + i * q.descSize + k * 8));
-      return w;
-    };
+    if (this.status(waitIndex) === QI_ABORT) return 'again';
+    const fault = unit.readRegister('FSTS').lo;
+    if (fault & ((1 << FSTS.IQE) | (1 << FSTS.ITE) | (1 << FSTS.ICE))) this.dumpFault(fault);
+    if (fault & (1 << FSTS.IQE)) {
+      const head = unit.invalidationQueue.head;
+      if (head === index) {
+        writeEntry(mem, q.base + head * q.descSize, this.read(waitIndex), 'inv-descriptor');
+        unit.writeRegister('FSTS', 1 << FSTS.IQE);
+        this.log.info('DMAR: Invalidation Queue Error (IQE) cleared');
+        return 'invalid-descriptor';
+      }
+    }
+    if (fault & (1 << FSTS.ITE)) {
+      let head = (unit.invalidationQueue.head - 1 + QI_LENGTH) % QI_LENGTH;
+      const tail = (unit.invalidationQueue.tail - 1 + QI_LENGTH) % QI_LENGTH;
+      unit.writeRegister('FSTS', 1 << FSTS.ITE);
+      this.log.info('DMAR: Invalidation Time-out Error (ITE) cleared');
+      do {
+        if (this.status(head) === QI_IN_USE) mem.write32(this.statusBase + head * 4, QI_ABORT, 'qi-status');
+        head = (head - 1 + QI_LENGTH) % QI_LENGTH;
+      } while (head !== tail);
+      // The ITE's SID names a device; the driver gives up (-ETIMEDOUT) only when it is gone, and the model's
+      // devices never go away.
+      if (this.status(waitIndex) === QI_ABORT) return 'again';
+    }
+    if (fault & (1 << FSTS.ICE)) {
+      unit.writeRegister('FSTS', 1 << FSTS.ICE);
+      this.log.info('DMAR: Invalidation Completion Error (ICE) cleared');
+    }
+    return 'ok';
+  }
+
+  /** The descriptor in slot `i` as memory holds it. */
+  private read(i: number): number[] {
+    const mem = this.unit.memory;
+    const q = this.unit.invalidationQueue;
+    const w: number[] = [];
+    for (let k = 0; k < (this.wide ? 4 : 2); k++) w.push(mem.readLo(q.base + i * q.descSize + k * 8), mem.readHi(q.base + i * q.descSize + k * 8));
+    return w;
+  }
+
+  /**
+   * qi_dump_fault: the error with IQERCD's field for it (DMAR_IQER_REG_IQEI [3:0], _ITESID [47:32],
+   * _ICESID [63:48]), then the descriptor at IQH and the one before it, named by qi_type_string(qw0 & 0xf).
+   */
+  private dumpFault(fault: number): void {
+    const unit = this.unit;
+    const q = unit.invalidationQueue;
+    const iqer = unit.readRegister('IQER');
+    if (fault & (1 << FSTS.IQE)) this.log.err(`DMAR: VT-d detected Invalidation Queue Error: Reason ${(iqer.lo & 0xf).toString(16)}`);
+    if (fault & (1 << FSTS.ITE)) this.log.err(`DMAR: VT-d detected Invalidation Time-out Error: SID ${(iqer.hi & 0xffff).toString(16)}`);
+    if (fault & (1 << FSTS.ICE)) this.log.err(`DMAR: VT-d detected Invalidation Completion Error: SID ${(iqer.hi >>> 16).toString(16)}`);
     const describe = (label: string, i: number) => {
-      const w = read(i);
-      const d = decodeDescriptor(w, words as 2 | 4);
-      this.log.err(`DMAR: QI ${label}: ${DESC_NAMES[d.type] ?? 'UNKNOWN'} qw0 = 0x${trim(hex64(w[1]!, w[0]!))}, qw1 = 0x${trim(hex64(w[3]!, w[2]!))}`);
+      const w = this.read(i);
+      this.log.err(`DMAR: QI ${label}: ${linuxQiTypeName(w[0]!)} qw0 = 0x${trim(hex64(w[1]!, w[0]!))}, qw1 = 0x${trim(hex64(w[3]!, w[2]!))}`);
     };
-    this.log.err(`DMAR: VT-d detected Invalidation Queue Error: Reason ${(unit.readRegister('IQER').lo & 0xf).toString(16)}`);
-    describe('HEAD', head);
-    describe('PRIOR', (head + q.entries - 1) % q.entries);
-    const wait = read(waitIndex);
-    writeEntry(mem, q.base + head * q.descSize, wait, 'inv-descriptor');
-    unit.writeRegister('FSTS', 1 << FSTS.IQE);
-    this.log.info('DMAR: Invalidation Queue Error (IQE) cleared');
-    return 'invalid-descriptor';
+    describe('HEAD', q.head);
+    describe('PRIOR', (q.head + QI_LENGTH - 1) % QI_LENGTH);
   }
 }
 

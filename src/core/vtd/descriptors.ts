@@ -23,7 +23,27 @@ export const DescType = {
   PAGE_GROUP_RESPONSE: 0x9,
 } as const;
 
-/** Linux's `qi_type_string` names, used in `QI HEAD:`/`QI PRIOR:` lines. */
+/**
+ * Linux's QI_PSTRM_RESP_TYPE: the Page Stream Response descriptor of VT-d rev 2.x extended mode, answering
+ * streaming page requests. Rev 3.0 dropped extended mode, streaming requests and this descriptor, so it is
+ * not in the descriptor set of the hardware modelled here: fetching it is an invalid descriptor type (IQE
+ * with IQEI 3), as for 0x0 and 0xb-0x7f. Linux defines the constant and never submits it.
+ */
+export const PAGE_STREAM_RESPONSE_TYPE = 0xa;
+
+/**
+ * IQERCD.IQEI, why the hardware set FSTS.IQE (VT-d spec, Invalidation Queue Error Record register): 0 no
+ * information (older hardware), 1 invalid tail pointer, 2 descriptor fetch error, 3 invalid descriptor
+ * type, 4 reserved field set in a valid descriptor type, 5 invalid descriptor width for the translation
+ * mode (128-bit descriptors in scalable mode).
+ */
+export const IQEI = { NOT_AVAILABLE: 0, INVALID_TAIL: 1, FETCH_ERROR: 2, INVALID_TYPE: 3, RESERVED_FIELD: 4, INVALID_WIDTH: 5 } as const;
+export type IqeInfo = (typeof IQEI)[keyof typeof IQEI];
+
+/**
+ * Linux's `qi_type_string` names, used in `QI HEAD:`/`QI PRIOR:` lines. Linux looks them up by qw0[3:0]
+ * only (see linuxQiTypeName); 0xa and the other values print "UNKNOWN".
+ */
 export const DESC_NAMES: Record<number, string> = {
   0x1: 'Context-cache Invalidation',
   0x2: 'IOTLB Invalidation',
@@ -35,6 +55,11 @@ export const DESC_NAMES: Record<number, string> = {
   0x8: 'PASID-based Device-TLB Invalidation',
   0x9: 'Page Group Response',
 };
+
+/** `qi_type_string(desc->qw0 & 0xf)`: the name qi_dump_fault prints, from the low four type bits only. */
+export function linuxQiTypeName(lo0: number): string {
+  return DESC_NAMES[lo0 & 0xf] ?? 'UNKNOWN';
+}
 
 /** The short names the `intel_iommu:qi_submit` tracepoint prints. */
 export const DESC_TRACE_NAMES: Record<number, string> = {
@@ -103,11 +128,9 @@ interface CompiledLayout extends DescLayout {
 const COMPILED = new Map<number, CompiledLayout>();
 for (const [type, layout] of Object.entries(LAYOUTS)) {
   const defined = new Array<number>(8).fill(0);
+  // Bit by bit into the 32-bit halves: fields may be wider than a double holds (ADDR 63:2, private data).
   const mark = (word: number, msb: number, lsb: number) => {
-    const [hi, lo] = setField(defined[word * 2 + 1]!, defined[word * 2]!, msb, lsb, 2 ** Math.min(53, msb - lsb + 1) - 1);
-    // Whole-qword fields (private data) are wider than setField writes: mark them entirely.
-    defined[word * 2] = msb - lsb + 1 > 53 ? 0xffff_ffff : lo;
-    defined[word * 2 + 1] = msb - lsb + 1 > 53 ? 0xffff_ffff : hi;
+    for (let bit = lsb; bit <= msb; bit++) defined[word * 2 + (bit >> 5)]! |= 1 << (bit & 31);
   };
   mark(0, 3, 0);
   mark(0, 11, 9);
@@ -130,6 +153,8 @@ export interface DecodedDescriptor {
   readonly fields: Record<string, number>;
   /** Why the hardware must reject it (IQE), or undefined when it is well-formed. */
   readonly invalid?: string;
+  /** With `invalid`: the IQEI the hardware reports (invalid type, or a reserved field of a valid type). */
+  readonly iqei?: IqeInfo;
 }
 
 /** Value of a field, at most 53 bits wide (private data words are reported as their low 53 bits). */
@@ -141,15 +166,16 @@ function get(w: DescWords, f: DescField): number {
 }
 
 /**
- * Decodes and validates a descriptor: unknown type, reserved granularity, or any bit outside the defined
- * fields and the type field is an invalid descriptor (IQE). `words` is 2 or 4.
+ * Decodes and validates a descriptor: a type outside the set (0x0, 0xa-0x7f: IQEI 3), a reserved
+ * granularity, or any bit outside the defined fields and the type field (IQEI 4) is an invalid descriptor.
+ * `words` is 2 or 4; in 256-bit mode qw2 and qw3 are reserved except where a type defines them.
  */
 export function decodeDescriptor(w: DescWords, words: 2 | 4): DecodedDescriptor {
   const type = descriptorType(w[0]! >>> 0);
   const layout = COMPILED.get(type);
   const name = DESC_NAMES[type] ?? 'UNKNOWN';
   const traceName = DESC_TRACE_NAMES[type] ?? 'unknown';
-  if (!layout) return { type, name, traceName, granularity: '', fields: {}, invalid: `unknown descriptor type 0x${type.toString(16)}` };
+  if (!layout) return { type, name, traceName, granularity: '', fields: {}, invalid: `unknown descriptor type 0x${type.toString(16)}`, iqei: IQEI.INVALID_TYPE };
   const fields: Record<string, number> = {};
   for (const f of layout.fields) if (f.word < words) fields[f.name] = get(w, f);
   let granularity = '';
@@ -165,7 +191,7 @@ export function decodeDescriptor(w: DescWords, words: 2 | 4): DecodedDescriptor 
     const lo = (w[word * 2]! & ~layout.defined[word * 2]!) >>> 0;
     if (hi !== 0 || lo !== 0) invalid = `reserved bits set in qw${word}: 0x${hexPad(hi, 8)}${hexPad(lo, 8)}`;
   }
-  return { type, name, traceName, granularity, fields, ...(invalid ? { invalid } : {}) };
+  return { type, name, traceName, granularity, fields, ...(invalid ? { invalid, iqei: IQEI.RESERVED_FIELD } : {}) };
 }
 
 /**

@@ -32,6 +32,8 @@ import {
   atsInvalidationRange,
   decodeDescriptor,
   DescType,
+  IQEI,
+  type IqeInfo,
   encodePageRequest,
   type PageRequest,
   responseCodeName,
@@ -1133,7 +1135,10 @@ export class VtdUnit implements IommuUnit {
     };
   }
 
-  /** Fetches and executes descriptors from IQH to IQT, stopping at an invalid one (IQE) or a timeout (ITE). */
+  /**
+   * Fetches and executes descriptors from IQH to IQT, stopping at an invalid one (IQE, IQH left on it, the
+   * reason in IQERCD.IQEI) or a device-TLB time-out (ITE).
+   */
   private processQueue(): void {
     if (!this.regBit(Reg.GSTS, GSTS.QIES)) return;
     const fsts = this.reg(Reg.FSTS).lo;
@@ -1142,17 +1147,22 @@ export class VtdUnit implements IommuUnit {
     const words = q.descSize === 32 ? 4 : 2;
     const tail = this.reg(Reg.IQT).lo;
     if (tail % q.descSize !== 0 || tail / q.descSize >= q.entries) {
-      // A tail that is not a descriptor boundary is itself an invalid-descriptor condition.
-      this.queueError('IQE', this.reg(Reg.IQH).lo / q.descSize, `IQT 0x${tail.toString(16)} is not a valid descriptor offset`);
+      // A tail that is not a descriptor boundary (IQT bit 4 set with 256-bit descriptors) or beyond the queue.
+      this.queueError('IQE', this.reg(Reg.IQH).lo / q.descSize, `IQT 0x${tail.toString(16)} is not a valid descriptor offset`, { iqei: IQEI.INVALID_TAIL });
       return;
     }
     let head = this.reg(Reg.IQH).lo / q.descSize;
     while (head !== tail / q.descSize) {
+      // Scalable mode takes 256-bit descriptors only: with IQA.DW = 0 every descriptor is invalid.
+      if (this.scalable && words === 2) {
+        this.queueError('IQE', head, `128-bit descriptor at index ${head} while the unit is in scalable mode (IQA.DW = 0)`, { iqei: IQEI.INVALID_WIDTH });
+        return;
+      }
       const addr = q.base + head * q.descSize;
       const w = readWords(this.memory, addr, words);
       const d = decodeDescriptor(w, words as 2 | 4);
       if (d.invalid) {
-        this.queueError('IQE', head, `${d.name} at index ${head}: ${d.invalid}`);
+        this.queueError('IQE', head, `${d.name} at index ${head}: ${d.invalid}`, { iqei: d.iqei ?? IQEI.RESERVED_FIELD });
         return;
       }
       const result = this.execute(d.type, d.fields, head, w, d);
@@ -1163,13 +1173,18 @@ export class VtdUnit implements IommuUnit {
     }
   }
 
-  private queueError(error: 'IQE' | 'ITE' | 'ICE', index: number, message: string, sid?: number): void {
+  /**
+   * Records an invalidation error: the FSTS bit, then IQERCD as the spec lays it out (IQEI [3:0] for IQE,
+   * ITESID [47:32] for ITE, ICESID [63:48] for ICE; Linux reads them with DMAR_IQER_REG_IQEI/_ITESID/_ICESID),
+   * then the fault event interrupt unless masked or already pending.
+   */
+  private queueError(error: 'IQE' | 'ITE' | 'ICE', index: number, message: string, o: { iqei?: IqeInfo; sid?: number } = {}): void {
+    const { sid } = o;
     this.setRegBit(Reg.FSTS, error === 'IQE' ? FSTS.IQE : error === 'ITE' ? FSTS.ITE : FSTS.ICE, true);
-    // IQER: IQEI [3:0] (we report 1, "invalid descriptor"), ITESID [63:48], ICESID [47:32] (as the spec lays it out).
     const iqer = this.reg(Reg.IQER);
-    if (error === 'IQE') this.setReg(Reg.IQER, iqer.hi, (iqer.lo & ~0xf) | 1);
-    if (error === 'ITE' && sid !== undefined) this.setReg(Reg.IQER, (iqer.hi & 0xffff) | (sid << 16), iqer.lo);
-    if (error === 'ICE' && sid !== undefined) this.setReg(Reg.IQER, (iqer.hi & 0xffff_0000) | sid, iqer.lo);
+    if (error === 'IQE') this.setReg(Reg.IQER, iqer.hi, (iqer.lo & ~0xf) | (o.iqei ?? IQEI.NOT_AVAILABLE));
+    if (error === 'ITE' && sid !== undefined) this.setReg(Reg.IQER, (iqer.hi & 0xffff_0000) | sid, iqer.lo);
+    if (error === 'ICE' && sid !== undefined) this.setReg(Reg.IQER, ((iqer.hi & 0xffff) | (sid << 16)) >>> 0, iqer.lo);
     if (this.events.active) this.events.emit({ type: 'queue-error', unit: this.name, error, index, message, ...(sid !== undefined ? { sid } : {}) });
     const fectl = this.reg(Reg.FECTL).lo;
     if (!(fectl & 0x8000_0000) && !(fectl & 0x4000_0000)) {
@@ -1194,7 +1209,7 @@ export class VtdUnit implements IommuUnit {
         const select = (b: IotlbBucket) => f.G === 1 || (b.did === f.DID && b.mode !== 'fl');
         const range = f.G === 3 ? { base: f.ADDR! * 4096, size: 4096 * 2 ** f.AM!, leafOnly: f.IH === 1 } : undefined;
         if (range && (f.AM! > this.cap.mamv || range.base % range.size !== 0)) {
-          this.queueError('IQE', index, `IOTLB invalidation: address 0x${range.base.toString(16)} is not aligned to 2^AM pages or AM > CAP.MAMV`);
+          this.queueError('IQE', index, `IOTLB invalidation: address 0x${range.base.toString(16)} is not aligned to 2^AM pages or AM > CAP.MAMV`, { iqei: IQEI.RESERVED_FIELD });
           return 'invalid';
         }
         const n = this.iotlb.invalidate(select, range);
@@ -1219,7 +1234,7 @@ export class VtdUnit implements IommuUnit {
         const sid = f.SID!;
         const ep = this.endpointOf(sid);
         if (ep?.invalidationTimeout) {
-          this.queueError('ITE', index, `device-TLB invalidation for ${bdf(sid)} timed out`, sid);
+          this.queueError('ITE', index, `device-TLB invalidation for ${bdf(sid)} timed out`, { sid });
           status = 'timeout';
           break;
         }
@@ -1241,7 +1256,7 @@ export class VtdUnit implements IommuUnit {
       case DescType.IEC: {
         // Global (G = 0), or index-selective (G = 1): the 2^IM entries from IIDX with its IM low bits cleared.
         if (f.G === 1 && f.IM! > this.ecap.mhmv) {
-          this.queueError('IQE', index, `IEC invalidation: IM ${f.IM} is above ECAP.MHMV ${this.ecap.mhmv}`);
+          this.queueError('IQE', index, `IEC invalidation: IM ${f.IM} is above ECAP.MHMV ${this.ecap.mhmv}`, { iqei: IQEI.RESERVED_FIELD });
           return 'invalid';
         }
         add('interrupt-entry-cache', this.ir.invalidate(f.G === 0, f.IIDX!, f.IM!));
