@@ -25,6 +25,8 @@ function platform(o: { features?: VtdFeatures; kernel?: KernelOptions; devices?:
   return { m, k };
 }
 
+const dmaOk = (k: IommuKernel, dev: string, addr: number) => k.dma(dev, { addr }).result.ok;
+
 const throwsErrno = (fn: () => unknown, errno: string) =>
   assert.throws(fn, (e: unknown) => e instanceof KernelError && e.errno === errno, `expected ${errno}`);
 
@@ -664,14 +666,15 @@ describe('driver model: the Linux IOMMU core and VT-d driver', () => {
       assert.deepEqual(k.log.lines.slice(-2).map((l) => l.text), ['__domain_mapping: 5 callbacks suppressed', line]);
     });
 
-    it('a domain that takes page faults on a device without PRI is ENODEV, on the RID (which keeps its domain) and on a PASID; SVA without PRI needs no IOPF', () => {
+    it('a domain that takes page faults on a device without PRI is ENODEV, on the RID (left blocked, intel_iommu_attach_device) and on a PASID; SVA without PRI needs no IOPF', () => {
       const { k } = platform();
       const dev = k.device('6b:00.0'); // ATS and PASID, no PRI
       const before = dev.ridDomain;
       const fl = k.allocPagingDomain({ stage: 'first' });
       fl.iopfHandler = () => 'deferred';
       throwsErrno(() => k.attachDevice(fl, dev), 'ENODEV');
-      assert.equal(dev.ridDomain, before);
+      assert.equal(dev.ridDomain, undefined, 'device_block_translation ran before iopf_for_domain_set refused');
+      assert.equal(dev.coreRidDomain, before, 'the core still records the old domain');
       throwsErrno(() => k.attachDevicePasid(fl, dev, 3), 'ENODEV');
       assert.equal(dev.pasidDomains.size, 0);
       const parent = k.allocPagingDomain({ nestParent: true });
@@ -688,6 +691,66 @@ describe('driver model: the Linux IOMMU core and VT-d driver', () => {
       k.svaUnbind(h);
       k.attachDevicePasid(fl, '6a:01.0', 3);
       assert.equal(k.device('6a:01.0').iopfEnabled, 1);
+    });
+
+    it('a refused RID attach leaves the RID blocked (intel_iommu_attach_device blocks before paging_domain_compatible); the core keeps the old domain, so attaching it again changes nothing', () => {
+      const { k, m } = platform({ devices: { '00:02.0': {}, '00:03.0': {} } });
+      const dev = k.device('00:02.0');
+      const old = dev.ridDomain!;
+      k.map(old, 0x10_0000, 0x9000_0000, 0x1000);
+      assert.equal(dmaOk(k, '00:02.0', 0x10_0000), true);
+      // A domain this IOMMU cannot address (57 bits on a 48-bit unit, as one allocated on another unit would be):
+      // EINVAL from paging_domain_compatible.
+      const wide = k.allocPagingDomain({ stage: 'first' });
+      Object.defineProperty(wide, 'addressWidth', { value: 57 });
+      const stream = descriptorsDuring(m, () => throwsErrno(() => k.attachDevice(wide, dev), 'EINVAL'));
+      // The tear-down of the old entry ran (PASID cache, PASID-based IOTLB of the old DID), nothing was set up.
+      const did = 2;
+      assert.deepEqual(stream, [`pc_inv G=1 DID=${did} PASID=0`, `p_iotlb_inv G=2 DID=${did} PASID=0`]);
+      assert.equal(dmaOk(k, '00:02.0', 0x10_0000), false, 'DMA is blocked');
+      assert.equal(dev.ridDomain, undefined);
+      assert.equal(old.attachedAt(dev, undefined), undefined, 'the old domain no longer has the device (nor its cache tags)');
+      assert.equal(old.tags.size, 0);
+      assert.equal(dev.coreRidDomain, old);
+      // __iommu_group_set_domain_internal: group->domain == new_domain is success without calling the driver.
+      const again = descriptorsDuring(m, () => k.attachDevice(old, dev));
+      assert.deepEqual(again, []);
+      assert.equal(dmaOk(k, '00:02.0', 0x10_0000), false, 'still blocked: the driver was not called');
+      // Another domain attaches normally.
+      const other = k.allocPagingDomain({ stage: 'first' });
+      k.map(other, 0x10_0000, 0x9000_0000, 0x1000);
+      k.attachDevice(other, dev);
+      assert.equal(dmaOk(k, '00:02.0', 0x10_0000), true);
+      assert.equal(dev.coreRidDomain, other);
+    });
+
+    it('a nested RID attach refused by intel_pasid_setup_nested (SRE without ECAP.SRS) logs its line, leaves the RID blocked and gives back the DID, tags and IOPF', () => {
+      const { k } = platform({ features: { supervisorRequests: false } });
+      const dev = k.device('6a:01.0');
+      const parent = k.allocPagingDomain({ nestParent: true });
+      const nested = k.allocNestedDomain(parent, { sre: true, eafe: false, wpe: false, pgtblAddr: guestTable(k, parent, []).root, addrWidth: 48 });
+      nested.iopfHandler = () => 'deferred';
+      const before = k.log.lines.length;
+      throwsErrno(() => k.attachDevice(nested, dev), 'EINVAL');
+      // pasid.c: pr_err_ratelimited("No supervisor request support on %s\n", iommu->name), pr_fmt "DMAR: ".
+      assert.deepEqual(k.log.lines.slice(before).map((l) => l.text), ['DMAR: No supervisor request support on dmar0']);
+      assert.equal(dev.ridDomain, undefined);
+      assert.deepEqual([nested.dids.size, nested.tags.size, parent.tags.size, dev.iopfEnabled], [0, 0, 0, 0]);
+    });
+
+    it('replacing a fault-taking RID domain by another paging domain keeps the IOPF reference (6.17 turns it off only in blocking_domain_attach_dev)', () => {
+      const { k } = platform();
+      const dev = k.device('6a:01.0');
+      const faulting = k.allocPagingDomain({ stage: 'first' });
+      faulting.iopfHandler = () => 'deferred';
+      k.attachDevice(faulting, dev);
+      assert.equal(dev.iopfEnabled, 1);
+      k.attachDevice(k.allocPagingDomain({ stage: 'first' }), dev);
+      assert.equal(dev.iopfEnabled, 1, 'intel_iommu_attach_device calls iopf_for_domain_set for the new domain only');
+      k.attachDevice(faulting, dev);
+      assert.equal(dev.iopfEnabled, 2);
+      k.detachDevice(dev);
+      assert.equal(dev.iopfEnabled, 1, 'blocking_domain_attach_dev: iopf_for_domain_remove of the current domain');
     });
 
     it('invalidateNested with npages 0: the kernel\'s range ends before it starts; from 0 that is everything, elsewhere one page; never a bad descriptor', () => {

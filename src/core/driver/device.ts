@@ -21,8 +21,16 @@ export class DeviceInfo {
   pasidEnabled = false;
   /** Linux `info->iopf_refcount`: attached domains that take page faults (IOPF enabled while > 0). */
   iopfEnabled = 0;
-  /** The domain at the RID (PASID 0 in scalable mode). */
+  /**
+   * The domain the driver has at the RID (PASID 0 in scalable mode; Linux `info->domain`, or the blocking
+   * or identity domain): undefined when a refused attach left the RID blocked with no domain.
+   */
   ridDomain: Domain | undefined;
+  /**
+   * The domain the IOMMU core records for the device's group (`group->domain`): it changes only when an
+   * attach succeeds, so after a refused attach it still names the old domain while the RID is blocked.
+   */
+  coreRidDomain: Domain | undefined;
   readonly pasidDomains = new Map<number, Domain>();
   defaultDomain: Domain | undefined;
 

@@ -424,9 +424,9 @@ export class IommuKernel {
   }
 
   /** Tags and DID for one (device, PASID) attachment of `domain` (domain_add_dev_pasid). */
-  private addDevPasid(domain: Domain, dev: DeviceInfo, pasid: number): number {
+  private addDevPasid(domain: Domain, dev: DeviceInfo, pasid: number, taken?: number): number {
     const iommu = dev.iommu;
-    const did = this.takeDid(domain, iommu);
+    const did = taken ?? this.takeDid(domain, iommu);
     if (domain.type === 'identity' || domain.type === 'blocked') return did;
     assignTag(domain, 'iotlb', iommu, did, pasid, dev);
     if (dev.atsEnabled) assignTag(domain, 'devtlb', iommu, did, pasid, dev);
@@ -521,32 +521,60 @@ export class IommuKernel {
   }
 
   /**
-   * iommu_attach_device / attach_dev: block the RID, then set the new domain up (not hitless, as in Linux).
-   * Linux blocks first and runs its checks afterwards, so a refused attach leaves the RID blocked; the
-   * model runs the same checks, in the same order, before blocking, and a refused attach changes nothing.
+   * iommu_attach_device / iommu_group_replace_domain, then the driver's attach_dev (6.17). The core does
+   * nothing when the group already has this domain (__iommu_group_set_domain_internal). The driver blocks
+   * the RID first and checks afterwards, so a refused attach leaves the RID blocked (info->domain NULL, the
+   * PASID or context entry cleared) while the core still records the old domain: the failed device is not
+   * reverted, and attaching that old domain again is a no-op that leaves it blocked. The old domain's IOPF
+   * is turned off only by the blocking domain (blocking_domain_attach_dev); a paging, nested or identity
+   * attach that replaces a fault-taking domain keeps the device's IOPF reference, as 6.17 does.
    */
   attachDevice(domain: Domain, which: string | number | DeviceInfo, options: AttachOptions = {}): void {
     const dev = this.device(which);
     if (domain.freed) fail('EINVAL', `${domain.name} was freed`);
     if (domain.type === 'sva') fail('EINVAL', 'an SVA domain is attached to a PASID, not a RID');
-    const old = dev.ridDomain;
+    if (dev.coreRidDomain === domain) return;
     if (domain.type === 'blocked') {
-      // blocking_domain_attach_dev: IOPF off for the old domain first, then device_block_translation.
-      this.iopfDisable(dev, old);
+      // blocking_domain_attach_dev: IOPF off for the driver's current domain, then device_block_translation.
+      this.iopfDisable(dev, dev.ridDomain);
       this.blockRid(dev, options);
       this.addAttachment(domain, dev, undefined, options);
       dev.ridDomain = domain;
+      dev.coreRidDomain = domain;
       return;
     }
-    this.checkCompatible(domain, dev, true);
-    this.checkIopf(dev, domain);
-    if (domain.type === 'nested') this.checkNestedSetup(domain, dev);
     const iommu = dev.iommu;
+    // intel_iommu_attach_device, intel_nested_attach_dev, identity_domain_attach_dev: block first.
     this.blockRid(dev, options);
-    // IOPF for the new domain on, then off for the old one (whose pending groups may then be answered).
-    this.iopfEnable(dev, domain);
-    this.iopfDisable(dev, old);
-    const did = this.addDevPasid(domain, dev, IOMMU_NO_PASID);
+    this.checkCompatible(domain, dev, true);
+    let did: number;
+    if (domain.type === 'nested') {
+      // intel_nested_attach_dev: DID and cache tags, then IOPF, then the nested entry (whose checks may fail).
+      did = this.takeDidLogged(domain, dev);
+      this.addDevPasid(domain, dev, IOMMU_NO_PASID, did);
+      try {
+        this.iopfEnable(dev, domain);
+      } catch (e) {
+        this.removeDevPasid(domain, dev, IOMMU_NO_PASID);
+        throw e;
+      }
+      try {
+        this.checkNestedSetup(domain, dev);
+      } catch (e) {
+        this.iopfDisable(dev, domain);
+        this.removeDevPasid(domain, dev, IOMMU_NO_PASID);
+        throw e;
+      }
+    } else {
+      // iopf_for_domain_set, then dmar_domain_attach_device (domain_attach_iommu, the entry, cache tags).
+      this.iopfEnable(dev, domain);
+      try {
+        did = this.addDevPasid(domain, dev, IOMMU_NO_PASID);
+      } catch (e) {
+        this.iopfDisable(dev, domain);
+        throw e;
+      }
+    }
     if (iommu.scalable) {
       this.setupPasidEntry(dev, IOMMU_NO_PASID, domain, did, options);
     } else {
@@ -564,6 +592,17 @@ export class IommuKernel {
     }
     this.addAttachment(domain, dev, undefined, options);
     dev.ridDomain = domain;
+    dev.coreRidDomain = domain;
+  }
+
+  /** domain_attach_iommu for a nested RID attach: "Failed to attach domain to iommu" when no DID is left. */
+  private takeDidLogged(domain: Domain, dev: DeviceInfo): number {
+    try {
+      return this.takeDid(domain, dev.iommu);
+    } catch (e) {
+      if (this.ratelimit('intel_nested_attach_dev#did')) this.log.err(`${dev.name}: Failed to attach domain to iommu`);
+      throw e;
+    }
   }
 
   /** Makes the RID blocked (the blocking domain's attach_dev). */
@@ -614,13 +653,23 @@ export class IommuKernel {
     if (domain.stage === 'second' && !((unit.cap.sagaw >>> (levels - 2)) & 1)) fail('EINVAL', `${iommu.name} cannot walk ${domain.addressWidth}-bit second-stage tables`);
   }
 
-  /** intel_pasid_setup_nested's checks of the user's S1 data, made when the entry is set up. */
+  /**
+   * intel_pasid_setup_nested's checks of the user's S1 data, made when the entry is set up, each with its
+   * ratelimited line: the address width (dev_err: "5-level paging not supported", "Invalid stage-1 address
+   * width %d"), SRE without ECAP.SRS and EAFE without ECAP.EAFS (pr_err with the IOMMU's name).
+   */
   private checkNestedSetup(domain: Domain, dev: DeviceInfo): void {
-    const unit = dev.iommu.unit;
+    const iommu = dev.iommu;
+    const unit = iommu.unit;
     const s1 = domain.s1!;
-    if (s1.addrWidth !== 48 && !(s1.addrWidth === 57 && unit.cap.fl5lp)) fail('EINVAL', `nested address width ${s1.addrWidth} is not supported`);
-    if (s1.sre && !unit.ecap.srs) fail('EINVAL', 'SRE requested but ECAP.SRS is clear');
-    if (s1.eafe && !unit.ecap.eafs) fail('EINVAL', 'EAFE requested but ECAP.EAFS is clear');
+    const refuse = (site: string, line: string, why: string): never => {
+      if (this.ratelimit(`intel_pasid_setup_nested#${site}`)) this.log.err(line);
+      return fail('EINVAL', why);
+    };
+    if (s1.addrWidth === 57 && !unit.cap.fl5lp) refuse('5level', `${dev.name}: 5-level paging not supported`, `${iommu.name} has no 5-level first-stage paging for a 57-bit stage 1`);
+    if (s1.addrWidth !== 48 && s1.addrWidth !== 57) refuse('width', `${dev.name}: Invalid stage-1 address width ${s1.addrWidth}`, `nested address width ${s1.addrWidth} is not supported`);
+    if (s1.sre && !unit.ecap.srs) refuse('sre', `DMAR: No supervisor request support on ${iommu.name}`, 'SRE requested but ECAP.SRS is clear');
+    if (s1.eafe && !unit.ecap.eafs) refuse('eafe', `DMAR: No extended access flag support on ${iommu.name}`, 'EAFE requested but ECAP.EAFS is clear');
   }
 
   /**
