@@ -9,6 +9,7 @@ import { IommuKernel, type KernelOptions } from '../../src/core/driver/kernel';
 import { dmarFaultLines } from '../../src/core/driver/log';
 import { PasidAllocator, PasidContext } from '../../src/core/driver/pasid-alloc';
 import { psiAligned } from '../../src/core/driver/flush';
+import { Descs } from '../../src/core/driver/qi';
 import { attachmentTree } from '../../src/core/driver/tree';
 import { descriptorsDuring } from '../support/descriptors';
 import { pasidEntryAddress } from '../../src/core/vtd/tables';
@@ -751,6 +752,50 @@ describe('driver model: the Linux IOMMU core and VT-d driver', () => {
       assert.equal(dev.iopfEnabled, 2);
       k.detachDevice(dev);
       assert.equal(dev.iopfEnabled, 1, 'blocking_domain_attach_dev: iopf_for_domain_remove of the current domain');
+    });
+
+    it('qi_submit_sync on an IQE at the batch\'s first descriptor: qi_dump_fault\'s lines (6.12 dmar.c), the wait copied over the slot, -EINVAL; the queue goes on', () => {
+      const { k } = platform();
+      const qi = k.iommus[0]!.qi;
+      const unit = k.iommus[0]!.unit;
+      assert.equal(qi.submit([Descs.iecGlobal()]), 'ok');
+      const index = unit.invalidationQueue.tail;
+      const before = k.log.lines.length;
+      // An IEC invalidation of 2^31 entries: IM above ECAP.MHMV (15) is a reserved-field violation (IQEI 4).
+      assert.equal(qi.submit([Descs.iec(0, 31)]), 'invalid-descriptor');
+      const prior = (qi.statusBase + ((index + 255) % 256) * 4).toString(16);
+      assert.deepEqual(k.log.lines.slice(before).map((l) => l.text), [
+        'DMAR: VT-d detected Invalidation Queue Error: Reason 4',
+        // QI_IEC_TYPE | QI_IEC_SELECTIVE | QI_IEC_IM(31) | QI_IEC_IIDEX(0)
+        'DMAR: QI HEAD: Interrupt Entry Cache Invalidation qw0 = 0xf8000014, qw1 = 0x0',
+        // the previous submission's wait: QI_IWD_STATUS_DATA(QI_DONE) | QI_IWD_STATUS_WRITE | QI_IWD_TYPE
+        `DMAR: QI PRIOR: Invalidation Wait qw0 = 0x200000025, qw1 = 0x${prior}`,
+        'DMAR: Invalidation Queue Error (IQE) cleared',
+      ]);
+      assert.equal(unit.readRegister('FSTS').lo & (1 << 4), 0);
+      assert.equal(qi.submit([Descs.iecGlobal()]), 'ok');
+      assert.deepEqual([index, index + 1, index + 2, index + 3].map((i) => qi.status(i % 256)), [0, 0, 0, 0], 'every slot back to QI_FREE');
+    });
+
+    it('an IQE on a later descriptor of the batch is one 6.12 never claims (qi_check_fault compares IQH with the first slot): the kernel would spin', () => {
+      const { k } = platform();
+      assert.throws(() => k.iommus[0]!.qi.submit([Descs.iecGlobal(), Descs.iec(0, 31)]), /would spin for ever/);
+    });
+
+    it('an ITE: the SID from IQERCD[47:32], HEAD and PRIOR, the cleared line; the wait the hardware had not fetched completes, so the flush returns success', () => {
+      const { k, m } = platform();
+      const dev = k.device('6a:01.0');
+      const d = dev.ridDomain!;
+      k.map(d, 0x10_0000, 0x9000_0000, 0x1000);
+      m.endpoints.find((e) => e.sid === dev.sid)!.invalidationTimeout = true;
+      const before = k.log.lines.length;
+      k.unmap(d, 0x10_0000, 0x1000);
+      const lines = k.log.lines.slice(before).map((l) => l.text);
+      assert.equal(lines[0], 'DMAR: VT-d detected Invalidation Time-out Error: SID 6a08');
+      assert.match(lines[1]!, /^DMAR: QI HEAD: Invalidation Wait qw0 = 0x200000025, qw1 = 0x[0-9a-f]+$/);
+      assert.match(lines[2]!, /^DMAR: QI PRIOR: Device-TLB Invalidation qw0 = 0x6a08[0-9a-f]{8}, qw1 = 0x[0-9a-f]+$/);
+      assert.deepEqual(lines.slice(3), ['DMAR: Invalidation Time-out Error (ITE) cleared']);
+      assert.equal(k.iommus[0]!.unit.readRegister('FSTS').lo & (1 << 6), 0);
     });
 
     it('invalidateNested with npages 0: the kernel\'s range ends before it starts; from 0 that is everything, elsewhere one page; never a bad descriptor', () => {
