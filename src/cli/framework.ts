@@ -33,7 +33,7 @@ export interface Subcommand {
   readonly synopsis: string;
   /** Longer help: what it does, its options, examples. The exit statuses are appended to it. */
   readonly help: string;
-  /** What exit status 1 means for this command, completing "1 ..." in its help. */
+  /** What exit status 1 means for this command, completing "1 ..." in its help; '\n' continues it on the next line. */
   readonly failure: string;
   readonly options: OptionSpec;
   readonly minPositionals?: number;
@@ -215,10 +215,11 @@ export function exitStatusHelp(failure: string): string {
   return [
     'Exit status:',
     '  0   success',
-    `  1   ${failure}`,
+    `  1   ${failure.split('\n').join('\n      ')}`,
     '  2   bad usage: unknown option, bad option value, missing or extra argument',
     `  ${Exit.internal}  internal error (a bug; the one-line message names the input)`,
-    "A reader that stops early (as '| head' does) ends the command quietly, with status 0.",
+    "An output that cannot be written (a full disk) is status 1 too; a reader that stops early",
+    "(as '| head' does) ends the command quietly, with status 0.",
   ].join('\n');
 }
 

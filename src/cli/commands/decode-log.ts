@@ -20,6 +20,7 @@ and ends with a summary that counts the lines it did not recognise.
 JSON output is one object per line per event, with at least: line, vendor, kind, format, device
 (SSSS:BB:DD.F), pasid, address, access, reason {code, text}; then one {"summary": {...}} object.
 The formats and kinds are listed in docs/log-formats.md.
+With no FILE and a terminal on stdin, it says so (status 2) rather than wait for input.
 
 Options:
   --format text|json  text (default) or JSON lines
@@ -28,8 +29,8 @@ Examples:
   dmesg | iommu-lab decode-log
   iommu-lab decode-log --format json /var/log/kern.log > events.jsonl`,
   failure:
-    "a problem with the input: FILE cannot be read, is not text, is empty, or holds no IOMMU line at all\n" +
-    '      (then a line on stderr says which; the summary is still printed)',
+    'a problem with the input: FILE cannot be read, is not text, is empty, or holds no IOMMU line at all;\n' +
+    'a line on stderr says which (the summary is still printed when the input was read)',
   options: { format: { type: 'string' } },
   maxPositionals: 1,
   async run(args, io, state) {

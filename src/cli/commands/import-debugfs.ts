@@ -19,7 +19,7 @@ Options:
 
 Example:
   sudo cp -r /sys/kernel/debug/iommu/intel dump && iommu-lab import-debugfs dump`,
-  failure: 'a problem with the input: it cannot be read, is not text, is empty, holds no VT-d table, or has lines that were not understood',
+  failure: 'a problem with the input: it cannot be read, is not text, is empty, holds no VT-d table,\nor has lines that were not understood (reported as FILE:LINE: warning: ...)',
   options: { format: { type: 'string' } },
   minPositionals: 1,
   async run(args, io, state) {

@@ -15,13 +15,16 @@ support, and remarks on states that break IOMMU features.
 
 Text output lists the devices that have at least one of these capabilities; JSON output is one object
 per device (every device, with null for a missing capability), then one {"summary": {...}} object.
+The summary counts every device: those listed and those with none of the three (withNone).
+With no FILE and a terminal on stdin, it says so (status 2) rather than wait for input.
 
 Options:
   --format text|json  text (default) or JSON lines
 
 Example:
   sudo lspci -vvv | iommu-lab lspci`,
-  failure: "a problem with the input: FILE cannot be read, is not text, is empty, or is not 'lspci -vvv' output",
+  failure: "a problem with the input: FILE cannot be read, is not text, is empty, or is not 'lspci -vvv' output\n" +
+    '(no device, or no Capabilities lines); a line on stderr says which',
   options: { format: { type: 'string' } },
   maxPositionals: 1,
   async run(args, io, state) {

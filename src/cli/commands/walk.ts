@@ -11,6 +11,7 @@ export const walkCommand: Subcommand = {
 request from the device (with the PASID, when given): root entry, context entry, PASID directory and
 table, each paging level; each step shows the entry's address, raw value, fields and what the hardware
 concluded. The walk has no side effect (no A/D bits, no fault recorded).
+The request (--device, ADDR, --pasid) is checked before the dump is read: a malformed one is bad usage.
 
 Options:
   --debugfs PATH      the dump (a directory or a file; repeat for several files)
@@ -22,7 +23,7 @@ Options:
 
 Example:
   iommu-lab walk --debugfs dump --device 0000:6a:01.0 --pasid 5 --write 0x101234`,
-  failure: 'the address faults (the walk shows where), or the dump cannot be read, is not text, is empty, holds no VT-d table, or does not hold the device',
+  failure: 'the address faults (the walk shows where), or a problem with the dump: it cannot be read,\nis not text, is empty, holds no VT-d table, or does not hold the device',
   options: {
     debugfs: { type: 'string', multiple: true },
     device: { type: 'string' },
