@@ -1,12 +1,20 @@
-import { readdir, readFile, stat } from 'node:fs/promises';
+import { readdir } from 'node:fs/promises';
 import { join, relative, sep } from 'node:path';
+import { type DebugfsImport, loadDebugfs } from '../readers/debugfs-import';
 import { type DebugfsInput, debugfsFileOrder } from '../readers/debugfs';
-import { UsageError } from './framework';
+import { InputError, plural, type RunState } from './framework';
+import { isDirectory, osErrorText, readTextFile, readTextStdin, STDIN } from './input';
 
 const MAX_DEPTH = 4;
 
 async function listFiles(dir: string, depth: number, out: string[]): Promise<void> {
-  for (const entry of await readdir(dir, { withFileTypes: true })) {
+  let entries;
+  try {
+    entries = await readdir(dir, { withFileTypes: true });
+  } catch (e) {
+    throw new InputError(dir, osErrorText(e));
+  }
+  for (const entry of entries) {
     const p = join(dir, entry.name);
     if (entry.isDirectory() && depth < MAX_DEPTH) await listFiles(p, depth + 1, out);
     else if (entry.isFile()) out.push(p);
@@ -16,36 +24,59 @@ async function listFiles(dir: string, depth: number, out: string[]): Promise<voi
 /**
  * The inputs of a debugfs import from what the user named: a copied `iommu/intel` directory (its known files,
  * paths relative to it so the per-device names survive), one or more files (each parsed whole, which also
- * takes `cat *` concatenations and `grep -r .` output), or `-` for stdin.
+ * takes `cat *` concatenations and `grep -r .` output), or `-` for stdin. What cannot be read, or is not
+ * text, is an InputError naming it.
  */
-export async function readDebugfsInputs(command: string, paths: readonly string[], stdin: () => Promise<string>): Promise<DebugfsInput[]> {
+export async function readDebugfsInputs(paths: readonly string[], state: RunState): Promise<DebugfsInput[]> {
   const inputs: DebugfsInput[] = [];
   for (const path of paths) {
+    state.input = path === '-' ? STDIN : path;
     if (path === '-') {
-      inputs.push({ path: '', text: await stdin() });
+      inputs.push({ path: '', text: await readTextStdin() });
       continue;
     }
-    let isDir: boolean;
-    try {
-      isDir = (await stat(path)).isDirectory();
-    } catch (e) {
-      throw new UsageError(`${command}: cannot read '${path}': ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
-    }
-    if (!isDir) {
-      inputs.push({ path, text: await readFile(path, 'utf8') });
+    if (!(await isDirectory(path))) {
+      inputs.push({ path, text: await readTextFile(path) });
       continue;
     }
     const files: string[] = [];
     await listFiles(path, 0, files);
     const ordered = debugfsFileOrder(files.map((f) => relative(path, f).split(sep).join('/')));
-    if (ordered.length === 0) throw new UsageError(`${command}: '${path}' holds none of the VT-d debugfs files (iommu_regset, dmar_translation_struct, ...)`);
-    for (const rel of ordered) inputs.push({ path: rel, text: await readFile(join(path, rel), 'utf8') });
+    if (ordered.length === 0) {
+      throw new InputError(path, `none of the VT-d debugfs files in this directory (${plural(files.length, 'file')}; expected iommu_regset, dmar_translation_struct, ...)`);
+    }
+    for (const rel of ordered) inputs.push({ path: rel, text: await readTextFile(join(path, rel), join(path, rel)) });
   }
   return inputs;
 }
 
-export async function readStdin(): Promise<string> {
-  const chunks: Buffer[] = [];
-  for await (const c of process.stdin) chunks.push(c as Buffer);
-  return Buffer.concat(chunks).toString('utf8');
+/**
+ * Reads and imports the dump; an input that is empty, or from which nothing was loaded, is an InputError:
+ * a report of zero units would only hide that the wrong file was given.
+ */
+export async function importDebugfsInputs(paths: readonly string[], state: RunState): Promise<DebugfsImport> {
+  const inputs = await readDebugfsInputs(paths, state);
+  const name = paths.map((p) => (p === '-' ? STDIN : p)).join(', ');
+  state.input = name;
+  if (inputs.every((i) => i.text === '')) throw new InputError(name, 'empty (0 bytes)');
+  const imp = loadDebugfs(inputs);
+  if (imp.units.length === 0 && imp.devices.length === 0) {
+    const lines = inputs.reduce((n, i) => n + lineCount(i.text), 0);
+    throw new InputError(name, `no VT-d debugfs tables found in ${plural(lines, 'line')}${firstProblem(imp, name)}`);
+  }
+  return imp;
+}
+
+function lineCount(text: string): number {
+  if (text === '') return 0;
+  let n = 0;
+  for (let p = text.indexOf('\n'); p !== -1; p = text.indexOf('\n', p + 1)) n++;
+  return text.endsWith('\n') ? n : n + 1;
+}
+
+/** The first thing the parser did not understand, as a hint at what the file was. */
+function firstProblem(imp: DebugfsImport, name: string): string {
+  const d = imp.diagnostics.find((x) => x.severity !== 'info');
+  if (!d) return '';
+  return ` (the first, ${d.file && d.file !== name ? `${d.file}:${d.line}` : `line ${d.line}`}: ${d.message})`;
 }

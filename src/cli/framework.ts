@@ -1,9 +1,21 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 
-/** Where a command writes. Injected so that tests can run commands in-process and read what they printed. */
+/**
+ * Where a command writes. Injected so that tests can run commands in-process and read what they printed.
+ * `out` may return a promise: it then resolves when the reader has taken enough of what was written
+ * (backpressure). A command that writes much awaits it, so that a slow reader (`| less`) holds the command
+ * back instead of the output piling up in memory.
+ */
 export interface CliIo {
-  out(text: string): void;
+  out(text: string): void | Promise<void>;
   err(text: string): void;
+}
+
+/** What a command is reading, for the last-resort error message; commands update it as they go. */
+export interface RunState {
+  command?: string;
+  input?: string;
+  line?: number;
 }
 
 export type OptionSpec = NonNullable<ParseArgsConfig['options']>;
@@ -19,61 +31,134 @@ export interface Subcommand {
   readonly summary: string;
   /** Argument synopsis after the command name, e.g. `[options] FILE...`. */
   readonly synopsis: string;
-  /** Longer help: what it does, its options, examples. */
+  /** Longer help: what it does, its options, examples. The exit statuses are appended to it. */
   readonly help: string;
+  /** What exit status 1 means for this command, completing "1 ..." in its help; '\n' continues it on the next line. */
+  readonly failure: string;
   readonly options: OptionSpec;
   readonly minPositionals?: number;
   readonly maxPositionals?: number;
-  /** Returns the process exit code: 0 success, 1 the input has problems, 2 bad usage. */
-  run(args: ParsedArgs, io: CliIo): Promise<number>;
+  /** Returns the process exit code (see `Exit`). */
+  run(args: ParsedArgs, io: CliIo, state: RunState): Promise<number>;
 }
 
-/** A mistake in how the command was called: reported on one line, exit code 2. */
+/** The exit statuses of every command; README's "The command line" and each command's --help list them. */
+export const Exit = {
+  ok: 0,
+  /** The input (or the output) has a problem: see each command's `failure`. */
+  problem: 1,
+  usage: 2,
+  /** A bug: an exception nobody expected (sysexits' EX_SOFTWARE). */
+  internal: 70,
+} as const;
+
+/** A mistake in how the command was called, visible without reading any input: one line, exit status 2. */
 export class UsageError extends Error {}
+
+/** A problem with an input as a whole (cannot be read, not text, empty): `iommu-lab: CMD: INPUT: message`, status 1. */
+export class InputError extends Error {
+  constructor(
+    readonly input: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** The output went away or cannot be written. EPIPE (a reader that stopped, as `| head` does) is not an error. */
+export class OutputError extends Error {
+  constructor(readonly code: string | undefined, message: string) {
+    super(message);
+  }
+}
 
 export const PROGRAM = 'iommu-lab';
 
-export async function runCli(argv: readonly string[], commands: readonly Subcommand[], version: string, io: CliIo): Promise<number> {
+/** `1 line`, `2 lines`, `1 PASID entry`, `3 PASID entries`. */
+export function plural(count: number, one: string, many = one + 's'): string {
+  return `${count} ${count === 1 ? one : many}`;
+}
+
+/** The one-line form of a problem with an input, for stderr. */
+export function problemLine(command: string, input: string, message: string): string {
+  return `${PROGRAM}: ${command}: ${input}: ${message}\n`;
+}
+
+export interface RunOptions {
+  /** Print the stack of an internal error too (IOMMU_LAB_DEBUG=1), for a bug report. */
+  readonly debug?: boolean;
+  /** Filled in as the command runs, for a last-resort handler outside this call. */
+  readonly state?: RunState;
+}
+
+export async function runCli(argv: readonly string[], commands: readonly Subcommand[], version: string, io: CliIo, options: RunOptions = {}): Promise<number> {
+  const state: RunState = options.state ?? {};
   try {
-    return await dispatch(argv, commands, version, io);
+    return await dispatch(argv, commands, version, io, state);
   } catch (e) {
-    if (e instanceof UsageError) {
-      io.err(`${PROGRAM}: ${e.message}\n`);
-      return 2;
-    }
-    throw e;
+    return failed(e, state.command, state, io, options);
   }
 }
 
-async function dispatch(argv: readonly string[], commands: readonly Subcommand[], version: string, io: CliIo): Promise<number> {
+/** Turns what a command threw into its one line on stderr and the exit status. */
+export function failed(e: unknown, command: string | undefined, state: RunState, io: CliIo, options: RunOptions = {}): number {
+  const prefix = `${PROGRAM}: ${command ? command + ': ' : ''}`;
+  if (e instanceof UsageError) {
+    io.err(`${prefix}${e.message}\n`);
+    return Exit.usage;
+  }
+  if (e instanceof InputError) {
+    io.err(`${prefix}${e.input}: ${e.message}\n`);
+    return Exit.problem;
+  }
+  if (e instanceof OutputError) {
+    if (e.code === 'EPIPE') return Exit.ok;
+    io.err(`${prefix}cannot write the output: ${e.message}\n`);
+    return Exit.problem;
+  }
+  const where = state.input === undefined ? '' : `${state.input}${state.line === undefined ? '' : ':' + state.line}: `;
+  const message = (e instanceof Error ? e.message : String(e)).split('\n')[0];
+  const stack = options.debug && e instanceof Error && e.stack ? '\n' + e.stack : '';
+  io.err(`${prefix}${where}internal error: ${message} (a bug: please report it with the input; IOMMU_LAB_DEBUG=1 shows where)${stack}\n`);
+  return Exit.internal;
+}
+
+async function dispatch(
+  argv: readonly string[],
+  commands: readonly Subcommand[],
+  version: string,
+  io: CliIo,
+  state: RunState,
+): Promise<number> {
   const [first, ...rest] = argv;
   if (first === undefined) {
     io.err(mainHelp(commands));
-    return 2;
+    return Exit.usage;
   }
   if (first === '--help' || first === '-h') {
-    io.out(mainHelp(commands));
-    return 0;
+    await io.out(mainHelp(commands));
+    return Exit.ok;
   }
   if (first === '--version' || first === '-V') {
-    io.out(`${version}\n`);
-    return 0;
+    await io.out(`${version}\n`);
+    return Exit.ok;
   }
   if (first === 'help') {
     if (rest.length === 0) {
-      io.out(mainHelp(commands));
-      return 0;
+      await io.out(mainHelp(commands));
+      return Exit.ok;
     }
-    io.out(commandHelp(find(commands, rest[0]!)));
-    return 0;
+    await io.out(commandHelp(find(commands, rest[0]!)));
+    return Exit.ok;
   }
   if (first.startsWith('-')) throw new UsageError(`unknown option '${first}' (see '${PROGRAM} --help')`);
   const command = find(commands, first);
   if (rest.includes('--help') || rest.includes('-h')) {
-    io.out(commandHelp(command));
-    return 0;
+    await io.out(commandHelp(command));
+    return Exit.ok;
   }
-  return command.run(parse(command, rest), io);
+  state.command = command.name;
+  return command.run(parse(command, rest), io, state);
 }
 
 function find(commands: readonly Subcommand[], name: string): Subcommand {
@@ -86,30 +171,56 @@ function find(commands: readonly Subcommand[], name: string): Subcommand {
   return command;
 }
 
+/** parseArgs' messages, in the words and the lower case of the others. */
+function argumentProblem(e: unknown): string {
+  const text = e instanceof Error ? e.message : String(e);
+  const code = (e as { code?: string }).code;
+  const option = /'(-[^' ]+)/.exec(text)?.[1];
+  if (option !== undefined) {
+    if (code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') return `unknown option '${option}'`;
+    if (/argument missing/.test(text)) return `option '${option}' needs a value`;
+    if (/does not take an argument/.test(text)) return `option '${option}' takes no value`;
+  }
+  // Anything else: the first sentence, lower-cased, so the error stays on one line.
+  const first = text.split('\n')[0]!.replace(/\. To specify.*$/, '').replace(/\.$/, '');
+  return first.charAt(0).toLowerCase() + first.slice(1);
+}
+
 function parse(command: Subcommand, args: string[]): ParsedArgs {
   let parsed: ParsedArgs;
   try {
     parsed = parseArgs({ args, options: command.options, allowPositionals: true, strict: true }) as ParsedArgs;
   } catch (e) {
-    // parseArgs messages are multi-sentence; keep the first sentence so the error stays on one line.
-    const message = (e instanceof Error ? e.message : String(e)).split('\n')[0]!.replace(/\. To specify.*$/, '');
-    throw new UsageError(`${command.name}: ${message} (see '${PROGRAM} ${command.name} --help')`);
+    throw new UsageError(`${argumentProblem(e)} (see '${PROGRAM} ${command.name} --help')`);
   }
   const count = parsed.positionals.length;
   if (command.minPositionals !== undefined && count < command.minPositionals) {
-    throw new UsageError(`${command.name}: missing argument, usage: ${PROGRAM} ${command.name} ${command.synopsis}`);
+    throw new UsageError(`missing argument (usage: ${PROGRAM} ${command.name} ${command.synopsis})`);
   }
   if (command.maxPositionals !== undefined && count > command.maxPositionals) {
-    throw new UsageError(`${command.name}: unexpected argument '${parsed.positionals[command.maxPositionals]}', usage: ${PROGRAM} ${command.name} ${command.synopsis}`);
+    throw new UsageError(`unexpected argument '${parsed.positionals[command.maxPositionals]}' (usage: ${PROGRAM} ${command.name} ${command.synopsis})`);
   }
   return parsed;
 }
 
 /** Reads a single option value, rejecting anything not in `allowed`. */
-export function choice<T extends string>(command: string, option: string, value: unknown, allowed: readonly T[], fallback: T): T {
+export function choice<T extends string>(option: string, value: unknown, allowed: readonly T[], fallback: T): T {
   if (value === undefined) return fallback;
   if (typeof value === 'string' && (allowed as readonly string[]).includes(value)) return value as T;
-  throw new UsageError(`${command}: --${option} must be one of ${allowed.join(', ')} (got '${String(value)}')`);
+  throw new UsageError(`--${option} must be one of ${allowed.join(', ')} (got '${String(value)}')`);
+}
+
+/** The exit statuses, as every command's --help ends. */
+export function exitStatusHelp(failure: string): string {
+  return [
+    'Exit status:',
+    '  0   success',
+    `  1   ${failure.split('\n').join('\n      ')}`,
+    '  2   bad usage: unknown option, bad option value, missing or extra argument',
+    `  ${Exit.internal}  internal error (a bug; the one-line message names the input)`,
+    "An output that cannot be written (a full disk) is status 1 too; a reader that stops early",
+    "(as '| head' does) ends the command quietly, with status 0.",
+  ].join('\n');
 }
 
 export function mainHelp(commands: readonly Subcommand[]): string {
@@ -124,14 +235,15 @@ export function mainHelp(commands: readonly Subcommand[]): string {
     ...commands.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`),
     '',
     'Options:',
-    '  -h, --help     show this help, or a command\'s help after its name',
+    "  -h, --help     show this help, or a command's help after its name",
     '  -V, --version  print the version',
     '',
+    `Exit status: 0 success, 1 a problem with the input, 2 bad usage, ${Exit.internal} internal error (see a command's --help).`,
     `Run '${PROGRAM} <command> --help' for the options of one command.`,
     '',
   ].join('\n');
 }
 
 export function commandHelp(c: Subcommand): string {
-  return `Usage: ${PROGRAM} ${c.name} ${c.synopsis}\n\n${c.summary}\n\n${c.help.trimEnd()}\n`;
+  return `Usage: ${PROGRAM} ${c.name} ${c.synopsis}\n\n${c.summary}\n\n${c.help.trimEnd()}\n\n${exitStatusHelp(c.failure)}\n`;
 }

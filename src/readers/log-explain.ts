@@ -202,16 +202,17 @@ export function explainEvent(e: LogEvent): string[] {
 }
 
 export function describeSummary(s: LogSummary): string[] {
+  const n = (count: number, one: string, many = one + 's') => `${count} ${count === 1 ? one : many}`;
   const out = [
-    `${s.lines} lines: ${s.events} events, ${s.unrecognisedLines} lines not recognised` +
-      (s.unrecognisedIommuLines > 0 ? ` (${s.unrecognisedIommuLines} of them mention an IOMMU)` : '') +
+    `${n(s.lines, 'line')}: ${n(s.events, 'event')}, ${n(s.unrecognisedLines, 'line')} not recognised` +
+      (s.unrecognisedIommuLines > 0 ? ` (${s.unrecognisedIommuLines} of them ${s.unrecognisedIommuLines === 1 ? 'mentions' : 'mention'} an IOMMU)` : '') +
       (s.informationalLines > 0 ? `, ${s.informationalLines} informational` : '') +
-      (s.suppressedMessages > 0 ? `, ${s.suppressedMessages} messages suppressed by rate limiting` : '') +
+      (s.suppressedMessages > 0 ? `, ${n(s.suppressedMessages, 'message')} suppressed by rate limiting` : '') +
       '.',
   ];
   const kinds = Object.entries(s.byKind).map(([k, n]) => `${n} ${k}`);
   if (kinds.length > 0) out.push(`events: ${kinds.join(', ')}`);
   for (const sample of s.unrecognisedSamples) out.push(`not recognised, line ${sample.line}: ${sample.text}`);
-  if (s.internalErrors > 0) out.push(`${s.internalErrors} lines hit an internal error in the decoder (please report).`);
+  if (s.internalErrors > 0) out.push(`${n(s.internalErrors, 'line')} hit an internal error in the decoder (please report).`);
   return out;
 }

@@ -69,6 +69,10 @@ export interface LspciSummary {
   withPri: number;
   withPasid: number;
   accessDenied: number;
+  /** Devices with none of ATS, PRI and PASID and readable capabilities: the ones the text output leaves out. */
+  withNone: number;
+  /** Devices with at least one `Capabilities:` line; none at all means plain `lspci`, not `lspci -vvv`. */
+  withCapabilityList: number;
 }
 
 const HEADER = /^((?:[0-9a-fA-F]{4,8}:)?[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]) (.{0,300})$/;
@@ -107,6 +111,11 @@ function notesFor(d: LspciDevice): string[] {
   return notes;
 }
 
+/** Whether the text output lists the device: it has one of the capabilities, or they could not be read. */
+export function isListed(d: LspciDevice): boolean {
+  return Boolean(d.ats || d.pri || d.pasid || d.accessDenied);
+}
+
 export interface LspciReader {
   push(line: string, lineNo: number): LspciDevice[];
   end(totalLines?: number): LspciDevice[];
@@ -114,8 +123,9 @@ export interface LspciReader {
 }
 
 export function createLspciReader(): LspciReader {
-  const s: LspciSummary = { lines: 0, devices: 0, withAts: 0, withPri: 0, withPasid: 0, accessDenied: 0 };
+  const s: LspciSummary = { lines: 0, devices: 0, withAts: 0, withPri: 0, withPasid: 0, accessDenied: 0, withNone: 0, withCapabilityList: 0 };
   let current: LspciDevice | null = null;
+  let capabilityList = false;
   let section: 'ats' | 'pri' | 'pasid' | null = null;
 
   function finish(out: LspciDevice[]): void {
@@ -126,8 +136,11 @@ export function createLspciReader(): LspciReader {
     if (current.pri) s.withPri++;
     if (current.pasid) s.withPasid++;
     if (current.accessDenied) s.accessDenied++;
+    if (!isListed(current)) s.withNone++;
+    if (capabilityList) s.withCapabilityList++;
     out.push(current);
     current = null;
+    capabilityList = false;
     section = null;
   }
 
@@ -190,6 +203,7 @@ export function createLspciReader(): LspciReader {
         return out;
       }
       const cap = CAPABILITY.exec(text);
+      if (cap || /^\s+Capabilities: /.test(text)) capabilityList = true;
       if (cap) {
         const offset = '0x' + cap[1]!.toLowerCase();
         const version = cap[2] !== undefined ? Number(cap[2]) : null;

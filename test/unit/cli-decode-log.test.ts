@@ -54,7 +54,10 @@ describe('cli: decode-log', () => {
     const fromFile = run(['decode-log', join(logs, 'amd-vi.log'), '--format', 'json']).stdout;
     assert.equal(run(['decode-log', '-', '--format', 'json'], input).stdout, fromFile);
     assert.equal(run(['decode-log', '--format', 'json'], input).stdout, fromFile);
-    assert.deepEqual(jsonLines(run(['decode-log', '--format', 'json'], '').stdout), expected(''));
+    // Empty stdin still gets its summary on stdout, and a line on stderr saying what was wrong.
+    const empty = run(['decode-log', '--format', 'json'], '');
+    assert.deepEqual(jsonLines(empty.stdout), expected(''));
+    assert.deepEqual([empty.code, empty.stderr], [1, 'iommu-lab: decode-log: <stdin>: empty (0 bytes)\n']);
   });
 
   it('explains each event in words by default and ends with the summary in words', () => {
@@ -100,13 +103,13 @@ describe('cli: decode-log', () => {
     }
   });
 
-  it('rejects a file it cannot read and a bad format with one line and exit code 2', () => {
+  it('reports a file it cannot read as a problem with the input (1) and a bad format as bad usage (2), one line each', () => {
     const missing = join(dir, 'missing.log');
-    assert.deepEqual(run(['decode-log', missing]), { code: 2, stdout: '', stderr: `iommu-lab: decode-log: cannot read '${missing}': ENOENT\n` });
+    assert.deepEqual(run(['decode-log', missing]), { code: 1, stdout: '', stderr: `iommu-lab: decode-log: ${missing}: no such file or directory\n` });
     const bad = run(['decode-log', '--format', 'xml', join(logs, 'amd-vi.log')]);
     assert.equal(bad.code, 2);
     assert.equal(bad.stderr, "iommu-lab: decode-log: --format must be one of text, json (got 'xml')\n");
-    assert.equal(run(['decode-log', dir]).code, 2);
+    assert.deepEqual(run(['decode-log', dir]), { code: 1, stdout: '', stderr: `iommu-lab: decode-log: ${dir}: is a directory\n` });
   });
 
   it('is listed by --help, and decode-log --help points at the format list', () => {
@@ -143,12 +146,21 @@ describe('cli: lspci', () => {
     const r = run(['lspci', join(logs, 'lspci-vvv.txt')]);
     assert.equal(r.code, 0);
     for (const d of devices) assert.equal(r.stdout.includes(d.device), Boolean(d.ats || d.pri || d.pasid || d.accessDenied), d.device);
-    assert.ok(r.stdout.endsWith(`${summary.devices} devices: ${summary.withAts} with ATS, ${summary.withPri} with PRI, ${summary.withPasid} with PASID` + (summary.accessDenied > 0 ? `; ${summary.accessDenied} whose extended capabilities were not readable (run lspci as root).\n` : '.\n')));
+    assert.ok(r.stdout.endsWith(`${summary.devices} devices: ${summary.withAts} with ATS, ${summary.withPri} with PRI, ${summary.withPasid} with PASID` + (summary.accessDenied > 0 ? `; ${summary.accessDenied} whose extended capabilities were not readable (run lspci as root)` : '') + `; ${summary.withNone} with none of these (not listed).\n`));
   });
 
-  it('rejects a missing file with exit code 2', () => {
-    const r = run(['lspci', join(root, 'no-such-file.txt')]);
-    assert.equal(r.code, 2);
-    assert.match(r.stderr, /^iommu-lab: lspci: cannot read '.*no-such-file\.txt': ENOENT\n$/);
+  it('counts what it lists: of the six devices of the fixture five are described and the audio device, with none of the capabilities, is left out and counted', () => {
+    const r = run(['lspci', join(logs, 'lspci-vvv.txt')]);
+    assert.equal(r.code, 0);
+    // The fixture's device headers, by line: 00:02.0, 6a:01.0, 3b:00.0 and 01:00.0 (access denied) and 10000:e1:00.0 have
+    // one of ATS, PRI, PASID or unreadable capabilities; 00:1f.3 (audio) has none of them.
+    const described = r.stdout.split('\n\n').slice(0, -1).map((block) => block.split(' ')[0]);
+    assert.deepEqual(described, ['0000:00:02.0', '0000:6a:01.0', '0000:3b:00.0', '0000:01:00.0', '10000:e1:00.0']);
+    assert.equal(r.stdout.split('\n\n').at(-1), '6 devices: 3 with ATS, 2 with PRI, 3 with PASID; 1 whose extended capabilities were not readable (run lspci as root); 1 with none of these (not listed).\n');
+  });
+
+  it('reports a missing file as a problem with the input, exit code 1', () => {
+    const missing = join(root, 'no-such-file.txt');
+    assert.deepEqual(run(['lspci', missing]), { code: 1, stdout: '', stderr: `iommu-lab: lspci: ${missing}: no such file or directory\n` });
   });
 });

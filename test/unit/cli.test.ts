@@ -45,7 +45,7 @@ describe('cli shell', () => {
     const a = runCli(['check', '--frob', 'x.iommu']);
     assert.equal(a.code, 2);
     assert.equal(a.stderr.split('\n').length, 2, a.stderr);
-    assert.match(a.stderr, /^iommu-lab: check: Unknown option '--frob'/);
+    assert.equal(a.stderr, "iommu-lab: check: unknown option '--frob' (see 'iommu-lab check --help')\n");
     const b = runCli(['check', '--format', 'xml', 'x.iommu']);
     assert.equal(b.code, 2);
     assert.equal(b.stderr, "iommu-lab: check: --format must be one of text, json (got 'xml')\n");
@@ -81,10 +81,11 @@ describe('cli shell', () => {
     });
   });
 
-  it('check on a missing file is a usage error naming the file', () => {
-    const r = runCli(['check', '/nonexistent/x.iommu']);
-    assert.equal(r.code, 2);
-    assert.equal(r.stderr, "iommu-lab: check: cannot read '/nonexistent/x.iommu': ENOENT\n");
+  it('check on a missing file is a problem with the input (1), naming the file, and the other files are still checked', () => {
+    const r = runCli(['check', '/nonexistent/x.iommu', join(fixtures, 'lexical-error.iommu')]);
+    assert.equal(r.code, 1);
+    assert.equal(r.stderr, 'iommu-lab: check: /nonexistent/x.iommu: no such file or directory\n');
+    assert.equal(r.stdout.trimEnd().split('\n').length, 2);
   });
 
   it('help COMMAND and COMMAND --help print the command help', () => {
@@ -93,5 +94,21 @@ describe('cli shell', () => {
     assert.equal(a.code, 0);
     assert.equal(a.stdout, b.stdout);
     assert.match(a.stdout, /^Usage: iommu-lab check \[--format text\|json\] FILE\.\.\./);
+  });
+
+  it('every command documents the same exit statuses in its --help, and the main help sums them up', () => {
+    const main = runCli(['--help']).stdout;
+    assert.match(main, /^Exit status: 0 success, 1 a problem with the input, 2 bad usage, 70 internal error/m);
+    const names = main.split('Commands:\n')[1]!.split('\n\n')[0]!.split('\n').map((l) => l.trim().split(/\s+/)[0]!);
+    assert.deepEqual(names, ['check', 'decode-log', 'import-debugfs', 'walk', 'lspci']);
+    for (const name of names) {
+      const help = runCli([name, '--help']).stdout;
+      const status = help.split('\nExit status:\n')[1];
+      assert.ok(status, `${name} --help has no exit status`);
+      const codes = status.split('\n').filter((l) => /^ {2}\d/.test(l)).map((l) => l.trim().split(/\s+/)[0]);
+      assert.deepEqual(codes, ['0', '1', '2', '70'], name);
+      assert.match(status, /^ {2}2 {3}bad usage: /m, name);
+      assert.match(status, /^ {2}70 {2}internal error/m, name);
+    }
   });
 });

@@ -1,36 +1,42 @@
-import { readFile } from 'node:fs/promises';
 import { formatDiagnostic } from '../../dsl/diagnostic';
 import { lex } from '../../dsl/lexer';
-import { type Subcommand, choice, UsageError } from '../framework';
+import { choice, Exit, failed, InputError, type Subcommand } from '../framework';
+import { readTextFile, readTextStdin, STDIN } from '../input';
 
 export const checkCommand: Subcommand = {
   name: 'check',
   summary: 'check .iommu topology files and report their problems with file:line:column',
   synopsis: '[--format text|json] FILE...',
-  help: `Checks each topology file and prints one line per problem, gcc style:
+  help: `Checks each topology file ('-' reads stdin) and prints one line per problem, gcc style:
   FILE:LINE:COL: error: MESSAGE [CODE]
-Exit status: 0 when no file has an error, 1 when one has, 2 on bad usage.
+A file that cannot be read, is not text or is empty is reported on stderr and the others are still checked.
 
 Options:
   --format text|json  text (default) or one JSON object per file`,
+  failure: 'a file has an error, or cannot be read, is not text, or is empty',
   options: { format: { type: 'string' } },
   minPositionals: 1,
-  async run(args, io) {
-    const format = choice('check', 'format', args.values.format, ['text', 'json'] as const, 'text');
-    let failed = false;
+  async run(args, io, state) {
+    const format = choice('format', args.values.format, ['text', 'json'] as const, 'text');
+    let status: number = Exit.ok;
     for (const file of args.positionals) {
+      const name = file === '-' ? STDIN : file;
+      state.input = name;
       let text: string;
       try {
-        text = await readFile(file, 'utf8');
+        text = file === '-' ? await readTextStdin() : await readTextFile(file);
+        if (text === '') throw new InputError(name, 'empty (0 bytes)');
       } catch (e) {
-        throw new UsageError(`check: cannot read '${file}': ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
+        if (!(e instanceof InputError)) throw e;
+        status = Math.max(status, failed(e, 'check', state, io));
+        continue;
       }
       const { diagnostics } = lex(text);
-      if (diagnostics.some((d) => d.severity === 'error')) failed = true;
+      if (diagnostics.some((d) => d.severity === 'error')) status = Math.max(status, Exit.problem);
       if (format === 'json') {
-        io.out(
+        await io.out(
           JSON.stringify({
-            file,
+            file: name,
             diagnostics: diagnostics.map((d) => ({
               line: d.range.start.line + 1,
               column: d.range.start.character + 1,
@@ -42,10 +48,10 @@ Options:
             })),
           }) + '\n',
         );
-      } else {
-        for (const d of diagnostics) io.out(formatDiagnostic(file, d) + '\n');
+      } else if (diagnostics.length > 0) {
+        await io.out(diagnostics.map((d) => formatDiagnostic(name, d) + '\n').join(''));
       }
     }
-    return failed ? 1 : 0;
+    return status;
   },
 };

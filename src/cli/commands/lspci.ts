@@ -1,6 +1,7 @@
-import { createLspciReader, describeLspciDevice, type LspciDevice } from '../../readers/lspci';
-import { type Subcommand, choice } from '../framework';
-import { batchedOutput, streamLines } from './decode-log';
+import { createLspciReader, describeLspciDevice, isListed, type LspciDevice, type LspciSummary } from '../../readers/lspci';
+import { choice, Exit, plural, problemLine, type Subcommand } from '../framework';
+import { requireStdinNotTerminal, STDIN } from '../input';
+import { batchedOutput, streamLines } from '../line-stream';
 
 export const lspciCommand: Subcommand = {
   name: 'lspci',
@@ -14,38 +15,67 @@ support, and remarks on states that break IOMMU features.
 
 Text output lists the devices that have at least one of these capabilities; JSON output is one object
 per device (every device, with null for a missing capability), then one {"summary": {...}} object.
+The summary counts every device: those listed and those with none of the three (withNone).
+With no FILE and a terminal on stdin, it says so (status 2) rather than wait for input.
 
 Options:
   --format text|json  text (default) or JSON lines
 
 Example:
   sudo lspci -vvv | iommu-lab lspci`,
+  failure: "a problem with the input: FILE cannot be read, is not text, is empty, or is not 'lspci -vvv' output\n" +
+    '(no device, or no Capabilities lines); a line on stderr says which',
   options: { format: { type: 'string' } },
   maxPositionals: 1,
-  async run(args, io) {
-    const format = choice('lspci', 'format', args.values.format, ['text', 'json'] as const, 'text');
+  async run(args, io, state) {
+    const format = choice('format', args.values.format, ['text', 'json'] as const, 'text');
+    const file = args.positionals[0];
+    if (file === undefined) requireStdinNotTerminal("'lspci -vvv' output");
+    const name = file === undefined || file === '-' ? STDIN : file;
+    state.input = name;
     const reader = createLspciReader();
     const out = batchedOutput(io);
     const write = (devices: LspciDevice[]) => {
       for (const d of devices) {
         if (format === 'json') out.add(JSON.stringify(d) + '\n');
-        else if (d.ats || d.pri || d.pasid || d.accessDenied) out.add(describeLspciDevice(d).join('\n') + '\n\n');
+        else if (isListed(d)) out.add(describeLspciDevice(d).join('\n') + '\n\n');
       }
     };
-    const total = await streamLines(args.positionals[0], (text, lineNo) => write(reader.push(text, lineNo)), {
-      onChunk: () => out.flush(),
-      command: 'lspci',
-    });
-    write(reader.end(total));
-    const s = reader.summary();
-    out.add(
-      format === 'json'
-        ? JSON.stringify({ summary: s }) + '\n'
-        : `${s.devices} devices: ${s.withAts} with ATS, ${s.withPri} with PRI, ${s.withPasid} with PASID` +
-            (s.accessDenied > 0 ? `; ${s.accessDenied} whose extended capabilities were not readable (run lspci as root)` : '') +
-            '.\n',
+    const { lines, bytes } = await streamLines(
+      file,
+      (text, lineNo) => {
+        state.line = lineNo;
+        write(reader.push(text, lineNo));
+      },
+      { onChunk: () => out.flush() },
     );
-    out.flush();
-    return 0;
+    state.line = undefined;
+    write(reader.end(lines));
+    const s = reader.summary();
+    out.add(format === 'json' ? JSON.stringify({ summary: s }) + '\n' : summaryText(s) + '\n');
+    await out.flush();
+    if (bytes === 0) {
+      io.err(problemLine('lspci', name, 'empty (0 bytes)'));
+      return Exit.problem;
+    }
+    if (s.devices === 0) {
+      io.err(problemLine('lspci', name, `no PCI devices found in ${plural(lines, 'line')} (expected the output of 'lspci -vvv')`));
+      return Exit.problem;
+    }
+    if (s.withCapabilityList === 0) {
+      io.err(problemLine('lspci', name, `${plural(s.devices, 'device')} but no 'Capabilities:' line: this is plain 'lspci' output; run 'sudo lspci -vvv'`));
+      return Exit.problem;
+    }
+    return Exit.ok;
   },
 };
+
+/** The last line of the text output; its counts add up to the devices listed above it and those left out. */
+export function summaryText(s: LspciSummary): string {
+  return (
+    `${plural(s.devices, 'device')}: ${s.withAts} with ATS, ${s.withPri} with PRI, ${s.withPasid} with PASID` +
+    (s.accessDenied > 0 ? `; ${s.accessDenied} whose extended capabilities were not readable (run lspci as root)` : '') +
+    (s.withNone > 0 ? `; ${s.withNone} with none of these (not listed)` : '') +
+    '.'
+  );
+}

@@ -1,7 +1,7 @@
-import { loadDebugfs } from '../../readers/debugfs-import';
-import { walkImported } from '../../readers/debugfs-report';
-import { readDebugfsInputs, readStdin } from '../debugfs-files';
-import { type Subcommand, choice, UsageError } from '../framework';
+import { parsePciAddress } from '../../core/pci';
+import { parseAddress, walkImported } from '../../readers/debugfs-report';
+import { importDebugfsInputs } from '../debugfs-files';
+import { choice, Exit, InputError, type Subcommand, UsageError } from '../framework';
 
 export const walkCommand: Subcommand = {
   name: 'walk',
@@ -11,7 +11,7 @@ export const walkCommand: Subcommand = {
 request from the device (with the PASID, when given): root entry, context entry, PASID directory and
 table, each paging level; each step shows the entry's address, raw value, fields and what the hardware
 concluded. The walk has no side effect (no A/D bits, no fault recorded).
-Exit status: 0 when the address translates, 1 when it faults, 2 on bad usage.
+The request (--device, ADDR, --pasid) is checked before the dump is read: a malformed one is bad usage.
 
 Options:
   --debugfs PATH      the dump (a directory or a file; repeat for several files)
@@ -23,6 +23,7 @@ Options:
 
 Example:
   iommu-lab walk --debugfs dump --device 0000:6a:01.0 --pasid 5 --write 0x101234`,
+  failure: 'the address faults (the walk shows where), or a problem with the dump: it cannot be read,\nis not text, is empty, holds no VT-d table, or does not hold the device',
   options: {
     debugfs: { type: 'string', multiple: true },
     device: { type: 'string' },
@@ -34,33 +35,38 @@ Example:
   },
   minPositionals: 1,
   maxPositionals: 1,
-  async run(args, io) {
-    const format = choice('walk', 'format', args.values.format, ['text', 'json'] as const, 'text');
+  async run(args, io, state) {
+    const format = choice('format', args.values.format, ['text', 'json'] as const, 'text');
     const dumps = args.values.debugfs as string[] | undefined;
     const device = args.values.device as string | undefined;
-    if (!dumps?.length) throw new UsageError('walk: --debugfs DIR|FILE is required');
-    if (!device) throw new UsageError('walk: --device SSSS:BB:DD.F is required');
-    if (args.values.write && args.values.exec) throw new UsageError('walk: --write and --exec exclude each other');
+    const address = args.positionals[0]!;
+    // Everything about the request is checked before the dump is read: those are usage errors.
+    if (!dumps?.length) throw new UsageError('--debugfs DIR|FILE is required');
+    if (!device) throw new UsageError('--device SSSS:BB:DD.F is required');
+    if (!parsePciAddress(device)) throw new UsageError(`--device '${device}' is not a PCI address (SSSS:BB:DD.F or BB:DD.F)`);
+    if (!parseAddress(address)) throw new UsageError(`'${address}' is not an address (hex with 0x, or decimal, up to 64 bits)`);
+    if (args.values.write && args.values.exec) throw new UsageError('--write and --exec exclude each other');
     let pasid: number | undefined;
     const pasidText = args.values.pasid as string | undefined;
     if (pasidText !== undefined) {
       pasid = /^0x[0-9a-f]+$/i.test(pasidText) ? parseInt(pasidText, 16) : /^\d+$/.test(pasidText) ? parseInt(pasidText, 10) : NaN;
-      if (!(pasid >= 0 && pasid < 2 ** 20)) throw new UsageError(`walk: --pasid must be 0..0xfffff (got '${pasidText}')`);
+      if (!(pasid >= 0 && pasid < 2 ** 20)) throw new UsageError(`--pasid must be 0..0xfffff (got '${pasidText}')`);
     }
-    if (args.values.priv && pasid === undefined) throw new UsageError('walk: --priv needs --pasid (only PASID requests carry privilege)');
-    const imp = loadDebugfs(await readDebugfsInputs('walk', dumps, readStdin));
+    if (args.values.priv && pasid === undefined) throw new UsageError('--priv needs --pasid (only PASID requests carry privilege)');
+    const imp = await importDebugfsInputs(dumps, state);
     const outcome = walkImported(imp, {
       device,
-      address: args.positionals[0]!,
+      address,
       pasid,
       write: args.values.write === true,
       exec: args.values.exec === true,
       priv: args.values.priv === true,
     });
-    if (!outcome.ok) throw new UsageError(`walk: ${outcome.error}`);
+    // What is left to fail is the dump's: the device is not in it.
+    if (!outcome.ok) throw new InputError(state.input!, outcome.error);
     for (const d of imp.diagnostics) if (d.severity !== 'info') io.err(`${d.file || '<input>'}:${d.line}: ${d.severity}: ${d.message}\n`);
-    if (format === 'json') io.out(JSON.stringify({ unit: outcome.unit, device: outcome.device, request: outcome.request, result: outcome.result }) + '\n');
-    else io.out(outcome.text.join('\n') + '\n');
-    return outcome.result.ok ? 0 : 1;
+    if (format === 'json') await io.out(JSON.stringify({ unit: outcome.unit, device: outcome.device, request: outcome.request, result: outcome.result }) + '\n');
+    else await io.out(outcome.text.join('\n') + '\n');
+    return outcome.result.ok ? Exit.ok : Exit.problem;
   },
 };

@@ -1,0 +1,153 @@
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { readFile, stat } from 'node:fs/promises';
+import { InputError, plural, UsageError } from './framework';
+
+/**
+ * What every command does with the files it is given before their content is parsed: open them, say in
+ * words why one cannot be read, and refuse what is not text (a gzip, a binary journal, random bytes)
+ * instead of reporting every byte of it as an unrecognised line.
+ */
+
+/** How stdin is named in messages. */
+export const STDIN = '<stdin>';
+
+/** How much of an input is looked at to decide whether it is text. */
+export const SNIFF_BYTES = 64 * 1024;
+
+const OS_ERRORS: Record<string, string> = {
+  ENOENT: 'no such file or directory',
+  ENOTDIR: 'not a directory (a component of the path is a file)',
+  EISDIR: 'is a directory',
+  EACCES: 'permission denied',
+  EPERM: 'operation not permitted',
+  ELOOP: 'too many levels of symbolic links',
+  ENAMETOOLONG: 'file name too long',
+  EIO: 'input/output error',
+  ENOSPC: 'no space left on device',
+  EMFILE: 'too many open files',
+  ENFILE: 'too many open files',
+  ENXIO: 'no such device or address',
+  ENODEV: 'no such device',
+  EINVAL: 'invalid argument',
+};
+
+/** An operating-system error in the words of strerror, lower case, without the path (the caller names it). */
+export function osErrorText(e: unknown): string {
+  const err = e as NodeJS.ErrnoException;
+  if (err.code && OS_ERRORS[err.code]) return OS_ERRORS[err.code]!;
+  // libuv's message is "CODE: text, syscall 'path'".
+  const text = (e instanceof Error ? e.message : String(e)).replace(/^E[A-Z0-9]+: /, '').replace(/, \w+ '.*'$/, '');
+  return text.charAt(0).toLowerCase() + text.slice(1);
+}
+
+/** Formats whose first bytes say what they are, with what to do instead. */
+const MAGIC: { bytes: number[]; what: string }[] = [
+  { bytes: [0x1f, 0x8b], what: 'gzip-compressed; decompress it first, with zcat' },
+  { bytes: [0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00], what: 'xz-compressed; decompress it first, with xzcat' },
+  { bytes: [0x28, 0xb5, 0x2f, 0xfd], what: 'zstd-compressed; decompress it first, with zstdcat' },
+  { bytes: [0x42, 0x5a, 0x68], what: 'bzip2-compressed; decompress it first, with bzcat' },
+  { bytes: [0x50, 0x4b, 0x03, 0x04], what: 'a zip archive; extract it first, with unzip' },
+  { bytes: [0x4c, 0x50, 0x4b, 0x53, 0x48, 0x48, 0x52, 0x48], what: "a systemd journal file; read it with 'journalctl -k --file FILE'" },
+  { bytes: [0x7f, 0x45, 0x4c, 0x46], what: 'an executable (ELF)' },
+  { bytes: [0xff, 0xfe], what: 'UTF-16 text; convert it first, with iconv -f UTF-16 -t UTF-8' },
+  { bytes: [0xfe, 0xff], what: 'UTF-16 text; convert it first, with iconv -f UTF-16 -t UTF-8' },
+];
+
+/**
+ * Why the first bytes of an input are not text, or undefined when they are. Text may hold a stray NUL or
+ * escape (serial consoles print some across a reboot), so only a known binary format, or control bytes
+ * making up more than 1/32 of the sample, count as binary.
+ */
+export function notTextReason(bytes: Uint8Array): string | undefined {
+  for (const m of MAGIC) if (bytes.length >= m.bytes.length && m.bytes.every((b, i) => bytes[i] === b)) return m.what;
+  let control = 0;
+  let first = -1;
+  for (let i = 0; i < bytes.length; i++) {
+    const b = bytes[i]!;
+    // Tab, line feed, vertical tab, form feed, carriage return, backspace and escape occur in text.
+    if ((b < 0x20 && !(b >= 0x08 && b <= 0x0d) && b !== 0x1b) || b === 0x7f) {
+      control++;
+      if (first < 0) first = i;
+    }
+  }
+  if (control * 32 > bytes.length) {
+    const share = control === 1 ? `1 of its first ${plural(bytes.length, 'byte')} is a control character` : `${control} of its first ${bytes.length} bytes are control characters`;
+    return `${share}, the first at offset ${first}`;
+  }
+  return undefined;
+}
+
+/** Throws the "not a text file" problem for `name` when `bytes` (its start) is not text. */
+export function requireText(name: string, bytes: Uint8Array): void {
+  const reason = notTextReason(bytes.subarray(0, SNIFF_BYTES));
+  if (reason !== undefined) throw new InputError(name, `not a text file (${reason})`);
+}
+
+/**
+ * Refuses to wait on a terminal for input nobody will type: a command that reads stdin when no FILE is
+ * given says so instead. An explicit '-' still reads the terminal.
+ */
+export function requireStdinNotTerminal(what: string): void {
+  if (process.stdin.isTTY) throw new UsageError(`no input: name a FILE or pipe ${what} in (stdin is a terminal; '-' reads it anyway)`);
+}
+
+/** Opens a file for reading, as a file descriptor; throws the problem in words when it cannot. */
+export function openInput(path: string): number {
+  let fd: number;
+  try {
+    fd = openSync(path, 'r');
+  } catch (e) {
+    throw new InputError(path, osErrorText(e));
+  }
+  let isDir = false;
+  try {
+    isDir = fstatSync(fd).isDirectory();
+  } catch (e) {
+    closeSync(fd);
+    throw new InputError(path, osErrorText(e));
+  }
+  if (isDir) {
+    closeSync(fd);
+    throw new InputError(path, OS_ERRORS.EISDIR!);
+  }
+  return fd;
+}
+
+/** readSync with the error in words. */
+export function readInput(path: string, fd: number, buf: Uint8Array, offset: number, length: number): number {
+  try {
+    return readSync(fd, buf, offset, length, null);
+  } catch (e) {
+    throw new InputError(path, osErrorText(e));
+  }
+}
+
+/** Whether a path names a directory; a path that cannot be looked at throws its problem. */
+export async function isDirectory(path: string): Promise<boolean> {
+  try {
+    return (await stat(path)).isDirectory();
+  } catch (e) {
+    throw new InputError(path, osErrorText(e));
+  }
+}
+
+/** A whole text file (the topology checker and the debugfs reader parse whole files). */
+export async function readTextFile(path: string, name = path): Promise<string> {
+  let bytes: Buffer;
+  try {
+    bytes = await readFile(path);
+  } catch (e) {
+    throw new InputError(name, osErrorText(e));
+  }
+  requireText(name, bytes);
+  return bytes.toString('utf8');
+}
+
+/** All of stdin as text. */
+export async function readTextStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const c of process.stdin) chunks.push(c as Buffer);
+  const bytes = Buffer.concat(chunks);
+  requireText(STDIN, bytes);
+  return bytes.toString('utf8');
+}
