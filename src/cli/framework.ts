@@ -74,10 +74,7 @@ export class OutputError extends Error {
 
 export const PROGRAM = 'iommu-lab';
 
-/** `1 line`, `2 lines`, `1 PASID entry`, `3 PASID entries`. */
-export function plural(count: number, one: string, many = one + 's'): string {
-  return `${count} ${count === 1 ? one : many}`;
-}
+export { plural } from '../core/plural';
 
 /** The one-line form of a problem with an input, for stderr. */
 export function problemLine(command: string, input: string, message: string): string {

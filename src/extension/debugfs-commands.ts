@@ -1,4 +1,5 @@
 import * as vscode from 'vscode';
+import { plural } from '../core/plural';
 import { type DebugfsDiagnostic, type DebugfsInput, DebugfsParser } from '../readers/debugfs';
 import { type DebugfsImport, importDebugfsSteps } from '../readers/debugfs-import';
 import { type DebugfsReport, describeImport, parseAddress, reportText, walkImported } from '../readers/debugfs-report';
@@ -116,7 +117,7 @@ export class DebugfsImports implements vscode.Disposable {
       if (!empty) this.diagnostics.clear();
       this.showDiagnostics(files, imp.diagnostics);
       if (empty) {
-        const message = `${files.label} holds no VT-d debugfs tables: ${imp.dump.unrecognisedLines} of its ${imp.dump.lines} lines were not understood (see the Problems panel).`;
+        const message = `${files.label} holds no VT-d debugfs tables: ${imp.dump.unrecognisedLines} of its ${plural(imp.dump.lines, 'line')} ${imp.dump.unrecognisedLines === 1 ? 'was' : 'were'} not understood (see the Problems panel).`;
         return fail(message, imp.diagnostics, paths);
       }
       this.last = { imp, report, label: files.label };
@@ -124,9 +125,9 @@ export class DebugfsImports implements vscode.Disposable {
       this.writeReport(files, report);
       const s = report.summary;
       const message =
-        `Imported ${files.label}: ${s.units} IOMMU unit${s.units === 1 ? '' : 's'}, ${s.devices} device${s.devices === 1 ? '' : 's'}, ` +
-        `${s.pasidEntries} PASID entr${s.pasidEntries === 1 ? 'y' : 'ies'}, ${s.domains} domain${s.domains === 1 ? '' : 's'}` +
-        (imp.diagnostics.length > 0 ? `; ${imp.diagnostics.length} note${imp.diagnostics.length === 1 ? '' : 's'} in the Problems panel.` : '.');
+        `Imported ${files.label}: ${plural(s.units, 'IOMMU unit')}, ${plural(s.devices, 'device')}, ` +
+        `${plural(s.pasidEntries, 'PASID entry', 'PASID entries')}, ${plural(s.domains, 'domain')}` +
+        (imp.diagnostics.length > 0 ? `; ${plural(imp.diagnostics.length, 'note')} in the Problems panel.` : '.');
       void vscode.window.showInformationMessage(message, WALK_ACTION, REPORT_ACTION).then((choice) => {
         if (choice === WALK_ACTION) void vscode.commands.executeCommand(CommandIds.walkDebugfsAddress);
         if (choice === REPORT_ACTION) this.output.show(true);

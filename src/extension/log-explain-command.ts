@@ -1,5 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import * as vscode from 'vscode';
+import { plural } from '../core/plural';
 import type { LogEvent, LogSummary } from '../readers/log-event';
 import { describeSummary, explainEvent } from '../readers/log-explain';
 import { byteLines, DecodedLog } from './log-decoding';
@@ -134,7 +135,7 @@ export class LogExplainer implements vscode.Disposable {
             return log.through(Infinity, token, (fraction) => {
               const pct = Math.floor(fraction * 100);
               if (pct > reported) {
-                progress.report({ increment: pct - reported, message: `${log.lines.toLocaleString('en-US')} lines` });
+                progress.report({ increment: pct - reported, message: plural(log.lines, 'line') });
                 reported = pct;
               }
             });
@@ -142,7 +143,7 @@ export class LogExplainer implements vscode.Disposable {
         );
     const summary = log.summary();
     if (!done) {
-      return this.tell('info', { ok: false, uri: uri.toString(), lines: log.lines, events: log.events.length, problems: 0, diagnostics: 0, cancelled: true, message: `Stopped explaining ${name} after ${log.lines.toLocaleString('en-US')} lines.` });
+      return this.tell('info', { ok: false, uri: uri.toString(), lines: log.lines, events: log.events.length, problems: 0, diagnostics: 0, cancelled: true, message: `Stopped explaining ${name} after ${plural(log.lines, 'line')}.` });
     }
     const events = [...log.events].sort((a, b) => a.line - b.line);
     const problems = events.filter(isProblem).length;
@@ -151,8 +152,8 @@ export class LogExplainer implements vscode.Disposable {
       this.diagnostics.delete(uri);
       const message =
         summary.unrecognisedIommuLines > 0
-          ? `No IOMMU event recognised in ${name}: ${summary.unrecognisedIommuLines} of its ${summary.lines} lines mention an IOMMU in a format IOMMU Lab does not know (see the "${OutputChannelNames.log}" output).`
-          : `${name} has no IOMMU lines (${summary.lines} lines read): nothing to explain.`;
+          ? `No IOMMU event recognised in ${name}: ${summary.unrecognisedIommuLines} of its ${plural(summary.lines, 'line')} ${summary.unrecognisedIommuLines === 1 ? 'mentions' : 'mention'} an IOMMU in a format IOMMU Lab does not know (see the "${OutputChannelNames.log}" output).`
+          : `${name} has no IOMMU lines (${plural(summary.lines, 'line')} read): nothing to explain.`;
       return this.tell('info', { ok: true, uri: uri.toString(), lines: summary.lines, events: 0, problems: 0, diagnostics: 0, message });
     }
     const diagnostics = events.slice(0, MAX_DIAGNOSTICS).map((e) => toDiagnostic(e, lineLength));
@@ -204,3 +205,4 @@ function toDiagnostic(e: LogEvent, lineLength: (line: number) => number): vscode
   d.code = e.format;
   return d;
 }
+

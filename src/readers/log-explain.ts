@@ -1,3 +1,4 @@
+import { plural } from '../core/plural';
 import { faultReason } from '../core/vtd/fault-reasons';
 import { AMD_EVENT_TYPES } from './amd-log';
 import type { LogEvent, LogSummary } from './log-event';
@@ -202,7 +203,7 @@ export function explainEvent(e: LogEvent): string[] {
 }
 
 export function describeSummary(s: LogSummary): string[] {
-  const n = (count: number, one: string, many = one + 's') => `${count} ${count === 1 ? one : many}`;
+  const n = plural;
   const out = [
     `${n(s.lines, 'line')}: ${n(s.events, 'event')}, ${n(s.unrecognisedLines, 'line')} not recognised` +
       (s.unrecognisedIommuLines > 0 ? ` (${s.unrecognisedIommuLines} of them ${s.unrecognisedIommuLines === 1 ? 'mentions' : 'mention'} an IOMMU)` : '') +
