@@ -16,15 +16,16 @@ const inVsix = (path: string) => posix.join('extension', path);
 
 /** Every file the manifest points at, and the language server the extension starts from dist/server.js. */
 function filesTheManifestNeeds(): string[] {
+  type Icon = { icon?: string | { light: string; dark: string } };
   const c = pkg.contributes;
-  const icons = (o: { icon?: string | { light: string; dark: string } }) =>
+  const icons = (o: Icon) =>
     typeof o.icon === 'string' ? [o.icon] : o.icon ? [o.icon.light, o.icon.dark] : [];
   const paths = [
     pkg.main,
     ...Object.values(pkg.bin as Record<string, string>),
     pkg.icon,
     'dist/server.js',
-    ...c.languages.flatMap((l: { configuration: string }) => [l.configuration, ...icons(l)]),
+    ...c.languages.flatMap((l: Icon & { configuration: string }) => [l.configuration, ...icons(l)]),
     ...c.grammars.map((g: { path: string }) => g.path),
     ...c.viewsContainers.activitybar.flatMap(icons),
     ...Object.values(c.views as Record<string, object[]>).flat().flatMap(icons),
@@ -148,7 +149,9 @@ describe('the VSIX: npm run package, installed by code-server --install-extensio
       const shot = readme.locator('img[alt^="IOMMU Lab in VS Code"]');
       await shot.waitFor();
       // Decoded and laid out: a broken or blocked image has no natural size.
-      await until('the screenshot to load', () => shot.evaluate((img: HTMLImageElement) => img.complete && img.naturalWidth > 0), 10_000);
+      // (No DOM types here: the test runs in Node, the callback in the page.)
+      type Img = { complete: boolean; naturalWidth: number };
+      await until('the screenshot to load', () => shot.evaluate((e) => (e as unknown as Img).complete && (e as unknown as Img).naturalWidth > 0), 10_000);
       await page.screenshot({ path: join(shots, 'installed-vsix-readme.png') });
     });
   });
