@@ -69,6 +69,7 @@ if (!production) {
       options: { ...testOptions, entryPoints: [...(await tests('test/vscode', '.ts'))] },
     },
     { name: 'ui-tests', shipped: false, options: { ...testOptions, entryPoints: await tests('test/ui', '.ts') } },
+    { name: 'release-tests', shipped: false, options: { ...testOptions, entryPoints: await tests('test/release', '.ts') } },
     { name: 'bench', shipped: false, options: { ...testOptions, entryPoints: await tests('bench', '.ts') } },
   );
 }

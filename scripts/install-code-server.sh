@@ -2,7 +2,7 @@
 # Installs the pinned code-server into tools/code-server (idempotent).
 # Why the extra steps: code-server's native modules need libkrb5-dev; @vscode/ripgrep's postinstall
 # downloads from GitHub unless its cache is seeded with Debian's rg; node-pty runs `npx node-gyp`,
-# which needs npm_config_yes=true. See ../shared/docs/vscode-harness.md.
+# which needs npm_config_yes=true. docs/ARCHITECTURE.md ("Running a real VS Code") has the details.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 dir="$root/tools/code-server"

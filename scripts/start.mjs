@@ -2,32 +2,71 @@
 // With VS Code's `code` CLI on PATH it opens a desktop window in development mode; otherwise it serves the
 // project's pinned code-server on 127.0.0.1 and prints the URL to open in a browser.
 // Options: --port N (code-server port, default 8080 or the next free one), --watch (rebuild on change).
+//
+// Stopping: Ctrl-C (SIGINT to the terminal's process group), SIGTERM or SIGHUP to this script, or the end
+// of the process that started it all stop everything it started: code-server with every process of its
+// group (server, extension host, language servers) and the --watch build. The last case is the one npm
+// makes: `npm start` runs this script under `sh -c`, and a SIGTERM to npm reaches only that shell, which
+// dies of it and leaves this script behind with a new parent; so the script watches its parent too.
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+import { freePort, groupGone, startCodeServer } from './lib/code-server.mjs';
+import { ensureNpmPackages, root } from './lib/npm-packages.mjs';
 
-const root = new URL('..', import.meta.url).pathname.replace(/\/$/, '');
 const examples = join(root, 'examples');
 const run = (cmd, args) => spawnSync(cmd, args, { cwd: root, stdio: 'inherit' }).status === 0;
 const portAt = process.argv.indexOf('--port');
 
-if (!existsSync(join(root, 'node_modules/.package-lock.json')) && !run('npm', ['ci', '--no-audit', '--no-fund'])) process.exit(1);
+let watcher; // the --watch build, in its own process group (node and the esbuild service it starts)
+let cs; // the running code-server
+let stopping;
+function stop(why) {
+  stopping ??= (async () => {
+    console.log(`\nnpm start: stopping (${why})`);
+    if (watcher) {
+      try {
+        process.kill(-watcher.pid, 'SIGTERM');
+      } catch {
+        /* already gone */
+      }
+    }
+    await cs?.stop();
+    if (watcher && !(await groupGone(watcher.pid, 5000))) process.kill(-watcher.pid, 'SIGKILL');
+    process.exit(0);
+  })();
+  return stopping;
+}
+for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.on(signal, () => stop(signal));
+const parent = process.ppid;
+setInterval(() => process.ppid !== parent && stop('the process that started it exited'), 250).unref();
+// Whatever ends this process, the watcher's group goes with it (code-server's lib does the same for its own).
+process.on('exit', () => {
+  try {
+    if (watcher) process.kill(-watcher.pid, 'SIGKILL');
+  } catch {
+    /* already gone */
+  }
+});
+
+if (!ensureNpmPackages('npm start')) process.exit(1);
 if (!run(process.execPath, ['scripts/build.mjs'])) process.exit(1);
-if (process.argv.includes('--watch')) spawn(process.execPath, ['scripts/build.mjs', '--watch'], { cwd: root, stdio: 'inherit' });
+if (process.argv.includes('--watch')) {
+  watcher = spawn(process.execPath, ['scripts/build.mjs', '--watch'], { cwd: root, stdio: 'inherit', detached: true });
+}
 
 const code = spawnSync('sh', ['-c', 'command -v code'], { encoding: 'utf8' }).stdout.trim();
 if (code && !process.env.IOMMU_LAB_USE_CODE_SERVER) {
   console.log(`Opening ${examples} in VS Code (${code}) with the extension in development mode.`);
   const r = spawnSync(code, ['--new-window', `--extensionDevelopmentPath=${root}`, examples], { stdio: 'inherit' });
-  process.exit(r.status ?? 1);
-}
-
-if (!run('bash', ['scripts/install-code-server.sh'])) process.exit(1);
-const { freePort, startCodeServer } = await import('./lib/code-server.mjs');
-const port = await freePort(portAt > 0 ? Number(process.argv[portAt + 1]) : 8080);
-const cs = await startCodeServer({ port, dir: join(root, '.vscode-test/code-server') });
-const url = cs.workbenchUrl({ folder: examples, payload: [['extensionDevelopmentPath', cs.remoteUri(root)]] });
-console.log(`
+  if (!watcher) process.exit(r.status ?? 1);
+  console.log('The --watch build goes on rebuilding; press Ctrl+C to stop it.');
+} else {
+  if (!run('bash', ['scripts/install-code-server.sh'])) process.exit(1);
+  const port = await freePort(portAt > 0 ? Number(process.argv[portAt + 1]) : 8080);
+  // A signal during start-up exits at once; code-server's lib then kills the group it was starting.
+  cs = await startCodeServer({ port, dir: join(root, '.vscode-test/code-server') });
+  const url = cs.workbenchUrl({ folder: examples, payload: [['extensionDevelopmentPath', cs.remoteUri(root)]] });
+  console.log(`
 IOMMU Lab is running in code-server (VS Code 1.100.3), bound to 127.0.0.1 only.
 Open this URL in a browser on this machine (or through an SSH tunnel: ssh -L ${port}:127.0.0.1:${port} ...):
 
@@ -35,9 +74,4 @@ Open this URL in a browser on this machine (or through an SSH tunnel: ssh -L ${p
 
 The IOMMU view is in the activity bar; the examples are .iommu files. Press Ctrl+C to stop.
 `);
-const stop = async () => {
-  await cs.stop();
-  process.exit(0);
-};
-process.on('SIGINT', stop);
-process.on('SIGTERM', stop);
+}

@@ -4,14 +4,17 @@
 //   3. unit tests (mocha, Node, no VS Code; includes the CLI and language server as real processes)
 //   4. in a real VS Code (one code-server and one Chromium for both):
 //      extension-host tests (mocha inside the extension host) and UI tests (Playwright).
+//   5. release (test/release/, mocha in Node): what a user runs, as the README says: `npm run package`
+//      and the VSIX installed into a plain code-server, and `npm start` stopped by SIGTERM and Ctrl-C.
 // A suite that does not report (crash, hang, did not start) counts as a failure, never as zero tests.
-// Options: --only typecheck|unit|vscode (repeatable), --grep PATTERN (unit tests).
+// Options: --only typecheck|unit|vscode|release (repeatable), --grep PATTERN (unit and release tests).
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { format } from 'node:util';
+import { ensureNpmPackages } from './lib/npm-packages.mjs';
 
 const root = new URL('..', import.meta.url).pathname.replace(/\/$/, '');
 const only = process.argv.flatMap((a, i) => (process.argv[i - 1] === '--only' ? [a] : []));
@@ -30,10 +33,7 @@ function run(cmd, args, opts = {}) {
 }
 
 // 0. What a fresh clone lacks: the npm packages, and for the VS Code suites code-server and Chromium.
-if (!existsSync(join(root, 'node_modules/.package-lock.json'))) {
-  console.log('npm test: installing npm packages (npm ci)');
-  if (run('npm', ['ci', '--no-audit', '--no-fund']).status !== 0) process.exit(1);
-}
+if (!ensureNpmPackages('npm test')) process.exit(1);
 
 // 1. Type checks.
 if (wants('typecheck')) {
@@ -76,20 +76,31 @@ function readResult(file) {
   }
 }
 
-// 3. Unit tests, in a child process: a crash there cannot take the totals with it.
-if (wants('unit')) {
+// A mocha suite in a child process: a crash there cannot take the totals with it.
+async function mochaSuite(suite, dir) {
   const started = performance.now();
-  const file = join(scratch, 'unit.json');
-  const args = ['scripts/lib/run-mocha.mjs', 'out/test/unit', file, ...(grepAt > 0 ? ['--grep', process.argv[grepAt + 1]] : [])];
+  const file = join(scratch, `${suite}.json`);
+  const args = ['scripts/lib/run-mocha.mjs', dir, file, ...(grepAt > 0 ? ['--grep', process.argv[grepAt + 1]] : [])];
   const code = await new Promise((resolve) => spawn(process.execPath, args, { cwd: root, stdio: 'inherit' }).on('exit', resolve));
   const r = readResult(file);
-  if (!r) record('unit', 0, 1, performance.now() - started, `the unit suite did not report (exit ${code})`);
-  else record('unit', r.passes, r.failures + (r.passes + r.failures === r.planned ? 0 : 1), performance.now() - started);
+  if (!r) record(suite, 0, 1, performance.now() - started, `the ${suite} suite did not report (exit ${code})`);
+  else record(suite, r.passes, r.failures + (r.passes + r.failures === r.planned ? 0 : 1), performance.now() - started);
 }
+
+// 3. Unit tests.
+if (wants('unit')) await mochaSuite('unit', 'out/test/unit');
 
 // 4. A real VS Code: extension-host tests, then UI tests, against one code-server and one browser.
 if (wants('vscode')) {
   await runInVsCode();
+}
+
+// 5. Release tests: they start their own code-servers (a plain one with the installed VSIX; npm start's).
+if (wants('release')) {
+  const { chromiumInstalled } = await import('./lib/chromium.mjs');
+  if (run('bash', ['scripts/install-code-server.sh']).status !== 0 || !chromiumInstalled()) {
+    record('release', 0, 1, 0, 'code-server or Chromium is missing; see the messages above');
+  } else await mochaSuite('release', 'out/test/release');
 }
 
 finish();

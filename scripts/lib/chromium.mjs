@@ -1,5 +1,7 @@
 // Debian's Chromium, headless, driven by playwright-core. It may resolve nothing but loopback, and keeps
-// its profile, crash pad and caches in a throw-away HOME (see ../shared/docs/vscode-harness.md).
+// its profile, crash pad and caches in a throw-away HOME: Debian's wrapper starts crashpad under
+// ~/.config/chromium and dconf writes ~/.cache, and playwright refuses a --user-data-dir argument
+// (docs/ARCHITECTURE.md, "Running a real VS Code").
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';

@@ -1,8 +1,9 @@
 // Starts the project's pinned code-server (a real VS Code 1.100.3: server, Node extension host, web
-// workbench) bound to 127.0.0.1, isolated in a throw-away directory. Used by npm start and npm test.
-// The pitfalls this avoids are listed in ../shared/docs/vscode-harness.md.
+// workbench) bound to 127.0.0.1, isolated in a throw-away directory, and installs VSIX files into such a
+// directory. Used by npm start and npm test. docs/ARCHITECTURE.md ("Running a real VS Code") lists the
+// pitfalls this avoids.
 import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -44,27 +45,16 @@ const SETTINGS = {
 };
 
 /**
- * @param {{ env?: Record<string,string>, port?: number, settings?: object, dir?: string }} options
- *   dir: keep state (settings, open editors) there across runs instead of in a throw-away directory.
+ * The directories and environment that keep one code-server (and the `--install-extension` runs for it)
+ * out of $HOME: settings, extensions, caches and sockets all live under `dir`.
  */
-export async function startCodeServer(options = {}) {
-  if (!codeServerInstalled()) throw new Error('code-server is not installed; run: bash scripts/install-code-server.sh');
-  const dir = options.dir ?? (await mkdtemp(join(tmpdir(), 'iommu-lab-cs-')));
+async function isolate(dir, settings, extraEnv) {
   const home = join(dir, 'home');
   const userData = join(dir, 'user-data');
   await Promise.all([home, join(dir, 'tmp'), join(dir, 'extensions'), join(userData, 'User')].map((d) => mkdir(d, { recursive: true })));
-  const port = options.port ?? (await freePort());
-  await writeFile(join(dir, 'config.yaml'), `bind-addr: 127.0.0.1:${port}\nauth: none\ncert: false\n`);
   const settingsFile = join(userData, 'User', 'settings.json');
-  if (!existsSync(settingsFile)) await writeFile(settingsFile, JSON.stringify({ ...SETTINGS, ...options.settings }, null, 2));
-
-  const args = [
-    '--config', join(dir, 'config.yaml'),
-    '--user-data-dir', userData,
-    '--extensions-dir', join(dir, 'extensions'),
-    '--disable-telemetry', '--disable-update-check', '--disable-workspace-trust',
-    '--disable-getting-started-override', '--disable-proxy', '--ignore-last-opened',
-  ];
+  if (!existsSync(settingsFile)) await writeFile(settingsFile, JSON.stringify({ ...SETTINGS, ...settings }, null, 2));
+  const args = ['--user-data-dir', userData, '--extensions-dir', join(dir, 'extensions')];
   const env = {
     ...process.env,
     HOME: home,
@@ -73,9 +63,74 @@ export async function startCodeServer(options = {}) {
     XDG_CACHE_HOME: join(home, '.cache'),
     TMPDIR: join(dir, 'tmp'),
     EXTENSIONS_GALLERY: '{}',
-    ...options.env,
+    ...extraEnv,
   };
-  // Its own process group, so that stop() also ends the extension host and language servers it spawned.
+  return { args, env };
+}
+
+/**
+ * Installs a VSIX with code-server's own `--install-extension` into `dir`'s extensions folder, the one a
+ * later `startCodeServer({ dir })` loads. Resolves with the CLI's output; rejects when it fails.
+ */
+export async function installExtension(vsix, dir) {
+  if (!codeServerInstalled()) throw new Error('code-server is not installed; run: bash scripts/install-code-server.sh');
+  const { args, env } = await isolate(dir);
+  const child = spawn(codeServerBin, [...args, '--install-extension', vsix], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout.on('data', (b) => (out += b));
+  child.stderr.on('data', (b) => (out += b));
+  const code = await new Promise((resolve) => child.once('exit', resolve));
+  if (code !== 0) throw new Error(`code-server --install-extension ${vsix} exited with ${code}:\n${out}`);
+  return out;
+}
+
+/** The processes (not zombies) of a process group, from /proc. */
+export function processGroupMembers(pgid) {
+  const members = [];
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    let stat;
+    try {
+      stat = readFileSync(`/proc/${name}/stat`, 'utf8');
+    } catch {
+      continue; // exited while we looked
+    }
+    // Fields after the command (which may hold spaces and parentheses): state, ppid, pgrp, ...
+    const [state, , pgrp] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    if (Number(pgrp) === pgid && state !== 'Z') members.push(Number(name));
+  }
+  return members;
+}
+
+/** Resolves true once no process of the group is left, false when `ms` pass first. */
+export async function groupGone(pgid, ms) {
+  const deadline = Date.now() + ms;
+  while (processGroupMembers(pgid).length > 0) {
+    if (Date.now() > deadline) return false;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return true;
+}
+
+/**
+ * @param {{ env?: Record<string,string>, port?: number, settings?: object, dir?: string }} options
+ *   dir: keep state (settings, open editors, installed extensions) there across runs instead of in a
+ *   throw-away directory.
+ */
+export async function startCodeServer(options = {}) {
+  if (!codeServerInstalled()) throw new Error('code-server is not installed; run: bash scripts/install-code-server.sh');
+  const dir = options.dir ?? (await mkdtemp(join(tmpdir(), 'iommu-lab-cs-')));
+  const { args: isolation, env } = await isolate(dir, options.settings, options.env);
+  const port = options.port ?? (await freePort());
+  await writeFile(join(dir, 'config.yaml'), `bind-addr: 127.0.0.1:${port}\nauth: none\ncert: false\n`);
+  const args = [
+    '--config', join(dir, 'config.yaml'),
+    ...isolation,
+    '--disable-telemetry', '--disable-update-check', '--disable-workspace-trust',
+    '--disable-getting-started-override', '--disable-proxy', '--ignore-last-opened',
+  ];
+  // Its own process group, so that stop() also ends the extension host and language servers it spawned
+  // (and a terminal's Ctrl-C reaches only the script that started it, which then stops the whole group).
   const child = spawn(codeServerBin, args, { env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
   let log = '';
   const collect = (b) => {
@@ -126,6 +181,9 @@ export async function startCodeServer(options = {}) {
       if (payload) q.set('payload', JSON.stringify(payload));
       return `${url}/?${q.toString()}`;
     },
+    /** The process group: code-server, its server, the extension host and what that started. */
+    pgid: child.pid,
+    /** Ends every process of the group (SIGTERM, then SIGKILL after 5 s) and waits until none is left. */
     async stop() {
       process.removeListener('exit', killGroup);
       try {
@@ -133,8 +191,10 @@ export async function startCodeServer(options = {}) {
       } catch {
         /* already gone */
       }
-      const done = await Promise.race([exited, new Promise((r) => setTimeout(() => r(undefined), 5000))]);
-      if (!done) killGroup();
+      if (!(await groupGone(child.pid, 5000))) {
+        killGroup();
+        await groupGone(child.pid, 5000);
+      }
       if (!options.dir) await rm(dir, { recursive: true, force: true });
     },
   };
