@@ -22,7 +22,7 @@ Options:
   --format text|json  text (default) or one JSON object with the request, the result and the trace
 
 Example:
-  iommu-lab walk --debugfs dump --device 0000:6a:01.0 --pasid 5 --write 0x101234`,
+  iommu-lab walk --debugfs dump --device 0000:6a:01.0 --pasid 5 --write 0x40000234`,
   failure: 'the address faults (the walk shows where), or a problem with the dump: it cannot be read,\nis not text, is empty, holds no VT-d table, or does not hold the device',
   options: {
     debugfs: { type: 'string', multiple: true },

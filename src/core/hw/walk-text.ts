@@ -29,7 +29,7 @@ function stepLines(step: WalkStep, n: number, indent: string): string[] {
   const lines = [`${indent}${String(n).padStart(2)}. ${step.structure}${index}${stage}${where}${cached}`];
   if (step.raw.length) lines.push(`${indent}      raw     ${step.raw.map((w) => '0x' + w).join(' ')}`);
   if (Object.keys(step.fields).length) lines.push(`${indent}      fields  ${fieldsText(step.fields)}`);
-  lines.push(`${indent}      ${step.ok ? 'ok' : 'FAIL'}      ${step.check}`);
+  lines.push(`${indent}      ${(step.ok ? 'ok' : 'FAIL').padEnd(8)}${step.check}`);
   step.nestedTrace?.forEach((s, i) => lines.push(...stepLines(s, i + 1, indent + '        ')));
   return lines;
 }
