@@ -150,8 +150,9 @@ const EXACT = {
   /** ` %-5d %02x:%02x.%01x %08x %02x  %016llx\t%016llx`, posted with `%08x %08x` (PDA high, low) */
   irRow: /^ (\d{1,5})( *) ([0-9a-f]{2}):([0-9a-f]{2})\.([0-7]) ([0-9a-f]{8})(?: ([0-9a-f]{8}))? ([0-9a-f]{2})  ([0-9a-f]{16})\t([0-9a-f]{16})$/,
   /**
-   * `Device %04x:%02x:%02x.%x ` then `with pasid %x @0x%llx` or `@0x%llx` (6.7+, per device and PASID); before,
-   * `Device %s with pasid %d @0x%llx` (5.x, one global file) and `Device %s @0x%llx` (6.1).
+   * `Device %04x:%02x:%02x.%x ` then `with pasid %x @0x%llx` or `@0x%llx` (6.7+, per device and PASID, since
+   * 2b437e804566 "iommu/vt-d: debugfs: Support dumping a specified page table"); before, `Device %s with pasid
+   * %d @0x%llx` (5.x, one global file) and `Device %s @0x%llx` (6.1).
    */
   domainTitle: /^Device (\S+) (?:with pasid ([0-9a-fA-F]{1,8}) )?@0x([0-9a-f]{1,16})$/,
   /** dmar_perf_latency rows: `%s` of a padded type name, then `%12lld` per column. */
@@ -169,7 +170,7 @@ const FIXED = new Map<string, 'regset-header' | 'translation-header' | 'queue-he
   [' Entry SrcID   PDA_high PDA_low  Vct IRTE_high\t\tIRTE_low', 'ir-posted-header'],
   ['Interrupt Remapping is not enabled', 'ir-not-enabled'],
   ['****', 'ir-separator'],
-  // `%-17s\t%-18s\t%-18s\t%-18s\t%-18s\t%-s` (6.7+); `IOVA_PFN\t\tPML5E\t\t\tPML4E\t\t\tPDPE\t\t\tPDE\t\t\tPTE` before.
+  // `%-17s\t%-18s\t%-18s\t%-18s\t%-18s\t%-s` since 2b437e804566 (6.7); `IOVA_PFN\t\tPML5E\t\t\tPML4E\t\t\tPDPE\t\t\tPDE\t\t\tPTE` before.
   [DOMAIN_HEADER, 'domain-header'],
   ['IOVA_PFN\t\tPML5E\t\t\tPML4E\t\t\tPDPE\t\t\tPDE\t\t\tPTE', 'domain-header'],
   [LATENCY_HEADER, 'latency-header'],
@@ -621,7 +622,9 @@ export class DebugfsParser {
 
   /**
    * A page-table row exactly as the kernel prints it (`0x%013lx |\t0x%016llx` then `\t0x%016llx` per column),
-   * read by offsets; false sends the line to the other readers, which also say what is wrong with it.
+   * read by offsets; false sends the line to the other readers, which also say what is wrong with it. Rows have
+   * five entries until e8aa45f8cc2c ("iommu/vt-d: debugfs: Dump entry pointing to huge page", 6.7), which ends
+   * a row at its large page (three or four).
    */
   private fastDomainRow(t: string, lineNo: number, dump: DomainDump): boolean {
     const cols = (t.length + 1 - 18) / 19;

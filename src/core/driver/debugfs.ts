@@ -287,7 +287,7 @@ export function renderInvalidationQueue(units: readonly { readonly unit: VtdUnit
 // ir_translation_struct
 // ---------------------------------------------------------------------------------------------------------
 
-/** `seq_puts(m, "****\\n\\n")` between the remapped and the posted tables (every kernel since 4.20). */
+/** `seq_puts(m, "****\\n\\n")` between the remapped and the posted tables (5.10, 6.1 and 6.12 alike). */
 export const IR_SEPARATOR = '****';
 export const IR_REMAPPED_HEADER = ' Entry SrcID   DstID    Vct IRTE_high\t\tIRTE_low';
 export const IR_POSTED_HEADER = ' Entry SrcID   PDA_high PDA_low  Vct IRTE_high\t\tIRTE_low';
@@ -371,7 +371,10 @@ export function domainTitle(segment: number, sid: number, pasid: number | undefi
   return `Device ${dev} ${pasid === undefined ? '' : `with pasid ${pasid.toString(16)} `}@0x${pgd.toString(16)}`;
 }
 
-/** `0x%013lx |\t` then PML5E, PML4E, PDPE always, PDE and PTE only when the walk reached them (6.7+). */
+/**
+ * `0x%013lx |\t` then PML5E, PML4E, PDPE always, PDE and PTE only when the walk reached them (since e8aa45f8cc2c
+ * "iommu/vt-d: debugfs: Dump entry pointing to huge page", 6.7).
+ */
 export function domainRow(pfn: number, path: readonly string[]): string {
   let row = `0x${pfn.toString(16).padStart(13, '0')} |\t0x${path[5]}\t0x${path[4]}\t0x${path[3]}`;
   if (path[2] !== ZERO64) {
