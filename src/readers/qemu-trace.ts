@@ -226,13 +226,17 @@ function errorReport(msg: string, info: LineInfo): ReadResult {
   if (dev) e.device = bdfToDevice(dev[1]!, dev[2]!, String(parseInt(dev[3]!, 16)));
   const iova = /iova=0x([0-9a-fA-F]{1,16})/.exec(rest);
   if (iova) e.address = normalizeHex(iova[1]!);
-  const pasid = /pasid=0x([0-9a-fA-F]{1,8})/.exec(rest);
+  const problems: string[] = [];
+  const pasid = /pasid=0x([0-9a-fA-F]{1,8})\b/.exec(rest);
   if (pasid) {
     const n = parseInt(pasid[1]!, 16);
     if (n !== NO_PASID && n <= 0xf_ffff) e.pasid = n;
-    else if (n !== NO_PASID) e.details.problems = [`pasid 0x${pasid[1]} is wider than a PASID (20 bits)`];
+    else if (n !== NO_PASID) problems.push(`pasid 0x${pasid[1]} is wider than a PASID (20 bits)`);
   }
-  const write = /write=(\d)/.exec(rest);
-  if (write) e.access = write[1] === '1' ? 'write' : 'read';
+  // `write=%d` of a bool.
+  const write = /write=(-?\d{1,20})\b/.exec(rest);
+  if (write && (write[1] === '0' || write[1] === '1')) e.access = write[1] === '1' ? 'write' : 'read';
+  else if (write) problems.push(`write ${write[1]} is out of range (0..0x1)`);
+  if (problems.length > 0) e.details.problems = problems;
   return events(e);
 }

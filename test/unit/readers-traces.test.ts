@@ -29,9 +29,10 @@ describe('readers: QEMU vtd_* traces', () => {
         [23, 'invalidation', 'qemu-trace'], [24, 'invalidation', 'qemu-trace'],
         [25, 'dma-fault', 'qemu-trace'], [26, 'dma-fault', 'qemu-trace'], [27, 'dma-fault', 'qemu-trace'],
         [28, 'dma-fault', 'qemu-error'], [29, 'dma-fault', 'qemu-trace'], [30, 'dma-fault', 'qemu-trace'], [31, 'interrupt', 'qemu-trace'],
+        [32, 'dma-fault', 'qemu-error'],
       ],
     );
-    assert.deepEqual([summary.lines, summary.unrecognisedLines, summary.internalErrors], [31, 1, 0]);
+    assert.deepEqual([summary.lines, summary.unrecognisedLines, summary.internalErrors], [32, 1, 0]);
     assert.ok(events.every((e) => e.vendor === 'intel'));
   });
 
@@ -84,6 +85,8 @@ describe('readers: QEMU vtd_* traces', () => {
     assert.deepEqual(at(29).details.problems, ['fault -5 is out of range (0..0xff)']);
     assert.deepEqual(pick(at(30)), [30, 'intel', 'dma-fault', null, null, '0x2000', null, null]);
     assert.deepEqual(at(30).details.problems, ['sid 0x1ffff is out of range (0..0xffff)', 'fault 300 is out of range (0..0xff)', 'write 7 is out of range (0..0x1)']);
+    assert.deepEqual(pick(at(32)), [32, 'intel', 'dma-fault', null, null, '0x3000', null, null]);
+    assert.deepEqual(at(32).details.problems, ['pasid 0x100000 is wider than a PASID (20 bits)', 'write 2 is out of range (0..0x1)']);
     // X86_IOMMU_SID_INVALID: an interrupt without a requester (the IO-APIC's), not device ff:1f.7.
     assert.deepEqual([at(31).device, at(31).details.sid, at(31).details.sidInvalid], [null, 0xffff, true]);
   });
