@@ -8,6 +8,7 @@ import { IommuKernel } from '../../src/core/driver/kernel';
 import { Machine } from '../../src/core/hw/machine';
 import type { DmaRequest, TranslationResult } from '../../src/core/hw/types';
 import { U64 } from '../../src/core/u64';
+import { decodeDescriptor } from '../../src/core/vtd/descriptors';
 import { linuxFaultReason } from '../../src/core/vtd/fault-reasons';
 import { Reg } from '../../src/core/vtd/registers';
 import { pasidEntryAddress, rootEntryAddress } from '../../src/core/vtd/tables';
@@ -454,5 +455,26 @@ describe('readers: Intel debugfs dumps', () => {
     assert.deepEqual([warning.file, warning.line], ['old-dmesg.txt', 2]);
     assert.match(warning.message, /shows 0000:6a:01\.0's PASID directory at 0x76543000, the debugfs dump at 0x[0-9a-f]+ .*: the log is from another time/);
     assert.ok(imp.pasidTables.every((p) => p.from === undefined));
+  });
+
+  it('lists a scalable-mode capable unit\'s queue as the kernel does: 32-byte descriptors (ECAP.SMTS) at their indices, head and tail from the queue file', () => {
+    const k = debugfsKernel({ legacyUnit: false, cachingMode: true, firstStage: false, maps: [{ iovaPage: 3, outPage: 3, size: '4K', write: true }], pasids: [9], nested: false, sva: false, identityDevice: false });
+    const files = renderDebugfs(kernelDebugfsView(k));
+    // The queue size comes from ECAP.SMTS (qi_shift), not from IQA.DW: a regset whose IQA lacks DW changes nothing.
+    files.set('iommu_regset', files.get('iommu_regset')!.replace(/^(IQA +\t0x90\t\t0x[0-9a-f]{13})([0-9a-f]{3})$/m, (_, a: string, b: string) => a + (parseInt(b, 16) & ~0x800).toString(16).padStart(3, '0')));
+    const queue = files.get('invalidation_queue')!;
+    const header = /^ Base: 0x([0-9a-f]+)\tHead: (\d+)\tTail: (\d+)$/m.exec(queue)!;
+    // One more descriptor in the file than IQT says: the files were read at different times.
+    files.set('invalidation_queue', queue.replace(header[0], ` Base: 0x${header[1]}\tHead: ${Number(header[2]) + 1}\tTail: ${Number(header[3]) + 1}`));
+    const q = describeImport(loadDebugfs(inputsOf(files))).units[0]!.queue!;
+    assert.deepEqual([q.descriptorSize, q.head, q.tail], [32, Number(header[2]) + 1, Number(header[3]) + 1]);
+    const rows = new Map(queue.split('\n').filter((l) => /^ *\d+\t/.test(l)).map((l) => [Number(l.split('\t')[0]), l.split('\t').slice(1, 5)]));
+    assert.ok(q.descriptors.length > 0);
+    for (const d of q.descriptors) {
+      // The descriptor the file shows in that slot, decoded from its four words.
+      const words = rows.get(d.index)!.map((w) => U64.fromHex(w)!).flatMap((w) => [w.lo, w.hi]);
+      assert.equal(d.name, decodeDescriptor(words, 4).name, `slot ${d.index}`);
+      assert.equal(d.status, parseInt(queue.split('\n').find((l) => new RegExp(`^ *${d.index}\t`).test(l))!.split('\t').at(-1)!, 16));
+    }
   });
 });
