@@ -409,7 +409,9 @@ export function walkImported(imp: DebugfsImport, w: WalkRequest): WalkOutcome {
   const request: DmaRequest = { sid: pciRid(a), pasid: w.pasid, addr: exact ?? addr, write: w.write ?? false, exec: w.exec ?? false, priv: w.priv ?? false };
   const result = unit.probe(request, { trace: true });
   const notes = walkNotes(imp, result);
-  return { ok: true, unit: unit.name, device, request, result, notes, text: [...describeWalk(request, `${device} on ${unit.name}`, result), ...notes.map((n) => `Note: ${n}`)] };
+  // The notes go before the result line, which stays last.
+  const lines = describeWalk(request, `${device} on ${unit.name}`, result);
+  return { ok: true, unit: unit.name, device, request, result, notes, text: [...lines.slice(0, -1), ...notes.map((n) => `Note: ${n}`), lines[lines.length - 1]!] };
 }
 
 /** What a walk through an import used that debugfs did not show: PASID directory entries. */

@@ -439,7 +439,8 @@ describe('readers: Intel debugfs dumps', () => {
     assert.deepEqual(walk5.notes, [`the PASID directory entry at 0x${realTable(5).dirEntry.toString(16)} is from the kernel log (dmesg.txt:2); debugfs does not print it`]);
     const walk47 = walkImported(withLog, { device: '6a:01.0', pasid: 0x47, address: '0x100abc' });
     assert.ok(walk47.ok && walk47.result.ok && walk47.result.output === '0x100005abc', 'a placed table holds the dumped entry, so the walk still translates');
-    assert.match(walk47.text.at(-1)!, /^Note: debugfs does not print the PASID directory: the entry at 0x[0-9a-f]+ and the PASID table at 0x[0-9a-f]+ were placed by the import/);
+    assert.match(walk47.text.at(-2)!, /^Note: debugfs does not print the PASID directory: the entry at 0x[0-9a-f]+ and the PASID table at 0x[0-9a-f]+ were placed by the import/);
+    assert.match(walk47.text.at(-1)!, /^Result: 0x100005abc /);
 
     // Without the log both tables are placed, and the import says how to get the real ones.
     const alone = loadDebugfs(inputsOf(files));
