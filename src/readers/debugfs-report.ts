@@ -3,7 +3,6 @@ import { describeWalk, sizeName } from '../core/hw/walk-text';
 import { formatPciAddress, parsePciAddress, pciFromRid, pciRid } from '../core/pci';
 import { U64 } from '../core/u64';
 import { pasidCount, supportedAgaws } from '../core/vtd/cap';
-import { decodeDescriptor } from '../core/vtd/descriptors';
 import { pageTableLeaves, type PageTableFormat } from '../core/vtd/page-table';
 import {
   CONTEXT_LEGACY,
@@ -16,10 +15,12 @@ import {
   rawWords,
 } from '../core/vtd/structures';
 import { contextAddress, domainPageTable, pasidTableOf } from '../core/driver/debugfs';
+import { QI_LENGTH } from '../core/driver/qi';
 import { pasidEntryAddress } from '../core/vtd/tables';
 import type { VtdUnit } from '../core/vtd/unit';
 import type { DebugfsDiagnostic } from './debugfs';
 import type { DebugfsImport } from './debugfs-import';
+import { describeQiDescriptor } from './vtd-descriptors';
 
 /**
  * What an imported debugfs dump holds, decoded: units and their capabilities, devices with their context
@@ -30,6 +31,8 @@ import type { DebugfsImport } from './debugfs-import';
 
 export interface UnitReport {
   name: string;
+  /** The PCI segment the unit serves (from the device files that name it; 0 when none does). */
+  segment: number;
   regBase: string;
   version: string;
   mode: 'scalable' | 'legacy';
@@ -39,7 +42,8 @@ export interface UnitReport {
   cap: string;
   ecap: string;
   features: string[];
-  queue: { base: string; head: number; tail: number; descriptorSize: number; descriptors: { index: number; name: string; fields: Record<string, number>; status: number }[] } | null;
+  /** The invalidation queue as its file showed it: head and tail from its header, descriptors sized by ECAP.SMTS. */
+  queue: { base: string; head: number; tail: number; descriptorSize: number; descriptors: { index: number; name: string; fields: Record<string, number | string>; status: number }[] } | null;
 }
 
 export interface PasidReport {
@@ -123,26 +127,35 @@ function features(unit: VtdUnit): string[] {
   return out;
 }
 
+/** A queued descriptor's fields, with its address fields as byte addresses (the raw fields hold bits 63:2 or 63:12). */
+function descriptorFields(words: readonly U64[]): { name: string; fields: Record<string, number | string> } {
+  const d = describeQiDescriptor([...words]);
+  const fields: Record<string, number | string> = { ...d.fields };
+  if (d.statusAddress !== undefined) fields.ADDR = d.statusAddress;
+  else if (d.address !== null) fields.ADDR = d.address;
+  return { name: d.name, fields };
+}
+
 function unitReport(imp: DebugfsImport, i: number): UnitReport {
-  const { unit, registersKnown, qiStatus } = imp.units[i]!;
-  const q = unit.invalidationQueue;
+  const { unit, registersKnown, qiStatus, queue: q } = imp.units[i]!;
   let queue: UnitReport['queue'] = null;
-  if (qiStatus) {
-    const words = q.descSize === 32 ? 4 : 2;
+  if (qiStatus && q) {
+    const size = 2 ** q.shift;
     const descriptors: NonNullable<UnitReport['queue']>['descriptors'] = [];
-    // The last descriptors before the tail: what the driver submitted most recently.
-    for (let k = 1; k <= Math.min(MAX_DESCRIPTORS, q.entries); k++) {
-      const index = (q.tail - k + q.entries) % q.entries;
-      const w: number[] = [];
-      for (let j = 0; j < words; j++) w.push(unit.memory.readLo(q.base + index * q.descSize + j * 8), unit.memory.readHi(q.base + index * q.descSize + j * 8));
-      if (w.every((x) => x === 0)) continue;
-      const d = decodeDescriptor(w, words as 2 | 4);
-      descriptors.unshift({ index, name: d.name, fields: d.fields, status: qiStatus[index] ?? 0 });
+    // The last descriptors before the tail the file printed: what the driver submitted most recently.
+    for (let k = 1; k <= Math.min(MAX_DESCRIPTORS, QI_LENGTH); k++) {
+      const index = (((q.tail - k) % QI_LENGTH) + QI_LENGTH) % QI_LENGTH;
+      const at = q.base + index * size;
+      const w: U64[] = [];
+      for (let j = 0; j < size / 8; j++) w.push(new U64(unit.memory.readHi(at + j * 8), unit.memory.readLo(at + j * 8)));
+      if (w.every((x) => x.isZero())) continue;
+      descriptors.unshift({ index, ...descriptorFields(w), status: qiStatus[index] ?? 0 });
     }
-    queue = { base: hex(q.base), head: q.head, tail: q.tail, descriptorSize: q.descSize, descriptors };
+    queue = { base: hex(q.base), head: q.head, tail: q.tail, descriptorSize: size, descriptors };
   }
   return {
     name: unit.name,
+    segment: unit.segment,
     regBase: hex(unit.regBase),
     version: `${unit.version[0]}.${unit.version[1]}`,
     mode: unit.scalableMode ? 'scalable' : 'legacy',
@@ -284,7 +297,8 @@ function interruptReports(imp: DebugfsImport): InterruptReport[] {
     table: d.table === undefined ? null : hex(d.table),
     entries: d.entries.map((e) => ({
       index: e.index,
-      source: formatPciAddress(pciFromRid(e.sid)),
+      // The source ID is a requester in the unit's segment.
+      source: formatPciAddress(pciFromRid(e.sid, imp.units.find((u) => u.unit.name === d.unit)?.unit.segment ?? 0)),
       fields: decodeEntry(d.kind === 'posted' ? IRTE_POSTED : IRTE_REMAPPED, [e.low.lo, e.low.hi, e.high.lo, e.high.hi]),
     })),
   }));
@@ -304,7 +318,7 @@ function fieldList(fields: Record<string, number | boolean | string>, only?: rea
 export function reportText(r: DebugfsReport): string[] {
   const out: string[] = [];
   for (const u of r.units) {
-    out.push(`${u.name}: VT-d ${u.version} at ${u.regBase}, ${u.mode} mode, translation ${u.translationEnabled ? 'on' : 'OFF'}, root table ${u.rootTable}`);
+    out.push(`${u.name}: VT-d ${u.version} at ${u.regBase}${u.segment !== 0 ? `, PCI segment ${u.segment.toString(16).padStart(4, '0')}` : ''}, ${u.mode} mode, translation ${u.translationEnabled ? 'on' : 'OFF'}, root table ${u.rootTable}`);
     out.push(`  cap ${u.cap} ecap ${u.ecap}${u.registersKnown ? '' : ' (assumed: no iommu_regset in the dump)'}`);
     out.push(`  ${u.features.join(', ')}`);
     if (u.queue) {
@@ -365,7 +379,9 @@ export interface WalkRequest {
   readonly priv?: boolean;
 }
 
-export type WalkOutcome = { ok: true; unit: string; device: string; request: DmaRequest; result: TranslationResult; text: string[] } | { ok: false; error: string };
+export type WalkOutcome =
+  | { ok: true; unit: string; device: string; request: DmaRequest; result: TranslationResult; notes: string[]; text: string[] }
+  | { ok: false; error: string };
 
 /** Parses an address as a user types it: `0x` hex, plain hex with a-f digits, or decimal. */
 export function parseAddress(text: string): U64 | undefined {
@@ -392,5 +408,25 @@ export function walkImported(imp: DebugfsImport, w: WalkRequest): WalkOutcome {
   const exact = addr.hi < 0x20_0000 ? addr.hi * 0x1_0000_0000 + addr.lo : undefined;
   const request: DmaRequest = { sid: pciRid(a), pasid: w.pasid, addr: exact ?? addr, write: w.write ?? false, exec: w.exec ?? false, priv: w.priv ?? false };
   const result = unit.probe(request, { trace: true });
-  return { ok: true, unit: unit.name, device, request, result, text: describeWalk(request, `${device} on ${unit.name}`, result) };
+  const notes = walkNotes(imp, result);
+  // The notes go before the result line, which stays last.
+  const lines = describeWalk(request, `${device} on ${unit.name}`, result);
+  return { ok: true, unit: unit.name, device, request, result, notes, text: [...lines.slice(0, -1), ...notes.map((n) => `Note: ${n}`), lines[lines.length - 1]!] };
+}
+
+/** What a walk through an import used that debugfs did not show: PASID directory entries. */
+function walkNotes(imp: DebugfsImport, result: TranslationResult): string[] {
+  const notes: string[] = [];
+  for (const step of result.trace ?? []) {
+    if (step.structure !== 'pasid-dir-entry' || step.entryAddress === undefined) continue;
+    const p = imp.pasidTables.find((t) => hex(t.dirEntryAddress) === step.entryAddress);
+    if (!p) continue;
+    if (p.from) notes.push(`the PASID directory entry at ${step.entryAddress} is from the kernel log (${p.from.file}:${p.from.line}); debugfs does not print it`);
+    else {
+      notes.push(
+        `debugfs does not print the PASID directory: the entry at ${step.entryAddress} and the PASID table at ${hex(p.table)} were placed by the import (the PASID entry in it is as dumped); a dmesg with CONFIG_DMAR_DEBUG's table dump for ${p.device} gives the real addresses`,
+      );
+    }
+  }
+  return notes;
 }

@@ -1,13 +1,19 @@
+import { U64 } from '../core/u64';
 import { linuxFaultReason } from '../core/vtd/fault-reasons';
-import { bdfToDevice, hexNumber, normalizeHex, ridToDevice } from './hex';
-import { newEvent, type EventKind } from './log-event';
+import { bdfToDevice, hexNumber, hexWord, normalizeHex, ridToDevice } from './hex';
+import { newEvent, type EventKind, type LogEvent } from './log-event';
 import { type LineInfo, type LineReader, type ReadResult, events } from './log-reader';
+import { describeQiDescriptor } from './vtd-descriptors';
 
 /**
  * QEMU's intel-iommu trace events (hw/i386/trace-events, `-trace 'vtd_*'`) as the log backend prints
  * them: `vtd_<event> <formatted text>`, with `<pid>@<sec>.<usec>:` in front when timestamps are on. Every
  * vtd_* event is recognised; the ones a fault-queue view needs are decoded into the common fields.
  * Also QEMU's own error_report lines about VT-d translation failures.
+ *
+ * Every number is checked against the range its format can print (`%d` of an int can be negative, a
+ * 16-bit `PRIx16` cannot exceed 0xffff): a value out of range is kept as printed, named in
+ * `details.problems`, and used for nothing.
  */
 
 const TRACE = /^(?:(\d{1,10})@(\d{1,12}\.\d{1,9}):)?(vtd_[a-z0-9_]{1,64})(?:\s(.*))?$/;
@@ -19,6 +25,7 @@ const BUS_DEVFN = /\bbus (0x[0-9a-fA-F]{1,2}|\d{1,3}) devfn (0x[0-9a-fA-F]{1,2}|
 /** Event name prefixes and the kind each family is. */
 const FAMILIES: [string, EventKind][] = [
   ['vtd_dmar_fault', 'dma-fault'],
+  ['vtd_frr_new', 'dma-fault'],
   ['vtd_inv_qi', 'register'],
   ['vtd_inv_', 'invalidation'],
   ['vtd_pasid_cache', 'invalidation'],
@@ -54,9 +61,41 @@ function kindOf(name: string): EventKind {
 /** Fields that hold addresses or 64-bit words: kept as hex text, exact at any width. */
 const WORDS = new Set(['addr', 'iova', 'gpa', 'slpte', 'high', 'low', 'hi', 'lo', 'value']);
 
-function value(key: string, text: string): number | string {
-  if (!text.startsWith('0x')) return Number(text);
-  return WORDS.has(key) ? (normalizeHex(text) ?? text) : (hexNumber(text) ?? normalizeHex(text) ?? text);
+/**
+ * The largest value each small field's format can print (trace-events: `uint16_t sid` as PRIx16, `int fault`
+ * as %d, `bool is_write` as %d, `uint32_t pasid`...). `fault` is a VT-d fault reason, 8 bits in the fault
+ * record; `index` is an FRCD or IRTE index. Others (`mask`, `size`, `data`) can use 64 bits: beyond 2^53 they stay hex text.
+ */
+const RANGES: Record<string, number> = {
+  sid: 0xffff,
+  domain: 0xffff,
+  pasid: 0xffff_ffff,
+  index: 0xffff,
+  level: 5,
+  perm: 3,
+  gen: 0xffff_ffff,
+  granularity: 0xffff_ffff,
+  fault: 0xff,
+  write: 1,
+  status: 0xffff_ffff,
+};
+
+/** QEMU's X86_IOMMU_SID_INVALID (include/hw/i386/x86-iommu.h): a request without a requester, e.g. an IOAPIC interrupt. */
+const SID_INVALID = 0xffff;
+/** QEMU traces PCI_NO_PASID (-1) as 0xffffffff. */
+const NO_PASID = 0xffff_ffff;
+
+/** A field's value: a number when it fits its format's range, else the text as printed (and a problem). */
+function value(key: string, text: string, problems: string[]): number | string {
+  if (WORDS.has(key)) return text.startsWith('0x') ? (normalizeHex(text) ?? text) : text;
+  const n = text.startsWith('0x') ? hexNumber(text) : Number(text);
+  const max = RANGES[key];
+  if (max === undefined && text.startsWith('0x') && n === undefined) return normalizeHex(text) ?? text;
+  if (n === undefined || !Number.isSafeInteger(n) || n < 0 || (max !== undefined && n > max)) {
+    problems.push(`${key} ${text} is out of range${max !== undefined ? ` (0..0x${max.toString(16)})` : ''}`);
+    return text;
+  }
+  return n;
 }
 
 export function createQemuTraceReader(): LineReader {
@@ -70,33 +109,109 @@ export function createQemuTraceReader(): LineReader {
       const e = newEvent(info.lineNo, 'intel', kindOf(name), 'qemu-trace');
       e.timestamp = m[2] ?? info.timestamp;
       const fields: Record<string, number | string> = {};
+      const problems: string[] = [];
       PAIRS.lastIndex = 0;
       for (let p = PAIRS.exec(text); p; p = PAIRS.exec(text)) {
         const key = p[1] === 'source id' ? 'sid' : p[1]!;
-        if (!(key in fields)) fields[key] = value(key, p[2]!);
+        if (!(key in fields)) fields[key] = value(key, p[2]!, problems);
       }
       e.details = { event: name, text, ...(m[1] !== undefined ? { pid: Number(m[1]) } : {}), ...fields };
       const dev = DEV.exec(text);
       const busDevfn = BUS_DEVFN.exec(text);
       if (dev) e.device = bdfToDevice(dev[1]!, dev[2]!, String(parseInt(dev[3]!, 16)));
-      else if (typeof fields.sid === 'number') e.device = ridToDevice(fields.sid & 0xffff);
+      else if (typeof fields.sid === 'number') e.device = fields.sid === SID_INVALID ? null : ridToDevice(fields.sid);
       else if (busDevfn) {
         const bus = Number(busDevfn[1]);
         const devfn = Number(busDevfn[2]);
         if (bus <= 0xff && devfn <= 0xff) e.device = ridToDevice((bus << 8) | devfn);
       }
-      // QEMU traces PCI_NO_PASID (-1) as 0xffffffff.
-      if (typeof fields.pasid === 'number' && fields.pasid !== 0xffffffff) e.pasid = fields.pasid;
-      const iova = /\biova (0x[0-9a-fA-F]{1,16})/.exec(text) ?? /\baddr (0x[0-9a-fA-F]{1,16})/.exec(text);
-      if (iova && name !== 'vtd_reg_read' && name !== 'vtd_reg_write' && !name.startsWith('vtd_irq') && !name.startsWith('vtd_ir_')) e.address = normalizeHex(iova[1]!);
-      if (name === 'vtd_dmar_fault' && typeof fields.fault === 'number') {
-        // QEMU traces the reason in decimal.
-        e.reason = { code: fields.fault, text: linuxFaultReason(fields.fault).text };
-        e.access = fields.write === 1 ? 'write' : 'read';
+      if (fields.sid === SID_INVALID) e.details.sidInvalid = true;
+      if (typeof fields.pasid === 'number' && fields.pasid !== NO_PASID) {
+        if (fields.pasid <= 0xf_ffff) e.pasid = fields.pasid;
+        else problems.push(`pasid 0x${fields.pasid.toString(16)} is wider than a PASID (20 bits)`);
       }
+      const iova = /\biova (0x[0-9a-fA-F]{1,16})/.exec(text) ?? /\baddr (0x[0-9a-fA-F]{1,16})/.exec(text);
+      if (iova && carriesIova(name, e.kind)) e.address = normalizeHex(iova[1]!);
+      if (name === 'vtd_dmar_fault') {
+        // QEMU traces the reason in decimal.
+        if (typeof fields.fault === 'number') e.reason = { code: fields.fault, text: linuxFaultReason(fields.fault).text };
+        if (typeof fields.write === 'number') e.access = fields.write === 1 ? 'write' : 'read';
+      }
+      if (name === 'vtd_frr_new') faultRecord(e, fields, problems);
+      if (name === 'vtd_inv_desc') invalidationDescriptor(e, fields);
+      if (problems.length > 0) e.details.problems = problems;
       return events(e);
     },
   };
+}
+
+/** Events whose `addr`/`iova` is an input address (a fault's, a translation's, an invalidation's), not a register or table address. */
+function carriesIova(name: string, kind: EventKind): boolean {
+  if (kind !== 'dma-fault' && kind !== 'translation' && kind !== 'invalidation' && kind !== 'attach') return false;
+  return name !== 'vtd_frr_new' && name !== 'vtd_inv_desc_wait_sw' && name !== 'vtd_inv_desc';
+}
+
+/**
+ * `vtd_frr_new index %d high 0x%"PRIx64" low 0x%"PRIx64`: a fault recording register as QEMU fills it
+ * (vtd_record_frcd, hw/i386/intel_iommu.c), before it sets F. The high qword holds the VT-d layout of FRCD
+ * bits 127:64: T (62, 1 = read), AT (61:60), PV (59:40), FR (39:32), PP (31), EXE (30), PRIV (29), T2 (28),
+ * SID (15:0); the low qword the faulting page (63:12) or, for interrupt faults, the interrupt index (63:48).
+ * QEMU 7.2 added PP and PV ("intel-iommu: PASID support", 1b2b12376c8a); its PV keeps only 16 bits of the
+ * PASID. Until "intel_iommu: fix FRCD construction macro" (a3c8d7e38550, QEMU 9.1, stable 7.2.14) the
+ * PASID-present bit was a sign-extended int that set bits 63:31 and overwrote PV, FR and T.
+ */
+function faultRecord(e: LogEvent, fields: Record<string, number | string>, problems: string[]): void {
+  const hi = typeof fields.high === 'string' ? hexWord(fields.high) : undefined;
+  const lo = typeof fields.low === 'string' ? hexWord(fields.low) : undefined;
+  if (!hi || !lo) {
+    problems.push('the fault record words are not 64-bit hex');
+    return;
+  }
+  const record = {
+    f: hi.bit(63),
+    t: hi.bit(62),
+    at: hi.field(61, 60),
+    pv: hi.field(59, 40),
+    fr: hi.field(39, 32),
+    pp: hi.bit(31),
+    exe: hi.bit(30),
+    priv: hi.bit(29),
+    t2: hi.bit(28),
+    sid: hi.field(15, 0),
+  };
+  e.details.record = record;
+  e.device = record.sid === SID_INVALID ? null : ridToDevice(record.sid);
+  if (record.sid === SID_INVALID) e.details.sidInvalid = true;
+  if (record.pp && hi.hi === 0xffff_ffff) {
+    // The low qword is intact: the faulting page is still known.
+    e.address = new U64(lo.hi, (lo.lo & 0xffff_f000) >>> 0).toString();
+    problems.push('PP was set by QEMU before the FRCD fix (a3c8d7e38550): its sign extension overwrote the reason, PASID and type in bits 63:31');
+    return;
+  }
+  const interrupt = record.fr >= 0x20 && record.fr <= 0x26;
+  e.kind = interrupt ? 'interrupt-fault' : 'dma-fault';
+  e.reason = { code: record.fr, text: linuxFaultReason(record.fr).text };
+  if (interrupt) {
+    e.address = '0x' + lo.field(63, 48).toString(16);
+    e.details.addressIs = 'interrupt-index';
+  } else {
+    e.address = new U64(lo.hi, (lo.lo & 0xffff_f000) >>> 0).toString();
+    e.access = record.t ? 'read' : 'write';
+    // Linux reads PV only when PP is set (dma_frcd_pasid_present), else the request had no PASID.
+    e.pasid = record.pp ? record.pv : null;
+  }
+}
+
+/** `vtd_inv_desc type %s high 0x%"PRIx64" low 0x%"PRIx64`: the descriptor's first 128 bits, decoded. */
+function invalidationDescriptor(e: LogEvent, fields: Record<string, number | string>): void {
+  const hi = typeof fields.high === 'string' ? hexWord(fields.high) : undefined;
+  const lo = typeof fields.low === 'string' ? hexWord(fields.low) : undefined;
+  if (!hi || !lo) return;
+  const d = describeQiDescriptor([lo, hi]);
+  e.details.descriptor = d;
+  e.device = d.device;
+  e.pasid = d.pasid;
+  e.address = d.address;
 }
 
 function errorReport(msg: string, info: LineInfo): ReadResult {
@@ -111,9 +226,17 @@ function errorReport(msg: string, info: LineInfo): ReadResult {
   if (dev) e.device = bdfToDevice(dev[1]!, dev[2]!, String(parseInt(dev[3]!, 16)));
   const iova = /iova=0x([0-9a-fA-F]{1,16})/.exec(rest);
   if (iova) e.address = normalizeHex(iova[1]!);
-  const pasid = /pasid=0x([0-9a-fA-F]{1,8})/.exec(rest);
-  if (pasid && parseInt(pasid[1]!, 16) !== 0xffffffff) e.pasid = parseInt(pasid[1]!, 16);
-  const write = /write=(\d)/.exec(rest);
-  if (write) e.access = write[1] === '1' ? 'write' : 'read';
+  const problems: string[] = [];
+  const pasid = /pasid=0x([0-9a-fA-F]{1,8})\b/.exec(rest);
+  if (pasid) {
+    const n = parseInt(pasid[1]!, 16);
+    if (n !== NO_PASID && n <= 0xf_ffff) e.pasid = n;
+    else if (n !== NO_PASID) problems.push(`pasid 0x${pasid[1]} is wider than a PASID (20 bits)`);
+  }
+  // `write=%d` of a bool.
+  const write = /write=(-?\d{1,20})\b/.exec(rest);
+  if (write && (write[1] === '0' || write[1] === '1')) e.access = write[1] === '1' ? 'write' : 'read';
+  else if (write) problems.push(`write ${write[1]} is out of range (0..0x1)`);
+  if (problems.length > 0) e.details.problems = problems;
   return events(e);
 }

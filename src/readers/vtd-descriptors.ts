@@ -25,6 +25,11 @@ export interface QiDescriptor {
   device: string | null;
   pasid: number | null;
   address: string | null;
+  /**
+   * A wait descriptor's status address: the byte address the status dword is written to. Its field holds
+   * bits 63:2 of the address (qw1[63:2]), so the address is qw1 with its two low bits cleared.
+   */
+  statusAddress?: string;
 }
 
 /** `0x` + hex of the byte address of page frame `pfn`, exact beyond 2^53. */
@@ -64,6 +69,7 @@ export function describeQiDescriptor(words: U64[]): QiDescriptor {
   if (f.PASID !== undefined && pasidSelective) out.pasid = f.PASID;
   const pageSelective = d.type === DescType.IOTLB || d.type === DescType.PASID_IOTLB ? d.granularity === 'page' : true;
   if (f.ADDR !== undefined && d.type !== DescType.WAIT && pageSelective) out.address = pageAddress(f.ADDR);
+  if (d.type === DescType.WAIT && f.SW === 1) out.statusAddress = new U64(words[1]!.hi, (words[1]!.lo & ~3) >>> 0).toString();
   if (f.PFSID_LO !== undefined) f.PFSID = pfsidOf(f);
   return out;
 }

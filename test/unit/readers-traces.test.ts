@@ -22,13 +22,17 @@ describe('readers: QEMU vtd_* traces', () => {
       [
         [1, 'register', 'qemu-trace'], [2, 'register', 'qemu-trace'], [3, 'register', 'qemu-trace'],
         [4, 'invalidation', 'qemu-trace'], [5, 'invalidation', 'qemu-trace'], [6, 'invalidation', 'qemu-trace'], [7, 'invalidation', 'qemu-trace'], [8, 'invalidation', 'qemu-trace'],
-        [9, 'translation', 'qemu-trace'], [10, 'dma-fault', 'qemu-trace'], [11, 'register', 'qemu-trace'], [12, 'register', 'qemu-trace'],
+        [9, 'translation', 'qemu-trace'], [10, 'dma-fault', 'qemu-trace'], [11, 'dma-fault', 'qemu-trace'], [12, 'register', 'qemu-trace'],
         [13, 'translation', 'qemu-trace'], [14, 'translation', 'qemu-trace'], [15, 'attach', 'qemu-trace'], [16, 'interrupt', 'qemu-trace'],
         [17, 'dma-fault', 'qemu-trace'], [18, 'invalidation', 'qemu-trace'], [19, 'trace', 'qemu-trace'],
         [20, 'dma-fault', 'qemu-error'], [21, 'dma-fault', 'qemu-error'],
+        [23, 'invalidation', 'qemu-trace'], [24, 'invalidation', 'qemu-trace'],
+        [25, 'dma-fault', 'qemu-trace'], [26, 'dma-fault', 'qemu-trace'], [27, 'dma-fault', 'qemu-trace'],
+        [28, 'dma-fault', 'qemu-error'], [29, 'dma-fault', 'qemu-trace'], [30, 'dma-fault', 'qemu-trace'], [31, 'interrupt', 'qemu-trace'],
+        [32, 'dma-fault', 'qemu-error'],
       ],
     );
-    assert.deepEqual([summary.lines, summary.unrecognisedLines], [22, 1]);
+    assert.deepEqual([summary.lines, summary.unrecognisedLines, summary.internalErrors], [32, 1, 0]);
     assert.ok(events.every((e) => e.vendor === 'intel'));
   });
 
@@ -48,6 +52,89 @@ describe('readers: QEMU vtd_* traces', () => {
     assert.deepEqual(pick(at(20)), [20, 'intel', 'dma-fault', '0000:00:03.0', null, '0x1d40000030c0', null, null]);
     assert.deepEqual(pick(at(21)), [21, 'intel', 'dma-fault', null, 0, '0x7f000', 'write', null]);
     assert.equal(at(21).details.error, 'detected slpte permission error');
+  });
+
+  // Lines 11 and 23-31 are written from the format strings of QEMU 7.2's hw/i386/trace-events (the version of
+  // the real trace in test/fixtures/real-vm/): vtd_frr_new `index %d high 0x%"PRIx64" low 0x%"PRIx64`,
+  // vtd_inv_desc_iotlb_pasid `iotlb invalidate domain 0x%"PRIx16" pasid 0x%"PRIx32` (both with PASIDs since
+  // "intel-iommu: PASID support", 1b2b12376c8a), vtd_inv_desc `invalidate desc type %s high ... low ...`,
+  // vtd_warn_ir_vector `sid 0x%"PRIx16" index %d vec %d (should be: %d)`, and intel_iommu.c's error_report
+  // `%s: detected slpte permission error (iova=0x%" PRIx64 ", level=0x%" PRIx32 ", slpte=0x%" PRIx64 ", write=%d, pasid=0x%" PRIx32 ")`.
+  // The fault record words are built as vtd_record_frcd does: SID | FR << 32 | (PASID & 0xffff) << 40 | PP << 31 | T << 62.
+  it('decodes a fault record (vtd_frr_new): device, page, reason, access and the PASID when PP is set', () => {
+    assert.deepEqual(pick(at(11)), [11, 'intel', 'dma-fault', '0000:00:03.0', null, '0x7f000', 'read', 0x02]);
+    assert.deepEqual(pick(at(25)), [25, 'intel', 'dma-fault', '0000:6a:01.0', 5, '0x7f3a12345000', 'read', 0x06]);
+    assert.deepEqual(at(25).details.record, { f: false, t: true, at: 0, pv: 5, fr: 6, pp: true, exe: false, priv: false, t2: false, sid: 0x6a08 });
+    assert.deepEqual(pick(at(26)), [26, 'intel', 'dma-fault', '0000:01:00.0', 0xabcd, '0x40000000', 'write', 0x05]);
+    // QEMU before a3c8d7e38550 ("intel_iommu: fix FRCD construction macro") sign-extended PP over bits 63:31.
+    assert.deepEqual(pick(at(27)), [27, 'intel', 'dma-fault', '0000:6a:01.0', null, '0x7f3a12346000', null, null]);
+    assert.match((at(27).details.problems as string[])[0]!, /^PP was set by QEMU before the FRCD fix/);
+  });
+
+  it('takes non-zero PASIDs from invalidations and error reports, and decodes invalidation descriptors', () => {
+    assert.deepEqual(pick(at(23)), [23, 'intel', 'invalidation', null, 0x1f, null, null, null]);
+    assert.deepEqual([at(23).details.domain, at(23).details.pasid], [3, 0x1f]);
+    assert.deepEqual(pick(at(28)), [28, 'intel', 'dma-fault', null, 5, '0x7f3a12345000', 'write', null]);
+    // The wait descriptor's status address is qw1 without its two low bits (the field is address bits 63:2).
+    const wait = at(24).details.descriptor as { name: string; statusAddress: string; fields: Record<string, number> };
+    assert.deepEqual([wait.name, wait.statusAddress, wait.fields.STATUS, wait.fields.SW], ['Invalidation Wait', '0x104b804', 2, 1]);
+  });
+
+  it('checks every number against its format: out-of-range values are named and used for nothing; sid 0xffff is no device', () => {
+    assert.deepEqual(pick(at(29)), [29, 'intel', 'dma-fault', '0000:6a:01.0', null, '0x1000', 'read', null]);
+    assert.deepEqual(at(29).details.problems, ['fault -5 is out of range (0..0xff)']);
+    assert.deepEqual(pick(at(30)), [30, 'intel', 'dma-fault', null, null, '0x2000', null, null]);
+    assert.deepEqual(at(30).details.problems, ['sid 0x1ffff is out of range (0..0xffff)', 'fault 300 is out of range (0..0xff)', 'write 7 is out of range (0..0x1)']);
+    assert.deepEqual(pick(at(32)), [32, 'intel', 'dma-fault', null, null, '0x3000', null, null]);
+    assert.deepEqual(at(32).details.problems, ['pasid 0x100000 is wider than a PASID (20 bits)', 'write 2 is out of range (0..0x1)']);
+    // X86_IOMMU_SID_INVALID: an interrupt without a requester (the IO-APIC's), not device ff:1f.7.
+    assert.deepEqual([at(31).device, at(31).details.sid, at(31).details.sidInvalid], [null, 0xffff, true]);
+  });
+});
+
+describe('readers: a real QEMU 7.2 trace of Linux 6.12 (test/fixtures/real-vm)', () => {
+  const realVm = (name: string) => readFileSync(join(root, 'test/fixtures/real-vm/custom612-legacy', name), 'utf8');
+  const trace = decodeLogText(realVm('qemu-vtd-trace.no-ir-storm.log'));
+  const faultFields = (e: { device: string | null; address: string | null; reason: { code: number } | null; access: string | null; pasid: number | null }) => [e.device, e.address, e.reason?.code ?? null, e.access, e.pasid];
+
+  it('decodes every line into an event, with no internal error', () => {
+    const lines = realVm('qemu-vtd-trace.no-ir-storm.log').split('\n').filter((l) => l !== '').length;
+    assert.deepEqual([trace.summary.lines, trace.summary.events, trace.summary.unrecognisedLines, trace.summary.internalErrors], [lines, lines, 0, 0]);
+    assert.ok(trace.events.every((e) => e.format === 'qemu-trace' && !('problems' in e.details)));
+  });
+
+  it('its recorded faults (vtd_frr_new) are the faults the kernel printed, with their addresses, reasons, access and (no) PASID', () => {
+    const recorded = trace.events.filter((e) => e.details.event === 'vtd_frr_new');
+    const printed = decodeLogText(realVm('dmesg-after-vfio-faults.txt')).events.filter((e) => e.kind === 'dma-fault');
+    assert.equal(printed.length, 4);
+    assert.deepEqual(recorded.map(faultFields), printed.map(faultFields));
+    assert.deepEqual(printed.map(faultFields)[2], ['0000:00:01.0', '0x300000', 0x06, 'read', null]);
+  });
+
+  it('every wait descriptor it logs has the status address QEMU writes next (vtd_inv_desc_wait_sw)', () => {
+    const waits = trace.events.filter((e) => e.details.event === 'vtd_inv_desc' && (e.details.descriptor as { name: string }).name === 'Invalidation Wait');
+    assert.equal(waits.length, 298);
+    for (const w of waits) {
+      const next = trace.events.find((e) => e.line === w.line + 1)!;
+      assert.equal(next.details.event, 'vtd_inv_desc_wait_sw');
+      assert.equal((w.details.descriptor as { statusAddress: string }).statusAddress, next.details.addr, `line ${w.line}`);
+      assert.equal((w.details.descriptor as { fields: { STATUS: number } }).fields.STATUS, next.details.data);
+    }
+  });
+
+  it('its per-access faults (vtd_dmar_fault) come from the edu device at 00:01.0 and fall in the pages the kernel reported', () => {
+    const faults = trace.events.filter((e) => e.details.event === 'vtd_dmar_fault');
+    assert.equal(faults.length, 256);
+    const pages = new Set(['0x1234000', '0x5678000', '0x300000', '0x200000']);
+    assert.ok(faults.every((e) => e.device === '0000:00:01.0' && pages.has('0x' + (parseInt(e.address!, 16) & ~0xfff).toString(16))));
+  });
+
+  it("QEMU's own error reports name the device and address, and PCI_NO_PASID as no PASID", () => {
+    const errors = decodeLogText(realVm('qemu-stdout.log')).events;
+    assert.deepEqual(errors.map((e) => [e.format, e.device, e.address, e.pasid, e.access]), [
+      ['qemu-error', null, '0x1234000', null, 'read'],
+      ['qemu-error', '0000:00:01.0', '0x1234000', null, null],
+    ]);
   });
 });
 

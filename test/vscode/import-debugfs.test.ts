@@ -42,6 +42,7 @@ describe('"IOMMU: Import debugfs Dump" and walks through the import', () => {
       '0000:00:02.0/domain_translation_struct',
       '0000:6a:01.0/5/domain_translation_struct',
       '0000:6a:01.0/domain_translation_struct',
+      'dmar_perf_latency',
     ]);
     assert.deepEqual(outcome.units, ['dmar0']);
     assert.deepEqual(outcome.devices, [

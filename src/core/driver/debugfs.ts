@@ -24,6 +24,7 @@ export const DebugfsFile = {
   queue: 'invalidation_queue',
   interrupts: 'ir_translation_struct',
   domain: 'domain_translation_struct',
+  latency: 'dmar_perf_latency',
 } as const;
 
 // ---------------------------------------------------------------------------------------------------------
@@ -240,16 +241,36 @@ export function queueRow(index: number, qwords: readonly string[], status: numbe
 /** What the driver keeps beside the hardware queue: the status word of each slot (`qi->desc_status`). */
 export type QueueStatus = (index: number) => number;
 
-export function renderInvalidationQueue(units: readonly { readonly unit: VtdUnit; readonly qiStatus?: QueueStatus }[]): string {
+/**
+ * Head and tail as an `invalidation_queue` file showed them. The kernel prints IQH and IQT as it reads them,
+ * so a dump whose files were read one after another can show other values there than in `iommu_regset`.
+ */
+export interface QueuePointers {
+  readonly head: number;
+  readonly tail: number;
+}
+
+/** `qi_shift()`: descriptors are 32 bytes when the unit is scalable-mode capable (ECAP.SMTS), in any mode. */
+export function descriptorShift(unit: VtdUnit): 4 | 5 {
+  return unit.ecap.smts === 1 ? 5 : 4;
+}
+
+export function renderInvalidationQueue(units: readonly { readonly unit: VtdUnit; readonly qiStatus?: QueueStatus; readonly qiPointers?: QueuePointers }[]): string {
   let out = '';
-  for (const { unit, qiStatus } of units) {
+  for (const { unit, qiStatus, qiPointers } of units) {
     if (!qiStatus || !unit.ecap.qi) continue;
-    const wide = unit.ecap.smts === 1; // qi_shift() follows the capability, not the mode in use
-    const size = wide ? 32 : 16;
+    const shift = descriptorShift(unit);
+    const wide = shift === 5;
+    const size = 1 << shift;
     const iqa = unit.readRegister('IQA');
     const base = iqa.hi * 0x1_0000_0000 + ((iqa.lo & 0xffff_f000) >>> 0);
+    // `dmar_readq(IQH) >> shift`: the whole register, so bits above the queue's index show as they are.
+    const pointer = (name: 'IQH' | 'IQT') => {
+      const r = unit.readRegister(name);
+      return Math.floor((r.hi * 0x1_0000_0000 + r.lo) / size);
+    };
     out += queueTitle(unit.name) + '\n';
-    out += queueGeometry(base, Math.floor(unit.readRegister('IQH').lo / size), Math.floor(unit.readRegister('IQT').lo / size)) + '\n';
+    out += queueGeometry(base, qiPointers?.head ?? pointer('IQH'), qiPointers?.tail ?? pointer('IQT')) + '\n';
     out += (wide ? QUEUE_HEADER_WIDE : QUEUE_HEADER_NARROW) + '\n';
     for (let i = 0; i < QI_LENGTH; i++) {
       const at = base + i * size;
@@ -266,7 +287,8 @@ export function renderInvalidationQueue(units: readonly { readonly unit: VtdUnit
 // ir_translation_struct
 // ---------------------------------------------------------------------------------------------------------
 
-export const IR_SEPARATOR = '\t\t\t\t****';
+/** `seq_puts(m, "****\\n\\n")` between the remapped and the posted tables (5.10, 6.1 and 6.12 alike). */
+export const IR_SEPARATOR = '****';
 export const IR_REMAPPED_HEADER = ' Entry SrcID   DstID    Vct IRTE_high\t\tIRTE_low';
 export const IR_POSTED_HEADER = ' Entry SrcID   PDA_high PDA_low  Vct IRTE_high\t\tIRTE_low';
 export const IR_NOT_ENABLED = 'Interrupt Remapping is not enabled';
@@ -349,7 +371,10 @@ export function domainTitle(segment: number, sid: number, pasid: number | undefi
   return `Device ${dev} ${pasid === undefined ? '' : `with pasid ${pasid.toString(16)} `}@0x${pgd.toString(16)}`;
 }
 
-/** `0x%013lx |\t` then PML5E, PML4E, PDPE always, PDE and PTE only when the walk reached them (6.7+). */
+/**
+ * `0x%013lx |\t` then PML5E, PML4E, PDPE always, PDE and PTE only when the walk reached them (since e8aa45f8cc2c
+ * "iommu/vt-d: debugfs: Dump entry pointing to huge page", 6.7).
+ */
 export function domainRow(pfn: number, path: readonly string[]): string {
   let row = `0x${pfn.toString(16).padStart(13, '0')} |\t0x${path[5]}\t0x${path[4]}\t0x${path[3]}`;
   if (path[2] !== ZERO64) {
@@ -425,14 +450,35 @@ export function renderDomainTranslationStruct(units: readonly VtdUnit[], segment
 }
 
 // ---------------------------------------------------------------------------------------------------------
+// dmar_perf_latency (CONFIG_DMAR_PERF)
+// ---------------------------------------------------------------------------------------------------------
+
+/** perf.c's `latency_counter_names`, concatenated: the column header `dmar_latency_snapshot` always prints. */
+export const LATENCY_HEADER = [
+  '                  <0.1us', '   0.1us-1us', '    1us-10us', '  10us-100us', '   100us-1ms', '    1ms-10ms', '      >=10ms', '     min(us)', '     max(us)', ' average(us)',
+].join('');
+
+/**
+ * `latency_show`: the unit's title, then the statistics of each latency type counting has been enabled for
+ * (by writing 1-3 to the file). The model counts none, so each unit shows its title and the column header.
+ */
+export function renderPerfLatency(units: readonly VtdUnit[]): string {
+  let out = '';
+  for (const unit of units) out += regsetTitle(unit.name, unit.regBase) + '\n' + LATENCY_HEADER + '\n';
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------------------
 // The whole directory
 // ---------------------------------------------------------------------------------------------------------
 
 /** What debugfs reads: the units, and the driver state it shows beside the hardware. */
 export interface DebugfsView {
-  readonly units: readonly { readonly unit: VtdUnit; readonly qiStatus?: QueueStatus }[];
+  readonly units: readonly { readonly unit: VtdUnit; readonly qiStatus?: QueueStatus; readonly qiPointers?: QueuePointers }[];
   /** Devices with a directory, and the PASIDs with a subdirectory (attached with `set_dev_pasid`, 6.7+). */
   readonly devices: readonly { readonly segment: number; readonly sid: number; readonly pasids: readonly number[] }[];
+  /** The `iommu_regset` layout of the kernel shown (an imported dump's own); the newest by default. */
+  readonly regsetLayout?: RegsetLayout;
 }
 
 export function kernelDebugfsView(kernel: IommuKernel): DebugfsView {
@@ -454,10 +500,11 @@ export function domainFilePath(segment: number, sid: number, pasid?: number): st
 export function renderDebugfs(view: DebugfsView, options: { regset?: RegsetLayout } = {}): Map<string, string> {
   const units = view.units.map((u) => u.unit);
   const files = new Map<string, string>();
-  files.set(DebugfsFile.regset, renderRegset(units, options.regset));
+  files.set(DebugfsFile.regset, renderRegset(units, options.regset ?? view.regsetLayout));
   files.set(DebugfsFile.translation, renderTranslationStruct(units));
   files.set(DebugfsFile.queue, renderInvalidationQueue(view.units));
   files.set(DebugfsFile.interrupts, renderIrTranslationStruct(units));
+  files.set(DebugfsFile.latency, renderPerfLatency(units));
   for (const d of view.devices) {
     files.set(domainFilePath(d.segment, d.sid), renderDomainTranslationStruct(units, d.segment, d.sid, 0));
     for (const p of d.pasids) files.set(domainFilePath(d.segment, d.sid, p), renderDomainTranslationStruct(units, d.segment, d.sid, p));

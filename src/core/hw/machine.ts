@@ -1,4 +1,4 @@
-import { type PciAddress, formatPciAddress, parsePciAddress, pciRid } from '../pci';
+import { type PciAddress, formatPciAddress, parsePciAddress, pciFromRid, pciRid } from '../pci';
 import { hex64 } from '../vtd/walk';
 import type { PriRequest } from './types';
 import { translationWith, VtdUnit, type VtdUnitConfig } from '../vtd/unit';
@@ -38,10 +38,23 @@ export interface MachineState {
   readonly endpoints: readonly EndpointState[];
 }
 
+/**
+ * How a device is named to the machine: `SSSS:BB:DD.F` or `BB:DD.F` (segment 0), an address, an endpoint, or a
+ * requester ID. A bare RID names a function in segment 0 unless the segment is given beside it: RIDs repeat
+ * in every PCI segment, so the pair is the device's identity.
+ */
+export type DeviceName = string | number | PciAddress | Endpoint;
+
+/** One number per (segment, RID): segments are 16 bits, RIDs 16 bits. */
+function deviceKey(segment: number, rid: number): number {
+  return segment * 0x1_0000 + rid;
+}
+
 export class Machine {
   readonly memory: PhysicalMemory;
   readonly events = new EventStream();
   private readonly unitList: IommuUnit[] = [];
+  /** Endpoints by (segment, RID). */
   private readonly endpointMap = new Map<number, Endpoint>();
   private readonly unitOf = new Map<number, IommuUnit>();
 
@@ -60,10 +73,10 @@ export class Machine {
     return this.unitList;
   }
 
-  /** Adds a unit of any vendor; it shares this machine's memory and event stream. */
+  /** Adds a unit of any vendor; it shares this machine's memory and event stream, and sees the endpoints of its segment. */
   addUnit<U extends IommuUnit>(unit: U): U {
     if (this.unitList.some((u) => u.name === unit.name)) throw new Error(`an IOMMU named ${unit.name} already exists`);
-    unit.connect((sid) => this.endpointMap.get(sid));
+    unit.connect((sid) => this.endpointMap.get(deviceKey(unit.segment, sid)));
     this.unitList.push(unit);
     return unit;
   }
@@ -85,22 +98,26 @@ export class Machine {
     return u;
   }
 
-  /** Adds an endpoint behind `unit`. Segment 0 only for now: the RID is the key, as VT-d fault records see it. */
+  /** Adds an endpoint behind `unit`, which must serve the endpoint's PCI segment. */
   addEndpoint(address: PciAddress | string, caps: EndpointCapabilities, unit: IommuUnit | string): Endpoint {
     const a = typeof address === 'string' ? parsePciAddress(address) : address;
     if (!a) throw new Error(`not a PCI address: ${String(address)}`);
-    const sid = pciRid(a);
-    if (this.endpointMap.has(sid)) throw new Error(`device ${formatPciAddress(a)} already exists`);
+    const u = typeof unit === 'string' ? this.unit(unit) : unit;
+    if (u.segment !== a.segment) throw new Error(`${formatPciAddress(a)} is in PCI segment ${a.segment}, but ${u.name} serves segment ${u.segment}`);
+    const key = deviceKey(a.segment, pciRid(a));
+    if (this.endpointMap.has(key)) throw new Error(`device ${formatPciAddress(a)} already exists`);
     const ep = new Endpoint(a, caps);
-    this.endpointMap.set(sid, ep);
-    this.unitOf.set(sid, typeof unit === 'string' ? this.unit(unit) : unit);
+    this.endpointMap.set(key, ep);
+    this.unitOf.set(key, u);
     return ep;
   }
 
-  endpoint(device: string | number): Endpoint {
-    const sid = typeof device === 'number' ? device : pciRidOf(device);
-    const ep = this.endpointMap.get(sid);
-    if (!ep) throw new Error(`no device ${typeof device === 'number' ? `with RID 0x${device.toString(16)}` : device}`);
+  /** The endpoint `device` names; a bare RID is looked up in `segment` (0 by default). */
+  endpoint(device: DeviceName, segment = 0): Endpoint {
+    if (device instanceof Endpoint) return device;
+    const key = keyOf(device, segment);
+    const ep = this.endpointMap.get(key);
+    if (!ep) throw new Error(`no device ${nameOfKey(key)}`);
     return ep;
   }
 
@@ -108,15 +125,16 @@ export class Machine {
     return [...this.endpointMap.values()];
   }
 
-  unitFor(device: string | number | Endpoint): IommuUnit {
-    const sid = device instanceof Endpoint ? device.sid : typeof device === 'number' ? device : pciRidOf(device);
-    const u = this.unitOf.get(sid);
-    if (!u) throw new Error(`no IOMMU serves RID 0x${sid.toString(16)}`);
+  /** The unit that translates for `device`; a bare RID is looked up in `segment` (0 by default). */
+  unitFor(device: DeviceName, segment = 0): IommuUnit {
+    const key = device instanceof Endpoint ? deviceKey(device.address.segment, device.sid) : keyOf(device, segment);
+    const u = this.unitOf.get(key);
+    if (!u) throw new Error(`no IOMMU serves ${nameOfKey(key)}`);
     return u;
   }
 
   /** A DMA from `device`, with ATS and PRI as the endpoint has them enabled. */
-  dma(device: string | number, req: DeviceDma, options?: TranslateOptions): DmaOutcome {
+  dma(device: DeviceName, req: DeviceDma, options?: TranslateOptions): DmaOutcome {
     const ep = this.endpoint(device);
     const unit = this.unitFor(ep);
     const base: DmaRequest = { sid: ep.sid, addr: req.addr, write: req.write ?? false, exec: req.exec ?? false, priv: req.priv ?? false, ...(req.pasid !== undefined ? { pasid: req.pasid } : {}) };
@@ -195,7 +213,7 @@ export class Machine {
    * An interrupt from `device`: its DWORD write of `data` to the MSI address `address` (0xfeeXXXXX), which the
    * IOMMU's interrupt-remapping hardware handles instead of translating.
    */
-  interrupt(device: string | number, msg: { readonly address: number; readonly data: number }, options?: TranslateOptions): InterruptResult {
+  interrupt(device: DeviceName, msg: { readonly address: number; readonly data: number }, options?: TranslateOptions): InterruptResult {
     const ep = this.endpoint(device);
     const unit = this.unitFor(ep);
     if (!unit.interrupt) throw new Error(`${unit.name} does not remap interrupts`);
@@ -203,7 +221,7 @@ export class Machine {
   }
 
   /** A page request sent by `device` directly (PRI), outside a DMA. */
-  pageRequest(device: string | number, r: Omit<PriRequest, 'rid' | 'prgIndex'> & { prgIndex?: number }): { prgIndex: number; outcome: 'queued' | 'overflow' | 'rejected' } {
+  pageRequest(device: DeviceName, r: Omit<PriRequest, 'rid' | 'prgIndex'> & { prgIndex?: number }): { prgIndex: number; outcome: 'queued' | 'overflow' | 'rejected' } {
     const ep = this.endpoint(device);
     const pasid = r.pasid ?? -1;
     const prgIndex = r.prgIndex ?? ep.allocatePrgIndex(pasid);
@@ -235,8 +253,13 @@ export class Machine {
   }
 }
 
-function pciRidOf(device: string): number {
-  const a = parsePciAddress(device);
-  if (!a) throw new Error(`not a PCI address: ${device}`);
-  return pciRid(a);
+function keyOf(device: string | number | PciAddress, segment: number): number {
+  if (typeof device === 'number') return deviceKey(segment, device);
+  const a = typeof device === 'string' ? parsePciAddress(device) : device;
+  if (!a) throw new Error(`not a PCI address: ${String(device)}`);
+  return deviceKey(a.segment, pciRid(a));
+}
+
+function nameOfKey(key: number): string {
+  return formatPciAddress(pciFromRid(key % 0x1_0000, Math.floor(key / 0x1_0000)));
 }

@@ -211,6 +211,8 @@ export type InterruptResult = InterruptRemapped | InterruptPosted | InterruptPas
 export interface IommuUnit {
   readonly name: string;
   readonly vendor: Vendor;
+  /** The PCI segment (domain) whose requesters the unit serves: requester IDs are unique only within one. */
+  readonly segment: number;
   /** Translates as the hardware would: caches used and filled, faults recorded, events emitted. */
   translate(request: DmaRequest, options?: TranslateOptions): TranslationResult;
   /** The translation the tables give now, with no side effect at all. */
@@ -219,7 +221,7 @@ export interface IommuUnit {
   interrupt?(request: InterruptRequest, options?: TranslateOptions): InterruptResult;
   /** A PRI page request from an endpoint behind this unit. */
   receivePageRequest(request: PriRequest): 'queued' | 'overflow' | 'rejected';
-  /** Lets the unit reach endpoints by requester ID (device-TLB invalidation, page responses). */
+  /** Lets the unit reach endpoints by requester ID in its segment (device-TLB invalidation, page responses). */
   connect(endpointOf: (sid: number) => import('./endpoint').Endpoint | undefined): void;
   /** Everything but memory (which the platform snapshots), for stepping backwards. */
   capture(): unknown;
