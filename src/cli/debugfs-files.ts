@@ -54,12 +54,17 @@ export async function readDebugfsInputs(paths: readonly string[], state: RunStat
  * Reads and imports the dump; an input that is empty, or from which nothing was loaded, is an InputError:
  * a report of zero units would only hide that the wrong file was given.
  */
-export async function importDebugfsInputs(paths: readonly string[], state: RunState): Promise<DebugfsImport> {
+export async function importDebugfsInputs(paths: readonly string[], state: RunState, dmesgPath?: string): Promise<DebugfsImport> {
   const inputs = await readDebugfsInputs(paths, state);
+  let dmesg: DebugfsInput | undefined;
+  if (dmesgPath !== undefined) {
+    state.input = dmesgPath === '-' ? STDIN : dmesgPath;
+    dmesg = { path: dmesgPath === '-' ? STDIN : dmesgPath, text: dmesgPath === '-' ? await readTextStdin() : await readTextFile(dmesgPath) };
+  }
   const name = paths.map((p) => (p === '-' ? STDIN : p)).join(', ');
   state.input = name;
   if (inputs.every((i) => i.text === '')) throw new InputError(name, 'empty (0 bytes)');
-  const imp = loadDebugfs(inputs);
+  const imp = loadDebugfs(inputs, dmesg ? { dmesg } : {});
   if (imp.units.length === 0 && imp.devices.length === 0) {
     const lines = inputs.reduce((n, i) => n + lineCount(i.text), 0);
     throw new InputError(name, `no VT-d debugfs tables found in ${plural(lines, 'line')}${firstProblem(imp, name)}`);

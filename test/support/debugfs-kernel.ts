@@ -1,6 +1,9 @@
 // A simulated machine in a state worth dumping: scalable and legacy units, first- and second-stage domains
 // with 4K/2M/1G mappings, PASID attachments, pass-through, nested binds and SVA, an invalidation queue that
 // has been used. The debugfs tests render it, parse it back and compare.
+import { contextAddress } from '../../src/core/driver/debugfs';
+import { linuxFaultReason } from '../../src/core/vtd/fault-reasons';
+import { pasidEntryAddress, rootEntryAddress } from '../../src/core/vtd/tables';
 import { IommuKernel } from '../../src/core/driver/kernel';
 import { Machine } from '../../src/core/hw/machine';
 import { guestTable } from './guest-table';
@@ -58,4 +61,35 @@ export function debugfsKernel(s: DebugfsScenario): IommuKernel {
     k.svaBind('6b:00.0', p);
   }
   return k;
+}
+
+/**
+ * A dmesg as Linux 6.12 prints a DMA fault of a device at a PASID with CONFIG_DMAR_DEBUG, written from the
+ * pr_err/pr_info formats of dmar_fault_do_one() (dmar.c) and dmar_fault_dump_ptes() (iommu.c), with the
+ * entries read from the simulated machine's memory.
+ */
+export function faultDump(k: IommuKernel, device: string, pasid: number, iova: number, contextLo?: number): string {
+  const dev = k.device(device);
+  const unit = dev.iommu.unit;
+  const mem = k.machine.memory;
+  const q = (v: number) => '0x' + v.toString(16).padStart(16, '0');
+  const hex = (at: number) => q(mem.readHi(at) * 0x1_0000_0000 + mem.readLo(at));
+  const root = rootEntryAddress(unit.rootTableAddress, dev.sid >> 8);
+  const ctx = contextAddress(mem, unit.rootTableAddress, true, dev.sid >> 8, dev.sid & 0xff)!;
+  const dirEntry = dev.pasidDir + Math.floor(pasid / 64) * 8;
+  const table = (mem.readHi(dirEntry) & 0xf_ffff) * 0x1_0000_0000 + ((mem.readLo(dirEntry) & 0xffff_f000) >>> 0);
+  const entry = pasidEntryAddress(table, pasid);
+  const bdf = `${(dev.sid >> 8).toString(16).padStart(2, '0')}:${((dev.sid >> 3) & 0x1f).toString(16).padStart(2, '0')}.${dev.sid & 7}`;
+  const lines = [
+    'DRHD: handling fault status reg 2',
+    `[DMA Read PASID 0x${pasid.toString(16)}] Request device [${bdf}] fault addr 0x${iova.toString(16)} [fault reason 0x06] ${linuxFaultReason(6).text}`,
+    `Dump ${unit.name} table entries for IOVA 0x${iova.toString(16)}`,
+    `scalable mode root entry: hi ${hex(root + 8)}, low ${hex(root)}`,
+    `context entry: hi ${hex(ctx + 8)}, low ${contextLo === undefined ? hex(ctx) : q(contextLo)}`,
+    `pasid dir entry: ${hex(dirEntry)}`,
+    ...Array.from({ length: 8 }, (_, i) => `pasid table entry[${i}]: ${hex(entry + i * 8)}`),
+    'pte level: 4, pte value: 0x0000000000000000',
+    'page table not present at level 3',
+  ];
+  return lines.map((l, i) => `[  100.${String(i).padStart(6, '0')}] DMAR: ${l}`).join('\n') + '\n';
 }

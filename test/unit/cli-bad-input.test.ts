@@ -178,7 +178,7 @@ describe('cli: bad input', () => {
   }
 
   it('import-debugfs: with no argument, or an unknown option, bad usage', () => {
-    assert.deepEqual(run(['import-debugfs']), { code: 2, stdout: '', stderr: 'iommu-lab: import-debugfs: missing argument (usage: iommu-lab import-debugfs [--format text|json] DIR|FILE...)\n' });
+    assert.deepEqual(run(['import-debugfs']), { code: 2, stdout: '', stderr: 'iommu-lab: import-debugfs: missing argument (usage: iommu-lab import-debugfs [--dmesg FILE] [--format text|json] DIR|FILE...)\n' });
     assert.equal(run(['import-debugfs', '--frob', f.empty!]).stderr, "iommu-lab: import-debugfs: unknown option '--frob' (see 'iommu-lab import-debugfs --help')\n");
   });
 

@@ -3,19 +3,17 @@ import { mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import fc from 'fast-check';
-import { contextAddress, kernelDebugfsView, renderDebugfs, renderRegset, REGSET_LAYOUTS, type RegsetLayout } from '../../src/core/driver/debugfs';
+import { kernelDebugfsView, renderDebugfs, renderRegset, REGSET_LAYOUTS, type RegsetLayout } from '../../src/core/driver/debugfs';
 import { IommuKernel } from '../../src/core/driver/kernel';
 import { Machine } from '../../src/core/hw/machine';
 import type { DmaRequest, TranslationResult } from '../../src/core/hw/types';
 import { U64 } from '../../src/core/u64';
 import { decodeDescriptor } from '../../src/core/vtd/descriptors';
-import { linuxFaultReason } from '../../src/core/vtd/fault-reasons';
 import { Reg } from '../../src/core/vtd/registers';
-import { pasidEntryAddress, rootEntryAddress } from '../../src/core/vtd/tables';
 import { debugfsFileOrder, parseDebugfs } from '../../src/readers/debugfs';
 import { importDebugfs, loadDebugfs } from '../../src/readers/debugfs-import';
 import { describeImport, reportText, walkImported } from '../../src/readers/debugfs-report';
-import { debugfsKernel, type DebugfsScenario } from '../support/debugfs-kernel';
+import { debugfsKernel, type DebugfsScenario, faultDump } from '../support/debugfs-kernel';
 import { fixtureFiles } from '../support/make-debugfs-fixture';
 import { runCli } from './cli.test';
 
@@ -385,36 +383,6 @@ describe('readers: Intel debugfs dumps', () => {
     assert.deepEqual(warnings.map((d) => [d.file, d.line]), [['dmar_translation_struct', 2]]);
     assert.match(warnings[0]!.message, /^the spacing differs from what the kernel prints/);
   });
-
-  /**
-   * A dmesg as Linux 6.12 prints a DMA fault of a device at a PASID with CONFIG_DMAR_DEBUG, written from the
-   * pr_err/pr_info formats of dmar_fault_do_one() (dmar.c) and dmar_fault_dump_ptes() (iommu.c), with the
-   * entries read from the simulated machine's memory.
-   */
-  function faultDump(k: IommuKernel, device: string, pasid: number, iova: number, contextLo?: number): string {
-    const dev = k.device(device);
-    const unit = dev.iommu.unit;
-    const mem = k.machine.memory;
-    const hex = (at: number) => q(mem.readHi(at) * 0x1_0000_0000 + mem.readLo(at));
-    const root = rootEntryAddress(unit.rootTableAddress, dev.sid >> 8);
-    const ctx = contextAddress(mem, unit.rootTableAddress, true, dev.sid >> 8, dev.sid & 0xff)!;
-    const dirEntry = dev.pasidDir + Math.floor(pasid / 64) * 8;
-    const table = (mem.readHi(dirEntry) & 0xf_ffff) * 0x1_0000_0000 + ((mem.readLo(dirEntry) & 0xffff_f000) >>> 0);
-    const entry = pasidEntryAddress(table, pasid);
-    const bdf = `${(dev.sid >> 8).toString(16).padStart(2, '0')}:${((dev.sid >> 3) & 0x1f).toString(16).padStart(2, '0')}.${dev.sid & 7}`;
-    const lines = [
-      'DRHD: handling fault status reg 2',
-      `[DMA Read PASID 0x${pasid.toString(16)}] Request device [${bdf}] fault addr 0x${iova.toString(16)} [fault reason 0x06] ${linuxFaultReason(6).text}`,
-      `Dump ${unit.name} table entries for IOVA 0x${iova.toString(16)}`,
-      `scalable mode root entry: hi ${hex(root + 8)}, low ${hex(root)}`,
-      `context entry: hi ${hex(ctx + 8)}, low ${contextLo === undefined ? hex(ctx) : q(contextLo)}`,
-      `pasid dir entry: ${hex(dirEntry)}`,
-      ...Array.from({ length: 8 }, (_, i) => `pasid table entry[${i}]: ${hex(entry + i * 8)}`),
-      'pte level: 4, pte value: 0x0000000000000000',
-      'page table not present at level 3',
-    ];
-    return lines.map((l, i) => `[  100.${String(i).padStart(6, '0')}] DMAR: ${l}`).join('\n') + '\n';
-  }
 
   it('takes the PASID tables from a dmesg\'s "pasid dir entry" lines, and says in a walk when it had to place one', () => {
     const k = debugfsKernel({ legacyUnit: false, cachingMode: false, firstStage: false, maps: [{ iovaPage: 0x100, outPage: 5, size: '4K', write: true }], pasids: [5, 0x47], nested: false, sva: false, identityDevice: false });

@@ -1,11 +1,11 @@
 import { describeImport, reportText } from '../../readers/debugfs-report';
 import { importDebugfsInputs } from '../debugfs-files';
-import { choice, Exit, type Subcommand } from '../framework';
+import { choice, Exit, type Subcommand, UsageError } from '../framework';
 
 export const importDebugfsCommand: Subcommand = {
   name: 'import-debugfs',
   summary: 'load an Intel VT-d debugfs dump into the model and print what it holds, decoded',
-  synopsis: '[--format text|json] DIR|FILE...',
+  synopsis: '[--dmesg FILE] [--format text|json] DIR|FILE...',
   help: `Reads /sys/kernel/debug/iommu/intel as copied off a machine (a directory), or its files
 (iommu_regset, dmar_translation_struct, invalidation_queue, ir_translation_struct, the per-device
 domain_translation_struct files), or any concatenation of them ('cat', 'head', 'grep -r .'), or '-'
@@ -14,17 +14,24 @@ units and their capabilities, each device's context and PASID entries with their
 those point to with their mappings, the invalidation queue and interrupt remapping entries.
 Lines that are not understood are reported as FILE:LINE: warning: ...
 
+debugfs does not print where the PASID directories are, so their PASID tables are placed at addresses
+no entry of the dump uses (the report says so). With --dmesg, the kernel log of the same boot, the
+'pasid dir entry' lines of CONFIG_DMAR_DEBUG's fault dumps put them at their real addresses.
+
 Options:
+  --dmesg FILE        the kernel log of the same boot ('-' for stdin), for the PASID directories
   --format text|json  text (default) or one JSON object
 
 Example:
   sudo cp -r /sys/kernel/debug/iommu/intel dump && iommu-lab import-debugfs dump`,
   failure: 'a problem with the input: it cannot be read, is not text, is empty, holds no VT-d table,\nor has lines that were not understood (reported as FILE:LINE: warning: ...)',
-  options: { format: { type: 'string' } },
+  options: { dmesg: { type: 'string' }, format: { type: 'string' } },
   minPositionals: 1,
   async run(args, io, state) {
     const format = choice('format', args.values.format, ['text', 'json'] as const, 'text');
-    const imp = await importDebugfsInputs(args.positionals, state);
+    const dmesg = args.values.dmesg as string | undefined;
+    if (dmesg === '-' && args.positionals.includes('-')) throw new UsageError('--dmesg - and a dump on stdin cannot both read it');
+    const imp = await importDebugfsInputs(args.positionals, state, dmesg);
     const report = describeImport(imp);
     if (format === 'json') await io.out(JSON.stringify(report) + '\n');
     else await io.out(withoutBlankRuns(reportText(report)).join('\n') + '\n');

@@ -6,7 +6,7 @@ import { choice, Exit, InputError, type Subcommand, UsageError } from '../framew
 export const walkCommand: Subcommand = {
   name: 'walk',
   summary: "translate an address through a real machine's tables (a debugfs dump), step by step",
-  synopsis: '--debugfs DIR|FILE --device SSSS:BB:DD.F [--pasid N] [--write|--exec] [--priv] [--format text|json] ADDR',
+  synopsis: '--debugfs DIR|FILE [--dmesg FILE] --device SSSS:BB:DD.F [--pasid N] [--write|--exec] [--priv] [--format text|json] ADDR',
   help: `Loads a debugfs dump as 'import-debugfs' does, then walks ADDR as the IOMMU would for a DMA
 request from the device (with the PASID, when given): root entry, context entry, PASID directory and
 table, each paging level; each step shows the entry's address, raw value, fields and what the hardware
@@ -15,6 +15,7 @@ The request (--device, ADDR, --pasid) is checked before the dump is read: a malf
 
 Options:
   --debugfs PATH      the dump (a directory or a file; repeat for several files)
+  --dmesg FILE        the kernel log of the same boot: its DMAR_DEBUG dumps place the PASID tables
   --device ADDR       the requester, as SSSS:BB:DD.F or BB:DD.F
   --pasid N           the PASID the request carries (decimal or 0x hex); none by default
   --write, --exec     the access (read by default)
@@ -26,6 +27,7 @@ Example:
   failure: 'the address faults (the walk shows where), or a problem with the dump: it cannot be read,\nis not text, is empty, holds no VT-d table, or does not hold the device',
   options: {
     debugfs: { type: 'string', multiple: true },
+    dmesg: { type: 'string' },
     device: { type: 'string' },
     pasid: { type: 'string' },
     write: { type: 'boolean' },
@@ -52,8 +54,9 @@ Example:
       pasid = /^0x[0-9a-f]+$/i.test(pasidText) ? parseInt(pasidText, 16) : /^\d+$/.test(pasidText) ? parseInt(pasidText, 10) : NaN;
       if (!(pasid >= 0 && pasid < 2 ** 20)) throw new UsageError(`--pasid must be 0..0xfffff (got '${pasidText}')`);
     }
+    if (args.values.dmesg === '-' && dumps.includes('-')) throw new UsageError('--dmesg - and a dump on stdin cannot both read it');
     if (args.values.priv && pasid === undefined) throw new UsageError('--priv needs --pasid (only PASID requests carry privilege)');
-    const imp = await importDebugfsInputs(dumps, state);
+    const imp = await importDebugfsInputs(dumps, state, args.values.dmesg as string | undefined);
     const outcome = walkImported(imp, {
       device,
       address,
