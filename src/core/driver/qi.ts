@@ -1,10 +1,10 @@
 import { U64 } from '../u64';
-import { atsInvalidationAddress, decodeDescriptor, DescType, DESC_NAMES, encodeDescriptor } from '../vtd/descriptors';
+import { atsInvalidationAddress, DescType, encodeDescriptor } from '../vtd/descriptors';
 import { FSTS, Reg } from '../vtd/registers';
 import { enableQueuedInvalidation, writeEntry } from '../vtd/tables';
 import type { VtdUnit } from '../vtd/unit';
 import { hex64 } from '../vtd/walk';
-import type { KernelLog } from './log';
+import { type KernelLog, qiClearedLine, qiFaultLines } from './log';
 
 /** One invalidation descriptor before encoding: its type and the fields of that type. */
 export interface Desc {
@@ -80,17 +80,18 @@ export class QueuedInvalidation {
     unit.writeRegister(Reg.IQT, index * q.descSize);
 
     const fsts = unit.readRegister('FSTS').lo;
+    // qi_check_fault: qi_dump_fault reports any of IQE/ITE/ICE before they are handled (the form is the version's).
+    if (fsts & ((1 << FSTS.IQE) | (1 << FSTS.ITE) | (1 << FSTS.ICE))) this.dumpFault(fsts);
     if (fsts & (1 << FSTS.IQE)) {
       const r = this.handleIqe(waitIndex);
       this.release([...slots, waitIndex]);
       return r;
     }
     if (fsts & (1 << FSTS.ITE)) {
-      const sid = unit.readRegister('IQER').hi >>> 16;
-      this.log.err(`DMAR: VT-d detected Invalidation Time-out Error: SID ${sid.toString(16)}`);
       for (const s of [...slots, waitIndex]) if (this.status(s) === QI_IN_USE) mem.write32(this.statusBase + s * 4, QI_ABORT, 'qi-status');
       unit.writeRegister('FSTS', 1 << FSTS.ITE);
-      this.log.info('DMAR: Invalidation Time-out Error (ITE) cleared');
+      const cleared = qiClearedLine('ITE', this.log.version);
+      if (cleared) this.log.info(cleared);
       this.release([...slots, waitIndex]);
       return 'timeout';
     }
@@ -104,39 +105,47 @@ export class QueuedInvalidation {
     for (const s of slots) this.unit.memory.write32(this.statusBase + s * 4, QI_FREE, 'qi-status');
   }
 
-  /**
-   * IQE: print the descriptor at IQH and the one before it, overwrite the bad slot with our wait descriptor
-   * so the queue can go on, clear IQE (Linux `qi_check_fault`).
-   */
+  /** The words of the descriptor in slot `i`. */
+  private read(i: number): number[] {
+    const mem = this.unit.memory;
+    const q = this.unit.invalidationQueue;
+    const w: number[] = [];
+    for (let k = 0; k < (this.wide ? 4 : 2); k++) w.push(mem.readLo(q.base + i * q.descSize + k * 8), mem.readHi(q.base + i * q.descSize + k * 8));
+    return w;
+  }
+
+  /** `qi_dump_fault`: the errors with the IQER fields, the descriptor at IQH and the one before it. */
+  private dumpFault(fsts: number): void {
+    const q = this.unit.invalidationQueue;
+    const iqer = this.unit.readRegister('IQER');
+    const words = (i: number) => {
+      const w = this.read(i);
+      return { qw0: hex64(w[1]!, w[0]!), qw1: hex64(w[3]!, w[2]!) };
+    };
+    const fault = {
+      iqe: (fsts & (1 << FSTS.IQE)) !== 0,
+      ite: (fsts & (1 << FSTS.ITE)) !== 0,
+      ice: (fsts & (1 << FSTS.ICE)) !== 0,
+      iqei: iqer.lo & 0xf,
+      // Where the hardware model keeps the SIDs (see VtdUnit's IQER comment).
+      iteSid: iqer.hi >>> 16,
+      iceSid: iqer.hi & 0xffff,
+      head: words(q.head),
+      prior: words((q.head + q.entries - 1) % q.entries),
+    };
+    for (const l of qiFaultLines(fault, this.log.version)) this.log.err(l);
+  }
+
+  /** IQE: overwrite the bad slot with our wait descriptor so the queue can go on, clear IQE (Linux `qi_check_fault`). */
   private handleIqe(waitIndex: number): SubmitResult {
     const unit = this.unit;
-    const mem = unit.memory;
     const q = unit.invalidationQueue;
-    const head = q.head;
-    const words = this.wide ? 4 : 2;
-    const read = (i: number) => {
-      const w: number[] = [];
-      for (let k = 0; k < words; k++) w.push(mem.readLo(q.base + i * q.descSize + k * 8), mem.readHi(q.base + i * q.descSize + k * 8));
-      return w;
-    };
-    const describe = (label: string, i: number) => {
-      const w = read(i);
-      const d = decodeDescriptor(w, words as 2 | 4);
-      this.log.err(`DMAR: QI ${label}: ${DESC_NAMES[d.type] ?? 'UNKNOWN'} qw0 = 0x${trim(hex64(w[1]!, w[0]!))}, qw1 = 0x${trim(hex64(w[3]!, w[2]!))}`);
-    };
-    this.log.err(`DMAR: VT-d detected Invalidation Queue Error: Reason ${(unit.readRegister('IQER').lo & 0xf).toString(16)}`);
-    describe('HEAD', head);
-    describe('PRIOR', (head + q.entries - 1) % q.entries);
-    const wait = read(waitIndex);
-    writeEntry(mem, q.base + head * q.descSize, wait, 'inv-descriptor');
+    writeEntry(unit.memory, q.base + q.head * q.descSize, this.read(waitIndex), 'inv-descriptor');
     unit.writeRegister('FSTS', 1 << FSTS.IQE);
-    this.log.info('DMAR: Invalidation Queue Error (IQE) cleared');
+    const cleared = qiClearedLine('IQE', this.log.version);
+    if (cleared) this.log.info(cleared);
     return 'invalid-descriptor';
   }
-}
-
-function trim(h: string): string {
-  return h.replace(/^0+(?=.)/, '');
 }
 
 // ---- descriptors as Linux builds them (iommu.h QI_* / dmar.c qi_flush_*) ----
