@@ -1,7 +1,9 @@
 /**
  * VT-d fault reasons: the code the hardware records in FRCD.FR, the string Linux prints for it
- * (`dmar_get_fault_reason`, drivers/iommu/intel/dmar.c, formerly drivers/iommu/dmar.c), whether FPD can suppress it ("qualified", as QEMU's
- * `vtd_qualified_faults` and the spec define it), and a plain-words explanation for people reading logs.
+ * (`dmar_get_fault_reason`, drivers/iommu/intel/dmar.c, formerly drivers/iommu/dmar.c), whether FPD can
+ * suppress it ("qualified", as QEMU's `vtd_qualified_faults` and the spec define it), and a plain-words
+ * explanation for people reading logs. test/fixtures/kernel/ holds the kernel's tables the texts are tested
+ * against.
  */
 
 export type FaultType = 'dma' | 'interrupt-remap' | 'unknown';
