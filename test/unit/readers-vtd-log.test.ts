@@ -117,7 +117,7 @@ describe('readers: Intel VT-d kernel logs', () => {
     assert.deepEqual([ovf!.details.cleared, cleared!.details.cleared, ovf!.iommu], [false, true, 'dmar1']);
   });
 
-  it('reads the 5.14-5.19 forms (0x bus) and the decimal-reason forms of 4.2-5.13, including 113 for 0x71', () => {
+  it('reads the 5.14 form (0x bus) and the decimal-reason forms of 4.7-5.13, including 113 for 0x71', () => {
     const { events, summary } = decode('vtd-5x.log');
     expectRows(events, [
       [2, 'dma-fault', 'vtd-dma-5.14', '0000:00:1a.0', null, '0x0', 'write', 0x05],
