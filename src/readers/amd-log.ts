@@ -66,7 +66,7 @@ const COMPLETION_WAIT = /(?:IOMMU ([0-9a-fA-F]{4}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\
 const INFORMATIONAL =
   /^(?:Found IOMMU|Extended features|Interrupt remapping enabled|Virtual APIC enabled|X2APIC enabled|IOMMU performance counters supported|Lazy IO\/TLB flushing enabled|IO\/TLB flush on unmap enabled|AMD IOMMUv2|Using global IVHD EFR|IOMMU SNP support|Initialized for Passthrough Mode|ivrs, add hid|GA log enabled|PPR log enabled|Guest translation enabled)/;
 
-/** AMD prints the PCI address without a segment before ~5.19; the segment is then 0000. */
+/** AMD prints the PCI address without a segment before 6.0 (b36a5b0f1ced "iommu/amd: Print PCI segment ID in error log messages"); the segment is then 0000. */
 function pciText(text: string): string | null {
   const a = parsePciAddress(text);
   return a ? formatPciAddress(a) : null;

@@ -8,7 +8,9 @@
  * - `Inval`: `dmarN: Invalid page request` printed on its own;
  * - `PASID`: the page-request messages of Linux 4.4-5.13 (`dmarN: Page request without PASID: ...`);
  * - `AMD-Vi`: every AMD message; `-smmu`: every message of the `arm-smmu-v3` device;
- * - `callbacks suppressed`: rate limiting, whose line names only the function.
+ * - `callbacks suppressed`: rate limiting, whose line names only the function;
+ * - `iommu`: the IOMMU core's lines (`iommu: Default domain type: ...`, `... Adding to iommu group N`) and
+ *   the kernel command line's IOMMU parameters, which the VT-d reader counts as informational.
  * In QEMU output also `vtd_` (trace events, error reports); in trace text (ftrace, trace-cmd, perf) also
  * `dmar` (the intel_iommu tracepoints name their unit and nothing else a marker catches).
  *
@@ -18,7 +20,7 @@
  */
 /** The markers that name an IOMMU: an unrecognised line with one is a format this reader does not know. */
 const IOMMU_MARKERS: readonly string[] = ['DMAR', 'VT-D', 'INTR-REMAP', 'IOMMU', 'AMD-Vi', '-smmu'];
-export const LOG_MARKERS: readonly string[] = [...IOMMU_MARKERS, 'Inval', 'PASID', 'callbacks suppressed'];
+export const LOG_MARKERS: readonly string[] = [...IOMMU_MARKERS, 'Inval', 'PASID', 'callbacks suppressed', 'iommu'];
 export const QEMU_MARKERS: readonly string[] = [...LOG_MARKERS, 'vtd_'];
 export const TRACE_MARKERS: readonly string[] = [...LOG_MARKERS, 'dmar'];
 
@@ -48,6 +50,7 @@ export const SEARCH_KEYS: Readonly<Record<string, string>> = {
   'AMD-Vi': 'MD-Vi',
   '-smmu': '-smmu',
   'callbacks suppressed': 'ks supp',
+  iommu: 'ommu',
   vtd_: 'vtd_',
   dmar: 'dmar',
 };

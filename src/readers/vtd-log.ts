@@ -1,5 +1,6 @@
 import { decodeCap, decodeEcap, domainCount, faultRecordingCount, maxGuestAddressWidth, pasidCount, supportedAgaws } from '../core/vtd/cap';
 import { linuxFaultReason } from '../core/vtd/fault-reasons';
+import { FSTS } from '../core/vtd/registers';
 import { U64 } from '../core/u64';
 import { bdfToDevice, hexNumber, hexWord, normalizeHex, ridToDevice } from './hex';
 import { newEvent, type LogEvent } from './log-event';
@@ -8,12 +9,13 @@ import { describePageRequest, describeQiDescriptor } from './vtd-descriptors';
 
 /**
  * Intel VT-d messages of the Linux driver (drivers/iommu/intel/{dmar.c,iommu.c,svm.c,prq.c}) and of
- * Xen's VT-d driver. Formats and the kernel versions that print them: docs/log-formats.md.
+ * Xen's VT-d driver. Formats and the kernel versions that print them: docs/log-formats.md; the commits
+ * behind each version boundary: FORMAT_CHANGES in src/core/driver/log.ts.
  */
 
 // [DMA Read NO_PASID] / [DMA Write PASID 0x1] (5.14+), [DMA Read] (older), then the BDF (with 0x in
-// 5.14-5.19), `PASID %x` after the BDF (5.5-5.13), the address (0x from 5.14), and the reason, decimal
-// up to 5.13. The two-line format of <= 4.1 is matched after joining its lines (`DMAR:[fault reason`).
+// 5.14 only), `PASID %x` after the BDF (5.4-5.13), the address (0x from 5.14), and the reason, decimal
+// up to 5.13. The two-line record of <= 4.6 is matched after joining its lines (`DMAR:[fault reason`).
 const DMA_FAULT =
   /^\[DMA (Read|Write)(?: (NO_PASID|PASID (?:0x)?([0-9a-fA-F]{1,8})))?\]\s*Request device \[(0x)?([0-9a-fA-F]{1,2}):(?:0x)?([0-9a-fA-F]{1,2})\.([0-7])\]\s*(?:PASID ([0-9a-fA-F]{1,8})\s+)?fault addr (0x)?([0-9a-fA-F]{1,16})\s*(DMAR:\s*)?\[fault reason (0x)?([0-9a-fA-F]{1,3})\]\s?(.*)$/;
 const INTR_FAULT =
@@ -27,23 +29,35 @@ const XEN_REASON = /^(?:\[VT-D\]\s*)?(?:[\w.-]{1,40}\.c:\d{1,6}:\s*)?(?:DMAR|INT
 const XEN_ENTRY = /^(?:print_vtd_entries:|(?:root_entry|context|l\d)\s*\[[0-9a-fA-F]{1,4}\]\s*(?:=|not present)|[0-9a-fA-F]{4,16}$)/;
 
 const FAULT_STATUS = /^DRHD: handling fault status reg ([0-9a-fA-F]{1,8})/;
-const CAPABILITY = /^(\S{1,32}): reg_base_addr ([0-9a-fA-F]{1,16}) ver (\d{1,3}):(\d{1,3}) cap ([0-9a-fA-F]{1,16}) ecap ([0-9a-fA-F]{1,16})/;
+/** `dmar0: reg_base_addr ...` from 4.2; `IOMMU 0: reg_base_addr ...` before (the unit's sequence number). */
+const CAPABILITY = /^(?:IOMMU (\d{1,3})|(\S{1,32})): reg_base_addr ([0-9a-fA-F]{1,16}) ver (\d{1,3}):(\d{1,3}) cap ([0-9a-fA-F]{1,16}) ecap ([0-9a-fA-F]{1,16})/;
 
 const DUMP_START = /^Dump (\S{1,32}) table entries for IOVA 0x([0-9a-fA-F]{1,16})/;
+/**
+ * The steps of `dmar_fault_dump_ptes` / `pgtable_walk` (CONFIG_DMAR_DEBUG, 5.16+: 914ff7719e8a "iommu/vt-d:
+ * Dump DMAR translation structure when DMA fault occurs"). The "not present" lines changed with
+ * 6ceb93f952f6 "iommu/vt-d: Fix checks and print in dmar_fault_dump_ptes()" and f1645676f25d
+ * "iommu/vt-d: Fix checks and print in pgtable_walk()" (6.13, backported to 6.12.y, 6.6.y, 6.1.y): before,
+ * `root table entry is not present`, `context table entry is not present`, `pasid directory entry is not
+ * present`, `pasid table entry is not present`, and `PTE not present at level %d` naming the level of the
+ * missing entry, printed instead of its `pte level` line; after, `page table not present at level %d` comes
+ * after the entry's line and names the level of the table below it.
+ */
 const DUMP_STEPS: [RegExp, (m: RegExpExecArray) => Record<string, unknown>][] = [
   [/^scalable mode root entry: hi 0x([0-9a-fA-F]{1,16}), low 0x([0-9a-fA-F]{1,16})/, (m) => ({ entry: 'root', scalable: true, hi: normalizeHex(m[1]!), low: normalizeHex(m[2]!) })],
   [/^root entry: 0x([0-9a-fA-F]{1,16})/, (m) => ({ entry: 'root', low: normalizeHex(m[1]!) })],
-  [/^root table is not present/, () => ({ entry: 'root', present: false })],
+  [/^root table (?:entry )?is not present/, () => ({ entry: 'root', present: false })],
   [/^context entry: hi 0x([0-9a-fA-F]{1,16}), low 0x([0-9a-fA-F]{1,16})/, (m) => ({ entry: 'context', hi: normalizeHex(m[1]!), low: normalizeHex(m[2]!) })],
-  [/^context table is not present/, () => ({ entry: 'context', present: false })],
+  [/^context table (?:entry )?is not present/, () => ({ entry: 'context', present: false })],
   [/^legacy mode page table is not present/, () => ({ entry: 'context', present: false, note: 'legacy mode page table is not present' })],
-  [/^pasid directory table is not present/, () => ({ entry: 'context', present: false, note: 'pasid directory table is not present' })],
+  [/^pasid directory (?:table|entry) is not present/, (m) => ({ entry: 'context', present: false, note: m[0] })],
   [/^pasid dir entry: 0x([0-9a-fA-F]{1,16})/, (m) => ({ entry: 'pasid-dir', value: normalizeHex(m[1]!) })],
-  [/^pasid table is not present/, () => ({ entry: 'pasid-dir', present: false })],
+  [/^pasid table (?:entry )?is not present/, () => ({ entry: 'pasid-dir', present: false })],
   [/^pasid table entry\[(\d)\]: 0x([0-9a-fA-F]{1,16})/, (m) => ({ entry: 'pasid-entry', index: Number(m[1]), value: normalizeHex(m[2]!) })],
   [/^scalable mode page table is not present/, () => ({ entry: 'pasid-entry', present: false })],
   [/^pte level: (\d{1,2}), pte value: (?:0x)?([0-9a-fA-F]{1,16})/, (m) => ({ entry: 'pte', level: Number(m[1]), value: normalizeHex(m[2]!) })],
-  [/^(?:page table|PTE|pte) not present at level (-?\d{1,2})/, (m) => ({ entry: 'pte', level: Number(m[1]), present: false })],
+  [/^page table not present at level (-?\d{1,2})/, (m) => ({ entry: 'table', level: Number(m[1]), present: false })],
+  [/^PTE not present at level (-?\d{1,2})/, (m) => ({ entry: 'pte', level: Number(m[1]), present: false })],
 ];
 
 const QI_DETECTED = /^VT-d detected Invalidation (Queue|Time-out|Completion) Error: (?:Reason|SID) ([0-9a-fA-F]{1,16})/;
@@ -55,11 +69,40 @@ const PRQ_PROBLEM = /^IOMMU: (\S{1,32}?): (Page request without PASID|Address is
 const PRQ_INVALID = /^(\S{1,32}?): (Invalid page request|Page request without PASID|Page request for invalid PASID (\d{1,7})): ([0-9a-fA-F]{1,16}) ([0-9a-fA-F]{1,16})/;
 const PRQ_OLD_PROBLEM = /^(Unexpected page request in Privilege Mode|Execution request not supported)\s*$/;
 
-/** Boot and status messages that are understood but are not events. */
+/** Boot and status messages of the VT-d driver (after its `DMAR: `/`dmar: `/`DMAR-IR: ` prefix) that are understood but are not events. */
 const INFORMATIONAL =
-  /^(?:Host address width|DRHD base:|RMRR base:|ATSR flags:|SATC flags:|RHSA base:|ANDD device:|IOAPIC id|HPET id|Enabled IRQ remapping|Queued invalidation will be enabled|Intel\(R\) Virtualization Technology|IOMMU feature|No ATSR found|No SATC found|Setting RMRR|Setting identity map|Prepare 0-16MiB unity mapping|Using Queued invalidation|Using Register based invalidation|dmar\d+: Using|Interrupt remapping enabled|x2apic|IOMMU enabled|IOMMU batching|Disabling|Translation was enabled|Copied translation tables|Platform supports|dmar\d+: PASID|Firmware has requested|Device is ineligible|Forcing|DMAR-IR: |Not attempting|Failed to|Allocating|Intel-IOMMU force enabled|Skip IOMMU|Unknown DMAR structure|Parse DMAR table failure|DRHD: )/;
+  /^(?:Host address width|DRHD base:|RMRR base:|ATSR flags:|SATC flags:|RHSA base:|ANDD device:|IOAPIC id|HPET id|Enabled IRQ remapping|Queued invalidation will be enabled|Intel\(R\) Virtualization Technology|IOMMU feature|No ATSR found|No SATC found|No RMRR found|Scalable mode is disallowed|Enable scalable mode if hardware supports|Setting RMRR|Setting identity map|Prepare 0-16MiB unity mapping|Using Queued invalidation|Using Register based invalidation|dmar\d+: Using|Interrupt remapping enabled|x2apic|IOMMU enabled|IOMMU batching|Disabling|Translation was enabled|Copied translation tables|Platform supports|dmar\d+: PASID|Firmware has requested|Device is ineligible|Forcing|DMAR-IR: |Not attempting|Failed to|Allocating|Intel-IOMMU force enabled|Skip IOMMU|Unknown DMAR structure|Parse DMAR table failure|DRHD: )/;
 
-const FSTS_BITS: [string, number][] = [['pfo', 0], ['ppf', 1], ['iqe', 4], ['ice', 5], ['ite', 6]];
+/**
+ * IOMMU lines without the driver's prefix. Each carries a marker of log-markers.ts (`DMAR`, `IOMMU`,
+ * `iommu`), so that the CLI, which decodes only lines with a marker, counts them as this reader does.
+ * - ACPI's table list and reservation (`ACPI: DMAR 0x000000003FFE232E 000080 (v01 BOCHS  BXPC ...)`,
+ *   `ACPI: Reserving DMAR table memory at [mem ...]`);
+ * - kernels before 4.2, whose intel-iommu.c and interrupt-remapping code had no `pr_fmt`
+ *   (`Intel-IOMMU: enabled`, `IOMMU: Setting RMRR:`, `IOMMU 0 0xfed90000: using Queued invalidation`,
+ *   `IOAPIC id 8 under DRHD base  0xfed91000 IOMMU 1`);
+ * - the IOMMU core (drivers/iommu/iommu.c, `pr_fmt` `iommu: `): `iommu: Default domain type: ...`,
+ *   `iommu: DMA domain TLB invalidation policy: ...`, `<driver> <dev>: Adding to iommu group %d`,
+ *   `Removing from iommu group %d`; no other reader sees them, and they tell how DMA was set up;
+ * - the kernel command line when it sets IOMMU parameters (`intel_iommu=on,sm_off iommu.strict=1`);
+ * - the two lines of the CONFIG_IOMMU_DEBUGFS banner (drivers/iommu/iommu-debugfs.c, the same in 5.10,
+ *   6.1 and 6.12) that name the IOMMU; its other lines (stars, NOTICE) carry no marker and look like
+ *   other subsystems' banners, so they stay ordinary unrecognised lines.
+ */
+const INFORMATIONAL_OTHER =
+  /^(?:ACPI: DMAR 0x[0-9A-Fa-f]{8,16} [0-9A-Fa-f]{6} \(v\d{2} |ACPI: Reserving DMAR table memory at |Intel-IOMMU: |IOMMU: (?:Setting RMRR|Setting identity map|Prepare 0-16MiB unity mapping)|IOMMU \d{1,3} 0x[0-9a-f]{1,16}: using (?:Queued|Register based) invalidation|IOAPIC id \d{1,3} under DRHD base .*IOMMU \d|iommu: (?:Default domain type: |DMA domain TLB invalidation policy: )|\S{1,64} [0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]: (?:Adding to|Removing from) iommu group \d{1,6}$|(?:Kernel )?[Cc]ommand line: .*\b(?:intel_iommu|amd_iommu|iommu)[=.]|\*\*  IOMMU DebugFS SUPPORT HAS BEEN ENABLED IN THIS KERNEL  \*\*$|\*\* IOMMU data structures, which may compromise security on \*\*$)/;
+
+/** FSTS (VT-d spec 11.4.9.1): PFO, PPF, AFO, APF, IQE, ICE, ITE, PRO in bits 0-7, FRI in 15:8. */
+const FSTS_BITS: [string, number][] = [
+  ['pfo', FSTS.PFO],
+  ['ppf', FSTS.PPF],
+  ['afo', FSTS.AFO],
+  ['apf', FSTS.APF],
+  ['iqe', FSTS.IQE],
+  ['ice', FSTS.ICE],
+  ['ite', FSTS.ITE],
+  ['pro', FSTS.PRO],
+];
 
 function decodeFaultStatus(text: string): Record<string, unknown> {
   const v = hexNumber(text) ?? 0;
@@ -75,10 +118,27 @@ function parseReason(code: string, hex: boolean): { code: number; text: string }
   return { code: n, text: linuxFaultReason(n).text };
 }
 
+/**
+ * Keeps the reason text the kernel printed when it is not the one that kernel's table has for the code.
+ * The formats before 5.4 come from kernels without the scalable-mode table, which print "Unknown" for
+ * 0x30 and up; `reason.text` still names the code as today's table does.
+ */
+function notePrintedReason(e: LogEvent, printed: string, scalableModeTable: boolean): void {
+  if (!e.reason) return;
+  if (printed !== linuxFaultReason(e.reason.code, { scalableModeTable }).text) e.details.printedReason = printed;
+}
+
+/** The message after the driver's prefix: `DMAR: ` (4.2 and later), `dmar: ` (before), `DMAR-IR: `. */
 function afterTag(msg: string): string {
-  if (msg.startsWith('DMAR:')) return msg.slice(5).trimStart();
+  if (msg.startsWith('DMAR:') || msg.startsWith('dmar:')) return msg.slice(5).trimStart();
   if (msg.startsWith('DMAR-IR:')) return msg.slice(8).trimStart();
   return msg;
+}
+
+/** `base + offset` for a 4 KiB-aligned table address and an entry offset. */
+function entryAddress(base: U64, offset: number): string {
+  const lo = (base.lo & 0xffff_f000) + offset;
+  return new U64(base.hi + Math.floor(lo / 0x1_0000_0000), lo >>> 0).toString();
 }
 
 /** Decodes the walk dump's PASID entry words into the fields a reader looks for first. */
@@ -109,7 +169,7 @@ function describePasidEntry(words: (string | null)[]): Record<string, unknown> |
 class WalkDump implements Continuation {
   done = false;
   private started: boolean;
-  private readonly walk: { iommu: string | null; iova: string | null; steps: Record<string, unknown>[]; pasidEntry?: Record<string, unknown> };
+  private readonly walk: { iommu: string | null; iova: string | null; steps: Record<string, unknown>[]; pasidEntry?: Record<string, unknown>; pasidDirEntry?: Record<string, unknown> };
   private readonly pasidWords: (string | null)[] = [];
 
   constructor(
@@ -124,6 +184,28 @@ class WalkDump implements Continuation {
   private attach(): void {
     this.event.details.walk = this.walk;
     if (this.walk.iommu && !this.event.iommu) this.event.iommu = this.walk.iommu;
+  }
+
+  /**
+   * `details.walk.pasidDirEntry`: the PASID directory entry the dump printed and where it and the PASID table
+   * it points to are. The kernel indexes the directory (context entry low, bits 63:12) with PASID >> 6,
+   * using PASID 0 (IOMMU_NO_PASID) for a request without one; the table (entry bits 63:12) holds 64-byte
+   * entries indexed with PASID & 0x3f. A dump with no fault line does not say the PASID: then only the
+   * value, the present bit and the table address are given.
+   */
+  private pasidDirEntry(value: string): Record<string, unknown> {
+    const word = hexWord(value) ?? U64.ZERO;
+    const present = word.bit(0);
+    const pasidTable = present ? entryAddress(word, 0) : null;
+    const context = this.walk.steps.find((s) => s.entry === 'context' && typeof s.low === 'string');
+    const contextLow = context ? hexWord(context.low as string) : undefined;
+    const pasid = this.event.kind === 'page-walk' ? null : (this.event.pasid ?? 0);
+    const out: Record<string, unknown> = { value: word.toString(), present, pasidTable };
+    out.pasidDirectory = contextLow ? entryAddress(contextLow, 0) : null;
+    out.pasid = pasid;
+    out.address = contextLow && pasid !== null ? entryAddress(contextLow, (pasid >>> 6) * 8) : null;
+    out.pasidEntryAddress = present && pasid !== null ? entryAddress(word, (pasid & 0x3f) * 64) : null;
+    return out;
   }
 
   absorb(msg: string): boolean {
@@ -146,6 +228,7 @@ class WalkDump implements Continuation {
       if (!m) continue;
       const step = make(m);
       this.walk.steps.push(step);
+      if (step.entry === 'pasid-dir' && typeof step.value === 'string') this.walk.pasidDirEntry = this.pasidDirEntry(step.value);
       if (step.entry === 'pasid-entry' && typeof step.index === 'number') {
         this.pasidWords[step.index] = step.value as string;
         const described = describePasidEntry(this.pasidWords);
@@ -340,8 +423,7 @@ export function createVtdReader(): { read(msg: string, info: LineInfo): ReadResu
       if (pasidText !== undefined && pasidText.toLowerCase() !== 'ffffffff') e.pasid = parseInt(pasidText, 16);
       e.address = normalizeHex(dma[10]!);
       e.reason = parseReason(dma[13]!, hexReason);
-      const printed = dma[14]!.trim();
-      if (e.reason && printed !== e.reason.text) e.details.printedReason = printed;
+      notePrintedReason(e, dma[14]!.trim(), format !== 'vtd-dma-two-line' && format !== 'vtd-dma-decimal');
       if (!hexReason) e.details.reasonPrintedInDecimal = true;
       takeFaultStatus(e);
       return { events: [e], more: new WalkDump(e) };
@@ -355,8 +437,7 @@ export function createVtdReader(): { read(msg: string, info: LineInfo): ReadResu
       e.device = bdfToDevice(intr[4]!, intr[5]!, intr[6]!);
       e.details.faultIndex = normalizeHex(intr[8]!);
       e.reason = parseReason(intr[10]!, hexReason);
-      const printed = intr[11]!.trim();
-      if (e.reason && printed !== e.reason.text) e.details.printedReason = printed;
+      notePrintedReason(e, intr[11]!.trim(), true);
       if (!hexReason) e.details.reasonPrintedInDecimal = true;
       takeFaultStatus(e);
       return events(e);
@@ -472,22 +553,25 @@ export function createVtdReader(): { read(msg: string, info: LineInfo): ReadResu
     }
     const prq = pageRequest(body, info);
     if (prq) return prq;
-    if (msg.startsWith('DMAR') && INFORMATIONAL.test(body)) return 'context';
+    if ((msg.startsWith('DMAR') || msg.startsWith('dmar:')) && INFORMATIONAL.test(body)) return 'context';
     return null;
   }
 
+
+
   function capabilityEvent(m: RegExpExecArray, info: LineInfo): LogEvent {
     const e = base(info, 'capability', 'vtd-cap');
-    e.iommu = m[1]!;
-    const capWord = hexWord(m[5]!) ?? U64.ZERO;
-    const ecapWord = hexWord(m[6]!) ?? U64.ZERO;
+    // Kernels before 4.2 print `IOMMU <seq>:`; the unit's name was already `dmar<seq>` (dmar_alloc_seq_id).
+    e.iommu = m[1] !== undefined ? `dmar${m[1]}` : m[2]!;
+    const capWord = hexWord(m[6]!) ?? U64.ZERO;
+    const ecapWord = hexWord(m[7]!) ?? U64.ZERO;
     const cap = decodeCap(capWord);
     const ecap = decodeEcap(ecapWord);
     const { otherBits: capOther, ...capFields } = cap;
     const { otherBits: ecapOther, ...ecapFields } = ecap;
     e.details = {
-      registerBase: normalizeHex(m[2]!),
-      version: `${m[3]}:${m[4]}`,
+      registerBase: normalizeHex(m[3]!),
+      version: `${m[4]}:${m[5]}`,
       cap: capWord.toString(),
       ecap: ecapWord.toString(),
       capFields,
@@ -523,9 +607,16 @@ export function createVtdReader(): { read(msg: string, info: LineInfo): ReadResu
         const r = kernelFault(msg, info);
         if (r) return r;
       }
-      if (msg.indexOf('DMAR') !== -1) return other(msg, info);
-      if (msg.indexOf('dmar') !== -1 || msg.indexOf('IOMMU: ') !== -1 || msg.indexOf('page request') !== -1) return pageRequest(afterTag(msg), info);
-      return null;
+      if (msg.indexOf('DMAR') !== -1 || msg.startsWith('dmar:')) {
+        const r = other(msg, info);
+        if (r) return r;
+      }
+      if (msg.indexOf('dmar') !== -1 || msg.indexOf('IOMMU: ') !== -1 || msg.indexOf('page request') !== -1) {
+        const r = pageRequest(afterTag(msg), info);
+        if (r) return r;
+      }
+      const marked = msg.indexOf('MMU') !== -1 || msg.indexOf('mmu') !== -1 || msg.indexOf('DMAR') !== -1;
+      return marked && INFORMATIONAL_OTHER.test(msg) ? 'context' : null;
     },
   };
 }

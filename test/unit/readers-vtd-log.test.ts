@@ -1,17 +1,20 @@
 import * as assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { faultReason, linuxFaultReason } from '../../src/core/vtd/fault-reasons';
-import { decodeLogText } from '../../src/readers/log-decoder';
+import { faultReason } from '../../src/core/vtd/fault-reasons';
+import { createLogDecoder, decodeLogText } from '../../src/readers/log-decoder';
 import type { LogEvent } from '../../src/readers/log-event';
 import { explainEvent } from '../../src/readers/log-explain';
+import { kernelFaultReasons } from '../support/kernel-tables';
 
 const root = join(__dirname, '../../..');
 const decode = (name: string) => decodeLogText(readFileSync(join(root, 'test/fixtures/logs', name), 'utf8'));
+/** The reason strings of Linux 6.12's dmar.c (test/fixtures/kernel/fault-reasons-6.12.txt). */
+const KERNEL_REASONS = kernelFaultReasons(root, 'fault-reasons-6.12.txt');
 
 type Row = [line: number, kind: string, format: string, device: string | null, pasid: number | null, address: string | null, access: string | null, reason: number | null];
 
-/** The common fields of every event, in order; reason texts are checked against core's catalogue. */
+/** The common fields of every event, in order; reason texts are the kernel's own table's. */
 function expectRows(events: LogEvent[], rows: Row[], vendor: string | null = 'intel'): void {
   assert.deepEqual(
     events.map((e) => [e.line, e.kind, e.format, e.device, e.pasid, e.address, e.access, e.reason?.code ?? null]),
@@ -19,9 +22,16 @@ function expectRows(events: LogEvent[], rows: Row[], vendor: string | null = 'in
   );
   for (const e of events) {
     assert.equal(e.vendor, vendor, `line ${e.line}`);
-    if (e.reason && (e.kind === 'dma-fault' || e.kind === 'interrupt-fault')) assert.equal(e.reason.text, linuxFaultReason(e.reason.code).text, `line ${e.line}`);
+    if (e.reason && (e.kind === 'dma-fault' || e.kind === 'interrupt-fault')) assert.equal(e.reason.text, KERNEL_REASONS.get(e.reason.code)!.text, `line ${e.line}`);
   }
 }
+
+/** FSTS decoded with every bit false but those named (VT-d spec 11.4.9.1). */
+const fsts = (value: string, fri: number, ...set: string[]) => ({
+  value,
+  ...Object.fromEntries(['pfo', 'ppf', 'afo', 'apf', 'iqe', 'ice', 'ite', 'pro'].map((b) => [b, set.includes(b)])),
+  fri,
+});
 
 describe('readers: Intel VT-d kernel logs', () => {
   it('reads a 6.x dmesg: capabilities, faults with and without PASID, walk dump, QI errors, page requests', () => {
@@ -63,7 +73,7 @@ describe('readers: Intel VT-d kernel logs', () => {
 
     assert.equal(f1!.timestamp, '3713481.750962');
     assert.equal(f1!.reason!.text, 'PTE Read access is not set');
-    assert.deepEqual(f1!.details.faultStatus, { value: '0x302', pfo: false, ppf: true, iqe: false, ice: false, ite: false, fri: 3 });
+    assert.deepEqual(f1!.details.faultStatus, fsts('0x302', 3, 'ppf'));
 
     assert.equal(walked!.endLine, 28);
     assert.equal(walked!.iommu, 'dmar1');
@@ -72,8 +82,14 @@ describe('readers: Intel VT-d kernel logs', () => {
     assert.equal(walk.steps.length, 14);
     assert.deepEqual(walk.steps[0], { entry: 'root', scalable: true, hi: '0x0', low: '0x1049a0001' });
     assert.deepEqual(walk.steps[11], { entry: 'pte', level: 4, value: '0x10ab3f067' });
-    assert.deepEqual(walk.steps[13], { entry: 'pte', level: 2, present: false });
+    // `page table not present at level 2`: the level-3 entry printed before it is clear (6.13+ and backports).
+    assert.deepEqual(walk.steps[13], { entry: 'table', level: 2, present: false });
     assert.deepEqual(walk.pasidEntry, { present: true, fpd: false, aw: 2, pgtt: 1, translation: 'first-level', slptptr: '0x0', did: 7, sre: false, flpm: 0, flptptr: '0x10ab3e000' });
+    // The PASID directory is at context entry low 63:12 (0x10ab3c20f -> 0x10ab3c000), indexed by PASID >> 6
+    // (3 -> 0), 8 bytes an entry; the entry points at the PASID table (63:12), 64 bytes per PASID & 0x3f.
+    assert.deepEqual((walked!.details.walk as { pasidDirEntry: unknown }).pasidDirEntry, {
+      value: '0x10ab3d001', present: true, pasidTable: '0x10ab3d000', pasidDirectory: '0x10ab3c000', pasid: 3, address: '0x10ab3c000', pasidEntryAddress: '0x10ab3d0c0',
+    });
 
     assert.equal(intr!.details.faultIndex, '0x8');
 
@@ -101,7 +117,7 @@ describe('readers: Intel VT-d kernel logs', () => {
     assert.deepEqual([ovf!.details.cleared, cleared!.details.cleared, ovf!.iommu], [false, true, 'dmar1']);
   });
 
-  it('reads the 5.14-5.19 forms (0x bus) and the decimal-reason forms of 4.2-5.13, including 113 for 0x71', () => {
+  it('reads the 5.14 form (0x bus) and the decimal-reason forms of 4.7-5.13, including 113 for 0x71', () => {
     const { events, summary } = decode('vtd-5x.log');
     expectRows(events, [
       [2, 'dma-fault', 'vtd-dma-5.14', '0000:00:1a.0', null, '0x0', 'write', 0x05],
@@ -164,12 +180,148 @@ describe('readers: Intel VT-d kernel logs', () => {
       ['103.512350', '2024-06-10T04:03:09.123456+02:00', '104.000000', '105.000000', 'Mon Jun 10 04:03:11 2024', '9.691017', '10.000000', null],
     );
     assert.deepEqual(events.slice(7, 12).map((e) => e.endLine), [11, 14, 16, 18, 20]);
-    assert.deepEqual(events[0]!.details.faultStatus, { value: '0x3', pfo: true, ppf: true, iqe: false, ice: false, ite: false, fri: 0 });
+    assert.deepEqual(events[0]!.details.faultStatus, fsts('0x3', 0, 'pfo', 'ppf'));
     assert.equal((events[7]!.details.faultStatus as { value: string }).value, '0x3');
     assert.equal(events[12]!.details.printedReason, 'PTE Read access');
     // A start of a fault line that never completes, and the two lines it tried to join with, are not lost.
     assert.deepEqual([summary.lines, summary.unrecognisedLines, summary.unrecognisedIommuLines], [24, 4, 1]);
     assert.deepEqual(summary.unrecognisedSamples, [{ line: 22, text: 'DMAR: [DMA Read NO_PASID] Request device [00:1f.0]' }]);
+  });
+});
+
+describe('readers: VT-d fault status', () => {
+  it('decodes every FSTS bit at its spec position and the fault record index', () => {
+    // VT-d spec 11.4.9.1: PFO 0, PPF 1, AFO 2, APF 3, IQE 4, ICE 5, ITE 6, PRO 7, FRI 15:8.
+    const cases: [string, ReturnType<typeof fsts>][] = [
+      ['1', fsts('0x1', 0, 'pfo')],
+      ['2', fsts('0x2', 0, 'ppf')],
+      ['4', fsts('0x4', 0, 'afo')],
+      ['8', fsts('0x8', 0, 'apf')],
+      ['10', fsts('0x10', 0, 'iqe')],
+      ['20', fsts('0x20', 0, 'ice')],
+      ['40', fsts('0x40', 0, 'ite')],
+      ['80', fsts('0x80', 0, 'pro')],
+      ['a5', fsts('0xa5', 0, 'pfo', 'afo', 'ice', 'pro')],
+      ['1e22', fsts('0x1e22', 0x1e, 'ppf', 'ice')],
+      ['ff02', fsts('0xff02', 0xff, 'ppf')],
+    ];
+    const text = cases.map(([v], i) => `[ ${i + 1}.000000] DMAR: DRHD: handling fault status reg ${v}\n[ ${i + 1}.000001] DMAR: [DMA Read NO_PASID] Request device [00:01.0] fault addr 0x1000 [fault reason 0x06] PTE Read access is not set\n`).join('');
+    const { events } = decodeLogText(text);
+    assert.deepEqual(events.map((e) => e.details.faultStatus), cases.map(([, d]) => d));
+  });
+});
+
+describe('readers: a real 6.12 dmesg (QEMU 7.2 VT-d, legacy mode, DMAR_DEBUG)', () => {
+  const real = (name: string) => readFileSync(join(root, 'test/fixtures/real-vm/custom612-legacy', name), 'utf8');
+  /** Every line that names the IOMMU, and whether the decoder recognised it (used by an event or counted as informational). */
+  function iommuLines(text: string): { line: number; text: string; recognised: boolean }[] {
+    const d = createLogDecoder();
+    const out: { line: number; text: string; recognised: boolean }[] = [];
+    text.split('\n').slice(0, -1).forEach((line, i) => {
+      const before = d.summary().recognisedLines;
+      d.push(line, i + 1);
+      if (/DMAR|IOMMU|iommu/i.test(line)) out.push({ line: i + 1, text: line, recognised: d.summary().recognisedLines > before });
+    });
+    d.end();
+    return out;
+  }
+
+  for (const name of ['dmesg-boot.txt', 'dmesg-final.txt']) {
+    it(`${name}: every line that mentions DMAR, DMAR-IR or an IOMMU is decoded or counted as informational`, () => {
+      const lines = iommuLines(real(name));
+      assert.deepEqual(lines.filter((l) => !l.recognised), []);
+      const { summary } = decodeLogText(real(name));
+      assert.deepEqual([summary.unrecognisedIommuLines, summary.internalErrors], [0, 0]);
+    });
+  }
+
+  it('dmesg-boot.txt: the unit capabilities and the boot lines (ACPI table, scalable mode off, no RMRR, debugfs banner)', () => {
+    const { events, summary } = decodeLogText(real('dmesg-boot.txt'));
+    expectRows(events, [[117, 'capability', 'vtd-cap', null, null, null, null, null]]);
+    assert.equal(events[0]!.iommu, 'dmar0');
+    assert.deepEqual([events[0]!.details.registerBase, events[0]!.details.cap, events[0]!.details.ecap, events[0]!.details.version], ['0xfed90000', '0xd2008c222f0686', '0xf00f4e', '1:0']);
+    // Lines 2, 37, 45, 86-88, 115, 116, 118-120, 161, 164, 237, 238, 268-278, 280 of the file.
+    assert.equal(summary.informationalLines, 27);
+  });
+
+  it('dmesg-final.txt: four faults with exactly the fields their lines print, each with its DMAR_DEBUG walk', () => {
+    const { events } = decodeLogText(real('dmesg-final.txt'));
+    expectRows(events, [
+      [117, 'capability', 'vtd-cap', null, null, null, null, null],
+      // `[DMA Read NO_PASID] Request device [00:01.0] fault addr 0x1234000 [fault reason 0x06]`: no PASID, segment 0 assumed.
+      [324, 'dma-fault', 'vtd-dma-6.0', '0000:00:01.0', null, '0x1234000', 'read', 0x06],
+      [331, 'dma-fault', 'vtd-dma-6.0', '0000:00:01.0', null, '0x5678000', 'write', 0x05],
+      [339, 'dma-fault', 'vtd-dma-6.0', '0000:00:01.0', null, '0x300000', 'read', 0x06],
+      [349, 'dma-fault', 'vtd-dma-6.0', '0000:00:01.0', null, '0x200000', 'write', 0x05],
+    ]);
+    const faults = events.slice(1);
+    assert.deepEqual(faults.map((e) => [e.endLine, e.iommu, e.details.printedReason, e.details.faultStatus]), [
+      [329, 'dmar0', undefined, fsts('0x2', 0, 'ppf')],
+      [336, 'dmar0', undefined, fsts('0x2', 0, 'ppf')],
+      [347, 'dmar0', undefined, fsts('0x2', 0, 'ppf')],
+      [356, 'dmar0', undefined, fsts('0x2', 0, 'ppf')],
+    ]);
+    const steps = (e: LogEvent) => (e.details.walk as { steps: Record<string, unknown>[] }).steps;
+    assert.deepEqual(steps(faults[0]!), [
+      { entry: 'root', low: '0x18f6001' },
+      { entry: 'context', hi: '0x302', low: '0x18f9001' },
+      { entry: 'pte', level: 4, value: '0x0' },
+      { entry: 'table', level: 3, present: false },
+    ]);
+    // The VFIO domain's table: the read of 0x300000 ends at a clear level-1 entry; the write to the read-only 0x200000 finds it (R set, W clear).
+    assert.deepEqual(steps(faults[2]!).slice(2).map((s) => [s.entry, s.level, s.value ?? s.present]), [['pte', 4, '0x1b50003'], ['pte', 3, '0x1b3d003'], ['pte', 2, '0x1b2c003'], ['pte', 1, '0x0'], ['table', 0, false]]);
+    assert.deepEqual(steps(faults[3]!).at(-1), { entry: 'pte', level: 1, value: '0x3aeb9001' });
+  });
+});
+
+describe('readers: older kernels\' lines (real logs)', () => {
+  it('reads the dmar: prefix, the IOMMU <seq> unit line and the lines without a prefix of kernels before 4.2', () => {
+    // An Ubuntu 14.04 (3.13) boot and a 4.2-4.6 fault report (util-linux indents the record's second line).
+    const text = [
+      '[    0.032006] dmar: Host address width 39',
+      '[    0.032056] dmar: DRHD base: 0x000000fed90000 flags: 0x0',
+      '[    0.032112] dmar: IOMMU 0: reg_base_addr fed90000 ver 1:0 cap c0000020660462 ecap f0101a',
+      '[    0.032301] dmar: RMRR base: 0x000000d9ea8000 end: 0x000000d9eb6fff',
+      '[    0.028950] IOAPIC id 8 under DRHD base  0xfed91000 IOMMU 1',
+      '[    0.000000] Intel-IOMMU: enabled',
+      '[    0.536212] DMAR: No ATSR found',
+      '[    0.536229] IOMMU 0 0xfed90000: using Queued invalidation',
+      '[    0.536231] IOMMU: Setting RMRR:',
+      '[    0.536241] IOMMU: Setting identity map for device 0000:00:02.0 [0xbf000000 - 0xcf1fffff]',
+      '[   20.210600] DMAR: DRHD: handling fault status reg 2',
+      '[   20.210640] DMAR: DMAR:[DMA Read] Request device [04:00.0] fault addr ca6d5000 ',
+      '               DMAR:[fault reason 01] Present bit in root entry is clear',
+      '',
+    ].join('\n');
+    const { events, summary } = decodeLogText(text);
+    expectRows(events, [
+      [3, 'capability', 'vtd-cap', null, null, null, null, null],
+      [12, 'dma-fault', 'vtd-dma-two-line', '0000:04:00.0', null, '0xca6d5000', 'read', 0x01],
+    ]);
+    assert.deepEqual([events[0]!.iommu, events[1]!.endLine, events[1]!.details.faultStatus], ['dmar0', 13, fsts('0x2', 0, 'ppf')]);
+    assert.deepEqual([summary.unrecognisedLines, summary.informationalLines], [0, 10]);
+  });
+
+  it('reads the DMAR_DEBUG lines from before the 6.13 fixes: `PTE not present at level`, `... table entry is not present`', () => {
+    // 6ceb93f952f6's commit message quotes the old dump; f1645676f25d changed `PTE not present at level %d`.
+    const text = [
+      '[  442.200000] DMAR: [DMA Read PASID 0x1] Request device [6a:01.0] fault addr 0x1000 [fault reason 0x59] SM: Present bit in PASID Table Entry is clear',
+      '[  442.200001] DMAR: Dump dmar1 table entries for IOVA 0x1000',
+      '[  442.200002] DMAR: scalable mode root entry: hi 0x0000000000000000, low 0x000000012c83c001',
+      '[  442.200003] DMAR: context entry: hi 0x0000000000000000, low 0x000000012c83d205',
+      '[  442.240357] DMAR: pasid dir entry: 0x000000012c83e001',
+      ...[0, 1, 2, 3, 4, 5, 6, 7].map((i) => `[  442.2${i}] DMAR: pasid table entry[${i}]: 0x0000000000000000`),
+      '[  442.300742] DMAR: PTE not present at level 2',
+      '[  443.000000] DMAR: Dump dmar1 table entries for IOVA 0x2000',
+      '[  443.000001] DMAR: root table entry is not present',
+      '',
+    ].join('\n');
+    const { events, summary } = decodeLogText(text);
+    assert.equal(summary.unrecognisedLines, 0);
+    const walk = events[0]!.details.walk as { steps: Record<string, unknown>[]; pasidDirEntry: Record<string, unknown> };
+    assert.deepEqual(walk.steps.at(-1), { entry: 'pte', level: 2, present: false });
+    assert.deepEqual(walk.pasidDirEntry, { value: '0x12c83e001', present: true, pasidTable: '0x12c83e000', pasidDirectory: '0x12c83d000', pasid: 1, address: '0x12c83d000', pasidEntryAddress: '0x12c83e040' });
+    assert.deepEqual([events[1]!.kind, (events[1]!.details.walk as { steps: unknown[] }).steps], ['page-walk', [{ entry: 'root', present: false }]]);
   });
 });
 
@@ -206,7 +358,7 @@ describe('readers: plain-words explanations', () => {
     const { events } = decode('vtd-6x.log');
     const text = explainEvent(events[3]!).join('\n');
     const r = faultReason(6)!;
-    assert.match(text, /^line 10: Intel VT-d DMA fault \(vtd-dma-6\.0: Linux ~6\.0 and later\) at 3713481\.750962/);
+    assert.match(text, /^line 10: Intel VT-d DMA fault \(vtd-dma-6\.0: Linux 5\.15 and later\) at 3713481\.750962/);
     assert.ok(text.includes('device 0000:2f:00.1 tried to read 0x7ebb0000 without a PASID'));
     assert.ok(text.includes(`fault reason 0x06 "PTE Read access is not set": ${r.meaning}`));
     assert.ok(text.includes(`next:  ${r.check}`));

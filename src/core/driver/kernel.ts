@@ -1,7 +1,7 @@
 import type { Endpoint } from '../hw/endpoint';
 import type { DeviceDma, DmaOutcome, Machine } from '../hw/machine';
 import type { InterruptResult, TranslateOptions } from '../hw/types';
-import { formatPciAddress, parsePciAddress, pciRid } from '../pci';
+import { parsePciAddress, pciRid } from '../pci';
 import { hexPad } from '../u64';
 import { decodePageRequest } from '../vtd/descriptors';
 import { linuxFaultReason } from '../vtd/fault-reasons';
@@ -37,7 +37,7 @@ import { fail, KernelError } from './errors';
 import { assignTag, devTlbDesc, type FlushOptions, flushAll, flushRange, flushRangeNp, linuxPsiAligned, psiFlushDescriptors, submitBatches, unassignTag } from './flush';
 import { FLPT_DEFAULT_DID, IntelIommu } from './intel-iommu';
 import { compatibilityAllocation, IrqRemapping, type MsiAllocation, type MsiOptions } from './irq-remapping';
-import { dmarFaultLines, KernelLog, type KernelVersion, Ratelimit } from './log';
+import { capabilityLine, dmarFaultIsRatelimited, dmarFaultLines, dmarPrefix, faultStatusLine, KernelLog, type KernelVersion, prqOverflowLine, type PrqProblem, prqRejectLines, prqRejects, Ratelimit } from './log';
 import { PasidAllocator, IOMMU_NO_PASID } from './pasid-alloc';
 import { Process } from './process';
 import { Descs, FULL_RANGE_MASK, QI_DONE } from './qi';
@@ -143,6 +143,7 @@ export class IommuKernel {
   ) {
     this.options = options;
     this.version = options.version ?? '6.12';
+    this.log.version = this.version;
     this.identity = new Domain({ id: this.nextId++, type: 'identity', name: 'identity' });
     this.blocked = new Domain({ id: this.nextId++, type: 'blocked', name: 'blocked' });
   }
@@ -154,11 +155,12 @@ export class IommuKernel {
   /** intel_iommu_init + device probe: brings up every unit, then every endpoint behind it. */
   boot(): this {
     const units = this.machine.units.filter((u): u is VtdUnit => u instanceof VtdUnit);
-    this.log.info(`DMAR: Host address width ${this.machine.memory.hostAddressWidth}`);
-    for (const u of units) {
-      this.log.info(`DMAR: DRHD base: 0x${hexPad(u.regBase, 14)} flags: 0x0`);
-      this.log.info(`DMAR: ${u.name}: reg_base_addr ${u.regBase.toString(16)} ver ${u.version[0]}:${u.version[1]} cap ${u.capRaw.toHex(1)} ecap ${u.ecapRaw.toHex(1)}`);
-    }
+    const prefix = dmarPrefix(this.version);
+    this.log.info(`${prefix}Host address width ${this.machine.memory.hostAddressWidth}`);
+    units.forEach((u, seq) => {
+      this.log.info(`${prefix}DRHD base: 0x${hexPad(u.regBase, 14)} flags: 0x0`);
+      this.log.info(capabilityLine({ name: u.name, seq, regBase: u.regBase.toString(16), version: u.version, cap: u.capRaw.toHex(1), ecap: u.ecapRaw.toHex(1) }, this.version));
+    });
     units.forEach((u, i) => this.iommus.push(new IntelIommu(u, i, this.log, this.options.scalableMode ?? true)));
     if (this.options.interruptRemapping) this.irq = IrqRemapping.enable(this.iommus, this.log, { x2apic: this.options.x2apic });
     for (const i of this.iommus) i.announce(this.log);
@@ -949,7 +951,7 @@ export class IommuKernel {
   private dmarFault(iommu: IntelIommu): void {
     const unit = iommu.unit;
     const fsts = unit.readRegister('FSTS').lo;
-    this.printRatelimited([`DMAR: DRHD: handling fault status reg ${fsts.toString(16)}`]);
+    this.printRatelimited([faultStatusLine(fsts, this.version)]);
     for (const rec of unit.pendingFaults()) {
       const pasid = rec.pasid ?? undefined;
       // Interrupt-remapping records carry the interrupt index in FI bits 63:48 (`fault index` = addr >> 48).
@@ -980,6 +982,10 @@ export class IommuKernel {
   }
 
   private printRatelimited(lines: string[]): void {
+    if (!dmarFaultIsRatelimited(this.version)) {
+      for (const l of lines) this.log.err(l);
+      return;
+    }
     const r = this.faultRatelimit;
     const now = this.log.now;
     if (now - r.windowStart >= 5) {
@@ -1010,25 +1016,23 @@ export class IommuKernel {
       const req = decodePageRequest(words);
       head = (head + 1) % q.entries;
       const dev = this.devices.get(req.rid);
-      const name = dev?.name ?? formatPciAddress({ segment: 0, bus: req.rid >> 8, device: (req.rid >> 3) & 0x1f, fn: req.rid & 7 });
-      const bad = (why: string | undefined) => {
-        if (why) this.log.err(`IOMMU: ${name}: ${why}`);
-        if (req.lastInGroup) {
-          this.log.err(`${name}: Invalid page request: ${hexPad(words[1]!, 8)}${hexPad(words[0]!, 8)} ${hexPad(words[3]!, 8)}${hexPad(words[2]!, 8)}`);
-          this.respond(iommu, req.rid, req.pasid, req.prgIndex, true, 'invalid');
-        }
+      // handle_bad_prq_event: the lines name the unit, and a response goes back for the last page of a group.
+      const bad = (problem: PrqProblem) => {
+        const request = { iommu: iommu.name, qw0: hexPad(words[1]!, 8) + hexPad(words[0]!, 8), qw1: hexPad(words[3]!, 8) + hexPad(words[2]!, 8), pasid: req.pasid ?? 0 };
+        for (const l of prqRejectLines(problem, request, this.version)) this.log.err(l);
+        if (req.lastInGroup) this.respond(iommu, req.rid, req.pasid, req.prgIndex, true, 'invalid');
       };
-      if (req.priv && (req.read || req.write)) {
-        bad('Page request in Privilege Mode');
+      if (req.priv && (req.read || req.write) && prqRejects('privileged', this.version)) {
+        bad('privileged');
         continue;
       }
-      if (req.exec && req.read) {
-        bad('Execution request not supported');
+      if (req.exec && req.read && prqRejects('exec-read', this.version)) {
+        bad('exec-read');
         continue;
       }
       if (req.lastInGroup && !req.read && !req.write) continue; // stop marker
       if (!dev) {
-        bad(undefined);
+        bad('no-device');
         continue;
       }
       const domain = dev.domainAt(req.pasid);
@@ -1048,11 +1052,13 @@ export class IommuKernel {
     }
     unit.writeRegister(Reg.PQH, head * 32);
     if (unit.readRegister('PRS').lo & 2) {
-      this.log.info(`IOMMU: ${iommu.name}: PRQ overflow detected`);
+      const detected = prqOverflowLine(iommu.name, false, this.version);
+      if (detected) this.log.info(detected);
       if (unit.pageRequestQueue.head === unit.pageRequestQueue.tail) {
         for (const k of [...this.partial.keys()]) if (k.startsWith(`${iommu.seq}:`)) this.partial.delete(k);
         unit.writeRegister('PRS', 2);
-        this.log.info(`IOMMU: ${iommu.name}: PRQ overflow cleared`);
+        const cleared = prqOverflowLine(iommu.name, true, this.version);
+        if (cleared) this.log.info(cleared);
       }
     }
   }

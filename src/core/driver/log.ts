@@ -1,9 +1,14 @@
 import { linuxFaultReason } from '../vtd/fault-reasons';
+import { linuxQiTypeName } from '../vtd/descriptors';
 
 /**
  * The kernel log the driver model writes, in the exact formats Linux prints (drivers/iommu/intel/dmar.c,
- * prq.c). Timestamps come from a simulated clock that advances a fixed step per line, so the output is
- * deterministic; `dmesg()` renders it the way `dmesg` does.
+ * svm.c, prq.c), for the kernel version the model plays. Timestamps come from a simulated clock that
+ * advances a fixed step per line, so the output is deterministic; `dmesg()` renders it the way `dmesg` does.
+ *
+ * Every version boundary below is the first mainline release that prints the new form, with the commit that
+ * changed it and how that was checked; docs/log-formats.md has the same table for the readers. Versions are
+ * mainline `major.minor`: a stable series can carry a backport earlier (noted where known).
  */
 
 export type LogLevel = 'err' | 'warn' | 'info' | 'debug';
@@ -11,6 +16,7 @@ export type LogLevel = 'err' | 'warn' | 'info' | 'debug';
 export interface LogLine {
   readonly seconds: number;
   readonly level: LogLevel;
+  /** One printk record. Kernels up to 4.6 print the fault report as one record of two lines (an inner `\n`). */
   readonly text: string;
 }
 
@@ -55,6 +61,8 @@ export type KernelVersion = `${number}.${number}`;
 
 export class KernelLog {
   readonly lines: LogLine[] = [];
+  /** The kernel version whose formats the lines take; the kernel that writes the log sets it. */
+  version: KernelVersion = '6.12';
   private clock = 0;
   private readonly listeners = new Set<(l: LogLine) => void>();
 
@@ -90,9 +98,19 @@ export class KernelLog {
     return () => this.listeners.delete(listener);
   }
 
-  /** `[    1.234567] text` lines, as `dmesg` prints them. */
+  /**
+   * `[    1.234567] text` lines, as util-linux `dmesg` prints them: the later lines of a multi-line record
+   * have no timestamp of their own and are indented by the width of the first one's, as in this 4.x report:
+   * `[   20.210640] DMAR: DMAR:[DMA Read] Request device [04:00.0] fault addr ca6d5000 ` then
+   * `               DMAR:[fault reason 01] Present bit in root entry is clear`.
+   */
   dmesg(): string {
-    return this.lines.map((l) => `[${l.seconds.toFixed(6).padStart(12)}] ${l.text}`).join('\n') + (this.lines.length ? '\n' : '');
+    let out = '';
+    for (const l of this.lines) {
+      const stamp = `[${l.seconds.toFixed(6).padStart(12)}] `;
+      out += stamp + l.text.split('\n').join('\n' + ' '.repeat(stamp.length)) + '\n';
+    }
+    return out;
   }
 
   get length(): number {
@@ -104,17 +122,129 @@ export class KernelLog {
   }
 }
 
-/** Which `dmar_fault_do_one` format a kernel version prints (reference §5.1; boundaries approximate). */
+/** Negative when `a` is older than `b`, 0 when equal, positive when newer. */
+export function compareVersions(a: KernelVersion, b: KernelVersion): number {
+  const [am, an] = a.split('.').map(Number) as [number, number];
+  const [bm, bn] = b.split('.').map(Number) as [number, number];
+  return am !== bm ? am - bm : an - bn;
+}
+
+/** Whether `version` prints the form that arrived in `since`. */
+export function isAtLeast(version: KernelVersion, since: KernelVersion): boolean {
+  return compareVersions(version, since) >= 0;
+}
+
+/**
+ * The releases where a line the model prints changed its form, with the change that did it. "Checked" says
+ * how the boundary was verified; where the commit id could not be found, it says so.
+ */
+export const FORMAT_CHANGES = {
+  /**
+   * dmar.c's `pr_fmt`: `KBUILD_MODNAME ": "` (so `dmar: `) up to 4.1, `"DMAR: "` from 4.2; the boot line of a
+   * unit changed with it from `IOMMU %d: reg_base_addr` to `%s: reg_base_addr` (the unit's name).
+   * Checked: the 4.1 source (axxia/axxia_yocto_linux_4.1 drivers/iommu/dmar.c) has both old forms; a 2016
+   * report from a 4.2-4.6 kernel prints `DMAR: DMAR:[DMA Read] ...`; 4.2 itself is the release the
+   * project's reference gives (Joerg Roedel's log-message cleanup of the 4.2 merge window). Commit id not
+   * found within the look-up budget (2015 patch mail is not in the searchable archive).
+   */
+  upperCasePrefix: '4.2',
+  /**
+   * The fault report became one line (`[%s] Request device [%02x:%02x.%d] fault addr %llx [fault reason %02d]
+   * %s`) and the fault handler was rate limited (`dmar_fault: N callbacks suppressed`): commit a0fe14d7dcf5,
+   * Alex Williamson's 2016 pair "iommu/vt-d: Improve fault handler error messages" / "iommu/vt-d: Ratelimit
+   * fault handler". Checked: release and commit id as given by issue 9 and the project's reference; a 4.2-4.6
+   * log still shows two lines; the id itself was not found in the searchable archive.
+   */
+  oneLineFault: '4.7',
+  /**
+   * `PASID %x` after the device (`ffffffff` for none) and the scalable-mode reason table 0x30-0x90:
+   * "iommu/vt-d: Add Scalable Mode fault information" (Kyung Min Park). Checked: the patch mail
+   * <1567793642-17063-1-git-send-email-kyung.min.park@intel.com> quotes the diff, and Joerg Roedel's
+   * "IOMMU Updates for Linux v5.4" pull <20190916151342.GA7444@8bytes.org> lists it. Commit id not found.
+   */
+  pasidAndScalableReasons: '5.4',
+  /**
+   * `[%s NO_PASID]` / `[%s PASID 0x%x]`, `0x` on the address, the index and a hex reason, and `0x` on bus
+   * and device: 719a19335692 "iommu/vt-d: Tweak the description of a DMA fault". Checked: its patch mail
+   * (Lu Baolu's 5.14 batch, <20210610020115.1637656-4-baolu.lu@linux.intel.com>) and the Fixes: tag below.
+   */
+  hexReason: '5.14',
+  /**
+   * The `0x` on bus and device dropped again: 0b482d0c75bf "iommu/vt-d: Drop "0x" prefix from PCI bus &
+   * device addresses" (Bjorn Helgaas, Fixes: 719a19335692), in Joerg Roedel's iommu-fixes-v5.15-rc3. So
+   * 5.14 is the only release that prints `[0x00:0x02.0]` (5.14.y stable may carry the fix). Checked: the
+   * patch mail, the pull request and the linux-next revision list; 6.1 and 6.12 sources print `[%02x:%02x.%d]`.
+   */
+  plainBus: '5.15',
+  /**
+   * Invalid descriptors print `qw0 = %llx, qw1 = %llx` instead of `low=%llx, high=%llx`: 5d308fc1ecf5
+   * "iommu/vt-d: Add 256-bit invalidation descriptor support" (the id from a later Fixes: tag; the message
+   * change is inferred from the desc->low/high to qw0/qw1 rename it made). Checked: 4.1 source has low=/high=,
+   * the 5.10 source has qw0/qw1.
+   */
+  qiQwords: '5.0',
+  /**
+   * Invalidation errors report IQE/ITE/ICE with the IQER fields, the descriptors at the head and before it
+   * (`QI HEAD:`/`QI PRIOR:`) and `... (IQE) cleared` lines; the old invalid-descriptor line is gone (before,
+   * ITE and ICE printed nothing): 6ca69e5841f0 "iommu/vt-d: Report more information about invalidation
+   * errors". Checked: its patch mail quotes the diff; it is in "IOMMU Updates for Linux v5.13"; 5.10 source
+   * has the old line, 6.1 and 6.12 the new ones.
+   */
+  qiReport: '5.13',
+  /**
+   * `IOMMU: %s: PRQ overflow detected` / `... cleared` (before, PRO was cleared without a word):
+   * 28a77185f1cd "iommu/vt-d: Clear PRQ overflow only when PRQ is empty" (v5.12; AUTOSEL-backported to 5.10.y
+   * and 5.11.y). Checked: the stable review mail quotes the diff; the 5.10 (Debian) source has the lines.
+   */
+  prqOverflowLines: '5.12',
+  /**
+   * Privileged and execute-with-read page requests are rejected with `Unexpected page request in Privilege
+   * Mode` (no newline in the source) and `Execution request not supported`: 78a523fe73b8 "iommu/vt-d: Reject
+   * unsupported page request modes" (Jacob Pan; v5.13, backported to 5.12.y and 5.10.y). Checked: the 5.12
+   * stable review mail quotes the diff; the 5.10 (Debian) source has the lines.
+   */
+  prqRejectModes: '5.13',
+  /**
+   * Page-request problems name the unit (`IOMMU: %s: Page request without PASID`, `... Address is not
+   * canonical`, `... Page request in Privilege Mode`, `... Execution request not supported`) and every
+   * rejected request prints `%s: Invalid page request: %08llx %08llx`; `Page request for invalid PASID` is
+   * gone: ae7f09b14b4f "iommu/vt-d: Refactor prq_event_thread()" (Lu Baolu's 5.14 batch). Checked: its
+   * patch mail quotes the diff and the linux-next revision list gives the id; 6.1 and 6.12 sources agree.
+   */
+  prqRefactor: '5.14',
+  /**
+   * Page requests without a PASID are no longer rejected (the `Page request without PASID` line is gone):
+   * 9f831c16c69e "iommu/vt-d: Remove the pasid present check in prq_event_thread" (Klaus Jensen, in Lu
+   * Baolu's batch of 2024-11-04 for 6.13). Checked: the patch mail and the linux-next revision list; the
+   * 6.12 source still has the check.
+   */
+  prqPasidOptional: '6.13',
+} as const satisfies Record<string, KernelVersion>;
+
+/** The `pr_fmt` prefix of drivers/iommu/intel/dmar.c (and drivers/iommu/dmar.c before it). */
+export function dmarPrefix(version: KernelVersion): string {
+  return isAtLeast(version, FORMAT_CHANGES.upperCasePrefix) ? 'DMAR: ' : 'dmar: ';
+}
+
+/** Which `dmar_fault_do_one` format a kernel version prints. */
 export type FaultLineFormat = 'two-line' | 'decimal' | 'pasid-decimal' | 'hex-0x-bus' | 'current';
 
 export function faultLineFormat(version: KernelVersion): FaultLineFormat {
-  const [major, minor] = version.split('.').map(Number) as [number, number];
-  const v = major * 100 + minor;
-  if (v <= 401) return 'two-line';
-  if (v <= 504) return 'decimal';
-  if (v <= 513) return 'pasid-decimal';
-  if (v < 600) return 'hex-0x-bus';
+  if (!isAtLeast(version, FORMAT_CHANGES.oneLineFault)) return 'two-line';
+  if (!isAtLeast(version, FORMAT_CHANGES.pasidAndScalableReasons)) return 'decimal';
+  if (!isAtLeast(version, FORMAT_CHANGES.hexReason)) return 'pasid-decimal';
+  if (!isAtLeast(version, FORMAT_CHANGES.plainBus)) return 'hex-0x-bus';
   return 'current';
+}
+
+/** The string and type `dmar_get_fault_reason` of that version returns for a code. */
+export function faultReasonFor(code: number, version: KernelVersion): ReturnType<typeof linuxFaultReason> {
+  return linuxFaultReason(code, { scalableModeTable: isAtLeast(version, FORMAT_CHANGES.pasidAndScalableReasons) });
+}
+
+/** Whether that version's `dmar_fault` is rate limited (DEFAULT_RATELIMIT_INTERVAL/BURST, `dmar_fault: N callbacks suppressed`). */
+export function dmarFaultIsRatelimited(version: KernelVersion): boolean {
+  return isAtLeast(version, FORMAT_CHANGES.oneLineFault);
 }
 
 export interface DmarFault {
@@ -129,47 +259,186 @@ export interface DmarFault {
   readonly index?: number;
 }
 
-const bdf = (sid: number, prefix = '') =>
-  `${prefix}${(sid >>> 8).toString(16).padStart(2, '0')}:${prefix}${((sid >>> 3) & 0x1f).toString(16).padStart(2, '0')}.${sid & 7}`;
+const hex2 = (n: number) => n.toString(16).padStart(2, '0');
+const bdf = (sid: number, prefix = '') => `${prefix}${hex2(sid >>> 8)}:${prefix}${hex2((sid >>> 3) & 0x1f)}.${sid & 7}`;
+/** `%llx`: lowercase hex without leading zeros. */
+const llx = (hex: string) => hex.toLowerCase().replace(/^0x/, '').replace(/^0+(?=.)/, '');
 
 /**
- * The line(s) `dmar_fault_do_one` prints for one fault record, without the `DMAR: ` prefix of the newer
- * formats applied twice: the result is what follows the timestamp.
+ * The printk record(s) `dmar_fault_do_one` produces for one fault record: what follows the timestamp. Up to
+ * 4.6 that is one record of two lines, the prefix on the first only.
  */
 export function dmarFaultLines(f: DmarFault, version: KernelVersion): string[] {
-  const { text, type } = linuxFaultReason(f.reason);
+  const { text, type } = faultReasonFor(f.reason, version);
   const format = faultLineFormat(version);
+  const prefix = dmarPrefix(version);
   const dec = f.reason.toString(10).padStart(2, '0');
-  const hex = '0x' + f.reason.toString(16).padStart(2, '0');
+  const hex = '0x' + hex2(f.reason);
+  const address = llx(f.address);
   if (type === 'interrupt-remap') {
     const idx = (f.index ?? 0).toString(16);
     switch (format) {
       case 'two-line':
-        return [`INTR-REMAP: Request device [[${bdf(f.sid)}] fault index ${idx}`, `INTR-REMAP:[fault reason ${dec}] ${text}`];
+        return [`${prefix}INTR-REMAP: Request device [[${bdf(f.sid)}] fault index ${idx}\nINTR-REMAP:[fault reason ${dec}] ${text}`];
       case 'decimal':
       case 'pasid-decimal':
-        return [`DMAR: [INTR-REMAP] Request device [${bdf(f.sid)}] fault index ${idx} [fault reason ${dec}] ${text}`];
+        return [`${prefix}[INTR-REMAP] Request device [${bdf(f.sid)}] fault index ${idx} [fault reason ${dec}] ${text}`];
       case 'hex-0x-bus':
-        return [`DMAR: [INTR-REMAP] Request device [${bdf(f.sid, '0x')}] fault index 0x${idx} [fault reason ${hex}] ${text}`];
+        return [`${prefix}[INTR-REMAP] Request device [${bdf(f.sid, '0x')}] fault index 0x${idx} [fault reason ${hex}] ${text}`];
       case 'current':
-        return [`DMAR: [INTR-REMAP] Request device [${bdf(f.sid)}] fault index 0x${idx} [fault reason ${hex}] ${text}`];
+        return [`${prefix}[INTR-REMAP] Request device [${bdf(f.sid)}] fault index 0x${idx} [fault reason ${hex}] ${text}`];
     }
   }
   const kind = f.write ? 'DMA Write' : 'DMA Read';
+  const tag = f.pasid === undefined ? `${kind} NO_PASID` : `${kind} PASID 0x${f.pasid.toString(16)}`;
   switch (format) {
     case 'two-line':
-      return [`DMAR:[${kind}] Request device [${bdf(f.sid)}] fault addr ${f.address} `, `DMAR:[fault reason ${dec}] ${text}`];
+      return [`${prefix}DMAR:[${kind}] Request device [${bdf(f.sid)}] fault addr ${address} \nDMAR:[fault reason ${dec}] ${text}`];
     case 'decimal':
-      return [`DMAR: [${kind}] Request device [${bdf(f.sid)}] fault addr ${f.address} [fault reason ${dec}] ${text}`];
+      return [`${prefix}[${kind}] Request device [${bdf(f.sid)}] fault addr ${address} [fault reason ${dec}] ${text}`];
     case 'pasid-decimal':
-      return [`DMAR: [${kind}] Request device [${bdf(f.sid)}] PASID ${(f.pasid ?? 0xffff_ffff).toString(16)} fault addr ${f.address} [fault reason ${dec}] ${text}`];
-    case 'hex-0x-bus': {
-      const tag = f.pasid === undefined ? `${kind} NO_PASID` : `${kind} PASID 0x${f.pasid.toString(16)}`;
-      return [`DMAR: [${tag}] Request device [${bdf(f.sid, '0x')}] fault addr 0x${f.address} [fault reason ${hex}] ${text}`];
-    }
-    case 'current': {
-      const tag = f.pasid === undefined ? `${kind} NO_PASID` : `${kind} PASID 0x${f.pasid.toString(16)}`;
-      return [`DMAR: [${tag}] Request device [${bdf(f.sid)}] fault addr 0x${f.address} [fault reason ${hex}] ${text}`];
-    }
+      return [`${prefix}[${kind}] Request device [${bdf(f.sid)}] PASID ${(f.pasid ?? 0xffff_ffff).toString(16)} fault addr ${address} [fault reason ${dec}] ${text}`];
+    case 'hex-0x-bus':
+      return [`${prefix}[${tag}] Request device [${bdf(f.sid, '0x')}] fault addr 0x${address} [fault reason ${hex}] ${text}`];
+    case 'current':
+      return [`${prefix}[${tag}] Request device [${bdf(f.sid)}] fault addr 0x${address} [fault reason ${hex}] ${text}`];
   }
+}
+
+/** `DRHD: handling fault status reg %x`, printed by `dmar_fault` before the records. */
+export function faultStatusLine(fsts: number, version: KernelVersion): string {
+  return `${dmarPrefix(version)}DRHD: handling fault status reg ${(fsts >>> 0).toString(16)}`;
+}
+
+/** What `alloc_iommu` prints for a unit at boot. */
+export interface UnitBootInfo {
+  /** `dmar%d`. */
+  readonly name: string;
+  readonly seq: number;
+  /** Register base, hex without prefix. */
+  readonly regBase: string;
+  readonly version: readonly [number, number];
+  /** CAP and ECAP, hex without prefix. */
+  readonly cap: string;
+  readonly ecap: string;
+}
+
+/** `%s: reg_base_addr %llx ver %d:%d cap %llx ecap %llx` (from 4.2; `IOMMU %d: ...` before). */
+export function capabilityLine(u: UnitBootInfo, version: KernelVersion): string {
+  const who = isAtLeast(version, FORMAT_CHANGES.upperCasePrefix) ? u.name : `IOMMU ${u.seq}`;
+  return `${dmarPrefix(version)}${who}: reg_base_addr ${llx(u.regBase)} ver ${u.version[0]}:${u.version[1]} cap ${llx(u.cap)} ecap ${llx(u.ecap)}`;
+}
+
+/** `qi_type_string`: the name `qi_dump_fault` prints for a descriptor, from qw0 bits 3:0 only. */
+export function qiTypeString(qw0: string): string {
+  return linuxQiTypeName(parseInt(llx(qw0).slice(-1), 16));
+}
+
+/** An invalidation-queue error as `qi_check_fault` sees it: the FSTS bits, IQER and the two descriptors. */
+export interface QiFault {
+  readonly iqe: boolean;
+  readonly ite: boolean;
+  readonly ice: boolean;
+  /** IQER fields: IQEI (3:0), ITESID (47:32), ICESID (63:48). */
+  readonly iqei: number;
+  readonly iteSid: number;
+  readonly iceSid: number;
+  /** qw0 and qw1 (hex, no prefix) of the descriptor at IQH and of the one before it. */
+  readonly head: { readonly qw0: string; readonly qw1: string };
+  readonly prior: { readonly qw0: string; readonly qw1: string };
+}
+
+/**
+ * What `qi_check_fault` prints when it finds an error, before it clears anything: from 5.13 the report of
+ * `qi_dump_fault`; before, only an IQE on the caller's own descriptor is printed, as that descriptor.
+ */
+export function qiFaultLines(q: QiFault, version: KernelVersion): string[] {
+  const p = dmarPrefix(version);
+  if (!isAtLeast(version, FORMAT_CHANGES.qiReport)) {
+    if (!q.iqe) return [];
+    return isAtLeast(version, FORMAT_CHANGES.qiQwords)
+      ? [`${p}VT-d detected invalid descriptor: qw0 = ${llx(q.head.qw0)}, qw1 = ${llx(q.head.qw1)}`]
+      : [`${p}VT-d detected invalid descriptor: low=${llx(q.head.qw0)}, high=${llx(q.head.qw1)}`];
+  }
+  const out: string[] = [];
+  if (q.iqe) out.push(`${p}VT-d detected Invalidation Queue Error: Reason ${q.iqei.toString(16)}`);
+  if (q.ite) out.push(`${p}VT-d detected Invalidation Time-out Error: SID ${q.iteSid.toString(16)}`);
+  if (q.ice) out.push(`${p}VT-d detected Invalidation Completion Error: SID ${q.iceSid.toString(16)}`);
+  const desc = (label: string, d: { qw0: string; qw1: string }) => `${p}QI ${label}: ${qiTypeString(d.qw0)} qw0 = 0x${llx(d.qw0)}, qw1 = 0x${llx(d.qw1)}`;
+  out.push(desc('HEAD', q.head), desc('PRIOR', q.prior));
+  return out;
+}
+
+/** The `(IQE) cleared` line of 5.13 and later (older kernels clear silently). */
+export function qiClearedLine(error: 'IQE' | 'ITE' | 'ICE', version: KernelVersion): string | null {
+  if (!isAtLeast(version, FORMAT_CHANGES.qiReport)) return null;
+  const name = { IQE: 'Invalidation Queue Error', ITE: 'Invalidation Time-out Error', ICE: 'Invalidation Completion Error' }[error];
+  return `${dmarPrefix(version)}${name} (${error}) cleared`;
+}
+
+/** Why `prq_event_thread` rejects a page request (the order of its checks is the caller's). */
+export type PrqProblem = 'no-pasid' | 'not-canonical' | 'privileged' | 'exec-read' | 'unknown-pasid' | 'no-device';
+
+/** Whether that version rejects a request for this reason at all (older kernels handled some normally). */
+export function prqRejects(problem: PrqProblem, version: KernelVersion): boolean {
+  switch (problem) {
+    case 'no-pasid':
+      return !isAtLeast(version, FORMAT_CHANGES.prqPasidOptional);
+    case 'privileged':
+    case 'exec-read':
+      return isAtLeast(version, FORMAT_CHANGES.prqRejectModes);
+    case 'unknown-pasid':
+      return !isAtLeast(version, FORMAT_CHANGES.prqRefactor);
+    default:
+      return true;
+  }
+}
+
+export interface PrqRequest {
+  /** The unit's name, `dmar%d`. */
+  readonly iommu: string;
+  /** The first two descriptor qwords, hex without prefix. */
+  readonly qw0: string;
+  readonly qw1: string;
+  readonly pasid: number;
+}
+
+/**
+ * The lines `prq_event_thread` prints when it rejects a request (svm.c, prq.c from 6.13): from 5.14 a
+ * problem line naming the unit (none when the device is unknown) and then, for every rejected request,
+ * `%s: Invalid page request: %08llx %08llx`; before, one line per problem, some with the descriptor. No
+ * `pr_fmt` applies (svm.c and prq.c define none).
+ */
+export function prqRejectLines(problem: PrqProblem, r: PrqRequest, version: KernelVersion): string[] {
+  if (!prqRejects(problem, version)) return [];
+  const words = `${llx(r.qw0).padStart(8, '0')} ${llx(r.qw1).padStart(8, '0')}`;
+  if (isAtLeast(version, FORMAT_CHANGES.prqRefactor)) {
+    const why: Partial<Record<PrqProblem, string>> = {
+      'no-pasid': 'Page request without PASID',
+      'not-canonical': 'Address is not canonical',
+      privileged: 'Page request in Privilege Mode',
+      'exec-read': 'Execution request not supported',
+    };
+    const first = why[problem];
+    return [...(first ? [`IOMMU: ${r.iommu}: ${first}`] : []), `${r.iommu}: Invalid page request: ${words}`];
+  }
+  switch (problem) {
+    case 'no-pasid':
+      return [`${r.iommu}: Page request without PASID: ${words}`];
+    case 'privileged':
+      return ['Unexpected page request in Privilege Mode'];
+    case 'exec-read':
+      return ['Execution request not supported'];
+    case 'unknown-pasid':
+      return [`${r.iommu}: Page request for invalid PASID ${r.pasid}: ${words}`];
+    default:
+      // An unknown device or a non-canonical address went to the invalid response without a message.
+      return [];
+  }
+}
+
+/** `IOMMU: %s: PRQ overflow detected` / `... cleared` (5.12 and later; nothing before). */
+export function prqOverflowLine(iommu: string, cleared: boolean, version: KernelVersion): string | null {
+  if (!isAtLeast(version, FORMAT_CHANGES.prqOverflowLines)) return null;
+  return `IOMMU: ${iommu}: PRQ overflow ${cleared ? 'cleared' : 'detected'}`;
 }

@@ -1,10 +1,10 @@
 import { U64 } from '../u64';
-import { atsInvalidationAddress, DescType, encodeDescriptor, linuxQiTypeName } from '../vtd/descriptors';
+import { atsInvalidationAddress, DescType, encodeDescriptor } from '../vtd/descriptors';
 import { FSTS, Reg } from '../vtd/registers';
 import { enableQueuedInvalidation, writeEntry } from '../vtd/tables';
 import type { VtdUnit } from '../vtd/unit';
 import { hex64 } from '../vtd/walk';
-import type { KernelLog } from './log';
+import { type KernelLog, qiClearedLine, qiFaultLines } from './log';
 
 /** One invalidation descriptor before encoding: its type and the fields of that type. */
 export interface Desc {
@@ -127,7 +127,7 @@ export class QueuedInvalidation {
       if (head === index) {
         writeEntry(mem, q.base + head * q.descSize, this.read(waitIndex), 'inv-descriptor');
         unit.writeRegister('FSTS', 1 << FSTS.IQE);
-        this.log.info('DMAR: Invalidation Queue Error (IQE) cleared');
+        this.cleared('IQE');
         return 'invalid-descriptor';
       }
     }
@@ -135,7 +135,7 @@ export class QueuedInvalidation {
       let head = (unit.invalidationQueue.head - 1 + QI_LENGTH) % QI_LENGTH;
       const tail = (unit.invalidationQueue.tail - 1 + QI_LENGTH) % QI_LENGTH;
       unit.writeRegister('FSTS', 1 << FSTS.ITE);
-      this.log.info('DMAR: Invalidation Time-out Error (ITE) cleared');
+      this.cleared('ITE');
       do {
         if (this.status(head) === QI_IN_USE) mem.write32(this.statusBase + head * 4, QI_ABORT, 'qi-status');
         head = (head - 1 + QI_LENGTH) % QI_LENGTH;
@@ -146,7 +146,7 @@ export class QueuedInvalidation {
     }
     if (fault & (1 << FSTS.ICE)) {
       unit.writeRegister('FSTS', 1 << FSTS.ICE);
-      this.log.info('DMAR: Invalidation Completion Error (ICE) cleared');
+      this.cleared('ICE');
     }
     return 'ok';
   }
@@ -162,26 +162,36 @@ export class QueuedInvalidation {
 
   /**
    * qi_dump_fault: the error with IQERCD's field for it (DMAR_IQER_REG_IQEI [3:0], _ITESID [47:32],
-   * _ICESID [63:48]), then the descriptor at IQH and the one before it, named by qi_type_string(qw0 & 0xf).
+   * _ICESID [63:48]), then the descriptor at IQH and the one before it, in the form of the kernel version.
    */
   private dumpFault(fault: number): void {
-    const unit = this.unit;
-    const q = unit.invalidationQueue;
-    const iqer = unit.readRegister('IQER');
-    if (fault & (1 << FSTS.IQE)) this.log.err(`DMAR: VT-d detected Invalidation Queue Error: Reason ${(iqer.lo & 0xf).toString(16)}`);
-    if (fault & (1 << FSTS.ITE)) this.log.err(`DMAR: VT-d detected Invalidation Time-out Error: SID ${(iqer.hi & 0xffff).toString(16)}`);
-    if (fault & (1 << FSTS.ICE)) this.log.err(`DMAR: VT-d detected Invalidation Completion Error: SID ${(iqer.hi >>> 16).toString(16)}`);
-    const describe = (label: string, i: number) => {
+    const q = this.unit.invalidationQueue;
+    const iqer = this.unit.readRegister('IQER');
+    const words = (i: number) => {
       const w = this.read(i);
-      this.log.err(`DMAR: QI ${label}: ${linuxQiTypeName(w[0]!)} qw0 = 0x${trim(hex64(w[1]!, w[0]!))}, qw1 = 0x${trim(hex64(w[3]!, w[2]!))}`);
+      return { qw0: hex64(w[1]!, w[0]!), qw1: hex64(w[3]!, w[2]!) };
     };
-    describe('HEAD', q.head);
-    describe('PRIOR', (q.head + QI_LENGTH - 1) % QI_LENGTH);
+    const lines = qiFaultLines(
+      {
+        iqe: (fault & (1 << FSTS.IQE)) !== 0,
+        ite: (fault & (1 << FSTS.ITE)) !== 0,
+        ice: (fault & (1 << FSTS.ICE)) !== 0,
+        iqei: iqer.lo & 0xf,
+        iteSid: iqer.hi & 0xffff,
+        iceSid: iqer.hi >>> 16,
+        head: words(q.head),
+        prior: words((q.head + QI_LENGTH - 1) % QI_LENGTH),
+      },
+      this.log.version,
+    );
+    for (const l of lines) this.log.err(l);
   }
-}
 
-function trim(h: string): string {
-  return h.replace(/^0+(?=.)/, '');
+  /** The `(IQE) cleared` line, where the version prints one. */
+  private cleared(error: 'IQE' | 'ITE' | 'ICE'): void {
+    const line = qiClearedLine(error, this.log.version);
+    if (line) this.log.info(line);
+  }
 }
 
 // ---- descriptors as Linux builds them (iommu.h QI_* / dmar.c qi_flush_*) ----
