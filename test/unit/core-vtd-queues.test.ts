@@ -49,6 +49,8 @@ describe('VT-d queues and fault recording', () => {
       assert.equal(r.machine.memory.read32(status), 0, 'the wait after it did not run');
       const err = r.machine.events.recorded().find((e) => e.type === 'queue-error')!;
       assert.ok(err.type === 'queue-error' && err.error === 'IQE' && err.index === 0);
+      // The reason the event carries is the one IQERCD latched: IQEI 4, a reserved field in a valid type.
+      assert.deepEqual([err.iqei, r.unit.readRegister('IQER').lo & 0xf], [4, 4]);
       assert.match(err.message, /reserved bits set in qw0/);
       // Software repairs the slot (Linux writes a wait descriptor over it) and clears IQE: the queue resumes.
       writeEntry(r.machine.memory, q.base, encodeDescriptor(DescType.WAIT, { SW: 1, STATUS: 2, ADDR: status + 8 }));
@@ -181,7 +183,10 @@ describe('VT-d queues and fault recording', () => {
 
     it('a tail that is not a 256-bit boundary is IQE with IQEI 1 (invalid tail pointer); IQH does not move', () => {
       const r = rig();
+      r.machine.events.startRecording();
       r.unit.writeRegister('IQT', 16);
+      const err = r.machine.events.recorded().find((e) => e.type === 'queue-error');
+      assert.ok(err?.type === 'queue-error' && err.error === 'IQE' && err.iqei === 1);
       assert.equal((r.unit.readRegister('FSTS').lo >>> 4) & 1, 1);
       assert.equal(r.unit.readRegister('IQER').lo & 0xf, 1);
       assert.equal(r.unit.invalidationQueue.head, 0);
