@@ -407,12 +407,15 @@ describe('driver model: the Linux IOMMU core and VT-d driver', () => {
       const { k } = platform();
       const rid1 = k.device('6a:01.0');
       const parent = k.allocPagingDomain({ nestParent: true });
-      const nested = k.bindPgtablePasid(parent, rid1, guestTable(k, parent, []).root, 0x30, { privateData: { gpasid: 7 } });
+      // The fault handler is the domain's from its allocation (iommufd sets it before any attach), so the
+      // attach turns IOPF on for the device.
+      const nested = k.allocNestedDomain(parent, { sre: false, eafe: false, wpe: false, addrWidth: 48, pgtblAddr: guestTable(k, parent, []).root });
       const seen: { pasid?: number; gpasid?: number | string }[] = [];
       nested.iopfHandler = (group) => {
         for (const f of group) seen.push({ pasid: f.pasid, gpasid: f.privateData?.gpasid });
         return 'deferred';
       };
+      k.attachDevicePasid(nested, rid1, 0x30, { privateData: { gpasid: 7 } });
       const out = k.dma(rid1, { pasid: 0x30, addr: 0x4000_0000 });
       assert.equal(out.pageRequest?.outcome, 'queued');
       assert.deepEqual(seen, [{ pasid: 0x30, gpasid: 7 }]);
@@ -777,9 +780,37 @@ describe('driver model: the Linux IOMMU core and VT-d driver', () => {
       assert.deepEqual([index, index + 1, index + 2, index + 3].map((i) => qi.status(i % 256)), [0, 0, 0, 0], 'every slot back to QI_FREE');
     });
 
-    it('an IQE on a later descriptor of the batch is one 6.12 never claims (qi_check_fault compares IQH with the first slot): the kernel would spin', () => {
-      const { k } = platform();
-      assert.throws(() => k.iommus[0]!.qi.submit([Descs.iecGlobal(), Descs.iec(0, 31)]), /would spin for ever/);
+    it('qi_check_fault on an IQE at a later descriptor of the batch: 6.12 never claims it (IQH is not the first slot) and spins, a located finding; 7.3 repairs it (754d07b940c4)', () => {
+      for (const version of ['6.12', '7.3'] as const) {
+        const { k } = platform({ kernel: { version } });
+        const qi = k.iommus[0]!.qi;
+        const unit = k.iommus[0]!.unit;
+        const index = unit.invalidationQueue.tail;
+        const before = k.log.lines.length;
+        // Slot index: a global IEC (valid); index + 1: IM 31 above ECAP.MHMV, a reserved field (IQEI 4).
+        const r = qi.submit([Descs.iecGlobal(), Descs.iec(0, 31)]);
+        const lines = k.log.lines.slice(before).map((l) => l.text);
+        // qi_dump_fault (6.12 dmar.c): the reason, then the descriptor at IQH and the one before it.
+        assert.deepEqual(lines.slice(0, 3), [
+          'DMAR: VT-d detected Invalidation Queue Error: Reason 4',
+          'DMAR: QI HEAD: Interrupt Entry Cache Invalidation qw0 = 0xf8000014, qw1 = 0x0',
+          'DMAR: QI PRIOR: Interrupt Entry Cache Invalidation qw0 = 0x4, qw1 = 0x0',
+        ]);
+        if (version === '6.12') {
+          assert.equal(r, 'hang');
+          assert.equal(lines.length, 3, 'no "cleared" line: the IQE stays set');
+          assert.equal(unit.readRegister('FSTS').lo & (1 << 4), 1 << 4);
+          assert.deepEqual(k.findings.map((f) => [f.kind, f.function, f.unit, f.logLine]), [['hang', 'qi_submit_sync', 'dmar0', before + 3]]);
+          assert.match(k.findings[0]!.message, new RegExp(`wait descriptor at slot ${index + 2} \\(batch from slot ${index}\\) never completes; FSTS 0x10, IQH at slot ${index + 1}`));
+          assert.equal(qi.submit([Descs.iecGlobal()]), 'hang', 'the queue lock stays held');
+        } else {
+          assert.equal(r, 'invalid-descriptor');
+          assert.deepEqual(lines.slice(3), ['DMAR: Invalidation Queue Error (IQE) cleared']);
+          assert.deepEqual(k.findings, []);
+          assert.equal(unit.readRegister('FSTS').lo & (1 << 4), 0);
+          assert.equal(qi.submit([Descs.iecGlobal()]), 'ok');
+        }
+      }
     });
 
     it('an ITE: the SID from IQERCD[47:32], HEAD and PRIOR, the cleared line; the wait the hardware had not fetched completes, so the flush returns success', () => {

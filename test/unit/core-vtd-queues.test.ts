@@ -49,6 +49,8 @@ describe('VT-d queues and fault recording', () => {
       assert.equal(r.machine.memory.read32(status), 0, 'the wait after it did not run');
       const err = r.machine.events.recorded().find((e) => e.type === 'queue-error')!;
       assert.ok(err.type === 'queue-error' && err.error === 'IQE' && err.index === 0);
+      // The reason the event carries is the one IQERCD latched: IQEI 4, a reserved field in a valid type.
+      assert.deepEqual([err.iqei, r.unit.readRegister('IQER').lo & 0xf], [4, 4]);
       assert.match(err.message, /reserved bits set in qw0/);
       // Software repairs the slot (Linux writes a wait descriptor over it) and clears IQE: the queue resumes.
       writeEntry(r.machine.memory, q.base, encodeDescriptor(DescType.WAIT, { SW: 1, STATUS: 2, ADDR: status + 8 }));
@@ -91,9 +93,10 @@ describe('VT-d queues and fault recording', () => {
       0x6: { name: 'PASID-based IOTLB (G=2)', base: [0x26, 0], fields: [[0, 5, 4], [0, 31, 16], [0, 51, 32], [1, 5, 0], [1, 6, 6], [1, 63, 12]] },
       0x7: { name: 'PASID-cache (G=3 global)', base: [0x37, 0], fields: [[0, 5, 4], [0, 31, 16], [0, 51, 32]] },
       0x8: { name: 'PASID-based device-TLB', base: [0x8, 0], fields: [[0, 8, 4], [0, 15, 12], [0, 31, 16], [0, 51, 32], [0, 63, 52], [1, 0, 0], [1, 11, 11], [1, 63, 12]] },
-      // QI_PGRP_PASID_P 4, QI_PGRP_PDP 5 (5.10), QI_PGRP_RESP_CODE 15:12, QI_PGRP_DID 31:16, QI_PGRP_PASID
-      // 51:32; QI_PGRP_LPIG 2, QI_PGRP_IDX 11:3; qw2/qw3 private data.
-      0x9: { name: 'page group response', base: [0x9, 0], fields: [[0, 4, 4], [0, 5, 5], [0, 15, 12], [0, 31, 16], [0, 51, 32], [1, 2, 2], [1, 11, 3], [2, 63, 0], [3, 63, 0]] },
+      // QI_PGRP_PASID_P 4, QI_PGRP_RESP_CODE 15:12, QI_PGRP_DID 31:16, QI_PGRP_PASID 51:32; QI_PGRP_LPIG 2,
+      // QI_PGRP_IDX 11:3 (6.12 iommu.h). VT-d rev 4.0 removed private data, so 5.10's QI_PGRP_PDP (bit 5) and
+      // the private-data words in qw2/qw3 are reserved in the revision the hardware follows.
+      0x9: { name: 'page group response', base: [0x9, 0], fields: [[0, 4, 4], [0, 15, 12], [0, 31, 16], [0, 51, 32], [1, 2, 2], [1, 11, 3]] },
     };
     const defined = (ranges: [number, number, number][], word: number, bit: number) => ranges.some(([w, msb, lsb]) => w === word && bit >= lsb && bit <= msb);
 
@@ -180,7 +183,10 @@ describe('VT-d queues and fault recording', () => {
 
     it('a tail that is not a 256-bit boundary is IQE with IQEI 1 (invalid tail pointer); IQH does not move', () => {
       const r = rig();
+      r.machine.events.startRecording();
       r.unit.writeRegister('IQT', 16);
+      const err = r.machine.events.recorded().find((e) => e.type === 'queue-error');
+      assert.ok(err?.type === 'queue-error' && err.error === 'IQE' && err.iqei === 1);
       assert.equal((r.unit.readRegister('FSTS').lo >>> 4) & 1, 1);
       assert.equal(r.unit.readRegister('IQER').lo & 0xf, 1);
       assert.equal(r.unit.invalidationQueue.head, 0);

@@ -241,7 +241,8 @@ describe('readers: Intel debugfs dumps', () => {
       assert.equal(report.code, 0, report.stderr);
       assert.match(report.stdout, /^dmar0: VT-d 6\.0 at 0xfed90000, scalable mode, translation on/m);
       assert.match(report.stdout, /^ {2}PASID 0x5 second-level, DID \d+: AW=2 SLPTPTR=0x[0-9a-f]+ PWSNP$/m);
-      assert.match(report.stdout, /^ +0x100000 -> 0x100005000 +4 KiB in 1 x 4 KiB rw- snoop$/m);
+      // No SNP: the domain never enforced cache coherency (set_pte_snp), as for the real 6.12 dumps' PTEs.
+      assert.match(report.stdout, /^ +0x100000 -> 0x100005000 +4 KiB in 1 x 4 KiB rw-$/m);
       const json = JSON.parse(runCli(['import-debugfs', '--format', 'json', dir]).stdout);
       assert.equal(json.summary.units, 1);
       assert.ok(json.devices.some((d: { device: string; pasids: { pasid: number }[] }) => d.device === '0000:6a:01.0' && d.pasids.some((p) => p.pasid === 5)));

@@ -95,6 +95,12 @@ export interface DomainOptions {
   readonly parent?: Domain;
   readonly s1?: VtdS1;
   readonly process?: Process;
+  /** Page sizes the domain maps with (`domain->pgsize_bitmap`), ascending; 4 KiB only by default. */
+  readonly pgsizes?: readonly number[];
+  /** `dmar_domain->iotlb_sync_map`, fixed at allocation from the allocating IOMMU (CM or RWBF). */
+  readonly iotlbSyncMap?: boolean;
+  /** `dmar_domain->iommu_coherency`: the allocating IOMMU's page-walk coherency (SMPWC, or C in legacy mode). */
+  readonly coherent?: boolean;
 }
 
 export class Domain {
@@ -120,6 +126,16 @@ export class Domain {
   readonly parent: Domain | undefined;
   readonly s1: VtdS1 | undefined;
   readonly process: Process | undefined;
+  readonly pgsizes: readonly number[];
+  readonly iotlbSyncMap: boolean;
+  readonly coherent: boolean;
+  /**
+   * enforce_cache_coherency was done (`dmar_domain->force_snooping`): second-stage leaves get SNP from then
+   * on (`set_pte_snp`), first-stage PASID entries get PGSNP.
+   */
+  forceSnooping = false;
+  /** Something was mapped (`dmar_domain->has_mappings`): a second-stage domain can no longer enforce coherency. */
+  hasMappings = false;
   /** Per IOMMU: the domain ID and how many attachments use it there. */
   readonly dids = new Map<IntelIommu, { did: number; refs: number }>();
   /** Cache tags by (type, IOMMU, DID, PASID[, device]); flushes order them IOTLB first per IOMMU. */
@@ -145,6 +161,9 @@ export class Domain {
     this.parent = o.parent;
     this.s1 = o.s1;
     this.process = o.process;
+    this.pgsizes = o.pgsizes ?? [0x1000];
+    this.iotlbSyncMap = o.iotlbSyncMap ?? false;
+    this.coherent = o.coherent ?? true;
   }
 
   /**

@@ -1,6 +1,7 @@
 import type { DeviceInfo } from './device';
 import type { CacheTag, CacheTagType, Domain } from './domain';
 import type { IntelIommu } from './intel-iommu';
+import { GCMD } from '../vtd/registers';
 import { type Desc, Descs, FULL_RANGE_MASK, type SubmitResult } from './qi';
 
 /**
@@ -158,20 +159,29 @@ export function flushAll(domain: Domain, options: FlushOptions = {}): SubmitResu
 }
 
 /**
- * `cache_tag_flush_range_np`, after a not-present to present change (map): only caching-mode hardware can
- * hold the old not-present entry, and only second-stage translations need it (first-stage updates need no
- * flush even under CM). IOTLB PSI per IOTLB tag, IH = 0; never a device-TLB invalidation.
+ * `cache_tag_flush_range_np`, after a not-present to present change (map), for a domain with iotlb_sync_map.
+ * Per tag: on a unit without caching mode, or for a first-stage domain, only a write-buffer flush
+ * (iommu_flush_write_buffer: GCMD.WBF, and only where CAP.RWBF asks for it); else an IOTLB PSI (or DSI
+ * without PSI or past CAP.MAMV) for IOTLB and nesting IOTLB tags, IH = 0, and never a device-TLB
+ * invalidation. The range goes through calculate_psi_aligned_address without cache_tag_flush_range's
+ * "everything" case: an empty range (a map of size 0) computes to one page at `start`.
  */
 export function flushRangeNp(domain: Domain, start: number, end: number, options: FlushOptions = {}): SubmitResult {
-  if (options.skipInvalidation === true || domain.pasidBasedInvalidation) return 'ok';
-  const { addr, mask } = psiAligned(start, end);
+  if (options.skipInvalidation === true) return 'ok';
+  const { addr, mask } = end < start ? { addr: start - (start % 4096), mask: 0 } : psiAligned(start, end);
   const out = new Map<IntelIommu, Desc[]>();
-  for (const tag of domain.tags.values()) {
-    if (tag.type !== 'iotlb' && tag.type !== 'nesting_iotlb') continue;
+  for (const tag of orderedTags(domain)) {
     const unit = tag.iommu.unit;
-    if (!unit.cap.cm && !unit.cap.rwbf) continue;
+    if (!unit.cap.cm || domain.stage === 'first') {
+      if (unit.cap.rwbf) unit.writeRegister('GCMD', ((unit.readRegister('GSTS').lo & GCMD_PERSISTENT) | (1 << GCMD.WBF)) >>> 0);
+      continue;
+    }
+    if (tag.type !== 'iotlb' && tag.type !== 'nesting_iotlb') continue;
     const d = !unit.cap.psi || mask > unit.cap.mamv ? Descs.iotlbDsi(unit, tag.did) : Descs.iotlbPsi(unit, tag.did, addr, mask, false);
     out.set(tag.iommu, [...(out.get(tag.iommu) ?? []), d]);
   }
   return submitBatches(out);
 }
+
+/** The GCMD bits that stay set while their feature is on (iommu->gcmd: TE, QIE, IRE). */
+const GCMD_PERSISTENT = (1 << GCMD.TE) | (1 << GCMD.QIE) | (1 << GCMD.IRE);

@@ -2,7 +2,8 @@ import { faultRecordingCount } from '../vtd/cap';
 import { enablePageRequests, enableTranslation, setRootTable, writeLegacyRootEntry, writeScalableRootEntry } from '../vtd/tables';
 import type { VtdUnit } from '../vtd/unit';
 import { Ida } from './ida';
-import type { KernelLog } from './log';
+import type { DriverFinding } from './findings';
+import type { KernelLog, KernelVersion } from './log';
 import { QueuedInvalidation } from './qi';
 
 /** Linux PRQ_ORDER: a 16-page (64 KiB) page request queue. */
@@ -29,14 +30,17 @@ export class IntelIommu {
     readonly seq: number,
     log: KernelLog,
     scalable: boolean,
+    version: KernelVersion = '6.12',
+    findings: DriverFinding[] = [],
   ) {
     const mem = unit.memory;
     this.scalable = scalable && unit.ecap.smts === 1;
     const nd = 2 ** (4 + 2 * unit.cap.nd);
     this.dids = new Ida(2, nd - 1, `domain ID on ${unit.name}`);
     this.rootTable = mem.allocPage();
-    this.qi = new QueuedInvalidation(unit, log);
-    this.prqBase = this.scalable && unit.ecap.prs ? mem.allocContiguous(2 ** PRQ_ORDER) : 0;
+    this.qi = new QueuedInvalidation(unit, log, version, findings);
+    // init_dmars: a page request queue where pasid_supported() and ECAP.PRS.
+    this.prqBase = this.pasidSupported && unit.ecap.prs ? mem.allocContiguous(2 ** PRQ_ORDER) : 0;
     if (this.prqBase) enablePageRequests(unit, this.prqBase, PRQ_ORDER);
     setRootTable(unit, this.rootTable, this.scalable);
     // Fault and page-request interrupts unmasked, as the driver's request_irq does.
@@ -45,13 +49,29 @@ export class IntelIommu {
     enableTranslation(unit);
   }
 
+  /** Linux `pasid_supported(iommu)`: scalable mode and ECAP.PASID. */
+  get pasidSupported(): boolean {
+    return this.scalable && this.unit.ecap.pasid === 1;
+  }
+
   /**
-   * The lines intel_iommu_init prints per unit once it is up. Printed after interrupt remapping is set up,
-   * which Linux does earlier at boot (with the APIC), so its `DMAR-IR:` lines come first.
+   * Linux VTD_FLAG_SVM_CAPABLE, as intel_svm_check decides it at boot (6.17): PASID support, 1 GiB
+   * first-level pages if the CPU has them (GBPAGES), 5-level first-level paging if the CPU runs it (LA57).
    */
-  announce(log: KernelLog): void {
+  svmCapable = false;
+
+  /**
+   * The lines init_dmars prints per unit once it is up (intel_iommu_init_qi, then intel_svm_check). Printed
+   * after interrupt remapping is set up, which Linux does earlier at boot (with the APIC), so its `DMAR-IR:`
+   * lines come first.
+   */
+  announce(log: KernelLog, cpu: { readonly gbpages: boolean; readonly la57: boolean }): void {
     log.info(`DMAR: ${this.unit.name}: Using Queued invalidation`);
     if (faultRecordingCount(this.unit.cap) < 1) log.warn(`DMAR: ${this.unit.name}: no fault recording registers`);
+    if (!this.pasidSupported) return;
+    if (cpu.gbpages && !this.unit.cap.fl1gp) log.err(`${this.unit.name} SVM disabled, incompatible 1GB page capability`);
+    else if (cpu.la57 && !this.unit.cap.fl5lp) log.err(`${this.unit.name} SVM disabled, incompatible paging mode`);
+    else this.svmCapable = true;
   }
 
   get name(): string {

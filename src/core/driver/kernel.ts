@@ -3,6 +3,7 @@ import type { DeviceDma, DmaOutcome, Machine } from '../hw/machine';
 import type { InterruptResult, TranslateOptions } from '../hw/types';
 import { parsePciAddress, pciRid } from '../pci';
 import { hexPad } from '../u64';
+import { hex64 } from '../vtd/walk';
 import { decodePageRequest } from '../vtd/descriptors';
 import { linuxFaultReason } from '../vtd/fault-reasons';
 import { IoPageTable } from '../vtd/page-table';
@@ -22,7 +23,7 @@ import {
 import { PASID_ENTRY, PGTT } from '../vtd/structures';
 import { VtdUnit } from '../vtd/unit';
 import { DeviceInfo } from './device';
-import { type DirtyRecord, emptyGather, gatherAdd, harvestDirty, type IotlbGather } from './dirty';
+import { type DirtyRecord, emptyGather, gatherAdd, harvestDirty, type IotlbGather, slEntryAt } from './dirty';
 import {
   type Attachment,
   Domain,
@@ -41,6 +42,8 @@ import { capabilityLine, dmarFaultIsRatelimited, dmarFaultLines, dmarPrefix, fau
 import { PasidAllocator, IOMMU_NO_PASID } from './pasid-alloc';
 import { Process } from './process';
 import { Descs, FULL_RANGE_MASK, QI_DONE } from './qi';
+import type { DriverFinding } from './findings';
+import { gatherAddPage, iommuPgsize, resetGather, unmapGather, type UnmapGather } from './iommu-map';
 import { DescType } from '../vtd/descriptors';
 
 /**
@@ -65,6 +68,12 @@ export interface KernelOptions {
   readonly interruptRemapping?: boolean;
   /** Whether the platform runs x2APIC (EIME) when every unit supports it; default true. */
   readonly x2apic?: boolean;
+  /**
+   * CPU features the driver looks at (cpu_feature_enabled): GBPAGES (default on, as on every x86-64 server
+   * part) and LA57 (5-level paging, default off; a 5-level process implies it). intel_svm_check makes a unit
+   * SVM-capable only if its first-level paging matches them.
+   */
+  readonly cpu?: { readonly gbpages?: boolean; readonly la57?: boolean };
 }
 
 export interface Prot {
@@ -104,6 +113,19 @@ export interface SvaHandle {
   users: number;
 }
 
+/** A 64-bit hex string without its leading zeros, as %llx prints it. */
+function trimHex(h: string): string {
+  return h.replace(/^0+(?=.)/, '');
+}
+
+/** iommu_paging_structure_coherency: page walks snoop (ECAP.SMPWC in scalable mode, ECAP.C in legacy mode). */
+function pagingStructureCoherency(iommu: IntelIommu): boolean {
+  return (iommu.scalable ? iommu.unit.ecap.smpwc : iommu.unit.ecap.c) === 1;
+}
+
+/** The MMU notifier each SVA domain registers on its process (intel_svm_domain_alloc). */
+const svaNotifiers = new WeakMap<Domain, { invalidate(start: number, end: number): void; release(): void }>();
+
 interface PendingGroup {
   readonly device: DeviceInfo;
   readonly pasid: number | undefined;
@@ -126,9 +148,11 @@ export class IommuKernel {
   readonly svaBindings: SvaHandle[] = [];
   /** Interrupt remapping, when KernelOptions.interruptRemapping set it up. */
   irq: IrqRemapping | undefined;
+  /** Where the kernel would hang, BUG or WARN: conditions dmesg cannot show byte for byte (findings.ts). */
+  readonly findings: DriverFinding[] = [];
   /** Page request groups reported to a handler that answers later (iommufd, a VMM), by key. */
   readonly pendingGroups = new Map<string, PendingGroup>();
-  /** Page requests waiting for their group's last page (the iopf partial list). */
+  /** Page requests waiting for their group's last page (the iopf partial list), per (IOMMU, device). */
   private readonly partial = new Map<string, PageFault[]>();
   private nextId = 1;
   private readonly options: KernelOptions;
@@ -161,9 +185,9 @@ export class IommuKernel {
       this.log.info(`${prefix}DRHD base: 0x${hexPad(u.regBase, 14)} flags: 0x0`);
       this.log.info(capabilityLine({ name: u.name, seq, regBase: u.regBase.toString(16), version: u.version, cap: u.capRaw.toHex(1), ecap: u.ecapRaw.toHex(1) }, this.version));
     });
-    units.forEach((u, i) => this.iommus.push(new IntelIommu(u, i, this.log, this.options.scalableMode ?? true)));
+    units.forEach((u, i) => this.iommus.push(new IntelIommu(u, i, this.log, this.options.scalableMode ?? true, this.version, this.findings)));
     if (this.options.interruptRemapping) this.irq = IrqRemapping.enable(this.iommus, this.log, { x2apic: this.options.x2apic });
-    for (const i of this.iommus) i.announce(this.log);
+    for (const i of this.iommus) i.announce(this.log, { gbpages: this.options.cpu?.gbpages ?? true, la57: this.options.cpu?.la57 ?? false });
     this.log.info('DMAR: Intel(R) Virtualization Technology for Directed I/O');
     for (const ep of this.machine.endpoints) this.probeDevice(ep);
     return this;
@@ -173,7 +197,13 @@ export class IommuKernel {
     return this.iommus.find((i) => i.unit === unit) ?? fail('ENODEV', `${unit.name} was not brought up`);
   }
 
-  /** intel_iommu_probe_device + probe_finalize: PASID table and context entry, PCIe features, default domain. */
+  /**
+   * intel_iommu_probe_device + probe_finalize (6.17): PASID table and context entry, PCIe features, default
+   * domain. `pasid_supported` needs the IOMMU's pasid_supported() (scalable mode and ECAP.PASID) and the
+   * device's PASID capability; `pri_supported` needs ATS support, ECAP.PRS and PRI (6.12 also wanted ECAP.PDS;
+   * 6.17 does not). The scalable-mode context entry takes DTE from ats_supported, PASIDE from pasid_supported
+   * and PRE from pri_supported (6.17 sets PRE here; 6.12 set it when IOPF was enabled, context_flip_pri).
+   */
   probeDevice(ep: Endpoint): DeviceInfo {
     const unit = this.machine.unitFor(ep);
     if (!(unit instanceof VtdUnit)) fail('ENODEV', `${ep.name} is not behind a VT-d unit`);
@@ -187,21 +217,24 @@ export class IommuKernel {
       const entries = Math.max(512, maxPasid / 64);
       dev.pasidDir = mem.allocContiguous((entries * 8) / 4096);
       dev.pdts = Math.log2(entries) - 7;
+      const atsSupported = ep.caps.ats !== undefined && unit.ecap.dt === 1;
+      const pasidSupported = iommu.pasidSupported && ep.caps.pasid !== undefined;
+      const priSupported = atsSupported && unit.ecap.prs === 1 && ep.caps.pri !== undefined;
       writeScalableContext(mem, iommu.contextTable(ep.sid >> 8, ep.sid & 0xff), ep.sid & 0xff, {
         pdts: dev.pdts,
         pasidDir: dev.pasidDir,
-        dte: ep.caps.ats !== undefined && unit.ecap.dt === 1,
-        pasidEnable: ep.caps.pasid !== undefined,
-        pre: ep.caps.pri !== undefined && unit.ecap.prs === 1,
+        dte: atsSupported,
+        pasidEnable: pasidSupported,
+        pre: priSupported,
         ridPasid: IOMMU_NO_PASID,
       });
       if (iommu.cachingMode) {
         iommu.qi.submit([Descs.contextCacheDevice(0, ep.sid), Descs.iotlbDsi(unit, 0)]);
       }
       // PASID before ATS, PRI after ATS (probe_finalize order).
-      dev.pasidEnabled = ep.caps.pasid !== undefined;
-      dev.atsEnabled = ep.caps.ats !== undefined && unit.ecap.dt === 1;
-      dev.priSupported = ep.caps.ats !== undefined && unit.ecap.dt === 1 && ep.caps.pri !== undefined && unit.ecap.prs === 1;
+      dev.pasidEnabled = pasidSupported;
+      dev.atsEnabled = atsSupported;
+      dev.priSupported = priSupported;
       dev.priEnabled = dev.atsEnabled && dev.priSupported;
     } else {
       dev.atsEnabled = ep.caps.ats !== undefined && unit.ecap.dt === 1;
@@ -219,6 +252,42 @@ export class IommuKernel {
       this.attachDevice(this.identity, dev);
     }
     return dev;
+  }
+
+  /**
+   * iommu_release_device (6.17): the core attaches the release domain, the blocking domain
+   * (blocking_domain_attach_dev: the driver's domain's IOPF off, then device_block_translation with its
+   * tear-down flushes), then intel_iommu_release_device turns PRI, ATS and PASID off, takes the device out of
+   * the PRQ's lookup (its page requests are then bad requests), clears the scalable-mode context entry as
+   * device_pasid_table_teardown does (clear P, a device-selective context-cache invalidation with the entry's
+   * DID, no device-TLB invalidation since ATS is already off, then zero the entry) and frees the PASID table.
+   * In legacy mode the block already cleared the context entry. The core's callers detach PASIDs before a
+   * device goes; the model refuses (EBUSY) rather than free a table that attached domains still point into.
+   */
+  releaseDevice(which: string | number | DeviceInfo, options: FlushOptions = {}): void {
+    const dev = this.device(which);
+    if (dev.pasidDomains.size) fail('EBUSY', `${dev.name}: PASID ${[...dev.pasidDomains.keys()].join(', ')} still attached: detach before releasing the device`);
+    const iommu = dev.iommu;
+    const mem = this.machine.memory;
+    this.iopfDisable(dev, dev.ridDomain);
+    this.blockRid(dev, options);
+    this.blocked.removeAttachment(dev, undefined);
+    dev.coreRidDomain = undefined;
+    dev.priEnabled = dev.endpoint.priEnabled = false;
+    dev.atsEnabled = dev.endpoint.atsEnabled = false;
+    dev.pasidEnabled = dev.endpoint.pasidEnabled = false;
+    this.devices.delete(dev.sid);
+    if (iommu.scalable) {
+      const ctx = contextEntryAddress(iommu.contextTable(dev.sid >> 8, dev.sid & 0xff), dev.sid & 0xff, true);
+      const did = (mem.readLo(ctx + 8) >>> 8) & 0xffff;
+      mem.write64(ctx, mem.readHi(ctx), (mem.readLo(ctx) & ~1) >>> 0, 'context-entry.qw0');
+      if (options.skipInvalidation !== true) iommu.qi.submit([Descs.contextCacheDevice(did, dev.sid)]);
+      writeEntry(mem, ctx, new Array<number>(8).fill(0), 'context-entry');
+      for (const t of dev.pasidTables.values()) mem.freePage(t);
+      dev.pasidTables.clear();
+      const dirPages = Math.max(1, (Math.max(512, (dev.maxPasids || 1) / 64) * 8) / 4096);
+      for (let i = 0; i < dirPages; i++) mem.freePage(dev.pasidDir + i * 4096);
+    }
   }
 
   /** A device by PCI address (`BB:DD.F` or `SSSS:BB:DD.F`), RID or label. */
@@ -247,20 +316,30 @@ export class IommuKernel {
     const units = iommus.map((i) => i.unit);
     const allFirst = iommus.every((i) => i.scalable && i.unit.ecap.flts === 1);
     const stage: Stage = o.stage ?? (o.nestParent || o.dirtyTracking || !allFirst ? 'second' : 'first');
+    // intel_iommu_domain_alloc_first_stage takes no flag but PASID: a nest parent or dirty tracking is second stage.
+    if (stage === 'first' && (o.nestParent || o.dirtyTracking)) fail('EOPNOTSUPP', 'a first-stage domain can be neither a nest parent nor dirty-tracking (intel_iommu_domain_alloc_first_stage)');
     if (stage === 'first' && !allFirst) fail('EOPNOTSUPP', 'first-stage translation needs scalable mode and ECAP.FLTS on every unit');
-    if (stage === 'second' && units.some((u) => !(u.ecap.slts || !u.ecap.smts))) fail('EOPNOTSUPP', 'a unit has no second-stage translation (ECAP.SLTS)');
-    if (o.nestParent && units.some((u) => !u.ecap.nest)) fail('EOPNOTSUPP', 'nesting needs ECAP.NEST');
-    if (o.dirtyTracking && units.some((u) => !u.ecap.slads)) fail('EOPNOTSUPP', 'dirty tracking needs ECAP.SLADS');
+    // intel_iommu_domain_alloc_second_stage: sm_supported() && !ECAP.SLTS, nested_supported(), ssads_supported().
+    if (stage === 'second' && iommus.some((i) => i.scalable && !i.unit.ecap.slts)) fail('EOPNOTSUPP', 'a unit has no second-stage translation (ECAP.SLTS)');
+    if (o.nestParent && iommus.some((i) => !(i.scalable && i.unit.ecap.nest))) fail('EOPNOTSUPP', 'nesting needs scalable mode and ECAP.NEST');
+    if (o.dirtyTracking && iommus.some((i) => !(i.scalable && i.unit.ecap.slads))) fail('EOPNOTSUPP', 'dirty tracking needs scalable mode and ECAP.SLADS');
     const width = o.addressWidth ?? 48;
     if (width === 57 && (stage === 'first' ? units.some((u) => !u.cap.fl5lp) : units.some((u) => !((u.cap.sagaw >>> 3) & 1)))) fail('EOPNOTSUPP', '57-bit domains need 5-level paging on every unit');
-    const u0 = units[0];
+    const i0 = iommus[0];
+    const u0 = i0?.unit;
+    // iommu_superpage_capability: first stage 2 MiB, and 1 GiB with CAP.FL1GP; second stage fls(CAP.SLLPS).
+    const superpage = !u0 ? 2 : stage === 'first' ? (u0.cap.fl1gp ? 2 : 1) : 32 - Math.clz32(u0.cap.sllps);
+    const pgsizes = [0x1000, 0x20_0000, 0x4000_0000].slice(0, 1 + Math.min(superpage, 2));
     const pageTable = new IoPageTable(this.machine.memory, {
       format: stage === 'first' ? 'first-level' : 'second-level',
       levels: width === 57 ? 5 : 4,
-      large2M: stage === 'first' || (u0 ? (u0.cap.sllps & 1) === 1 : true),
-      large1G: stage === 'first' ? (u0?.cap.fl1gp ?? 0) === 1 : (u0 ? (u0.cap.sllps & 2) === 2 : false),
+      large2M: superpage >= 1,
+      large1G: superpage >= 2,
     });
-    const d = new Domain({ id: this.nextId++, type: 'paging', stage, nestParent: o.nestParent, dirtyOps: o.dirtyTracking, pageTable, addressWidth: width, name: o.name, description: o.description });
+    // iotlb_sync_map: first stage only for RWBF; second stage for RWBF or caching mode (shadowing VMMs).
+    const iotlbSyncMap = iommus.some((i) => i.unit.cap.rwbf === 1 || (stage === 'second' && i.cachingMode));
+    const coherent = i0 ? pagingStructureCoherency(i0) : true;
+    const d = new Domain({ id: this.nextId++, type: 'paging', stage, nestParent: o.nestParent, dirtyOps: o.dirtyTracking, pageTable, addressWidth: width, name: o.name, description: o.description, pgsizes, iotlbSyncMap, coherent });
     this.domains.push(d);
     return d;
   }
@@ -281,6 +360,11 @@ export class IommuKernel {
     d.pageTable?.destroy();
     d.freed = true;
     this.domains.splice(this.domains.indexOf(d), 1);
+  }
+
+  /** cpu_feature_enabled(X86_FEATURE_LA57), which a process with 5-level page tables implies. */
+  private la57(p: Process): boolean {
+    return (this.options.cpu?.la57 ?? false) || p.pageTable.levels === 5;
   }
 
   newProcess(name: string, options: { fiveLevel?: boolean } = {}): Process {
@@ -360,22 +444,39 @@ export class IommuKernel {
           aw: parent.pageTable!.levels - 2,
           did,
           pwsnp,
+          pgsnp: parent.forceSnooping,
           ssade: parent.dirtyTracking,
         };
       }
       case 'paging':
         return domain.stage === 'first'
-          ? { pgtt: PGTT.FIRST_LEVEL, flptptr: domain.pageTable!.root, flpm: domain.pageTable!.levels === 5 ? 1 : 0, did, aw: iommu.agaw, pwsnp }
+          ? { pgtt: PGTT.FIRST_LEVEL, flptptr: domain.pageTable!.root, flpm: domain.pageTable!.levels === 5 ? 1 : 0, did, aw: iommu.agaw, pwsnp, pgsnp: domain.forceSnooping }
           : { pgtt: PGTT.SECOND_LEVEL, slptptr: domain.pageTable!.root, aw: domain.pageTable!.levels - 2, did, ssade: domain.dirtyTracking, pwsnp };
       default:
         return fail('EINVAL', `a ${domain.type} domain has no PASID entry`);
     }
   }
 
-  /** intel_pasid_setup_*: a fresh entry (EBUSY if one is present), then the new-entry flush (CM only). */
+  /**
+   * intel_pasid_setup_*: a fresh entry (EBUSY if one is present), then the new-entry flush (CM only). A
+   * first-level entry (first-stage paging, SVA) is first checked as intel_pasid_setup_first_level does:
+   * ECAP.FLTS, and CAP.FL5LP for 5-level paging (the domain's, or for SVA the CPU's LA57), each EINVAL with
+   * its pr_err line.
+   */
   private setupPasidEntry(dev: DeviceInfo, pasid: number, domain: Domain, did: number, options: FlushOptions): void {
     const iommu = dev.iommu;
     const mem = this.machine.memory;
+    if (domain.type === 'sva' || (domain.type === 'paging' && domain.stage === 'first')) {
+      const fiveLevel = domain.type === 'sva' ? this.la57(domain.process!) : domain.pageTable!.levels === 5;
+      if (!iommu.unit.ecap.flts) {
+        this.log.err(`DMAR: No first level translation support on ${iommu.name}`);
+        fail('EINVAL', `${iommu.name} has no first-level translation (ECAP.FLTS)`);
+      }
+      if (fiveLevel && !iommu.unit.cap.fl5lp) {
+        this.log.err(`DMAR: No 5-level paging support for first-level on ${iommu.name}`);
+        fail('EINVAL', `${iommu.name} has no 5-level first-level paging (CAP.FL5LP)`);
+      }
+    }
     const table = this.pasidTable(dev, pasid, true)!;
     const addr = pasidEntryAddress(table, pasid);
     if (mem.readLo(addr) & 1) fail('EBUSY', `${dev.name}: PASID ${pasid} entry is already present`);
@@ -387,9 +488,15 @@ export class IommuKernel {
   }
 
   /**
-   * intel_pasid_tear_down_entry (newest form): clear P, then PASID-cache PSI, then IOTLB by PGTT (PASID-based
-   * for first-level and pass-through, domain-selective for second-level and nested), then the device TLB,
-   * then zero the entry, then drain page requests for the PASID.
+   * intel_pasid_tear_down_entry as 6.12.118 and the newest kernels have it (75ed00055c05 "iommu/vt-d: Clear
+   * Present bit before tearing down PASID entry", in 7.0 and the 6.12.y/6.18.y/6.19.y stables): clear P, then
+   * PASID-cache PSI, then IOTLB by PGTT (PASID-based for first-level and pass-through, domain-selective for
+   * second-level and nested), then the device TLB, then zero the entry, then drain page requests for the
+   * PASID unless `faultIgnore`. The zeroing (intel_pasid_clear_entry) keeps FPD for `faultIgnore` only if the
+   * entry is still present, and it no longer is: since that commit an mm release leaves an all-zero entry.
+   * An entry found not present is left alone unless it has FPD set (left by an older kernel's mm release,
+   * or by a table the model imported): then it is zeroed and the PASID's page requests drained, nothing
+   * flushed.
    */
   private teardownPasidEntry(dev: DeviceInfo, pasid: number, faultIgnore: boolean, options: FlushOptions): void {
     const iommu = dev.iommu;
@@ -398,7 +505,12 @@ export class IommuKernel {
     if (table === undefined) return;
     const addr = pasidEntryAddress(table, pasid);
     const words = readEntry(mem, addr, PASID_ENTRY);
-    if (!(words[0]! & 1)) return;
+    if (!(words[0]! & 1)) {
+      if (!(words[0]! & 2)) return;
+      clearPasidEntry(mem, table, pasid);
+      if (dev.iopfEnabled > 0) this.drainPasidPrq(dev, pasid, options);
+      return;
+    }
     const did = words[2]! & 0xffff;
     const pgtt = (words[0]! >>> 6) & 7;
     mem.write64(addr, words[1]!, (words[0]! & ~1) >>> 0, 'pasid-entry.qw0');
@@ -408,8 +520,7 @@ export class IommuKernel {
       if (dev.atsEnabled && options.skipInvalidation !== 'device-tlb') iommu.qi.submit([devTlbDesc(dev, pasid, 0, FULL_RANGE_MASK)]);
     }
     clearPasidEntry(mem, table, pasid);
-    if (faultIgnore) mem.write64(addr, 0, 2, 'pasid-entry.qw0'); // FPD left set
-    else if (dev.iopfEnabled > 0) this.drainPasidPrq(dev, pasid, options);
+    if (!faultIgnore && dev.iopfEnabled > 0) this.drainPasidPrq(dev, pasid, options);
   }
 
   // ===================================================================================================
@@ -490,8 +601,7 @@ export class IommuKernel {
    * device's list). A deferred handler (iommufd) that answers later finds nothing left to answer.
    */
   private iopfQueueRemoveDevice(dev: DeviceInfo): void {
-    const prefix = `${dev.iommu.seq}:${dev.sid}:`;
-    for (const k of [...this.partial.keys()]) if (k.startsWith(prefix)) this.partial.delete(k);
+    this.partial.delete(`${dev.iommu.seq}:${dev.sid}`);
     const pending = [...this.pendingGroups].filter(([, g]) => g.device === dev).reverse();
     for (const [k, g] of pending) {
       this.pendingGroups.delete(k);
@@ -578,7 +688,15 @@ export class IommuKernel {
       }
     }
     if (iommu.scalable) {
-      this.setupPasidEntry(dev, IOMMU_NO_PASID, domain, did, options);
+      try {
+        this.setupPasidEntry(dev, IOMMU_NO_PASID, domain, did, options);
+      } catch (e) {
+        // dmar_domain_attach_device's out_block_translation gives the DID back; the caller drops the IOPF
+        // reference (iopf_for_domain_remove). The RID stays blocked.
+        this.removeDevPasid(domain, dev, IOMMU_NO_PASID);
+        this.iopfDisable(dev, domain);
+        throw e;
+      }
     } else {
       const identity = domain.type === 'identity';
       writeLegacyContext(this.machine.memory, iommu.contextTable(dev.sid >> 8, dev.sid & 0xff), dev.sid & 0xff, {
@@ -636,18 +754,31 @@ export class IommuKernel {
     if (domain.type === 'paging') this.checkPagingCompatible(domain, dev);
   }
 
+  /**
+   * paging_domain_compatible (6.17): the stage's checks (support, the domain's page sizes against the unit's,
+   * iotlb_sync_map where the unit needs map-time flushes), then snoop control, page-walk coherency and the
+   * address width, all EINVAL and silent. A 5-level first-stage domain on a unit without CAP.FL5LP passes
+   * here and is refused when its PASID entry is set up (intel_pasid_setup_first_level, with its line).
+   */
   private checkPagingCompatible(domain: Domain, dev: DeviceInfo): void {
     const iommu = dev.iommu;
     const unit = iommu.unit;
     const levels = domain.pageTable!.levels;
+    const has = (size: number) => domain.pgsizes.includes(size);
     if (domain.stage === 'first') {
       if (!(iommu.scalable && unit.ecap.flts)) fail('EINVAL', `${iommu.name} has no first-stage translation`);
-      if (levels === 5 && !unit.cap.fl5lp) fail('EINVAL', `${iommu.name} has no 5-level first-stage paging`);
+      if (!unit.cap.fl1gp && has(0x4000_0000)) fail('EINVAL', `${iommu.name} has no 1 GiB first-stage pages (CAP.FL1GP) and ${domain.name} maps with them`);
+      if (unit.cap.rwbf && !domain.iotlbSyncMap) fail('EINVAL', `${iommu.name} needs write-buffer flushes on map (CAP.RWBF) that ${domain.name} does not do`);
     } else {
       if (domain.dirtyOps && !(iommu.scalable && unit.ecap.slads)) fail('EINVAL', `${iommu.name} cannot track dirty pages (ECAP.SLADS is clear)`);
       if (domain.nestParent && !(iommu.scalable && unit.ecap.nest)) fail('EINVAL', `${iommu.name} cannot nest (ECAP.NEST is clear)`);
       if (iommu.scalable && !unit.ecap.slts) fail('EINVAL', `${iommu.name} has no second-stage translation`);
+      if (!(unit.cap.sllps & 1) && has(0x20_0000)) fail('EINVAL', `${iommu.name} has no 2 MiB second-stage pages (CAP.SLLPS) and ${domain.name} maps with them`);
+      if (!(unit.cap.sllps & 2) && has(0x4000_0000)) fail('EINVAL', `${iommu.name} has no 1 GiB second-stage pages (CAP.SLLPS) and ${domain.name} maps with them`);
+      if ((unit.cap.rwbf || iommu.cachingMode) && !domain.iotlbSyncMap) fail('EINVAL', `${iommu.name} needs flushes on map (caching mode or CAP.RWBF) that ${domain.name} does not do`);
     }
+    if (domain.forceSnooping && !unit.ecap.sc) fail('EINVAL', `${domain.name} enforces snooping and ${iommu.name} has no snoop control (ECAP.SC)`);
+    if (domain.coherent !== pagingStructureCoherency(iommu)) fail('EINVAL', `${iommu.name}'s page-walk coherency differs from that of the unit ${domain.name} was allocated for`);
     // "check if this iommu agaw is sufficient for max mapped address"
     const width = Math.min(30 + 9 * iommu.agaw, unit.cap.mgaw + 1);
     if (domain.addressWidth > width || levels - 2 > iommu.agaw) fail('EINVAL', `${iommu.name} addresses ${width} bits (AGAW ${iommu.agaw}): too few for the ${domain.addressWidth}-bit ${domain.name}`);
@@ -719,6 +850,7 @@ export class IommuKernel {
       if (old) this.detachDevicePasid(dev, pasid, options);
       return;
     }
+    if (domain.type === 'sva') this.svaSupported(dev); // intel_svm_set_dev_pasid
     this.checkCompatible(domain, dev, false);
     this.checkIopf(dev, domain);
     if (domain.type === 'nested') this.checkNestedSetup(domain, dev);
@@ -732,8 +864,11 @@ export class IommuKernel {
     try {
       this.setupPasidEntry(dev, pasid, domain, did, options);
     } catch (e) {
-      this.removeDevPasid(domain, dev, pasid);
+      // out_unwind_iopf: iopf_for_domain_replace(old, domain) (the old domain's IOPF back first, so the count
+      // does not pass through 0), then out_remove_dev_pasid.
+      if (old) this.iopfEnable(dev, old);
       this.iopfDisable(dev, domain);
+      this.removeDevPasid(domain, dev, pasid);
       throw e;
     }
     if (old) {
@@ -818,15 +953,51 @@ export class IommuKernel {
   // ===================================================================================================
 
   /**
-   * iommu_map: page table update, then iotlb_sync_map (flushes only where caching mode needs it). The checks
-   * are the core's (alignment, EINVAL), intel_iommu_map's (address width, EFAULT), then __domain_mapping's:
-   * a leaf must allow reading or writing (EINVAL), and a nest parent takes no read-only leaf (EINVAL, with a
-   * ratelimited error: VT-d erratum 772415 on Sapphire Rapids, applied to every IOMMU).
+   * iommu_map (6.17): the core's checks (a domain without a page table is EINVAL; an address or size that is
+   * not 4 KiB aligned is EINVAL with its "unaligned" line; size 0 maps nothing and succeeds), then the range
+   * in iommu_pgsize chunks, each an intel_iommu_map_pages call, then iotlb_sync_map over the whole range
+   * (intel_iommu_iotlb_sync_map: cache_tag_flush_range_np, only for a domain allocated with iotlb_sync_map).
+   * A chunk that fails has the chunks before it unmapped again, with their flushes (__iommu_map's unroll).
+   * Overlapping an existing mapping is refused (EEXIST) after the kernel's line: the kernel WARNs, keeps the
+   * old entry and carries on, a caller bug the model does not go along with.
    */
   map(domain: Domain, iova: number, paddr: number, size: number, prot: Prot = { read: true, write: true }, options: FlushOptions = {}): void {
     if (domain.type !== 'paging') fail('EINVAL', `${domain.name} (${domain.type}) has no kernel-managed page table`);
-    if (iova % 4096 || paddr % 4096 || size % 4096 || size === 0) fail('EINVAL', `map: 0x${iova.toString(16)}+0x${size.toString(16)} -> 0x${paddr.toString(16)} is not 4 KiB aligned`);
-    if (iova + size > 2 ** domain.addressWidth) fail('EFAULT', `map: 0x${iova.toString(16)}+0x${size.toString(16)} is beyond the ${domain.addressWidth}-bit aperture`);
+    if (iova % 4096 || paddr % 4096 || size % 4096) {
+      this.log.err(`iommu: unaligned: iova 0x${iova.toString(16)} pa 0x${hexPad(paddr, 16)} size 0x${size.toString(16)} min_pagesz 0x1000`);
+      fail('EINVAL', `map: 0x${iova.toString(16)}+0x${size.toString(16)} -> 0x${paddr.toString(16)} is not 4 KiB aligned`);
+    }
+    let at = iova;
+    let pa = paddr;
+    try {
+      while (at < iova + size) {
+        const { pgsize, count } = iommuPgsize(domain.pgsizes, at, pa, iova + size - at);
+        this.intelMap(domain, at, pa, pgsize * count, prot, options);
+        at += pgsize * count;
+        pa += pgsize * count;
+      }
+    } catch (e) {
+      if (at > iova) this.unmap(domain, iova, at - iova, options);
+      throw e;
+    }
+    if (domain.iotlbSyncMap) flushRangeNp(domain, iova, iova + size - 1, options);
+  }
+
+  /**
+   * intel_iommu_map then __domain_mapping for one chunk: beyond the domain's address width is EFAULT with
+   * its line; beyond what its table levels reach (domain_pfn_supported), a leaf with neither read nor write,
+   * and a read-only leaf in a nest parent (VT-d erratum 772415 on Sapphire Rapids, applied to every IOMMU,
+   * with its ratelimited line) are EINVAL. Second-stage leaves get SNP only once the domain enforces cache
+   * coherency (set_pte_snp). Small-page tables a superpage replaces are freed and flushed
+   * (switch_to_super_page: cache_tag_flush_range over the chunk, IH = 0).
+   */
+  private intelMap(domain: Domain, iova: number, paddr: number, size: number, prot: Prot, options: FlushOptions): void {
+    const pt = domain.pageTable!;
+    if (iova + size > 2 ** domain.addressWidth) {
+      this.log.err(`DMAR: intel_iommu_map: iommu width (${domain.addressWidth}) is not sufficient for the mapped address (${(iova + size).toString(16)})`);
+      fail('EFAULT', `map: 0x${iova.toString(16)}+0x${size.toString(16)} is beyond the ${domain.addressWidth}-bit aperture`);
+    }
+    if (iova + size > pt.span) fail('EINVAL', `map: 0x${iova.toString(16)}+0x${size.toString(16)} is beyond what ${pt.levels} levels of table reach`);
     const read = prot.read ?? true;
     const write = prot.write ?? false;
     if (!read && !write) fail('EINVAL', `map: 0x${iova.toString(16)}+0x${size.toString(16)} would be a leaf with neither read nor write permission`);
@@ -834,75 +1005,236 @@ export class IommuKernel {
       if (this.ratelimit('__domain_mapping')) this.log.err('DMAR: Read-only mapping is disallowed on the domain which serves as the parent in a nested configuration, due to HW errata (ERRATA_772415_SPR17)');
       fail('EINVAL', `map: ${domain.name} is a nest parent: no read-only leaves (VT-d erratum 772415, SPR17)`);
     }
-    const pt = domain.pageTable!;
+    domain.hasMappings = true;
+    const snoop = domain.stage === 'second' && domain.forceSnooping;
     try {
-      pt.map(iova, paddr, size, { read, write, exec: prot.exec, user: true, snoop: true, accessed: true });
+      pt.map(iova, paddr, size, { read, write, exec: prot.exec, user: true, snoop, accessed: true });
     } catch (e) {
-      this.log.err(`DMAR: ERROR: DMA PTE for vPFN 0x${Math.floor(iova / 4096).toString(16)} already set`);
+      // pr_crit("ERROR: DMA PTE for vPFN 0x%lx already set (to %llx not %llx)"): the leaf found, then the one
+      // __domain_mapping would have written there (its size: the chunk's page size, hardware_largepage_caps).
+      const leaf = domain.pgsizes.filter((p) => iova % p === 0 && paddr % p === 0 && size % p === 0).pop()!;
+      for (let base = iova; base < iova + size; base += leaf) {
+        const old = [...Array(leaf / 4096).keys()].map((i) => pt.lookup(base + i * 4096)).find((l) => l !== undefined);
+        if (!old) continue;
+        const attr = domain.stage === 'second' ? (read ? 1 : 0) | (write ? 2 : 0) | (snoop ? 0x800 : 0) : 0x25 | (write ? 0x42 : 0);
+        const mine = paddr + (base - iova) + (leaf > 4096 ? 0x80 : 0) + attr;
+        this.log.err(`DMAR: ERROR: DMA PTE for vPFN 0x${Math.floor(base / 4096).toString(16)} already set (to ${trimHex(hex64(old.hi, old.lo))} not ${mine.toString(16)})`);
+        break;
+      }
       throw new KernelError('EEXIST', e instanceof Error ? e.message : String(e));
     }
-    if (pt.tablesFreed > 0) flushRange(domain, iova, iova + size - 1, false, options); // switch_to_super_page
-    else flushRangeNp(domain, iova, iova + size - 1, options);
+    if (pt.tablesFreed > 0) flushRange(domain, iova, iova + size - 4096, false, options);
   }
 
-  /** iommu_unmap in strict mode: clear the PTEs, then cache_tag_flush_range with IH = no table freed. */
+  /**
+   * iommu_unmap (6.17 driver, newest core) in strict mode: a domain without a page table, or an address or
+   * size that is not 4 KiB aligned (with its "unaligned" line), unmaps nothing and returns 0. Otherwise the
+   * range goes to intel_iommu_unmap in iommu_pgsize chunks until `size` bytes or more are done; each call
+   * unmaps at least the span of the entry the walk stops at (pfn_to_dma_pte), mapped or not, and says so,
+   * so an unmapped range is "unmapped" (and flushed) by the span of the empty entry that covers it. The
+   * gather is synced (cache_tag_flush_range, IH = no table page freed) whenever a chunk of another size or a
+   * disjoint one comes, and at the end; an empty gather flushes nothing (90c5def10bea "iommu: Do not call
+   * drivers for empty gathers"). Returns the bytes the driver reported.
+   */
   unmap(domain: Domain, iova: number, size: number, options: FlushOptions = {}): number {
-    if (domain.type !== 'paging') fail('EINVAL', `${domain.name} (${domain.type}) has no kernel-managed page table`);
-    if (iova % 4096 || size % 4096) fail('EINVAL', `unmap: 0x${iova.toString(16)}+0x${size.toString(16)} is not 4 KiB aligned`);
-    const pt = domain.pageTable!;
-    const unmapped = pt.unmap(iova, size);
-    if (unmapped > 0) flushRange(domain, iova, iova + Math.max(size, unmapped) - 1, pt.tablesFreed === 0, options);
+    if (domain.type !== 'paging') return 0;
+    if (iova % 4096 || size % 4096) {
+      this.log.err(`iommu: unaligned: iova 0x${iova.toString(16)} size 0x${size.toString(16)} min_pagesz 0x1000`);
+      return 0;
+    }
+    const gather = unmapGather();
+    let unmapped = 0;
+    while (unmapped < size) {
+      const { pgsize, count } = iommuPgsize(domain.pgsizes, iova + unmapped, iova + unmapped, size - unmapped);
+      const got = this.intelUnmap(domain, iova + unmapped, pgsize * count, gather, options);
+      if (!got) break;
+      unmapped += got;
+    }
+    this.gatherSync(domain, gather, options);
     return unmapped;
+  }
+
+  /**
+   * intel_iommu_unmap: 0 beyond the domain's tables; else `size` grows to the span of the entry the walk
+   * stops at, [iova, iova + size) is cleared (domain_unmap: tables it covers whole are freed) and added to the
+   * gather. A span reaching past the table is not cleared (domain_unmap's WARN_ON) but still reported and
+   * gathered, as the kernel does.
+   */
+  private intelUnmap(domain: Domain, iova: number, size: number, gather: UnmapGather, options: FlushOptions): number {
+    const pt = domain.pageTable!;
+    if (iova >= pt.span) return 0;
+    const { level } = slEntryAt(this.machine.memory, pt, iova);
+    const span = 4096 * 512 ** (level - 1);
+    if (size < span) size = span;
+    if (iova + size > pt.span) {
+      this.findings.push({ kind: 'warn', function: 'domain_unmap', unit: domain.name, logLine: this.log.length, message: `${domain.name}: unmap of 0x${iova.toString(16)}+0x${size.toString(16)} reaches past the ${pt.levels}-level table: WARN_ON(!domain_pfn_supported()), nothing cleared` });
+    } else {
+      pt.unmap(iova, size);
+      if (pt.tablesFreed > 0) gather.freed = true;
+    }
+    gatherAddPage(gather, iova, size, (g) => this.gatherSync(domain, g, options));
+    return size;
+  }
+
+  /** iommu_iotlb_sync for an unmap's gather: intel_iommu_tlb_sync, then a fresh gather. */
+  private gatherSync(domain: Domain, g: UnmapGather, options: FlushOptions): void {
+    if (g.start <= g.end) flushRange(domain, g.start, g.end, !g.freed, options);
+    resetGather(g);
+  }
+
+  /**
+   * enforce_cache_coherency (6.17), as iommufd asks for it when a device's IOMMU can snoop (ECAP.SC). Refused
+   * (false) when a device attached to the domain sits behind a unit without snoop control, or, for a
+   * second-stage domain, once something is mapped (the SNP bit is per leaf: set_pte_snp applies to later
+   * maps only). A first-stage domain gets PGSNP in the PASID entry of every RID attached to it
+   * (intel_pasid_setup_page_snoop_control: PASID-cache PSI, PASID-based IOTLB, device TLB) and in every
+   * entry set up later.
+   */
+  enforceCacheCoherency(domain: Domain, options: FlushOptions = {}): boolean {
+    if (domain.type !== 'paging') return false;
+    if (domain.stage === 'first' && domain.forceSnooping) return true;
+    const ridDevices = this.ridDevices(domain);
+    if (ridDevices.some((d) => !d.iommu.unit.ecap.sc)) return false;
+    if (domain.stage === 'second') {
+      if (domain.hasMappings) return false;
+      domain.forceSnooping = true;
+      return true;
+    }
+    domain.forceSnooping = true;
+    const mem = this.machine.memory;
+    for (const dev of ridDevices) {
+      const table = this.pasidTable(dev, IOMMU_NO_PASID, false);
+      if (table === undefined) continue;
+      const addr = pasidEntryAddress(table, IOMMU_NO_PASID);
+      if (!(mem.readLo(addr) & 1)) continue;
+      // PGSNP is PASID-entry bit 88: qw1 bit 24.
+      mem.write64(addr + 8, mem.readHi(addr + 8), (mem.readLo(addr + 8) | (1 << 24)) >>> 0, 'pasid-entry.qw1');
+      const did = mem.readLo(addr + 8) & 0xffff;
+      if (options.skipInvalidation === true) continue;
+      dev.iommu.qi.submit([Descs.pasidCache(did, IOMMU_NO_PASID)]);
+      dev.iommu.qi.submit([Descs.piotlbAll(did, IOMMU_NO_PASID)]);
+      if (dev.atsEnabled && options.skipInvalidation !== 'device-tlb') dev.iommu.qi.submit([devTlbDesc(dev, IOMMU_NO_PASID, 0, FULL_RANGE_MASK)]);
+    }
+    return true;
   }
 
   // ===================================================================================================
   // SVA
   // ===================================================================================================
 
-  /** iommu_sva_bind_device: one global PASID per process, one SVA domain per process, attached at that PASID. */
+  /**
+   * iommu_sva_bind_device (6.17). First the mm's PASID (iommu_alloc_mm_data): allocated at the first bind
+   * and kept until the mm is dropped, even when this bind then fails; a PASID the device cannot reach is
+   * EOVERFLOW; no global PASID for the device (none free, or a device without PASIDs) is ENOSPC. Then a bond
+   * at that PASID takes a reference (iommu_attach_handle_get: another domain there, or another mm's, is
+   * EBUSY). Then each of the mm's SVA domains (newest first) is tried, and a new one allocated only if none
+   * attaches (intel_svm_domain_alloc: intel_iommu_sva_supported, ENODEV or EINVAL); a new domain that fails to
+   * attach is freed with its notifier. 6.12.118 refuses every SVA bind on x86 with EOPNOTSUPP, a stable-only
+   * change; the model binds as 6.17 does. That the caller holds the mm (mm_users) is the model's check:
+   * binding an exited process is EINVAL.
+   */
   svaBind(which: string | number | DeviceInfo, process: Process): SvaHandle {
     const dev = this.device(which);
-    if (!dev.iommu.scalable || !dev.iommu.unit.ecap.flts) fail('ENODEV', `${dev.iommu.name} cannot do SVA (scalable mode and first-stage translation needed)`);
-    if (!dev.pasidEnabled || !dev.atsEnabled) fail('EINVAL', `${dev.name}: SVA needs PASID and ATS enabled`);
-    if (dev.endpoint.caps.pri && !dev.priEnabled) fail('EINVAL', `${dev.name}: PRI is supported but not enabled`);
     if (process.exited) fail('EINVAL', `${process.name} has exited`);
-    if (process.pasid === undefined) process.pasid = this.pasids.allocGlobal(dev);
-    else if (process.pasid >= dev.maxPasids) fail('EINVAL', `${process.name}'s PASID ${process.pasid} does not fit ${dev.name} (${dev.maxPasids} PASIDs)`);
-    const existing = this.svaBindings.find((h) => h.device === dev && h.process === process);
+    if (process.pasid === undefined) {
+      try {
+        process.pasid = this.pasids.allocGlobal(dev);
+      } catch (e) {
+        if (e instanceof KernelError) fail('ENOSPC', `${process.name}: no global PASID for ${dev.name} (${e.message})`);
+        throw e;
+      }
+      process.notifiers.add({ invalidate: () => undefined, release: () => this.dropMm(process) });
+    } else if (process.pasid >= dev.maxPasids) {
+      fail('EOVERFLOW', `${process.name}'s PASID ${process.pasid} is beyond ${dev.name}'s ${dev.maxPasids} PASIDs`);
+    }
+    const pasid = process.pasid;
+    const existing = this.svaBindings.find((h) => h.device === dev && h.pasid === pasid);
     if (existing) {
+      if (existing.process !== process) fail('EBUSY', `${dev.name}: PASID ${pasid} is bound to ${existing.process.name}`);
       existing.users++;
       return existing;
     }
-    let domain = this.domains.find((d) => d.type === 'sva' && d.process === process);
-    if (!domain) {
-      domain = new Domain({ id: this.nextId++, type: 'sva', process, name: `sva-${process.name}`, description: `SVA, ${process.name}` });
-      this.domains.push(domain);
-      const d = domain;
-      process.notifiers.add({
-        invalidate: (start, end) => flushRange(d, start, end - 1, false),
-        release: () => this.svaRelease(process),
-      });
+    const there = dev.pasidDomains.get(pasid);
+    if (there) fail('EBUSY', `${dev.name}: PASID ${pasid} is attached to ${there.name}`);
+    const note = { note: `SVA ${process.name}` };
+    let domain: Domain | undefined;
+    for (const d of this.domains.filter((x) => x.type === 'sva' && x.process === process).reverse()) {
+      try {
+        this.attachDevicePasid(d, dev, pasid, note);
+        domain = d;
+        break;
+      } catch (e) {
+        if (!(e instanceof KernelError)) throw e;
+      }
     }
-    this.attachDevicePasid(domain, dev, process.pasid, { note: `SVA ${process.name}` });
-    const handle: SvaHandle = { device: dev, process, pasid: process.pasid, domain, users: 1 };
+    if (!domain) {
+      this.svaSupported(dev);
+      const d = new Domain({ id: this.nextId++, type: 'sva', process, name: `sva-${process.name}`, description: `SVA, ${process.name}` });
+      this.domains.push(d);
+      const notifier = {
+        invalidate: (start: number, end: number) => flushRange(d, start, end - 1, false),
+        release: () => this.svaRelease(d),
+      };
+      process.notifiers.add(notifier);
+      svaNotifiers.set(d, notifier);
+      try {
+        this.attachDevicePasid(d, dev, pasid, note);
+      } catch (e) {
+        this.freeSvaDomain(d);
+        throw e;
+      }
+      domain = d;
+    }
+    const handle: SvaHandle = { device: dev, process, pasid, domain, users: 1 };
     this.svaBindings.push(handle);
     return handle;
   }
 
+  /**
+   * intel_iommu_sva_supported (6.17): ENODEV when the unit is not SVM-capable (intel_svm_check at boot);
+   * EINVAL without PASID and ATS enabled, or with PRI supported but not enabled (a device without PRI handles
+   * its own faults).
+   */
+  private svaSupported(dev: DeviceInfo): void {
+    if (!dev.iommu.svmCapable) fail('ENODEV', `${dev.iommu.name} is not SVM-capable (PASID support, and first-level paging matching the CPU's GBPAGES and LA57)`);
+    if (!dev.pasidEnabled || !dev.atsEnabled) fail('EINVAL', `${dev.name}: SVA needs PASID and ATS enabled`);
+    if (dev.priSupported && !dev.priEnabled) fail('EINVAL', `${dev.name}: PRI is supported but not enabled`);
+  }
+
+  /**
+   * iommu_sva_unbind_device: the last reference detaches the PASID (the blocking domain's set_dev_pasid),
+   * and the domain goes with its last device (intel_svm_domain_free: the notifier is put). The mm, and with
+   * it the PASID, goes once the process has exited and no SVA domain holds it (mmdrop, mm_pasid_drop).
+   */
   svaUnbind(handle: SvaHandle, options: FlushOptions = {}): void {
     if (--handle.users > 0) return;
     this.svaBindings.splice(this.svaBindings.indexOf(handle), 1);
     if (handle.device.pasidDomains.get(handle.pasid) === handle.domain) this.detachDevicePasid(handle.device, handle.pasid, options);
-    if (!handle.domain.attachmentCount) this.domains.splice(this.domains.indexOf(handle.domain), 1);
+    if (!handle.domain.attachmentCount) this.freeSvaDomain(handle.domain);
   }
 
-  /** mm release (process exit): every bound PASID is torn down with fault_ignore; the PASID is freed. */
-  private svaRelease(process: Process): void {
-    for (const h of this.svaBindings.filter((x) => x.process === process)) this.teardownPasidEntry(h.device, h.pasid, true, {});
-    if (process.pasid !== undefined) {
-      this.pasids.freeGlobal(process.pasid);
-      process.pasid = undefined;
-    }
+  private freeSvaDomain(d: Domain): void {
+    const p = d.process!;
+    const n = svaNotifiers.get(d);
+    if (n) p.notifiers.delete(n);
+    d.freed = true;
+    this.domains.splice(this.domains.indexOf(d), 1);
+    if (p.exited) this.dropMm(p);
+  }
+
+  /** __mmdrop's mm_pasid_drop: once the process has exited and no SVA domain holds its mm. */
+  private dropMm(p: Process): void {
+    if (!p.exited || p.pasid === undefined || this.domains.some((d) => d.type === 'sva' && d.process === p)) return;
+    this.pasids.freeGlobal(p.pasid);
+    p.pasid = undefined;
+  }
+
+  /**
+   * intel_mm_release (the mm goes away at exit): every (device, PASID) of the domain, newest first, is torn
+   * down with fault_ignore (no page-request drain). The PASID stays allocated while the domain holds the mm.
+   */
+  private svaRelease(d: Domain): void {
+    for (const a of d.attachments.reverse()) if (a.pasid !== undefined) this.teardownPasidEntry(a.device, a.pasid, true, {});
   }
 
   // ===================================================================================================
@@ -1002,7 +1334,15 @@ export class IommuKernel {
     for (const l of lines) this.log.err(l);
   }
 
-  /** prq_event_thread: read the page request queue, check each request, report groups, move PQH. */
+  /**
+   * prq_event_thread (6.17 prq.c): clear PPR, then for each descriptor from PQH to PQT: a non-canonical
+   * address, a privileged request with read or write, or an execute request with read is a bad request (its
+   * "IOMMU: <iommu>:" line), as is one from a RID no device has; handle_bad_prq_event prints "<iommu>:
+   * Invalid page request: <qw0> <qw1>" for every bad request and answers INVALID only a last-in-group one.
+   * Stop markers are dropped. Everything else goes to iommu_report_device_fault. Then PQH = PQT, and an
+   * overflow is reported (ratelimited) and, once the queue is empty, partial groups are discarded and PRO
+   * cleared.
+   */
   private prqThread(iommu: IntelIommu): void {
     const unit = iommu.unit;
     const mem = this.machine.memory;
@@ -1010,18 +1350,25 @@ export class IommuKernel {
     const q = unit.pageRequestQueue;
     let head = q.head;
     const tail = q.tail;
+    // __VIRTUAL_MASK_SHIFT: 47 with 4-level paging, 56 with LA57; bits 63:shift of a canonical address agree.
+    const shift = (this.options.cpu?.la57 ?? false) ? 56 : 47;
     while (head !== tail) {
       const words: number[] = [];
       for (let i = 0; i < 4; i++) words.push(mem.readLo(q.base + head * 32 + i * 8), mem.readHi(q.base + head * 32 + i * 8));
       const req = decodePageRequest(words);
       head = (head + 1) % q.entries;
-      const dev = this.devices.get(req.rid);
       // handle_bad_prq_event: the lines name the unit, and a response goes back for the last page of a group.
       const bad = (problem: PrqProblem) => {
         const request = { iommu: iommu.name, qw0: hexPad(words[1]!, 8) + hexPad(words[0]!, 8), qw1: hexPad(words[3]!, 8) + hexPad(words[2]!, 8), pasid: req.pasid ?? 0 };
         for (const l of prqRejectLines(problem, request, this.version)) this.log.err(l);
         if (req.lastInGroup) this.respond(iommu, req.rid, req.pasid, req.prgIndex, true, 'invalid');
       };
+      // prq_event_thread checks, in its order: canonical address, privilege, exec with read.
+      const top = words[3]! >>> (shift - 32);
+      if (top !== 0 && top !== 2 ** (64 - shift) - 1) {
+        bad('not-canonical');
+        continue;
+      }
       if (req.priv && (req.read || req.write) && prqRejects('privileged', this.version)) {
         bad('privileged');
         continue;
@@ -1031,11 +1378,12 @@ export class IommuKernel {
         continue;
       }
       if (req.lastInGroup && !req.read && !req.write) continue; // stop marker
+      const dev = this.devices.get(req.rid);
       if (!dev) {
         bad('no-device');
         continue;
       }
-      const domain = dev.domainAt(req.pasid);
+      const domain = req.pasid === undefined ? dev.coreRidDomain : dev.pasidDomains.get(req.pasid);
       const att = domain?.attachedAt(dev, req.pasid);
       this.reportPageFault({
         device: dev,
@@ -1053,12 +1401,12 @@ export class IommuKernel {
     unit.writeRegister(Reg.PQH, head * 32);
     if (unit.readRegister('PRS').lo & 2) {
       const detected = prqOverflowLine(iommu.name, false, this.version);
-      if (detected) this.log.info(detected);
+      if (detected && this.ratelimit('prq_event_thread#detected')) this.log.info(detected);
       if (unit.pageRequestQueue.head === unit.pageRequestQueue.tail) {
         for (const k of [...this.partial.keys()]) if (k.startsWith(`${iommu.seq}:`)) this.partial.delete(k);
         unit.writeRegister('PRS', 2);
         const cleared = prqOverflowLine(iommu.name, true, this.version);
-        if (cleared) this.log.info(cleared);
+        if (cleared && this.ratelimit('prq_event_thread#cleared')) this.log.info(cleared);
       }
     }
   }
@@ -1067,31 +1415,55 @@ export class IommuKernel {
     return `${dev.iommu.seq}:${dev.sid}:${pasid ?? -1}:${prgIndex}`;
   }
 
-  /** iommu_report_device_fault: collect the group until its last page, then hand it to the domain's handler. */
+  /**
+   * iommu_report_device_fault (6.17 io-pgfault.c). The handler comes from the attach handle the core
+   * records: at the PASID for a request with one; for one without, the RID's, which is the core's domain
+   * (`coreRidDomain`), so after a refused attach left the RID blocked, requests still go to the old
+   * domain's handler. No handler (no handle, or a domain without iopf_handler), or a handler on a device
+   * whose IOPF is off (the WARN_ON on iopf_param), answers that very request INVALID, last in its group or
+   * not. A request that is not the last of its group waits in the device's partial list; the last one takes
+   * every partial request of the device with its PRG index, whatever the PASID, and goes to the handler.
+   */
   private reportPageFault(f: PageFault): void {
-    const key = this.groupKey(f.device, f.pasid, f.prgIndex);
-    const list = this.partial.get(key) ?? [];
-    list.push(f);
-    if (!f.lastPage) {
-      this.partial.set(key, list);
-      return;
-    }
-    this.partial.delete(key);
-    const domain = f.device.domainAt(f.pasid);
+    const domain = f.pasid === undefined ? f.device.coreRidDomain : f.device.pasidDomains.get(f.pasid);
     const handler: IopfHandler | undefined = domain?.type === 'sva' ? (g) => this.svaIopf(domain, g) : domain?.iopfHandler;
-    if (!handler) {
-      this.respond(f.device.iommu, f.device.sid, f.pasid, f.prgIndex, true, 'invalid');
+    if (handler && f.device.iopfEnabled === 0) {
+      this.findings.push({ kind: 'warn', function: 'iommu_report_device_fault', unit: f.device.iommu.name, logLine: this.log.length, message: `${f.device.name}: ${domain!.name} takes page faults but the device's IOPF is off: WARN_ON(!iopf_param), answered INVALID` });
+    }
+    if (!handler || f.device.iopfEnabled === 0) {
+      this.respond(f.device.iommu, f.device.sid, f.pasid, f.prgIndex, f.lastPage, 'invalid');
       return;
     }
+    const partialKey = `${f.device.iommu.seq}:${f.device.sid}`;
+    const partial = this.partial.get(partialKey) ?? [];
+    if (!f.lastPage) {
+      partial.push(f);
+      this.partial.set(partialKey, partial);
+      return;
+    }
+    const list = [...partial.filter((p) => p.prgIndex === f.prgIndex), f];
+    const rest = partial.filter((p) => p.prgIndex !== f.prgIndex);
+    if (rest.length) this.partial.set(partialKey, rest);
+    else this.partial.delete(partialKey);
+    const key = this.groupKey(f.device, f.pasid, f.prgIndex);
     const code = handler(list);
     if (code === 'deferred') this.pendingGroups.set(key, { device: f.device, pasid: f.pasid, prgIndex: f.prgIndex, faults: list, domain });
     else this.respond(f.device.iommu, f.device.sid, f.pasid, f.prgIndex, true, code);
   }
 
-  /** iommu_sva_handle_mm: fault every page of the group into the process; Success if all made it. */
+  /**
+   * iommu_sva_handle_iopf: each fault in turn while the answer is Success (errors are sticky), each through
+   * iommu_sva_handle_mm: a request without PASID, an exited mm, no VMA, or an access the VMA does not allow
+   * (read, write, execute) is INVALID; otherwise handle_mm_fault decides.
+   */
   private svaIopf(domain: Domain, group: readonly PageFault[]): PageResponseCode {
     const p = domain.process!;
-    for (const f of group) if (!p.handleFault(f.address, f.write)) return 'invalid';
+    for (const f of group) {
+      if (f.pasid === undefined) return 'invalid';
+      const vma = p.vmaAt(f.address);
+      if (f.exec && !vma?.exec) return 'invalid';
+      if (!p.handleFault(f.address, f.write)) return 'invalid';
+    }
     return 'success';
   }
 
@@ -1103,8 +1475,14 @@ export class IommuKernel {
     this.respond(dev.iommu, dev.sid, pasid, prgIndex, true, code);
   }
 
+  /**
+   * intel_iommu_page_response: one Page Group Response with the request's RID, PASID (PP when it had one),
+   * PRG index and last-page flag, and the core's code as is: IOMMU_PAGE_RESP_SUCCESS 0, _INVALID 1,
+   * _FAILURE 2. The last is not the PCIe Response Failure code (0xF, QI_RESP_FAILURE, which Linux defines
+   * and never sends): RC = 2 is a reserved code on the wire.
+   */
   private respond(iommu: IntelIommu, rid: number, pasid: number | undefined, prgIndex: number, last: boolean, code: PageResponseCode): void {
-    const rc = code === 'success' ? 0 : code === 'invalid' ? 1 : 0xf;
+    const rc = code === 'success' ? 0 : code === 'invalid' ? 1 : 2;
     iommu.qi.submit([Descs.pageGroupResponse(rid, pasid, prgIndex, last, rc)]);
   }
 
@@ -1140,21 +1518,41 @@ export class IommuKernel {
    * intel_pasid_setup_dirty_tracking does: PASID-cache PSI, domain-selective IOTLB, then the whole device
    * TLB (ATS devices), each with its own wait. PASID attachments are not in those lists: a dirty domain cannot
    * be attached to a PASID, and a nested domain on a PASID keeps the SSADE it was set up with. Nothing
-   * happens when the state does not change. iommufd clears the D bits first (see readAndClearDirty).
+   * happens when the state does not change. A device that refuses (its entry is neither second-stage nor
+   * nested: EOPNOTSUPP with its ratelimited line) stops the walk, and the kernel's unwind walks the lists
+   * again with the old state. iommufd clears the D bits first (see readAndClearDirty).
    */
   setDirtyTracking(domain: Domain, enable: boolean, options: FlushOptions = {}): void {
     if (!domain.dirtyOps) fail('EOPNOTSUPP', `${domain.name} has no dirty tracking (allocate it with IOMMU_HWPT_ALLOC_DIRTY_TRACKING)`);
     if (domain.dirtyTracking === enable) return;
-    const devices = [...this.ridDevices(domain), ...(domain.nestParent ? [...domain.children].reverse().flatMap((c) => this.ridDevices(c)) : [])];
-    const done: DeviceInfo[] = [];
-    try {
+    // device_set_dirty_tracking: the list in order, stopping at the first device that fails.
+    const setList = (devices: DeviceInfo[], on: boolean): KernelError | undefined => {
       for (const dev of devices) {
-        this.setupDirtyTracking(dev, IOMMU_NO_PASID, enable, options);
-        done.push(dev);
+        try {
+          this.setupDirtyTracking(dev, IOMMU_NO_PASID, on, options);
+        } catch (e) {
+          if (e instanceof KernelError) return e;
+          throw e;
+        }
       }
-    } catch (e) {
-      for (const dev of done) this.setupDirtyTracking(dev, IOMMU_NO_PASID, domain.dirtyTracking, options);
-      throw e;
+      return undefined;
+    };
+    // The unwinds go over the same lists again with the old state, so they stop at (and log) the failing
+    // device a second time; the nest parent's unwinds every nested domain, then its own devices.
+    const own = this.ridDevices(domain);
+    let err = setList(own, enable);
+    if (err) {
+      setList(own, domain.dirtyTracking);
+      throw err;
+    }
+    if (domain.nestParent) {
+      const s1 = [...domain.children].reverse();
+      for (const c of s1) if ((err = setList(this.ridDevices(c), enable))) break;
+      if (err) {
+        for (const c of s1) setList(this.ridDevices(c), domain.dirtyTracking);
+        setList(own, domain.dirtyTracking);
+        throw err;
+      }
     }
     domain.dirtyTracking = enable;
   }

@@ -4,7 +4,8 @@ import { FSTS, Reg } from '../vtd/registers';
 import { enableQueuedInvalidation, writeEntry } from '../vtd/tables';
 import type { VtdUnit } from '../vtd/unit';
 import { hex64 } from '../vtd/walk';
-import { type KernelLog, qiClearedLine, qiFaultLines } from './log';
+import type { DriverFinding } from './findings';
+import { isAtLeast, type KernelLog, type KernelVersion, qiClearedLine, qiFaultLines } from './log';
 
 /** One invalidation descriptor before encoding: its type and the fields of that type. */
 export interface Desc {
@@ -21,7 +22,8 @@ export const QI_ABORT = 3;
 /** Linux: QI_LENGTH = 256 descriptors; 256-bit descriptors need two pages (QS = 1). */
 export const QI_LENGTH = 256;
 
-export type SubmitResult = 'ok' | 'invalid-descriptor' | 'timeout';
+/** `hang`: the kernel would spin in qi_submit_sync for ever (see IommuKernel.findings). */
+export type SubmitResult = 'ok' | 'invalid-descriptor' | 'timeout' | 'hang';
 
 /**
  * The driver's invalidation queue, as Linux runs it (`qi_submit_sync`): copy the descriptors to the tail,
@@ -35,10 +37,17 @@ export class QueuedInvalidation {
   private readonly wide: boolean;
   /** Descriptors submitted so far, for tests and debugfs-style views. */
   submitted = 0;
+  /**
+   * Set when a submission never completes: the CPU that made it spins with the queue lock held, so every
+   * later submission on this unit would wait for that lock for ever too.
+   */
+  hung = false;
 
   constructor(
     private readonly unit: VtdUnit,
     private readonly log: KernelLog,
+    private readonly version: KernelVersion = '6.12',
+    private readonly findings: DriverFinding[] = [],
   ) {
     const mem = unit.memory;
     this.wide = unit.ecap.smts === 1;
@@ -63,6 +72,7 @@ export class QueuedInvalidation {
    * check that answers -EAGAIN (the wait was aborted by an ITE) submits the whole batch again.
    */
   submit(descs: readonly Desc[], options: { drain?: boolean; fence?: boolean } = {}): SubmitResult {
+    if (this.hung) return 'hang';
     for (let attempt = 0; ; attempt++) {
       const r = this.submitOnce(descs, options);
       if (r !== 'again') return r;
@@ -99,10 +109,21 @@ export class QueuedInvalidation {
         break;
       }
       // The model's hardware runs the queue synchronously: a wait still not done after the fault check will
-      // never be, and the kernel would spin here for ever (an IQE on a later descriptor of the batch: 6.12
-      // claims only one at the batch's first slot, fixed by 754d07b940c4 "iommu/vt-d: Fix IQE handling to
-      // cover all descriptors in submission range").
-      if (this.status(waitIndex) !== QI_DONE) throw new Error(`${unit.name}: qi_submit_sync would spin for ever: the wait descriptor at ${waitIndex} never completes (FSTS 0x${unit.readRegister('FSTS').lo.toString(16)}, IQH at ${unit.invalidationQueue.head})`);
+      // never be. The kernel goes round this loop for ever with interrupts off (printing qi_dump_fault's lines
+      // on every pass, of which the model prints the first): an IQE the fault check does not claim, such as
+      // one on a later descriptor of the batch before 7.3 (see checkFault). Nothing is freed, IQE stays set.
+      if (this.status(waitIndex) !== QI_DONE) {
+        this.hung = true;
+        const fsts = unit.readRegister('FSTS').lo;
+        this.findings.push({
+          kind: 'hang',
+          function: 'qi_submit_sync',
+          unit: unit.name,
+          logLine: this.log.length,
+          message: `${unit.name}: qi_submit_sync spins for ever: the wait descriptor at slot ${waitIndex} (batch from slot ${index}) never completes; FSTS 0x${fsts.toString(16)}, IQH at slot ${unit.invalidationQueue.head}`,
+        });
+        return 'hang';
+      }
     }
     // Every slot of the submission, wait descriptor included, goes back to QI_FREE.
     for (let i = 0; i <= descs.length; i++) mem.write32(this.statusBase + ((index + i) % q.entries) * 4, QI_FREE, 'qi-status');
@@ -110,10 +131,16 @@ export class QueuedInvalidation {
   }
 
   /**
-   * qi_check_fault (6.12): -EAGAIN for an aborted wait; the dump of any queue error; an IQE whose IQH is
-   * the submission's first descriptor is repaired (the wait descriptor copied over it, IQE cleared:
-   * -EINVAL); an ITE is cleared and the descriptors the hardware had fetched are marked aborted (from IQH - 1
-   * back to IQT - 1); an ICE is cleared.
+   * qi_check_fault (6.12): -EAGAIN for an aborted wait; the dump of any queue error; an IQE on a descriptor
+   * of this submission is repaired (the wait descriptor copied over it, IQE cleared: -EINVAL); an ITE is
+   * cleared and the descriptors the hardware had fetched are marked aborted (from IQH - 1 back to IQT - 1); an
+   * ICE is cleared.
+   *
+   * Which IQE is this submission's: up to 7.2 only one whose IQH is the batch's first slot (`(head >> shift)
+   * == index`), so an IQE on a later descriptor is never claimed and the submitter spins; 7.3 claims an IQH
+   * anywhere from the first slot to the wait descriptor: 754d07b940c4 "iommu/vt-d: Fix IQE handling to cover
+   * all descriptors in submission range" (v7.3-rc5). Its diff was not at hand; the range is what its subject
+   * says, with the same repair.
    */
   private checkFault(index: number, waitIndex: number): SubmitResult | 'again' {
     const unit = this.unit;
@@ -124,7 +151,8 @@ export class QueuedInvalidation {
     if (fault & ((1 << FSTS.IQE) | (1 << FSTS.ITE) | (1 << FSTS.ICE))) this.dumpFault(fault);
     if (fault & (1 << FSTS.IQE)) {
       const head = unit.invalidationQueue.head;
-      if (head === index) {
+      const ours = isAtLeast(this.version, '7.3') ? (head - index + QI_LENGTH) % QI_LENGTH <= (waitIndex - index + QI_LENGTH) % QI_LENGTH : head === index;
+      if (ours) {
         writeEntry(mem, q.base + head * q.descSize, this.read(waitIndex), 'inv-descriptor');
         unit.writeRegister('FSTS', 1 << FSTS.IQE);
         this.cleared('IQE');

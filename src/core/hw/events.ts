@@ -109,6 +109,9 @@ export interface QueueErrorEvent extends EventBase {
   readonly type: 'queue-error';
   readonly error: 'IQE' | 'ITE' | 'ICE';
   readonly index: number;
+  /** IQE: the reason code the unit latched in IQERCD.IQEI [3:0] (0 when the hardware gives none). */
+  readonly iqei?: number;
+  /** ITE, ICE: the source ID latched in IQERCD (ITESID [47:32], ICESID [63:48]). */
   readonly sid?: number;
   readonly message: string;
 }

@@ -2,7 +2,7 @@ import { fail, KernelError } from '../driver/errors';
 import { IOMMU_NO_PASID } from '../driver/pasid-alloc';
 import type { IommufdDevice } from './device';
 import { type Hwpt, pagingOf } from './hwpt';
-import { addToIoas, allocHwptPaging, destroyHwpt, type HwptEnv } from './hwpt-alloc';
+import { addToIoas, allocHwptPaging, destroyHwpt, enforcesCacheCoherency, type HwptEnv } from './hwpt-alloc';
 import type { Ioas } from './ioas';
 
 /**
@@ -94,6 +94,7 @@ function doAttach(env: HwptEnv, idev: IommufdDevice, pasid: number, hwpt: Hwpt):
   if (reserve) reserveDeviceRegions(paging.ioas, idev);
   try {
     checkAttach(idev, pasid, hwpt);
+    enforceCc(env, idev, hwpt);
     if (pasid === IOMMU_NO_PASID) env.kernel.attachDevice(hwpt.domain, idev.dev);
     else env.kernel.attachDevicePasid(hwpt.domain, idev.dev, pasid);
   } catch (e) {
@@ -116,6 +117,7 @@ function doReplace(env: HwptEnv, idev: IommufdDevice, pasid: number, hwpt: Hwpt)
   if (moveReserved) reserveDeviceRegions(paging.ioas, idev);
   try {
     checkAttach(idev, pasid, hwpt);
+    enforceCc(env, idev, hwpt);
     if (pasid === IOMMU_NO_PASID) env.kernel.attachDevice(hwpt.domain, idev.dev);
     else env.kernel.replaceDevicePasid(hwpt.domain, idev.dev, pasid);
   } catch (e) {
@@ -169,6 +171,15 @@ function checkAttach(idev: IommufdDevice, pasid: number, hwpt: Hwpt): void {
   if (hwpt.type === 'HWPT_NESTED' && hwpt.viommu && idev.vdevice?.viommu !== hwpt.viommu) {
     fail('ENOENT', `${idev.dev.name} has no vdevice on viommu ${hwpt.viommu.id}`);
   }
+}
+
+/**
+ * iommufd_hw_pagetable_attach's iommufd_hwpt_paging_enforce_cc: a device that can enforce coherency needs a
+ * paging HWPT that does, or can still be made to (a second-stage one with nothing mapped): else EINVAL.
+ */
+function enforceCc(env: HwptEnv, idev: IommufdDevice, hwpt: Hwpt): void {
+  if (hwpt.type !== 'HWPT_PAGING' || !enforcesCacheCoherency(idev.dev) || hwpt.domain.forceSnooping) return;
+  if (!env.kernel.enforceCacheCoherency(hwpt.domain)) fail('EINVAL', `hwpt${hwpt.id} cannot enforce cache coherency (it maps already, or a device of it has no snoop control)`);
 }
 
 /** iopt_table_enforce_dev_resv_regions for a VT-d device: its MSI window, owned by the device. */

@@ -39,6 +39,11 @@ export function dirtyTrackingCapable(dev: DeviceInfo): boolean {
   return dev.iommu.scalable && dev.iommu.unit.ecap.slads === 1;
 }
 
+/** idev->enforce_cache_coherency: IOMMU_CAP_ENFORCE_CACHE_COHERENCY, which VT-d reports from ECAP.SC. */
+export function enforcesCacheCoherency(dev: DeviceInfo): boolean {
+  return dev.iommu.unit.ecap.sc === 1;
+}
+
 /** iommufd_hwpt_paging_alloc up to (not including) adding the domain to the IOAS. */
 export function allocHwptPaging(env: HwptEnv, ioas: Ioas, idev: IommufdDevice, flags: number, userData: UserData | undefined): HwptPaging {
   const valid = HWPT_ALLOC.NEST_PARENT | HWPT_ALLOC.DIRTY_TRACKING | HWPT_ALLOC.FAULT_ID_VALID | HWPT_ALLOC.PASID;
@@ -49,6 +54,9 @@ export function allocHwptPaging(env: HwptEnv, ioas: Ioas, idev: IommufdDevice, f
   if (userData) fail('EOPNOTSUPP', 'the VT-d driver takes no user data for a paging domain');
   // domain_alloc_paging_flags(dev, ...): the device's own IOMMU decides (first stage unless the flags need the second).
   const domain = env.kernel.allocPagingDomain({ nestParent: (flags & HWPT_ALLOC.NEST_PARENT) !== 0, dirtyTracking: (flags & HWPT_ALLOC.DIRTY_TRACKING) !== 0, device: idev.dev });
+  // The coherency mode is set before anything is mapped (iommufd_hwpt_paging_enforce_cc, for a device whose
+  // IOMMU reports IOMMU_CAP_ENFORCE_CACHE_COHERENCY: ECAP.SC); a new domain never refuses it.
+  if (enforcesCacheCoherency(idev.dev)) env.kernel.enforceCacheCoherency(domain);
   const hwpt = env.objects.add(new HwptPaging(domain, ioas, (flags & HWPT_ALLOC.NEST_PARENT) !== 0, (flags & HWPT_ALLOC.PASID) !== 0));
   domain.name = `hwpt${hwpt.id}`;
   domain.description = 'iommufd, IOAS ' + ioas.id;

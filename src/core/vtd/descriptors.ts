@@ -114,8 +114,15 @@ const LAYOUTS: Record<number, DescLayout> = {
   [DescType.PASID_DEVICE_TLB]: {
     fields: [d('QDEP', 0, 8, 4), d('PFSID_LO', 0, 15, 12), d('SID', 0, 31, 16), d('PASID', 0, 51, 32), d('PFSID_HI', 0, 63, 52), d('G', 1, 0, 0), d('S', 1, 11, 11), d('ADDR', 1, 63, 12)],
   },
+  // VT-d rev 4.0 and later, the revision this hardware follows: PP 4, RC 15:12, RID 31:16, PASID 51:32; LPIG 2
+  // and PRGI 11:3 in qw1. Rev 3.x also had PDP (qw0 bit 5) and two private-data words in qw2/qw3, echoed from
+  // the page request; rev 4.0 removed private data from page requests and responses, so qw0 bits 8:5 and
+  // qw2/qw3 are reserved here (IQE, IQEI 4), as QEMU's reserved masks have them. Linux wrote PDP up to 6.9
+  // (QI_PGRP_PDP, 5.10 iommu.h) and dropped it in 6.10: 621b7e54f288 "iommu/vt-d: Remove private data use in
+  // fault message" ("According to Intel VT-d specification revision 4.0, "Private Data" field has been
+  // removed from Page Request/Response").
   [DescType.PAGE_GROUP_RESPONSE]: {
-    fields: [d('PP', 0, 4, 4), d('PDP', 0, 5, 5), d('RC', 0, 15, 12), d('RID', 0, 31, 16), d('PASID', 0, 51, 32), d('LPIG', 1, 2, 2), d('PRGI', 1, 11, 3), d('PRIV0', 2, 63, 0), d('PRIV1', 3, 63, 0)],
+    fields: [d('PP', 0, 4, 4), d('RC', 0, 15, 12), d('RID', 0, 31, 16), d('PASID', 0, 51, 32), d('LPIG', 1, 2, 2), d('PRGI', 1, 11, 3)],
   },
 };
 
@@ -253,26 +260,37 @@ export function pfsidOf(fields: Record<string, number>): number {
 
 // ---- page requests ----
 
-/** A page request descriptor's content: the PCIe request (pasid undefined without PASID) and VT-d's private data. */
+/**
+ * A page request descriptor's content: the PCIe request (pasid undefined without PASID) and, in a descriptor
+ * written by rev 3.x hardware, its private data.
+ */
 export interface PageRequest extends PriRequest {
-  /** Two 64-bit private data words as halves [lo0, hi0, lo1, hi1], or undefined. */
+  /** Rev 3.x: two 64-bit private data words as halves [lo0, hi0, lo1, hi1], or undefined. */
   readonly privateData?: readonly number[];
 }
 
-/** The 32-byte page request descriptor the hardware writes into the PRQ (Linux `struct page_req_dsc`). */
-export function encodePageRequest(r: PageRequest): number[] {
+/**
+ * The 32-byte page request descriptor the hardware writes into the PRQ (Linux `struct page_req_dsc`), in the
+ * rev 4.0 layout this hardware follows: qw0 bit 9 (rev 3.x "private data present") and qw2/qw3 (rev 3.x
+ * private data) are reserved and written as zero.
+ */
+export function encodePageRequest(r: PriRequest): number[] {
   const w = new Array<number>(8).fill(0);
-  // qw0: type 1 [7:0], PASID present 8, private data present 9, RID [31:16], PASID [51:32], EXE 52, PM 53
-  w[0] = (0x1 | (r.pasid !== undefined ? 1 << 8 : 0) | (r.privateData ? 1 << 9 : 0) | ((r.rid & 0xffff) << 16)) >>> 0;
+  // qw0: type 1 [7:0], PASID present 8, RID [31:16], PASID [51:32], EXE 52, PM 53
+  w[0] = (0x1 | (r.pasid !== undefined ? 1 << 8 : 0) | ((r.rid & 0xffff) << 16)) >>> 0;
   w[1] = ((r.pasid ?? 0) & 0xfffff) | (r.exec ? 1 << 20 : 0) | (r.priv ? 1 << 21 : 0);
   // qw1: RD 0, WR 1, LPIG 2, PRGI [11:3], ADDR [63:12]
   const page = Math.floor(r.address / 4096);
   w[2] = ((r.read ? 1 : 0) | (r.write ? 2 : 0) | (r.lastInGroup ? 4 : 0) | ((r.prgIndex & 0x1ff) << 3) | ((page & 0xfffff) << 12)) >>> 0;
   w[3] = Math.floor(page / 0x100000) >>> 0;
-  if (r.privateData) for (let i = 0; i < 4; i++) w[4 + i] = r.privateData[i]! >>> 0;
   return w;
 }
 
+/**
+ * Decodes a page request descriptor of either era: bit 9 and qw2/qw3 are rev 3.x private data when bit 9 is
+ * set (dumps of older hardware, Linux <= 6.9's `priv_data_present`); the rev 4.0 hardware modelled here
+ * never sets it.
+ */
 export function decodePageRequest(w: DescWords): PageRequest & { type: number } {
   const lo0 = w[0]! >>> 0;
   const hi0 = w[1]! >>> 0;

@@ -7,6 +7,7 @@ import type {
   InterruptResult,
   IommuUnit,
   Permissions,
+  PriRequest,
   StaleUse,
   TranslationFault,
   TranslationOk,
@@ -35,7 +36,6 @@ import {
   IQEI,
   type IqeInfo,
   encodePageRequest,
-  type PageRequest,
   responseCodeName,
 } from './descriptors';
 import { FAULT_REASONS, linuxFaultReason } from './fault-reasons';
@@ -1182,10 +1182,11 @@ export class VtdUnit implements IommuUnit {
     const { sid } = o;
     this.setRegBit(Reg.FSTS, error === 'IQE' ? FSTS.IQE : error === 'ITE' ? FSTS.ITE : FSTS.ICE, true);
     const iqer = this.reg(Reg.IQER);
-    if (error === 'IQE') this.setReg(Reg.IQER, iqer.hi, (iqer.lo & ~0xf) | (o.iqei ?? IQEI.NOT_AVAILABLE));
+    const iqei = o.iqei ?? IQEI.NOT_AVAILABLE;
+    if (error === 'IQE') this.setReg(Reg.IQER, iqer.hi, (iqer.lo & ~0xf) | iqei);
     if (error === 'ITE' && sid !== undefined) this.setReg(Reg.IQER, (iqer.hi & 0xffff_0000) | sid, iqer.lo);
     if (error === 'ICE' && sid !== undefined) this.setReg(Reg.IQER, ((iqer.hi & 0xffff) | (sid << 16)) >>> 0, iqer.lo);
-    if (this.events.active) this.events.emit({ type: 'queue-error', unit: this.name, error, index, message, ...(sid !== undefined ? { sid } : {}) });
+    if (this.events.active) this.events.emit({ type: 'queue-error', unit: this.name, error, index, ...(error === 'IQE' ? { iqei } : {}), message, ...(sid !== undefined ? { sid } : {}) });
     const fectl = this.reg(Reg.FECTL).lo;
     if (!(fectl & 0x8000_0000) && !(fectl & 0x4000_0000)) {
       this.setReg(Reg.FECTL, 0, fectl | 0x4000_0000);
@@ -1341,7 +1342,7 @@ export class VtdUnit implements IommuUnit {
    * request descriptor at PQT and raises the page request event; when the queue is full it sets PRS.PRO
    * and, for a last-in-group request, answers the device itself with Success so it retries.
    */
-  receivePageRequest(req: PageRequest): 'queued' | 'overflow' | 'rejected' {
+  receivePageRequest(req: PriRequest): 'queued' | 'overflow' | 'rejected' {
     let outcome: 'queued' | 'overflow' | 'rejected' = 'queued';
     let queueIndex: number | null = null;
     const words = encodePageRequest(req);

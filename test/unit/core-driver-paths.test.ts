@@ -1,0 +1,446 @@
+// The driver model on the kernel's error and edge paths: what each kernel function returns, what it leaves
+// behind, which flushes it issues and which lines it prints. Expected values come from the Linux sources
+// (6.12.118 on disk, 6.17 where the model follows it), each test naming the function it checks.
+import * as assert from 'node:assert/strict';
+import type { EndpointCapabilities } from '../../src/core/hw/endpoint';
+import { Machine } from '../../src/core/hw/machine';
+import type { VtdFeatures } from '../../src/core/vtd/cap';
+import { KernelError } from '../../src/core/driver/errors';
+import { IommuKernel, type KernelOptions } from '../../src/core/driver/kernel';
+import type { PageFault } from '../../src/core/driver/domain';
+import { VtdUnit } from '../../src/core/vtd/unit';
+import { pasidEntryAddress } from '../../src/core/vtd/tables';
+import { descriptorsDuring } from '../support/descriptors';
+
+const ATS_PRI_PASID: EndpointCapabilities = { ats: {}, pri: {}, pasid: { width: 20 } };
+
+function platform(o: { features?: VtdFeatures; kernel?: KernelOptions; devices?: Record<string, EndpointCapabilities> } = {}) {
+  const m = new Machine();
+  m.addVtdUnit({ name: 'dmar0', regBase: 0xaa3f_c000, features: { supervisorRequests: true, ...o.features } });
+  for (const [bdf, caps] of Object.entries(o.devices ?? { '6a:01.0': ATS_PRI_PASID, '6b:00.0': { ats: {}, pasid: { width: 20 } }, '00:02.0': {} })) m.addEndpoint(bdf, caps, 'dmar0');
+  const k = new IommuKernel(m, o.kernel).boot();
+  return { m, k, unit: m.unit('dmar0') as VtdUnit };
+}
+
+const throwsErrno = (fn: () => unknown, errno: string) =>
+  assert.throws(fn, (e: unknown) => e instanceof KernelError && e.errno === errno, `expected ${errno}`);
+
+/** The log lines `fn` printed. */
+function linesDuring(k: IommuKernel, fn: () => void): string[] {
+  const before = k.log.lines.length;
+  fn();
+  return k.log.lines.slice(before).map((l) => l.text);
+}
+
+/** The 16 32-bit halves of a (device, PASID)'s PASID entry. */
+function pasidEntry(k: IommuKernel, sid: number, pasid: number): number[] {
+  const dev = k.device(sid);
+  const t = dev.pasidTables.get(Math.floor(pasid / 64))!;
+  const a = pasidEntryAddress(t, pasid);
+  return [...Array(16).keys()].map((i) => k.machine.memory.read32(a + i * 4));
+}
+
+describe('driver model on the kernel\'s error paths', () => {
+  describe('SVA: iommu_sva_bind_device, intel_svm_set_dev_pasid, the mm notifier and the PASID\'s lifetime', () => {
+    it('iommu_alloc_mm_data runs first: a bind intel_iommu_sva_supported refuses (no ATS: EINVAL) keeps the PASID it allocated', () => {
+      const { k } = platform({ devices: { '6a:01.0': ATS_PRI_PASID, '00:04.0': { pasid: { width: 20 } } } });
+      const p = k.newProcess('app');
+      throwsErrno(() => k.svaBind('00:04.0', p), 'EINVAL');
+      assert.equal(p.pasid, 1, 'mm->iommu_mm->pasid stays');
+      assert.equal(k.pasids.global.size, 1);
+      assert.equal(k.domains.filter((d) => d.type === 'sva').length, 0, 'no SVA domain was left behind');
+      assert.equal(k.svaBind('6a:01.0', p).pasid, 1, 'the next bind uses it');
+    });
+
+    it('iommu_alloc_mm_data: a PASID the device cannot reach is EOVERFLOW; a device without PASIDs gets none (iommu_alloc_global_pasid: ENOSPC)', () => {
+      const { k } = platform({ devices: { '6a:01.0': ATS_PRI_PASID, '6c:00.0': { ats: {}, pri: {}, pasid: { width: 1 } }, '00:04.0': { ats: {} } } });
+      for (const name of ['a', 'b']) k.svaBind('6a:01.0', k.newProcess(name));
+      const c = k.newProcess('c');
+      k.svaBind('6a:01.0', c);
+      assert.equal(c.pasid, 3);
+      // max_pasids of a 1-bit PASID capability is 2: PASID 3 is beyond it.
+      throwsErrno(() => k.svaBind('6c:00.0', c), 'EOVERFLOW');
+      const d = k.newProcess('d');
+      throwsErrno(() => k.svaBind('00:04.0', d), 'ENOSPC');
+      assert.equal(d.pasid, undefined);
+    });
+
+    it('intel_svm_check at boot: a unit without 1 GiB first-level pages on a GBPAGES CPU is not SVM-capable (its line; bind ENODEV); without GBPAGES it is', () => {
+      const lines = (cpu: KernelOptions['cpu']) => {
+        const { k } = platform({ features: { firstLevel1G: false }, kernel: { cpu } });
+        return { k, boot: k.log.lines.map((l) => l.text).filter((t) => t.includes('SVM')) };
+      };
+      const gb = lines(undefined);
+      // svm.c: pr_err("%s SVM disabled, incompatible 1GB page capability\n", iommu->name), no pr_fmt.
+      assert.deepEqual(gb.boot, ['dmar0 SVM disabled, incompatible 1GB page capability']);
+      throwsErrno(() => gb.k.svaBind('6a:01.0', gb.k.newProcess('app')), 'ENODEV');
+      const none = lines({ gbpages: false });
+      assert.deepEqual(none.boot, []);
+      assert.equal(none.k.svaBind('6a:01.0', none.k.newProcess('app')).pasid, 1);
+      const la57 = platform({ kernel: { cpu: { la57: true } } });
+      assert.ok(la57.k.log.lines.some((l) => l.text === 'dmar0 SVM disabled, incompatible paging mode'));
+    });
+
+    it('intel_iommu_sva_supported asks for PRI enabled only where PRI is supported (ATS, ECAP.PRS and the capability): a PRI device on a unit without page requests binds, without IOPF', () => {
+      const { k } = platform({ features: { pageRequests: false } });
+      const dev = k.device('6a:01.0');
+      assert.equal(dev.priSupported, false);
+      const h = k.svaBind(dev, k.newProcess('app'));
+      assert.equal(dev.iopfEnabled, 0);
+      k.svaUnbind(h);
+    });
+
+    it('intel_pasid_setup_first_level: no ECAP.FLTS is EINVAL with its line, once per SVA domain tried; a 5-level mm on a unit without FL5LP likewise', () => {
+      const { k } = platform({ features: { firstLevel: false } });
+      const p = k.newProcess('app');
+      let lines: string[] = [];
+      lines = linesDuring(k, () => throwsErrno(() => k.svaBind('6a:01.0', p), 'EINVAL'));
+      // pasid.c (pr_fmt "DMAR: "): pr_err("No first level translation support on %s\n", iommu->name).
+      assert.deepEqual(lines, ['DMAR: No first level translation support on dmar0']);
+      assert.equal(k.device('6a:01.0').pasidDomains.size, 0);
+      assert.equal(k.domains.filter((d) => d.type === 'sva').length, 0, 'the new domain was freed (iommu_domain_free)');
+      const five = platform();
+      lines = linesDuring(five.k, () => throwsErrno(() => five.k.svaBind('6a:01.0', five.k.newProcess('big', { fiveLevel: true })), 'EINVAL'));
+      assert.deepEqual(lines, ['DMAR: No 5-level paging support for first-level on dmar0']);
+      assert.deepEqual([five.k.device('6a:01.0').pasidDomains.size, five.k.device('6a:01.0').iopfEnabled], [0, 0]);
+    });
+
+    it('intel_mm_release tears the PASID down with fault_ignore and, since 75ed00055c05, leaves it all zero (no FPD); the PASID is freed only when the last domain goes (mm_pasid_drop)', () => {
+      const { m, k } = platform();
+      const p = k.newProcess('app');
+      p.mmap(0x7000_0000, 0x1000);
+      const h = k.svaBind('6a:01.0', p);
+      const exit = descriptorsDuring(m, () => p.exit(), { waits: true });
+      // intel_pasid_tear_down_entry(fault_ignore): PASID cache, PASID-based IOTLB (first level), device TLB, each
+      // with its wait; no drain (no PD wait).
+      assert.deepEqual(exit, [
+        'pc_inv G=1 DID=1 PASID=1',
+        'inv_wait SW=1 FN=0 PD=0',
+        'p_iotlb_inv G=2 DID=1 PASID=1',
+        'inv_wait SW=1 FN=0 PD=0',
+        'p_dev_tlb_inv SID=0x6a08 PASID=1 QDEP=0 ADDR=ALL S=1',
+        'inv_wait SW=1 FN=0 PD=0',
+      ]);
+      assert.deepEqual(pasidEntry(k, 0x6a08, 1), new Array(16).fill(0), 'intel_pasid_clear_entry sees P already clear: no FPD kept');
+      assert.equal(k.pasids.global.has(1), true, 'the SVA domain still holds the mm');
+      assert.equal(k.svaBind('6b:00.0', k.newProcess('next')).pasid, 2);
+      // The unbind finds a non-present entry without FPD: nothing to flush, nothing to drain.
+      assert.deepEqual(descriptorsDuring(m, () => k.svaUnbind(h), { waits: true }), []);
+      assert.equal(k.pasids.global.has(1), false, 'the last domain went: mmdrop frees the PASID');
+    });
+
+    it('intel_svm_domain_free: after the last unbind the mm notifier is gone, so a munmap flushes nothing', () => {
+      const { m, k } = platform();
+      const p = k.newProcess('app');
+      p.mmap(0x7000_0000, 0x2000);
+      k.svaUnbind(k.svaBind('6a:01.0', p));
+      assert.deepEqual(descriptorsDuring(m, () => p.munmap(0x7000_0000, 0x2000), { waits: true }), []);
+      assert.equal(k.pasids.global.size, 1, 'the process lives: its PASID stays');
+      p.exit();
+      assert.equal(k.pasids.global.size, 0);
+    });
+
+    it('intel_pasid_tear_down_entry on a non-present entry with FPD set (an older kernel\'s mm release): zeroed and drained, no cache flush', () => {
+      const { m, k } = platform();
+      const dev = k.device('6a:01.0');
+      const d = k.allocPagingDomain({ stage: 'first' });
+      d.iopfHandler = () => 'success';
+      k.attachDevicePasid(d, dev, 4);
+      const a = pasidEntryAddress(dev.pasidTables.get(0)!, 4);
+      m.memory.write64(a, 0, 2, 'test: FPD only');
+      const stream = descriptorsDuring(m, () => k.detachDevicePasid(dev, 4), { waits: true });
+      // intel_iommu_drain_pasid_prq: a fenced wait, PASID-based IOTLB and device TLB, then the wait with PD.
+      // The IOTLB descriptor carries the DID of the device's RID domain (info->domain), as the kernel's does.
+      const ridDid = k.didOf(dev.ridDomain!, dev.iommu)!;
+      assert.deepEqual(stream, ['inv_wait SW=0 FN=1 PD=0', `p_iotlb_inv G=2 DID=${ridDid} PASID=4`, 'p_dev_tlb_inv SID=0x6a08 PASID=4 QDEP=0 ADDR=ALL S=1', 'inv_wait SW=1 FN=0 PD=1']);
+      assert.deepEqual(pasidEntry(k, 0x6a08, 4), new Array(16).fill(0));
+    });
+
+    it('iommu_sva_handle_mm: an execute request on a VMA without VM_EXEC is INVALID; with it, Success', () => {
+      const { m, k, unit } = platform();
+      const p = k.newProcess('app');
+      p.mmap(0x7000_0000, 0x1000);
+      p.mmap(0x7100_0000, 0x1000, { exec: true });
+      const h = k.svaBind('6a:01.0', p);
+      const ask = (address: number, prgIndex: number) =>
+        descriptorsDuring(m, () => {
+          unit.receivePageRequest({ rid: 0x6a08, pasid: h.pasid, address, read: false, write: true, exec: true, priv: false, lastInGroup: true, prgIndex });
+          k.serviceInterrupts();
+        });
+      assert.deepEqual(ask(0x7000_0000, 1), ['page_grp_resp RID=0x6a08 PP=1 PASID=1 PRGI=1 LPIG=1 RC=1']);
+      assert.deepEqual(ask(0x7100_0000, 2), ['page_grp_resp RID=0x6a08 PP=1 PASID=1 PRGI=2 LPIG=1 RC=0']);
+    });
+  });
+
+  describe('dirty tracking: intel_iommu_set_dirty_tracking, the allocation checks', () => {
+    it('a device that refuses (its entry is first-level) stops the walk; the unwind walks the list again, so the line comes twice and the device set before is set back', () => {
+      const { m, k } = platform({ features: { secondLevelAccessDirty: true }, devices: { '00:02.0': {}, '00:03.0': {} } });
+      const d = k.allocPagingDomain({ dirtyTracking: true });
+      k.attachDevice(d, '00:02.0');
+      k.attachDevice(d, '00:03.0');
+      // domain->devices is newest first: 00:03.0, then 00:02.0, whose entry says PGTT 1 (first level).
+      const a = pasidEntryAddress(k.device('00:02.0').pasidTables.get(0)!, 0);
+      m.memory.write64(a, m.memory.readHi(a), ((m.memory.readLo(a) & ~0x1c0) | (1 << 6)) >>> 0, 'test: PGTT 1');
+      let stream: string[] = [];
+      const lines = linesDuring(k, () => (stream = descriptorsDuring(m, () => throwsErrno(() => k.setDirtyTracking(d, true), 'EOPNOTSUPP'))));
+      // pasid.c has no dev_fmt: dev_err_ratelimited(dev, "Dirty tracking not supported on translation type %d\n").
+      assert.deepEqual(lines, ['0000:00:02.0: Dirty tracking not supported on translation type 1', '0000:00:02.0: Dirty tracking not supported on translation type 1']);
+      const did = k.didOf(d, k.device('00:03.0').iommu)!;
+      assert.deepEqual(stream, [`pc_inv G=1 DID=${did} PASID=0`, `iotlb_inv G=2 DID=${did}`, `pc_inv G=1 DID=${did} PASID=0`, `iotlb_inv G=2 DID=${did}`], 'on for 00:03.0, then off again');
+      assert.equal(pasidEntry(k, 0x18, 0)[0]! & 0x200, 0, 'SSADE back off');
+      assert.equal(d.dirtyTracking, false);
+    });
+
+    it('intel_iommu_domain_alloc_paging_flags: dirty tracking and nest parents are second stage only, and need scalable mode (ssads_supported, nested_supported)', () => {
+      const { k } = platform({ features: { secondLevelAccessDirty: true } });
+      throwsErrno(() => k.allocPagingDomain({ stage: 'first', dirtyTracking: true }), 'EOPNOTSUPP');
+      throwsErrno(() => k.allocPagingDomain({ stage: 'first', nestParent: true }), 'EOPNOTSUPP');
+      const legacy = platform({ features: { secondLevelAccessDirty: true, nested: true }, kernel: { scalableMode: false } });
+      throwsErrno(() => legacy.k.allocPagingDomain({ dirtyTracking: true }), 'EOPNOTSUPP');
+      throwsErrno(() => legacy.k.allocPagingDomain({ nestParent: true }), 'EOPNOTSUPP');
+    });
+  });
+
+  describe('probe and release: intel_iommu_probe_device, probe_finalize, release_device', () => {
+    it('pasid_supported needs ECAP.PASID: a PASID device on a scalable unit without it gets no PASIDE, no PASID, no page request queue; PRE needs ATS as well as PRI', () => {
+      const { k } = platform({ features: { pasidBits: 0 }, devices: { '6a:01.0': ATS_PRI_PASID } });
+      const dev = k.device('6a:01.0');
+      assert.equal(dev.pasidEnabled, false);
+      assert.equal(dev.iommu.prqBase, 0, 'init_dmars enables the PRQ only where pasid_supported()');
+      const noAts = platform({ devices: { '6a:01.0': { pri: {}, pasid: { width: 20 } } } });
+      const ctx = noAts.k.machine.memory.readLo(noAts.k.device('6a:01.0').iommu.contextTable(0x6a, 0x08) + 0x08 * 32);
+      // SM context qw0: P 0, FPD 1, DTE 2, PASIDE 3, PRE 4 (context_entry_set_pasid_table, 6.17).
+      assert.deepEqual([ctx & 1, (ctx >> 2) & 1, (ctx >> 3) & 1, (ctx >> 4) & 1], [1, 0, 1, 0], 'no ATS: no DTE and no PRE');
+      const full = platform();
+      const c2 = full.k.machine.memory.readLo(full.k.device('6a:01.0').iommu.contextTable(0x6a, 0x08) + 0x08 * 32);
+      assert.deepEqual([(c2 >> 2) & 1, (c2 >> 3) & 1, (c2 >> 4) & 1], [1, 1, 1]);
+    });
+
+    it('releaseDevice: the blocking domain first (PASID 0 torn down with ATS still on), then PRI/ATS/PASID off and the context entry cleared with a device-selective context-cache flush only', () => {
+      const { m, k } = platform();
+      const dev = k.device('6a:01.0');
+      const did = k.didOf(dev.ridDomain!, dev.iommu)!;
+      const stream = descriptorsDuring(m, () => k.releaseDevice(dev));
+      assert.deepEqual(stream, [
+        `pc_inv G=1 DID=${did} PASID=0`,
+        `p_iotlb_inv G=2 DID=${did} PASID=0`,
+        'dev_tlb_inv SID=0x6a08 QDEP=0 ADDR=ALL S=1',
+        // device_pasid_table_teardown: the SM context entry's DID field reads 0.
+        'cc_inv G=3 DID=0 SID=0x6a08 FM=0',
+      ]);
+      const ctx = dev.iommu.contextTable(0x6a, 0x08);
+      assert.deepEqual([0, 1, 2, 3, 4, 5, 6, 7].map((i) => m.memory.read32(ctx + 0x08 * 32 + i * 4)), new Array(8).fill(0));
+      assert.equal(dev.endpoint.atsEnabled || dev.endpoint.priEnabled || dev.endpoint.pasidEnabled, false);
+      throwsErrno(() => k.device('6a:01.0'), 'ENODEV');
+      const other = platform();
+      other.k.attachDevicePasid(other.k.allocPagingDomain({ stage: 'first' }), '6b:00.0', 3);
+      throwsErrno(() => other.k.releaseDevice('6b:00.0'), 'EBUSY');
+    });
+  });
+
+  describe('map and unmap: iommu_map, intel_iommu_map_pages, iommu_unmap, intel_iommu_unmap', () => {
+    it('__iommu_map: an unaligned range is EINVAL with the core\'s line; size 0 maps nothing and succeeds', () => {
+      const { k } = platform();
+      const d = k.device('00:02.0').ridDomain!;
+      // iommu.c (pr_fmt "iommu: "): "unaligned: iova 0x%lx pa %pa size 0x%zx min_pagesz 0x%x"; %pa is 0x and 16 digits.
+      assert.deepEqual(linesDuring(k, () => throwsErrno(() => k.map(d, 0x1001, 0x9000_0000, 0x1000), 'EINVAL')), ['iommu: unaligned: iova 0x1001 pa 0x0000000090000000 size 0x1000 min_pagesz 0x1000']);
+      assert.deepEqual(linesDuring(k, () => k.map(d, 0x4000, 0x9000_0000, 0)), []);
+      assert.equal(d.pageTable!.lookup(0x4000), undefined);
+    });
+
+    it('intel_iommu_map: past the domain\'s width is EFAULT with its line; __iommu_map unmaps (and flushes) the chunks it had mapped', () => {
+      const { m, k } = platform();
+      const d = k.device('00:02.0').ridDomain!;
+      // Chunks by iommu_pgsize: 4 KiB up to the 2 MiB boundary, one 2 MiB page ending at 2^48, then 4 KiB past it.
+      const iova = 2 ** 48 - 0x20_1000;
+      let stream: string[] = [];
+      const lines = linesDuring(k, () => (stream = descriptorsDuring(m, () => throwsErrno(() => k.map(d, iova, 0x8fff_f000, 0x20_2000), 'EFAULT'))));
+      assert.deepEqual(lines, ['DMAR: intel_iommu_map: iommu width (48) is not sufficient for the mapped address (1000000001000)']);
+      assert.equal(d.pageTable!.lookup(iova), undefined);
+      assert.equal(d.pageTable!.lookup(iova + 0x1000), undefined);
+      // iommu_unmap of the two chunks: two gathers (4 KiB, then 2 MiB), each synced on its own.
+      const did = k.didOf(d, k.device('00:02.0').iommu)!;
+      assert.deepEqual(stream, [`p_iotlb_inv G=3 DID=${did} PASID=0 ADDR=0xffffffdff000 AM=0 IH=1`, `p_iotlb_inv G=3 DID=${did} PASID=0 ADDR=0xffffffe00000 AM=9 IH=1`]);
+    });
+
+    it('__domain_mapping over a mapped page: the kernel\'s line with both entries, then EEXIST (the kernel WARNs and keeps the old entry)', () => {
+      const { k } = platform();
+      const d = k.allocPagingDomain({ stage: 'second' });
+      k.map(d, 0x1000, 0x9000_0000, 0x1000, { read: true, write: true });
+      const lines = linesDuring(k, () => throwsErrno(() => k.map(d, 0x1000, 0xa000_0000, 0x1000, { read: true, write: false }), 'EEXIST'));
+      // "ERROR: DMA PTE for vPFN 0x%lx already set (to %llx not %llx)": R|W leaf, then the read-only one.
+      assert.deepEqual(lines, ['DMAR: ERROR: DMA PTE for vPFN 0x1 already set (to 90000003 not a0000001)']);
+    });
+
+    it('iommu_unmap: unaligned is 0 with the core\'s line and no flush; an unmapped page is reported as the span of the empty entry the walk stops at, and that span is flushed', () => {
+      const { m, k } = platform();
+      const dev = k.device('00:02.0');
+      const d = dev.ridDomain!;
+      const did = k.didOf(d, dev.iommu)!;
+      let got = -1;
+      let stream = descriptorsDuring(m, () => assert.deepEqual(linesDuring(k, () => (got = k.unmap(d, 0x1800, 0x1000))), ['iommu: unaligned: iova 0x1800 size 0x1000 min_pagesz 0x1000']));
+      assert.deepEqual([got, stream], [0, []]);
+      // An empty 4-level table: pfn_to_dma_pte stops at the top-level entry, whose span is 512 GiB.
+      stream = descriptorsDuring(m, () => (got = k.unmap(d, 0, 0x1000)));
+      assert.equal(got, 2 ** 39);
+      assert.deepEqual(stream, [`p_iotlb_inv G=3 DID=${did} PASID=0 ADDR=0x0 AM=27 IH=1`]);
+      // A hole in a populated last-level table is one page, flushed as such.
+      k.map(d, 0x10_0000, 0x9000_0000, 0x1000);
+      stream = descriptorsDuring(m, () => (got = k.unmap(d, 0x10_1000, 0x1000)));
+      assert.deepEqual([got, stream], [0x1000, [`p_iotlb_inv G=3 DID=${did} PASID=0 ADDR=0x101000 AM=0 IH=1`]]);
+    });
+
+    it('iommu_iotlb_gather_add_page: a chunk of another page size syncs what was gathered first, so a 4 KiB + 2 MiB unmap is two flushes', () => {
+      const { m, k } = platform();
+      const dev = k.device('00:02.0');
+      const d = dev.ridDomain!;
+      const did = k.didOf(d, dev.iommu)!;
+      k.map(d, 0x1f_f000, 0x8fff_f000, 0x20_1000);
+      assert.equal(d.pageTable!.lookup(0x20_0000)!.size, 0x20_0000);
+      let got = 0;
+      const stream = descriptorsDuring(m, () => (got = k.unmap(d, 0x1f_f000, 0x20_1000)));
+      assert.equal(got, 0x20_1000);
+      assert.deepEqual(stream, [`p_iotlb_inv G=3 DID=${did} PASID=0 ADDR=0x1ff000 AM=0 IH=1`, `p_iotlb_inv G=3 DID=${did} PASID=0 ADDR=0x200000 AM=9 IH=1`]);
+    });
+
+    it('intel_iommu_iotlb_sync_map: caching mode flushes a second-stage map (also of size 0: one page), never a first-stage one', () => {
+      const { m, k } = platform({ features: { cachingMode: true } });
+      const ss = k.allocPagingDomain({ stage: 'second', device: '00:02.0' });
+      k.attachDevice(ss, '00:02.0');
+      const did = k.didOf(ss, k.device('00:02.0').iommu)!;
+      assert.deepEqual(descriptorsDuring(m, () => k.map(ss, 0x5000, 0x9000_0000, 0)), [`iotlb_inv G=3 DID=${did} ADDR=0x5000 AM=0 IH=0`]);
+      assert.deepEqual(descriptorsDuring(m, () => k.map(ss, 0x6000, 0x9000_0000, 0x2000)), [`iotlb_inv G=3 DID=${did} ADDR=0x6000 AM=1 IH=0`]);
+      const fs = k.device('6b:00.0').ridDomain!;
+      assert.deepEqual(descriptorsDuring(m, () => k.map(fs, 0x6000, 0x9000_0000, 0x2000)), []);
+    });
+
+    it('paging_domain_compatible: a second-stage domain without iotlb_sync_map on a caching-mode unit, 1 GiB pages on a unit without them, or another page-walk coherency are EINVAL', () => {
+      const m = new Machine();
+      m.addVtdUnit({ name: 'dmar0', features: {} });
+      m.addVtdUnit({ name: 'dmar1', features: { cachingMode: true, secondLevelLargePages: ['2M'] } });
+      m.addVtdUnit({ name: 'dmar2', features: { pageWalkCoherent: false } });
+      m.addEndpoint('00:02.0', {}, 'dmar0');
+      m.addEndpoint('00:03.0', {}, 'dmar1');
+      m.addEndpoint('00:04.0', {}, 'dmar2');
+      const k = new IommuKernel(m).boot();
+      const ss0 = k.allocPagingDomain({ stage: 'second', device: '00:02.0' });
+      assert.deepEqual(ss0.pgsizes, [0x1000, 0x20_0000, 0x4000_0000]);
+      throwsErrno(() => k.attachDevice(ss0, '00:03.0'), 'EINVAL');
+      const ss1 = k.allocPagingDomain({ stage: 'second', device: '00:03.0' });
+      assert.deepEqual([ss1.pgsizes, ss1.iotlbSyncMap], [[0x1000, 0x20_0000], true]);
+      k.attachDevice(ss1, '00:02.0');
+      throwsErrno(() => k.attachDevice(k.allocPagingDomain({ stage: 'first', device: '00:02.0' }), '00:04.0'), 'EINVAL');
+    });
+
+    it('intel_pasid_setup_first_level: a 5-level first-stage domain on a unit without CAP.FL5LP passes the compatibility check and fails its setup with the line; the RID stays blocked, the DID goes back', () => {
+      const m = new Machine();
+      m.addVtdUnit({ name: 'dmar0', features: { agaws: [48, 57], mgaw: 57, firstLevel5Level: true } });
+      m.addVtdUnit({ name: 'dmar1', features: { agaws: [48, 57], mgaw: 57 } });
+      m.addEndpoint('00:02.0', {}, 'dmar0');
+      m.addEndpoint('00:03.0', {}, 'dmar1');
+      const k = new IommuKernel(m).boot();
+      const wide = k.allocPagingDomain({ stage: 'first', addressWidth: 57, device: '00:02.0' });
+      const dev = k.device('00:03.0');
+      const lines = linesDuring(k, () => throwsErrno(() => k.attachDevice(wide, dev), 'EINVAL'));
+      assert.deepEqual(lines, ['DMAR: No 5-level paging support for first-level on dmar1']);
+      assert.deepEqual([dev.ridDomain, wide.dids.size, wide.attachmentCount], [undefined, 0, 0]);
+    });
+
+    it('set_pte_snp: second-stage leaves get SNP only after enforce_cache_coherency, which a domain that maps already refuses; a first-stage domain gets PGSNP in its attached entries, flushed', () => {
+      const { m, k } = platform();
+      const plain = k.allocPagingDomain({ stage: 'second' });
+      k.map(plain, 0x1000, 0x9000_0000, 0x1000);
+      assert.equal(plain.pageTable!.lookup(0x1000)!.lo & 0x800, 0, 'as the real 6.12 dumps: no SNP');
+      assert.equal(k.enforceCacheCoherency(plain), false, 'has_mappings');
+      const cc = k.allocPagingDomain({ stage: 'second' });
+      assert.equal(k.enforceCacheCoherency(cc), true);
+      k.map(cc, 0x1000, 0x9000_0000, 0x1000);
+      assert.equal(cc.pageTable!.lookup(0x1000)!.lo & 0x800, 0x800);
+      const dev = k.device('6a:01.0');
+      const fs = dev.ridDomain!;
+      const did = k.didOf(fs, dev.iommu)!;
+      const stream = descriptorsDuring(m, () => assert.equal(k.enforceCacheCoherency(fs), true));
+      assert.equal((pasidEntry(k, 0x6a08, 0)[2]! >>> 24) & 1, 1, 'PGSNP (bit 88)');
+      // intel_pasid_setup_page_snoop_control -> intel_pasid_flush_present.
+      assert.deepEqual(stream, [`pc_inv G=1 DID=${did} PASID=0`, `p_iotlb_inv G=2 DID=${did} PASID=0`, 'dev_tlb_inv SID=0x6a08 QDEP=0 ADDR=ALL S=1']);
+    });
+  });
+
+  describe('page requests: prq_event_thread, iommu_report_device_fault, intel_iommu_page_response', () => {
+    const req = { rid: 0x6a08, read: true, write: false, exec: false, priv: false };
+
+    it('bad requests print the IOMMU\'s name and the descriptor with %08llx, always; only a last-in-group one is answered INVALID', () => {
+      const { m, k, unit } = platform();
+      let stream: string[] = [];
+      const lines = linesDuring(k, () => {
+        stream = descriptorsDuring(m, () => {
+          unit.receivePageRequest({ ...req, pasid: 2, address: 0x5000, priv: true, lastInGroup: false, prgIndex: 4 });
+          unit.receivePageRequest({ ...req, address: 0x8000_0000_0000, lastInGroup: true, prgIndex: 5 });
+          k.serviceInterrupts();
+        });
+      });
+      // qw0 = RID 0x6a08 << 16 | PASID present (bit 8) | type 1, PASID 2 and PM (bit 53) above; qw1 = address | PRGI << 3 | LPIG (bit 2) | R.
+      assert.deepEqual(lines, [
+        'IOMMU: dmar0: Page request in Privilege Mode',
+        'dmar0: Invalid page request: 2000026a080101 00005021',
+        'IOMMU: dmar0: Address is not canonical',
+        'dmar0: Invalid page request: 6a080001 80000000002d',
+      ]);
+      assert.deepEqual(stream, ['page_grp_resp RID=0x6a08 PP=0 PASID=0 PRGI=5 LPIG=1 RC=1']);
+    });
+
+    it('no fault handler: each request is answered INVALID with its own last-page flag, a partial one too (iopf_error_response)', () => {
+      const { m, k, unit } = platform();
+      const stream = descriptorsDuring(m, () => {
+        unit.receivePageRequest({ ...req, address: 0x5000, lastInGroup: false, prgIndex: 7 });
+        unit.receivePageRequest({ ...req, address: 0x6000, lastInGroup: true, prgIndex: 7 });
+        k.serviceInterrupts();
+      });
+      assert.deepEqual(stream, ['page_grp_resp RID=0x6a08 PP=0 PASID=0 PRGI=7 LPIG=0 RC=1', 'page_grp_resp RID=0x6a08 PP=0 PASID=0 PRGI=7 LPIG=1 RC=1']);
+    });
+
+    it('after a refused RID attach, requests without PASID still reach the old domain\'s handler (the core keeps its attach handle)', () => {
+      const { m, k, unit } = platform();
+      const dev = k.device('6a:01.0');
+      const old = k.allocPagingDomain({ stage: 'first' });
+      const seen: PageFault[] = [];
+      old.iopfHandler = (g) => {
+        seen.push(...g);
+        return 'deferred';
+      };
+      k.attachDevice(old, dev);
+      const wide = k.allocPagingDomain({ stage: 'first' });
+      Object.defineProperty(wide, 'addressWidth', { value: 57 });
+      throwsErrno(() => k.attachDevice(wide, dev), 'EINVAL');
+      assert.equal(dev.ridDomain, undefined);
+      const stream = descriptorsDuring(m, () => {
+        unit.receivePageRequest({ ...req, address: 0x4000, lastInGroup: true, prgIndex: 9 });
+        k.serviceInterrupts();
+      });
+      assert.deepEqual(stream, [], 'no INVALID: the group waits for its handler\'s answer');
+      assert.deepEqual(seen.map((f) => [f.address, f.prgIndex]), [[0x4000, 9]]);
+      k.pageResponse(dev, undefined, 9, 'success');
+    });
+
+    it('iopf_group_alloc takes every partial request of the device with the PRG index, whatever its PASID; IOMMU_PAGE_RESP_FAILURE goes out as RC 2', () => {
+      const { m, k, unit } = platform();
+      const dev = k.device('6a:01.0');
+      const d = k.allocPagingDomain({ stage: 'first' });
+      const groups: number[][] = [];
+      d.iopfHandler = (g) => {
+        groups.push(g.map((f) => f.pasid ?? -1));
+        return 'failure';
+      };
+      k.attachDevicePasid(d, dev, 3);
+      k.attachDevicePasid(d, dev, 4);
+      const stream = descriptorsDuring(m, () => {
+        unit.receivePageRequest({ ...req, pasid: 3, address: 0x5000, lastInGroup: false, prgIndex: 6 });
+        unit.receivePageRequest({ ...req, pasid: 4, address: 0x6000, lastInGroup: true, prgIndex: 6 });
+        k.serviceInterrupts();
+      });
+      assert.deepEqual(groups, [[3, 4]]);
+      // intel_iommu_page_response writes the core's code as is: IOMMU_PAGE_RESP_FAILURE is 2.
+      assert.deepEqual(stream, ['page_grp_resp RID=0x6a08 PP=1 PASID=4 PRGI=6 LPIG=1 RC=2']);
+    });
+  });
+});
