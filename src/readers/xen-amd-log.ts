@@ -1,5 +1,5 @@
 import { AMD_EVENT_TYPES, decodeAmdFlags } from './amd-log';
-import { ridToDevice } from './hex';
+import { normalizeHex, ridToDevice } from './hex';
 import { newEvent, type LogEvent } from './log-event';
 import { type LineInfo, type LineReader, type ReadResult, events } from './log-reader';
 
@@ -40,7 +40,7 @@ const MEMORY_REQUEST = new Set(['IO_PAGE_FAULT', 'RMP_PAGE_FAULT', 'INVALID_DEVI
 
 /** Kind, access, flags and PASID of an event from its flags and 20-bit domain/PASID field. */
 function applyFlags(e: LogEvent, name: string, flags: number, field: number | null): void {
-  e.details.flags = '0x' + flags.toString(16);
+  e.details.flags = normalizeHex(flags.toString(16));
   e.details.flagBits = decodeAmdFlags(flags);
   const interrupt = (flags & 0x008) !== 0;
   if (name === 'IO_PAGE_FAULT' && interrupt) e.kind = 'interrupt-fault';
@@ -68,7 +68,7 @@ export function createXenAmdReader(): LineReader {
         const e = base(info, 'IO_PAGE_FAULT', 'xen-amd-vi');
         e.device = ridToDevice((parseInt(pf[3]!, 16) << 8) | (parseInt(pf[4]!, 16) << 3) | Number(pf[5]), parseInt(pf[2]!, 16));
         e.details.domain = Number(pf[6]);
-        e.address = '0x' + (pf[7]!.replace(/^0+(?=.)/, '').toLowerCase());
+        e.address = normalizeHex(pf[7]!);
         const flags = parseInt(pf[8]!, 16);
         applyFlags(e, 'IO_PAGE_FAULT', flags, Number(pf[6]));
         const printed = pf[9]!.trim();
@@ -81,8 +81,7 @@ export function createXenAmdReader(): LineReader {
         const rid = parseInt(old[3]!, 16);
         if (rid <= 0xffff) e.device = ridToDevice(rid);
         e.details.domain = Number(old[2]);
-        const address = old[4]!.replace(/^0x/, '');
-        e.address = address.length <= 16 ? '0x' + (address.replace(/^0+(?=.)/, '').toLowerCase()) : null;
+        e.address = normalizeHex(old[4]!);
         if (old[5] !== undefined) applyFlags(e, 'IO_PAGE_FAULT', parseInt(old[5], 16), Number(old[2]));
         return events(e);
       }
@@ -92,7 +91,7 @@ export function createXenAmdReader(): LineReader {
         const code = words[1]! >>> 28;
         const name = NAME_OF_CODE[code];
         const e = base(info, name, 'xen-amd-vi-event');
-        e.details.event = [raw[2]!, raw[3]!, raw[4]!, raw[5]!].map((w) => '0x' + w.toLowerCase());
+        e.details.event = [raw[2]!, raw[3]!, raw[4]!, raw[5]!].map((w) => normalizeHex(w));
         if (name === undefined || raw[1] !== name) e.details.printedName = raw[1]!;
         if (name === undefined) {
           e.details.type = code;
@@ -102,9 +101,7 @@ export function createXenAmdReader(): LineReader {
         if (NAMES_DEVICE.has(name)) e.device = ridToDevice(words[0]! & 0xffff);
         e.details.pasidField = field;
         if (HAS_FLAGS.has(name)) applyFlags(e, name, (words[1]! >>> 16) & 0xfff, field);
-        const hi = words[3]!.toString(16);
-        const lo = words[2]!.toString(16);
-        e.address = words[3] === 0 ? '0x' + lo : '0x' + hi + lo.padStart(8, '0');
+        e.address = normalizeHex(raw[5]! + raw[4]!);
         return events(e);
       }
       return null;
