@@ -19,6 +19,7 @@ const DMA_FAULT =
 const INTR_FAULT =
   /^(\[INTR-REMAP\]|INTR-REMAP:)\s*Request device \[(\[)?(0x)?([0-9a-fA-F]{1,2}):(?:0x)?([0-9a-fA-F]{1,2})\.([0-7])\]\s*fault index (0x)?([0-9a-fA-F]{1,16})\s*(?:INTR-REMAP:\s*)?\[fault reason (0x)?([0-9a-fA-F]{1,3})\]\s?(.*)$/;
 const FAULT_START = /\[DMA (?:Read|Write)|\[INTR-REMAP\]|INTR-REMAP:/;
+const FAULT_REASON_DONE = /\[fault reason (?:0x)?[0-9a-fA-F]{1,3}\]/;
 
 const XEN_HEAD =
   /^\[VT-D\]\s*(?:[\w.-]{1,40}\.c:\d{1,6}:\s*)?(DMAR|INTR-REMAP|UNKNOWN):\s*(?:\[DMA (Read|Write)\]\s*)?Request device \[(?:([0-9a-fA-F]{4}):)?([0-9a-fA-F]{2}):([0-9a-fA-F]{2})\.([0-7])\]\s*fault (addr|index) ([0-9a-fA-F]{1,16})(?:,?\s*iommu reg\s*=?\s*(?:0x)?([0-9a-fA-F]{1,16}))?/;
@@ -28,6 +29,8 @@ const XEN_HEAD =
  * iommu on faults", after Xen 4.21).
  */
 const XEN_REASON = /^(?:\[VT-D\]\s*)?(?:[\w.-]{1,40}\.c:\d{1,6}:\s*)?(?:DMAR|INTR-REMAP|UNKNOWN):\s*(?:reason ([0-9a-fA-F]{1,2}) -\s?|\[fault reason ([0-9a-fA-F]{1,2})h\]\s*)(.*?)(?: on (iommu:\d{1,4}))?\s*$/;
+/** What a wrap leaves of `, iommu reg = %p` on the next line. */
+const XEN_REG_TAIL = /^,?\s*(?:iommu\s+reg\s*)?=\s*(?:0x)?([0-9a-fA-F]{4,16})$|^,?\s*iommu\s+reg\s*=?\s*(?:0x)?([0-9a-fA-F]{4,16})$/;
 const XEN_ENTRY = /^(?:print_vtd_entries:|iommu->root_maddr = 0|(?:root_entry|context|ctxt_entry|l\d)\s*\[[0-9a-fA-F]{1,4}\]\s*(?:=|not present)|[0-9a-fA-F]{4,16}$)/;
 
 const FAULT_STATUS = /^DRHD: handling fault status reg ([0-9a-fA-F]{1,8})/;
@@ -209,13 +212,20 @@ class XenFault implements Continuation {
         else if (printed !== this.event.reason.text) this.event.details.printedReason = printed;
         return true;
       }
-      // A journal or mail wrap can push the tail of `iommu reg = ...` onto its own line.
+      // A journal or mail wrap can push the tail of `iommu reg = ...` onto its own line: the value, or
+      // more of the line (`iommu reg = ffff...`, `= ffff...`).
       if (/^[0-9a-fA-F]{4,16}$/.test(msg.trim())) {
         this.event.details.iommuReg = normalizeHex(String(this.event.details.iommuReg ?? '').replace(/^0x/, '') + msg.trim());
         return true;
       }
+      const reg = XEN_REG_TAIL.exec(msg.trim());
+      if (reg && this.event.details.iommuReg === undefined) {
+        this.event.details.iommuReg = normalizeHex(reg[1] ?? reg[2]!);
+        return true;
+      }
       return false;
     }
+    if (absorbReasonTail(this.event, msg, info)) return true;
     if (this.reasonTextPending && info.timestamp === null && !XEN_ENTRY.test(msg.trim()) && msg.trim() !== '') {
       this.reasonTextPending = false;
       const tail = /^(.*?)(?: on (iommu:\d{1,4}))?\s*$/.exec(msg.trim())!;
@@ -385,7 +395,8 @@ export function createVtdReader(): { read(msg: string, info: LineInfo): ReadResu
       takeFaultStatus(e);
       return e.details.printedReason !== undefined ? { events: [e], more: new ReasonTail(e) } : events(e);
     }
-    return text.indexOf('[fault reason') === -1 && text.length < MAX_JOINED ? 'partial' : null;
+    // Cut short until its reason is complete (a wrap may fall inside `[fault reason 0x05]`).
+    return !FAULT_REASON_DONE.test(text) && text.length < MAX_JOINED ? 'partial' : null;
   }
 
   function xen(msg: string, info: LineInfo): ReadResult {
