@@ -1,9 +1,9 @@
 import { createAmdReader } from './amd-log';
 import { createKernelTraceReader } from './kernel-trace';
 import type { LogEvent, LogSummary } from './log-event';
-import { namesIommu } from './log-markers';
+import { LOG_MARKERS, hasMarker, markersFor, namesIommu } from './log-markers';
 import { MAX_LINE, splitLine, stripPrefixes, type StrippedLine } from './log-prefix';
-import { type Continuation, type LineInfo, type LineReader, MAX_JOINED, type ReadResult } from './log-reader';
+import { type Continuation, type LineInfo, type LineReader, MAX_JOINED, type ReadEvents, type ReadResult } from './log-reader';
 import { createQemuTraceReader } from './qemu-trace';
 import { createRatelimitReader } from './ratelimit-log';
 import { createSmmuReader } from './smmu-log';
@@ -41,6 +41,12 @@ export interface LogDecoder {
 }
 
 export interface LogDecoderOptions {
+  /**
+   * The markers the caller skips lines by (`markersFor` of the input's start); LOG_MARKERS, which every
+   * marker set holds, by default. Only a line with one of them is kept waiting for a wrapped tail, so
+   * that skipping the others changes nothing.
+   */
+  readonly markers?: readonly string[];
   /** Sees every text handed to the readers, in order (tests bound the decoder's work with it). */
   readonly onRead?: (text: string) => void;
 }
@@ -85,6 +91,46 @@ interface Pending {
   parts: Part[];
   /** No reader said 'partial': the line names an IOMMU and may be the head of a wrapped message. */
   speculative: boolean;
+  /**
+   * How many lines with a header of their own were joined: the second record of a two-line message
+   * (which may itself be wrapped, but is followed by no third record).
+   */
+  records: number;
+}
+
+interface Tentative {
+  r: ReadEvents | 'context';
+  /** What it was read from, to be joined with a tail. */
+  text: string;
+  info: LineInfo;
+  joins: number;
+}
+
+/** How much an event says: its known common fields, then the length of its reason's name, then its details. */
+function weight(e: LogEvent): [number, number, number] {
+  const known = [e.device, e.pasid, e.address, e.access, e.reason, e.iommu].filter((x) => x !== null).length;
+  return [known, e.reason?.text.length ?? 0, Object.keys(e.details).length];
+}
+
+/**
+ * Whether `r`, read from a line joined with the line after it, says more than `old`, read from the line
+ * alone: the same events, each with at least as much known and one with more.
+ */
+function richer(r: ReadEvents | 'context', old: ReadEvents | 'context'): boolean {
+  if (r === 'context') return false;
+  if (old === 'context') return true;
+  if (r.events.length !== old.events.length) return false;
+  let more = false;
+  for (let i = 0; i < r.events.length; i++) {
+    const a = r.events[i]!;
+    const b = old.events[i]!;
+    if (a.kind !== b.kind || a.format !== b.format || a.vendor !== b.vendor) return false;
+    const [wa, wb] = [weight(a), weight(b)];
+    const cmp = wa[0] - wb[0] || wa[1] - wb[1] || wa[2] - wb[2];
+    if (cmp < 0) return false;
+    if (cmp > 0) more = true;
+  }
+  return more;
 }
 
 /** Joins a cut-short line with its continuation, as the line was before it was wrapped: with one space. */
@@ -92,7 +138,6 @@ function join(text: string, next: StrippedLine): string {
   return `${text.trimEnd()} ${next.msg.trimStart()}`;
 }
 
-const isEvents = (r: ReadResult): boolean => r !== null && r !== 'partial';
 
 export function createLogDecoder(options: LogDecoderOptions = {}): LogDecoder {
   const s: LogSummary = {
@@ -119,10 +164,23 @@ export function createLogDecoder(options: LogDecoderOptions = {}): LogDecoder {
     createRatelimitReader((n) => (s.suppressedMessages += n)),
   ];
   const onRead = options.onRead;
+  const markers = options.markers ?? LOG_MARKERS;
+  const marked = (parts: readonly Part[]): boolean => parts.some((p) => hasMarker(p.raw, markers));
+  /** A multi-line event, offered each next line. */
   let open: Open | null = null;
+  /** A line (or lines) that starts an event but was cut short, or may have been: waits for its tail. */
   let pending: Pending | null = null;
-  /** A line the open event declined that means nothing alone: perhaps the head of a wrapped line of the event. */
-  let held: Logical | null = null;
+  /**
+   * A line the open event declined that means nothing alone: perhaps the head of a wrapped line of the
+   * event (its `msg` grows as tail lines are joined to it, `joins` of them).
+   */
+  let held: (Logical & { joins: number }) | null = null;
+  /**
+   * A complete one-line result (events without a continuation, or context) not yet emitted: the line may
+   * have been wrapped after something that reads as complete (`Illegal` of `Illegal command`, a QEMU error
+   * without its arguments), and its tail would tell more.
+   */
+  let tentative: Tentative | null = null;
   /** A line that ended in a quoted-printable soft break, waiting for the rest. */
   let soft: Logical | null = null;
   let lastLine = 0;
@@ -184,23 +242,40 @@ export function createLogDecoder(options: LogDecoderOptions = {}): LogDecoder {
     pending = null;
   }
 
-  /** Takes the result of reading a line (or joined lines) that ends at `lineNo`. */
-  function accept(r: ReadResult, lineNo: number, out: LogEvent[]): void {
-    if (r === 'context') {
-      s.informationalLines++;
-      return;
+  /** Emits the tentative result as it is. */
+  function settle(out: LogEvent[]): void {
+    if (!tentative) return;
+    const t = tentative;
+    tentative = null;
+    if (t.r === 'context') s.informationalLines++;
+    else for (const e of t.r.events) emit(e, out);
+  }
+
+  /**
+   * Takes the events (or context) read from `text`, the message of lines `parts`: opens a multi-line
+   * event, or keeps a one-line result tentative (it may have more in a wrapped tail).
+   */
+  function accept(r: ReadEvents | 'context', text: string, info: LineInfo, parts: readonly Part[], joins: number, out: LogEvent[]): void {
+    recognise(parts);
+    const last = parts[parts.length - 1]!.lineNo;
+    if (r !== 'context') {
+      for (const e of r.events) e.endLine = last;
+      if (r.more && !r.more.done) {
+        open = { events: r.events, more: r.more };
+        return;
+      }
     }
-    if (r === null || r === 'partial') return;
-    for (const e of r.events) e.endLine = lineNo;
-    if (r.more && !r.more.done) open = { events: r.events, more: r.more };
+    if (joins < MAX_JOINS && text.length <= MAX_JOINED) tentative = { r, text, info, joins };
+    else if (r === 'context') s.informationalLines++;
     else for (const e of r.events) emit(e, out);
   }
 
   /** Offers `msg` to the open event; on success the lines of `parts` belong to it. */
-  function absorb(msg: string, info: LineInfo, parts: readonly Part[], last: number, out: LogEvent[]): boolean {
+  function absorb(msg: string, info: LineInfo, parts: readonly Part[], out: LogEvent[]): boolean {
     onRead?.(msg);
     if (!open!.more.absorb(msg, info)) return false;
     recognise(parts);
+    const last = parts[parts.length - 1]!.lineNo;
     for (const e of open!.events) e.endLine = last;
     if (open!.more.done) closeOpen(out);
     return true;
@@ -210,56 +285,95 @@ export function createLogDecoder(options: LogDecoderOptions = {}): LogDecoder {
   function start(r: ReadResult, l: Logical, out: LogEvent[]): void {
     const msg = l.line.msg;
     if (r === null || r === 'partial') {
-      if ((r === 'partial' || namesIommu(msg)) && msg.length <= MAX_JOINED) {
-        pending = { text: msg, first: l.first, timestamp: l.line.timestamp, joins: 0, parts: [...l.parts], speculative: r === null };
+      // A line a caller may skip (no marker) is never kept waiting: skipping it must change nothing.
+      if ((r === 'partial' || marked(l.parts)) && msg.length <= MAX_JOINED) {
+        pending = { text: msg, first: l.first, timestamp: l.line.timestamp, joins: 0, parts: [...l.parts], speculative: r === null, records: 0 };
       } else unrecognised(l.parts);
       return;
     }
-    recognise(l.parts);
-    accept(r, l.last, out);
+    accept(r, msg, { lineNo: l.first, timestamp: l.line.timestamp }, l.parts, 0, out);
   }
 
   function handle(l: Logical, out: LogEvent[]): void {
     const line = l.line;
     const info: LineInfo = { lineNo: l.first, timestamp: line.timestamp };
+    // What the readers make of this line alone, read at most once (a read may use up reader state).
+    let aloneRead: ReadResult | undefined;
+    const readAlone = (): ReadResult => (aloneRead === undefined ? (aloneRead = readAll(line.msg, info)) : aloneRead);
+    if (tentative) {
+      const t = tentative;
+      // A wrapped tail has no header and means nothing alone; it is kept only if it tells more.
+      if (!line.stamped && readAlone() === null) {
+        const joined = join(t.text, line);
+        const r = readAll(joined, t.info);
+        if (r !== null && r !== 'partial' && richer(r, t.r)) {
+          tentative = null;
+          accept(r, joined, t.info, l.parts, t.joins + 1, out);
+          return;
+        }
+      }
+      settle(out);
+    }
     if (held) {
-      const h: Logical = held;
+      const h = held;
       held = null;
-      // The declined line and this one may be one line of the open event, wrapped.
-      if (!line.stamped && absorb(join(h.line.msg, line), { lineNo: h.first, timestamp: h.line.timestamp }, [...h.parts, ...l.parts], l.last, out)) return;
+      // The declined line and this one may be one line, wrapped (a wrapped tail has no header): of the open
+      // event, or a message of its own.
+      if (!line.stamped && readAlone() === null) {
+        const joined = join(h.line.msg, line);
+        const joinedInfo: LineInfo = { lineNo: h.first, timestamp: h.line.timestamp };
+        const parts = [...h.parts, ...l.parts];
+        if (absorb(joined, joinedInfo, parts, out)) return;
+        const fresh = readAll(joined, joinedInfo);
+        if (fresh !== null) {
+          closeOpen(out);
+          if (fresh !== 'partial') accept(fresh, joined, joinedInfo, parts, h.joins + 1, out);
+          else if (joined.length <= MAX_JOINED) pending = { text: joined, first: h.first, timestamp: h.line.timestamp, joins: h.joins + 1, parts, speculative: false, records: 0 };
+          else unrecognised(parts);
+          return;
+        }
+        if (h.joins < MAX_JOINS && joined.length <= MAX_JOINED) {
+          held = { line: { ...h.line, msg: joined }, first: h.first, last: l.last, parts, joins: h.joins + 1 };
+          return;
+        }
+      }
+      // What was held is not part of anything: it was tried with the line after it (or that line has a header).
       closeOpen(out);
-      start(null, h, out);
+      unrecognised(h.parts);
     }
     if (open) {
-      if (absorb(line.msg, info, l.parts, l.last, out)) return;
-      const alone = readAll(line.msg, info);
-      if (alone === null && !line.stamped && line.msg.length <= MAX_JOINED) {
-        held = l;
+      if (absorb(line.msg, info, l.parts, out)) return;
+      // The head of a wrapped line carries the header (or no header at all) and, past the header, a marker.
+      if ((!line.stamped || marked(l.parts)) && line.msg.trim() !== '' && readAlone() === null && line.msg.length <= MAX_JOINED) {
+        held = { ...l, joins: 0 };
         return;
       }
       closeOpen(out);
-      start(alone, l, out);
+      start(readAlone(), l, out);
       return;
     }
     if (pending) {
       const p: Pending = pending;
-      const alone = readAll(line.msg, info);
+      const alone = readAlone();
       // A wrap that fell right after a tag (`DMAR:`, `<driver> <device>: AMD-Vi:`) leaves a tail that reads on its own.
       const afterTag = !line.stamped && p.text.trimEnd().endsWith(':');
       const joinable = (alone === null || afterTag) && !(p.speculative && line.stamped);
       if (joinable) {
         const joined = join(p.text, line);
-        const r = readAll(joined, { lineNo: p.first, timestamp: p.timestamp });
-        if (isEvents(r)) {
+        const pinfo: LineInfo = { lineNo: p.first, timestamp: p.timestamp };
+        const r = readAll(joined, pinfo);
+        if (r !== null && r !== 'partial') {
           pending = null;
-          recognise([...p.parts, ...l.parts]);
-          accept(r, l.last, out);
+          accept(r, joined, pinfo, [...p.parts, ...l.parts], p.joins + 1, out);
           return;
         }
-        if (r === 'partial' && alone === null && p.joins < MAX_JOINS && !line.stamped && joined.length <= MAX_JOINED) {
+        // Still cut short, or (for a line no reader knew) perhaps still: a line may wrap more than once.
+        const more = r === 'partial' || (r === null && p.speculative);
+        if (more && alone === null && p.joins < MAX_JOINS && (!line.stamped || p.records === 0) && joined.length <= MAX_JOINED) {
           p.text = joined;
           p.joins++;
-          p.speculative = false;
+          if (line.stamped) p.records++;
+          if (r === 'partial') p.speculative = false;
           p.parts.push(...l.parts);
           return;
         }
@@ -268,7 +382,7 @@ export function createLogDecoder(options: LogDecoderOptions = {}): LogDecoder {
       start(alone, l, out);
       return;
     }
-    start(readAll(line.msg, info), l, out);
+    start(readAlone(), l, out);
   }
 
   /** One part of a line: soft-broken lines are put together before they are read. */
@@ -302,14 +416,23 @@ export function createLogDecoder(options: LogDecoderOptions = {}): LogDecoder {
       soft = null;
       handle(w, out);
     }
+    settle(out);
     if (held) {
-      const h: Logical = held;
+      const h = held;
       held = null;
       closeOpen(out);
-      start(null, h, out);
+      unrecognised(h.parts);
     }
     closeOpen(out);
     dropPending();
+  }
+
+  function reset(): void {
+    open = null;
+    pending = null;
+    held = null;
+    tentative = null;
+    soft = null;
   }
 
   return {
@@ -324,15 +447,12 @@ export function createLogDecoder(options: LogDecoderOptions = {}): LogDecoder {
       } catch {
         // A bug in a reader must not stop a stream; the summary reports it and tests require zero.
         s.internalErrors++;
-        open = null;
-        pending = null;
-        held = null;
-        soft = null;
+        reset();
       }
       return out.length === 0 ? NONE : out;
     },
     get wantsNextLine(): boolean {
-      return open !== null || pending !== null || held !== null || soft !== null;
+      return open !== null || pending !== null || held !== null || tentative !== null || soft !== null;
     },
     end(totalLines?: number): readonly LogEvent[] {
       const out: LogEvent[] = [];
@@ -340,10 +460,7 @@ export function createLogDecoder(options: LogDecoderOptions = {}): LogDecoder {
         flush(out);
       } catch {
         s.internalErrors++;
-        open = null;
-        pending = null;
-        held = null;
-        soft = null;
+        reset();
       }
       if (totalLines !== undefined && totalLines > lastLine) lastLine = totalLines;
       return out.length === 0 ? NONE : out;
@@ -358,7 +475,7 @@ export function createLogDecoder(options: LogDecoderOptions = {}): LogDecoder {
 
 /** Decodes a whole text at once (editor buffers, tests). */
 export function decodeLogText(text: string): { events: LogEvent[]; summary: LogSummary } {
-  const d = createLogDecoder();
+  const d = createLogDecoder({ markers: markersFor(text.slice(0, 65536)) });
   const all: LogEvent[] = [];
   // Lines end at LF, with or without CR, as the CLI reads them; a CR elsewhere is a break inside the line.
   const lines = text.split('\n');

@@ -61,6 +61,12 @@ export const SEARCH_KEYS: Readonly<Record<string, string>> = {
   dmar: 'dmar',
 };
 
+/** Whether a line holds one of `markers` (LOG_MARKERS, which every marker set holds, by default). */
+export function hasMarker(line: string, markers: readonly string[] = LOG_MARKERS): boolean {
+  for (let i = 0; i < markers.length; i++) if (line.indexOf(markers[i]!) !== -1) return true;
+  return false;
+}
+
 export function namesIommu(line: string): boolean {
   for (let i = 0; i < IOMMU_MARKERS.length; i++) if (line.indexOf(IOMMU_MARKERS[i]!) !== -1) return true;
   return false;

@@ -6,9 +6,10 @@
  * device prefix such as `amdgpu 0000:0b:00.0: `) is kept: the vendor readers need it.
  *
  * One call handles one line. A carriage return inside a line is a line break (serial and IPMI consoles
- * end lines with CR, CR CR LF or a lone CR): `splitLine` cuts a line there before it is stripped, and
- * the decoder feeds each part on its own. Deleting the CR instead would glue the tokens on either side
- * of it into a device, address or PASID that the text never had.
+ * end lines with CR, CR CR LF or a lone CR), and so is an HTML `<br>` or block tag (a web page may hold
+ * a whole log on one source line): `splitLine` cuts a line there before it is stripped, and the decoder
+ * feeds each part on its own. Deleting the break instead would glue the tokens on either side of it into
+ * a device, address or PASID that the text never had.
  */
 
 export interface StrippedLine {
@@ -37,7 +38,8 @@ export const MAX_LINE = 4096;
 /** At most this many carriage-return-separated parts of one line are read; the rest is one more part. */
 export const MAX_PARTS = 64;
 
-const QUOTE = /^[ \t]*>[> \t]*/;
+/** Quote marks, each with the space after it; a further space is the quoted text's own (a soft-broken continuation keeps it). */
+const QUOTE = /^[ \t]*>(?:[ \t]?>)*[ \t]?/;
 const PRIORITY = /^<\d{1,3}>(1 )?/;
 /** RFC 5424 after `<N>1 `: timestamp (or `-`), host, app, procid, msgid, structured data (or `-`). */
 const RFC5424 =
@@ -57,19 +59,33 @@ const BRACKET =
  */
 const DATE =
   /^(?:[A-Z][a-z]{2} {1,2}\d{1,2} \d\d:\d\d:\d\d(?:\.\d{1,9})?|\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:[.,]\d{1,9})?(?:Z|[+-]\d\d:?\d\d)?|[A-Z][a-z]{2} \d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d{1,9})? [A-Z][A-Za-z0-9+-]{1,5})(?= )/;
-/** After a date: `host ident: ` or `ident: ` (`kernel:`, `kernel[0]:`, `hypervisor:`). */
-const HOST_IDENT = /^ +(?:([^\s:[\]]{1,64}) +)?([\w.\-/]{1,64}(?:\[\d{1,10}\])?): ?/;
+/**
+ * After a date: `host ident: ` or `ident: ` (`kernel:`, `kernel[0]:`, `hypervisor:`), with BusyBox
+ * syslogd's `facility.level` between the host and the ident.
+ */
+const HOST_IDENT =
+  /^ +(?:([^\s:[\]]{1,64}) +)?(?:(?:kern|user|mail|daemon|auth|syslog|lpr|news|uucp|cron|authpriv|ftp|local[0-7])\.(?:emerg|alert|crit|err|warn|warning|notice|info|debug) +)?([\w.\-/]{1,64}(?:\[\d{1,10}\])?): ?/;
 /** journalctl short-monotonic: `[  103.512345] host kernel: ` (the bracket is stripped first). */
 const MONOTONIC_HOST = /^[^\s:[\]]{1,64} kernel: ?/;
 /** Syslog idents that are really the start of the message (a header without an ident). */
 const MESSAGE_TAGS = new Set(['DMAR', 'DMAR-IR', 'AMD-Vi', 'INTR-REMAP', 'SMMUv3']);
 /** What may directly follow a date without host and ident: moreutils `ts` before dmesg, a Xen console. */
 const AFTER_BARE_DATE = /^ +(?=\[|\(XEN\)|<\d)/;
+/**
+ * A console prompt that a kernel message was printed after (the kernel does not start a new line for
+ * it): `host login: `, `root@host:~# `; only when a dmesg timestamp follows.
+ */
+const PROMPT = /^(?:\S{1,64} login: |\S{0,64}[#$>] )(?=\[ {0,12}\d{1,10}\.\d{6}\])/;
 
 /** CSI (colours, cursor moves), OSC (titles), and the two-byte escapes (charset selection, keypad...). */
 const ANSI = /\x1b(?:\[[0-?]{0,32}[ -/]{0,4}[@-~]|\][^\x07\x1b]{0,256}(?:\x07|\x1b\\)|[()*+][0-~]|[=>78DEHMNOZc])/g;
-/** The tags a web page wraps a pasted log in; `<3>` (a priority) and `<idle>` (ftrace) are not among them. */
-const HTML_TAG = /<\/?(?:br|wbr|pre|code|tt|p|div|span|b|i|em|strong|font|mark|samp|kbd)(?:\s[^<>]{0,200})?\s?\/?>/gi;
+/**
+ * The inline tags a web page wraps a pasted log in (removed); `<3>` (a priority) and `<idle>` (ftrace)
+ * are not among them. Line breaks and block tags end a line (splitLine).
+ */
+const HTML_TAG = /<\/?(?:wbr|code|tt|span|b|i|em|strong|font|mark|samp|kbd|a)(?:\s[^<>]{0,200})?\s?\/?>/gi;
+const HTML_BREAK = /<(?:br|\/?(?:p|div|pre|li|tr|td|table|h[1-6]|blockquote))(?:\s[^<>]{0,200})?\s?\/?>/gi;
+const HAS_HTML_BREAK = /<(?:br|\/?(?:p|div|pre|li|tr|td|table|h[1-6]|blockquote))[\s/>]/i;
 const ENTITY = /&(?:(lt|gt|amp|quot|apos|nbsp|#39|#34)|#(\d{1,7})|#[xX]([0-9a-fA-F]{1,6}));/g;
 const NAMED: Readonly<Record<string, string>> = { lt: '<', gt: '>', amp: '&', quot: '"', apos: "'", nbsp: ' ', '#39': "'", '#34': '"' };
 /** Control characters other than tab, and the no-break space a web page or mail client puts for a space. */
@@ -77,6 +93,19 @@ const CONTROL = /[\x00-\x08\x0a-\x1f\x7f\u00a0]/g;
 const HAS_CONTROL = /[\x00-\x08\x0a-\x1f\x7f\u00a0]/;
 /** Quoted-printable trailing whitespace (`=20`, `=09`) before the end of the line or a soft break. */
 const QP_TRAILING = /(?:=20|=09)+(?==?$)/;
+
+/**
+ * Whether the `=` at `at`, the last character of a line, is a quoted-printable soft break rather than an
+ * `=` that a mail client wrapped the line after (`fault address =`, `qw1 =`): in a quoted-printable
+ * body every other `=` is an escape (`=3D`), and an encoder breaks only a line it must (past 76
+ * characters), so a soft break after a space ends a line of nearly that length.
+ */
+function isSoftBreak(s: string, at: number): boolean {
+  const literal = /=(?![0-9A-Fa-f]{2})/g;
+  for (let m = literal.exec(s); m !== null && m.index < at; m = literal.exec(s)) return false;
+  const before = s.charCodeAt(at - 1);
+  return !(before === 32 || before === 9) || at >= 72;
+}
 
 function decodeEntity(_m: string, named: string | undefined, dec: string | undefined, hex: string | undefined): string {
   if (named !== undefined) return NAMED[named]!;
@@ -86,14 +115,15 @@ function decodeEntity(_m: string, named: string | undefined, dec: string | undef
 }
 
 /**
- * The parts of one line between carriage returns (a trailing CR, or several, is the end of the line:
- * CR LF, CR CR LF). Empty parts are dropped; past MAX_PARTS the rest stays together, with its carriage
- * returns read as spaces by stripPrefixes.
+ * The parts of one line between carriage returns and HTML line breaks (a trailing CR, or several, is the
+ * end of the line: CR LF, CR CR LF). Empty parts are dropped; past MAX_PARTS the rest stays together,
+ * with its carriage returns read as spaces by stripPrefixes.
  */
 export function splitLine(raw: string): string[] {
   let end = raw.length;
   while (end > 0 && raw.charCodeAt(end - 1) === 13) end--;
-  const s = end === raw.length ? raw : raw.slice(0, end);
+  let s = end === raw.length ? raw : raw.slice(0, end);
+  if (s.indexOf('<') !== -1 && HAS_HTML_BREAK.test(s)) s = s.replace(HTML_BREAK, '\r');
   if (s.indexOf('\r') === -1) return [s];
   const parts: string[] = [];
   let start = 0;
@@ -127,12 +157,12 @@ function clean(raw: string): { s: string; softBreak: boolean } {
   // CR LF and CR CR LF end a line; a CR inside one is a break that splitLine has already cut at.
   if (s.charCodeAt(s.length - 1) === 13) s = s.replace(/\r+$/, '');
   if (s.indexOf('\x1b') !== -1) s = s.replace(ANSI, '');
-  if (s.indexOf('<') !== -1) s = s.replace(HTML_TAG, '');
+  if (s.indexOf('<') !== -1) s = s.replace(HTML_TAG, '').replace(HTML_BREAK, ' ');
   if (s.indexOf('&') !== -1) s = s.replace(ENTITY, decodeEntity);
   // A soft line break is a `=` at the very end (trailing whitespace after it is not part of the body).
   let end = s.length;
   while (end > 0 && (s.charCodeAt(end - 1) === 32 || s.charCodeAt(end - 1) === 9)) end--;
-  const softBreak = end > 0 && s.charCodeAt(end - 1) === 61 /* = */;
+  const softBreak = end > 0 && s.charCodeAt(end - 1) === 61 /* = */ && isSoftBreak(s, end - 1);
   if (softBreak) s = s.slice(0, end - 1);
   if (s.indexOf('=') !== -1) {
     if (s.indexOf('=3D') !== -1) s = s.replace(/=3D/g, '=');
@@ -236,6 +266,7 @@ export function stripPrefixes(raw: string): StrippedLine {
       // journalctl -o short-monotonic puts the host and `kernel:` after the bracket.
       cut = MONOTONIC_HOST.exec(s)?.[0].length ?? 0;
     }
+    if (cut === 0 && !hadPrefix) cut = PROMPT.exec(s)?.[0].length ?? 0;
     if (cut === 0) break;
     hadPrefix = true;
     leadingSpace = false;
