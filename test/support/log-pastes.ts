@@ -165,6 +165,8 @@ export const TRANSPORTS: readonly Transport[] = [
 // ---- The invented-field check. ----
 
 const ANSI_ANY = /\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[()*+].|.)/g;
+/** Only complete sequences; an ESC that starts none stays (as a space). */
+const ANSI_COMPLETE = /\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[()*+][0-~])/g;
 const INLINE_TAG = /<\/?[a-zA-Z][^<>]{0,200}>/g;
 const ENTITY_ANY = /&(?:(lt|gt|amp|quot|apos|nbsp|#39|#34)|#(\d{1,7})|#[xX]([0-9a-fA-F]{1,6}));/g;
 const NAMED: Record<string, string> = { lt: '<', gt: '>', amp: '&', quot: '"', apos: "'", nbsp: ' ', '#39': "'", '#34': '"' };
@@ -177,21 +179,25 @@ const NAMED: Record<string, string> = { lt: '<', gt: '>', amp: '&', quot: '"', a
  * break. An upper bound on what is derivable: a field found in none of them was invented.
  */
 export function sourcesOf(lines: readonly string[]): string[] {
-  const decoded = lines.map((l) =>
-    l
-      .replace(ANSI_ANY, '')
-      .replace(INLINE_TAG, '')
-      .replace(ENTITY_ANY, (_m, n: string | undefined, d: string | undefined, h: string | undefined) => (n !== undefined ? NAMED[n]! : String.fromCharCode(d !== undefined ? parseInt(d, 10) : parseInt(h!, 16)))),
-  );
-  const raw = lines.join('\n');
-  const plain = decoded.join('\n');
-  const qp = plain.replace(/=3D/g, '=').replace(/=20/g, ' ').replace(/=09/g, '\t').replace(/=C2=A0/g, ' ');
-  const soft = qp.replace(/=[ \t]*(?:\r*\n|\r)[ \t>]*/g, '');
-  const softSpaced = qp.replace(/=[ \t]*(?:\r*\n|\r)[ \t>]*/g, ' ');
-  const softKeepQuote = qp.replace(/=[ \t]*(?:\r*\n|\r)/g, '');
-  // A wrapped line joined back as the decoder joins it: with one space, the quote marks of the tail gone.
-  const spaced = qp.split(/\r*\n|\r/).map((l) => l.replace(/^[ \t>]+/, '')).join(' ');
-  return [raw, plain, qp, soft, softSpaced, softKeepQuote, spaced];
+  const out = [lines.join('\n')];
+  for (const ansi of [ANSI_ANY, ANSI_COMPLETE]) {
+    const decoded = lines.map((l) =>
+      l
+        .replace(ansi, '')
+        .replace(/\x1b/g, ' ')
+        .replace(INLINE_TAG, '')
+        .replace(ENTITY_ANY, (_m, n: string | undefined, d: string | undefined, h: string | undefined) => (n !== undefined ? NAMED[n]! : String.fromCharCode(d !== undefined ? parseInt(d, 10) : parseInt(h!, 16)))),
+    );
+    const plain = decoded.join('\n');
+    const qp = plain.replace(/=3D/g, '=').replace(/=20/g, ' ').replace(/=09/g, '\t').replace(/=C2=A0/g, ' ');
+    const soft = qp.replace(/=[ \t]*(?:\r*\n|\r)[ \t>]*/g, '');
+    const softSpaced = qp.replace(/=[ \t]*(?:\r*\n|\r)[ \t>]*/g, ' ');
+    const softKeepQuote = qp.replace(/=[ \t]*(?:\r*\n|\r)/g, '');
+    // A wrapped line joined back as the decoder joins it: with one space, the quote marks of the tail gone.
+    const spaced = qp.split(/\r*\n|\r/).map((l) => l.replace(/^[ \t>]+/, '').replace(/[ \t]+$/, '')).join(' ');
+    out.push(plain, qp, soft, softSpaced, softKeepQuote, spaced);
+  }
+  return out;
 }
 
 /** Runs of hex digits (lower case), each as printed: they never cross a non-hex character. */
@@ -237,7 +243,7 @@ export function inventedFields(e: LogEvent, lines: readonly string[]): string[] 
       if (s === seg && parseInt(m[2]!, 16) === bus && parseInt(m[3]!, 16) === dev && Number(m[4]) === fn) printed = true;
     }
     // QEMU's traces print the bus and devfn in decimal.
-    for (const m of text.matchAll(/bus (0x[0-9a-fA-F]{1,2}|\d{1,3}) devfn (0x[0-9a-fA-F]{1,2}|\d{1,3})/g)) {
+    for (const m of text.matchAll(/bus\s+(0x[0-9a-fA-F]{1,2}|\d{1,3})\s+devfn\s+(0x[0-9a-fA-F]{1,2}|\d{1,3})/g)) {
       if (seg === 0 && Number(m[1]) === bus && Number(m[2]) === ((dev << 3) | fn)) printed = true;
     }
     // Raw words (descriptors, event entries, SIDs) hold the requester ID instead.

@@ -94,6 +94,26 @@ describe('readers: a transport changes nothing a log says', () => {
   }
 });
 
+describe('readers: the check that no decoded field is invented', () => {
+  const event = (fields: Partial<LogEvent>): LogEvent => ({ line: 1, endLine: 1, vendor: 'intel', kind: 'dma-fault', format: 'vtd-dma-6.0', device: null, pasid: null, address: null, access: null, reason: null, timestamp: null, iommu: null, details: {}, ...fields });
+
+  it('finds a value glued across a line break, and one the text does not have at all', () => {
+    assert.deepEqual(inventedFields(event({ address: '0x1234' }), ['fault addr 0x12\r34 [fault reason 0x06]']), ['address 0x1234']);
+    assert.deepEqual(inventedFields(event({ device: '0000:00:01.0' }), ['Request device [00:0\r1.0]']), ['device 0000:00:01.0']);
+    assert.deepEqual(inventedFields(event({ pasid: 0x1f }), ['PASID 0x1\rf']), ['pasid 31']);
+    assert.deepEqual(inventedFields(event({ timestamp: '28.366635', iommu: 'dmar1' }), ['[   28.3\r66635] DMAR: Dump dmar0 table']), ['iommu dmar1', 'timestamp 28.366635']);
+    assert.deepEqual(inventedFields(event({ reason: { code: 0x71, text: 'SM: x' } }), ['[fault reason 0x06]']), ['reason 113']);
+  });
+
+  it('reads what the transports allow: a soft break, escapes, entities, raw words, QEMU decimal devfns', () => {
+    assert.deepEqual(inventedFields(event({ address: '0x1234000' }), ['fault addr 0x12=', '> 34000 [fault reason 0x06]']), []);
+    assert.deepEqual(inventedFields(event({ address: '0x1234', timestamp: '1.5' }), ['\x1b[32m[ 1.5]\x1b[0m addr 0x12\x1b[1m34', ' &#48;']), []);
+    assert.deepEqual(inventedFields(event({ device: '0000:6a:01.0', address: '0x11d5ff080' }), ['IOTLB_INV_TIMEOUT 00006a08 70000000 1d5ff080 00000001']), []);
+    assert.deepEqual(inventedFields(event({ device: '0000:00:03.0' }), ['vtd_ce_not_present Context entry bus 0 devfn', '24 not present']), []);
+    assert.deepEqual(inventedFields(event({ format: 'amd-not-attached', reason: { code: 2, text: 'IO_PAGE_FAULT' } }), ['AMD-Vi: Event logged [Device not attached to domain properly]']), []);
+  });
+});
+
 describe('readers: line ends and prefixes of pastes', () => {
   it('a carriage return inside a line is a line break, CR LF and CR CR LF end a line, <br> breaks like CR', () => {
     assert.deepEqual(splitLine('a\r\r'), ['a']);
