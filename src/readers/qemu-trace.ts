@@ -55,7 +55,8 @@ function kindOf(name: string): EventKind {
 const WORDS = new Set(['addr', 'iova', 'gpa', 'slpte', 'high', 'low', 'hi', 'lo', 'value']);
 
 function value(key: string, text: string): number | string {
-  if (!text.startsWith('0x')) return Number(text);
+  // A decimal beyond 2^53 would come back as other digits than were printed: keep it as text.
+  if (!text.startsWith('0x')) return Number.isSafeInteger(Number(text)) ? Number(text) : text;
   return WORDS.has(key) ? (normalizeHex(text) ?? text) : (hexNumber(text) ?? normalizeHex(text) ?? text);
 }
 
@@ -89,7 +90,7 @@ export function createQemuTraceReader(): LineReader {
       if (typeof fields.pasid === 'number' && fields.pasid !== 0xffffffff) e.pasid = fields.pasid;
       const iova = /\biova (0x[0-9a-fA-F]{1,16})/.exec(text) ?? /\baddr (0x[0-9a-fA-F]{1,16})/.exec(text);
       if (iova && name !== 'vtd_reg_read' && name !== 'vtd_reg_write' && !name.startsWith('vtd_irq') && !name.startsWith('vtd_ir_')) e.address = normalizeHex(iova[1]!);
-      if (name === 'vtd_dmar_fault' && typeof fields.fault === 'number') {
+      if (name === 'vtd_dmar_fault' && typeof fields.fault === 'number' && fields.fault >= 0 && fields.fault <= 0xff) {
         // QEMU traces the reason in decimal.
         e.reason = { code: fields.fault, text: linuxFaultReason(fields.fault).text };
         e.access = fields.write === 1 ? 'write' : 'read';
