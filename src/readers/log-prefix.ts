@@ -92,7 +92,7 @@ const NAMED: Readonly<Record<string, string>> = { lt: '<', gt: '>', amp: '&', qu
 const CONTROL = /[\x00-\x08\x0a-\x1f\x7f\u00a0]/g;
 const HAS_CONTROL = /[\x00-\x08\x0a-\x1f\x7f\u00a0]/;
 /** Quoted-printable trailing whitespace (`=20`, `=09`) before the end of the line or a soft break. */
-const QP_TRAILING = /(?:=20|=09)+(?==?$)/;
+const QP_TRAILING = /(?:=20|=09)+$/;
 
 /**
  * Whether the `=` at `at`, the last character of a line, is a quoted-printable soft break rather than an
@@ -167,8 +167,10 @@ function clean(raw: string): { s: string; softBreak: boolean } {
   if (s.indexOf('=') !== -1) {
     if (s.indexOf('=3D') !== -1) s = s.replace(/=3D/g, '=');
     if (s.indexOf('=C2=A0') !== -1) s = s.replace(/=C2=A0/g, ' ');
-    const t = QP_TRAILING.exec(s);
-    if (t) s = s.slice(0, t.index) + t[0].replace(/=20/g, ' ').replace(/=09/g, '\t');
+    if (s.endsWith('=20') || s.endsWith('=09')) {
+      const t = QP_TRAILING.exec(s);
+      if (t) s = s.slice(0, t.index) + t[0].replace(/=20/g, ' ').replace(/=09/g, '\t');
+    }
   }
   // Read as spaces, never deleted: deleting one would join the tokens on either side of it.
   if (HAS_CONTROL.test(s)) s = s.replace(CONTROL, ' ');

@@ -1,5 +1,5 @@
 import { AMD_EVENT_TYPES, decodeAmdFlags } from './amd-log';
-import { normalizeHex, ridToDevice } from './hex';
+import { bdfToDevice, normalizeHex, ridToDevice } from './hex';
 import { newEvent, type LogEvent } from './log-event';
 import { type LineInfo, type LineReader, type ReadResult, events } from './log-reader';
 
@@ -66,7 +66,7 @@ export function createXenAmdReader(): LineReader {
       const pf = PAGE_FAULT.exec(msg);
       if (pf) {
         const e = base(info, 'IO_PAGE_FAULT', 'xen-amd-vi');
-        e.device = ridToDevice((parseInt(pf[3]!, 16) << 8) | (parseInt(pf[4]!, 16) << 3) | Number(pf[5]), parseInt(pf[2]!, 16));
+        e.device = bdfToDevice(pf[3]!, pf[4]!, pf[5]!, pf[2]!);
         e.details.domain = Number(pf[6]);
         e.address = normalizeHex(pf[7]!);
         const flags = parseInt(pf[8]!, 16);

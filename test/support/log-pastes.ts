@@ -180,19 +180,19 @@ const NAMED: Record<string, string> = { lt: '<', gt: '>', amp: '&', quot: '"', a
  */
 export function sourcesOf(lines: readonly string[]): string[] {
   const out = [lines.join('\n')];
-  for (const ansi of [ANSI_ANY, ANSI_COMPLETE]) {
-    const decoded = lines.map((l) =>
-      l
-        .replace(ansi, '')
-        .replace(/\x1b/g, ' ')
-        .replace(INLINE_TAG, '')
-        .replace(ENTITY_ANY, (_m, n: string | undefined, d: string | undefined, h: string | undefined) => (n !== undefined ? NAMED[n]! : String.fromCharCode(d !== undefined ? parseInt(d, 10) : parseInt(h!, 16)))),
-    );
+  const entities = (l: string) => l.replace(ENTITY_ANY, (_m, n: string | undefined, d: string | undefined, h: string | undefined) => (n !== undefined ? NAMED[n]! : String.fromCharCode(d !== undefined ? parseInt(d, 10) : parseInt(h!, 16))));
+  // Control characters and no-break spaces read as spaces; tags removed before or after entities are decoded (`<b&#48;r>`).
+  const spaces = (l: string) => l.replace(/[\x00-\x08\x0b-\x0c\x0e-\x1f\x7f\u00a0]/g, ' ');
+  for (const [ansi, tagsFirst] of [[ANSI_ANY, true], [ANSI_COMPLETE, true], [ANSI_ANY, false]] as const) {
+    const decoded = lines.map((l) => {
+      const t = l.replace(ansi, '').replace(/\x1b/g, ' ');
+      return spaces(tagsFirst ? entities(t.replace(INLINE_TAG, '')) : entities(t));
+    });
     const plain = decoded.join('\n');
     const qp = plain.replace(/=3D/g, '=').replace(/=20/g, ' ').replace(/=09/g, '\t').replace(/=C2=A0/g, ' ');
-    const soft = qp.replace(/=[ \t]*(?:\r*\n|\r)[ \t>]*/g, '');
-    const softSpaced = qp.replace(/=[ \t]*(?:\r*\n|\r)[ \t>]*/g, ' ');
-    const softKeepQuote = qp.replace(/=[ \t]*(?:\r*\n|\r)/g, '');
+    const soft = qp.replace(/=[ \t]*[\r\n]+[ \t>]*/g, '');
+    const softSpaced = qp.replace(/=[ \t]*[\r\n]+[ \t>]*/g, ' ');
+    const softKeepQuote = qp.replace(/=[ \t]*[\r\n]+/g, '');
     // A wrapped line joined back as the decoder joins it: with one space, the quote marks of the tail gone.
     const spaced = qp.split(/\r*\n|\r/).map((l) => l.replace(/^[ \t>]+/, '').replace(/[ \t]+$/, '')).join(' ');
     out.push(plain, qp, soft, softSpaced, softKeepQuote, spaced);
@@ -233,21 +233,33 @@ export function inventedFields(e: LogEvent, lines: readonly string[]): string[] 
   const decimalRuns = sources.flatMap((s) => s.match(/\d+/g) ?? []);
   const text = sources.join('\n');
   const bad: string[] = [];
-  if (e.address !== null && !hexDerivable(runs, e.address)) bad.push(`address ${e.address}`);
+  // A field of a raw word may be all zeros however the word reads (`qw1 = 8` has page address 0).
+  const zeroFromWord = runs.length > 0;
+  if (e.address !== null && !hexDerivable(runs, e.address) && !(e.address === '0x0' && zeroFromWord)) bad.push(`address ${e.address}`);
   if (e.device !== null) {
     const [seg, bus, dev, fn] = e.device.split(/[:.]/).map((x) => parseInt(x, 16)) as [number, number, number, number];
     const rid = ((bus << 8) | (dev << 3) | fn).toString(16);
-    let printed = false;
-    for (const m of text.matchAll(/(?:([0-9a-fA-F]{4}):)?(?:0x)?([0-9a-fA-F]{1,2}):(?:0x)?([0-9a-fA-F]{1,2})[.:]([0-7])/g)) {
-      const s = m[1] !== undefined ? parseInt(m[1], 16) : 0;
-      if (s === seg && parseInt(m[2]!, 16) === bus && parseInt(m[3]!, 16) === dev && Number(m[4]) === fn) printed = true;
+    let printed = e.device === '0000:00:00.0' && zeroFromWord;
+    // `SSSS:BB:DD.F` (a segment of any width, as parsePciAddress takes it), `BB:DD.F`, `0xBB:0xDD.F`,
+    // QEMU's `BB:DD:FF`: tried at every position a few characters before each colon (they overlap).
+    const bdf = /(?:([0-9a-f]{1,4}):)?(?:0x)?([0-9a-f]{1,2}):(?:0x)?([0-9a-f]{1,2})[.:](0?[0-7])/y;
+    const lower = text.toLowerCase();
+    for (let c = lower.indexOf(':'); c !== -1 && !printed; c = lower.indexOf(':', c + 1)) {
+      for (let i = Math.max(0, c - 9); i < c && !printed; i++) {
+        bdf.lastIndex = i;
+        const m = bdf.exec(lower);
+        if (!m) continue;
+        const s = m[1] !== undefined ? parseInt(m[1], 16) : 0;
+        if (s === seg && parseInt(m[2]!, 16) === bus && parseInt(m[3]!, 16) === dev && Number(m[4]) === fn) printed = true;
+      }
     }
     // QEMU's traces print the bus and devfn in decimal.
     for (const m of text.matchAll(/bus\s+(0x[0-9a-fA-F]{1,2}|\d{1,3})\s+devfn\s+(0x[0-9a-fA-F]{1,2}|\d{1,3})/g)) {
       if (seg === 0 && Number(m[1]) === bus && Number(m[2]) === ((dev << 3) | fn)) printed = true;
     }
-    // Raw words (descriptors, event entries, SIDs) hold the requester ID instead.
-    if (!printed && !(seg === 0 && has(runs, rid))) bad.push(`device ${e.device}`);
+    // Raw words (descriptors, event entries, SIDs) hold the requester ID instead; QEMU may print it in decimal.
+    const ridDecimal = String((bus << 8) | (dev << 3) | fn);
+    if (!printed && !(seg === 0 && (has(runs, rid) || decimalRuns.some((r) => r.includes(ridDecimal))))) bad.push(`device ${e.device}`);
   }
   if (e.pasid !== null && !has(runs, e.pasid.toString(16)) && !decimalRuns.some((r) => r.includes(String(e.pasid)))) bad.push(`pasid ${e.pasid}`);
   if (e.reason !== null) {
@@ -255,7 +267,7 @@ export function inventedFields(e: LogEvent, lines: readonly string[]): string[] 
     const ok = text.includes(e.reason.text) || has(runs, c.toString(16)) || decimalRuns.some((r) => r.includes(String(c))) || IMPLIED_REASON[e.format] === c;
     if (!ok) bad.push(`reason ${c}`);
   }
-  if (e.iommu !== null && !sources.some((s) => s.includes(e.iommu!))) bad.push(`iommu ${e.iommu}`);
+  if (e.iommu !== null && !sources.some((s) => s.toLowerCase().includes(e.iommu!.toLowerCase()))) bad.push(`iommu ${e.iommu}`);
   if (e.timestamp !== null && !sources.some((s) => s.includes(e.timestamp!))) bad.push(`timestamp ${e.timestamp}`);
   return bad;
 }

@@ -128,7 +128,11 @@ describe('readers: fuzzing the log decoder', () => {
           JSON.parse(JSON.stringify(e));
           assert.ok(e.line >= 1 && e.endLine >= e.line && e.endLine <= input.length);
           const bad = inventedFields(e, input.slice(e.line - 1, e.endLine));
-          if (bad.length > 0) totals.violations.push(`${bad.join(', ')} in ${JSON.stringify(input.slice(e.line - 1, e.endLine))}`);
+          if (bad.length > 0) {
+            totals.violations.push(`${bad.join(', ')} in ${JSON.stringify(input.slice(e.line - 1, e.endLine))}`);
+            // The whole input, to replay the first few (the decoder's state depends on the lines before).
+            if (LONG && totals.violations.length <= 3) console.log(`  input: ${JSON.stringify(input)}`);
+          }
         }
         totals.inputs++;
         totals.lines += input.length;
@@ -136,7 +140,10 @@ describe('readers: fuzzing the log decoder', () => {
       }),
       { numRuns: RUNS, seed: SEED },
     );
-    if (LONG) console.log(`fuzz: seed ${SEED}, ${totals.inputs} inputs, ${totals.lines} lines, ${totals.events} events, ${totals.violations.length} invented fields`);
+    if (LONG) {
+      console.log(`fuzz: seed ${SEED}, ${totals.inputs} inputs, ${totals.lines} lines, ${totals.events} events, ${totals.violations.length} invented fields`);
+      for (const v of totals.violations.slice(0, 40)) console.log(`  ${v.slice(0, 400)}`);
+    }
     assert.deepEqual(totals.violations.slice(0, 5), []);
     assert.ok(totals.lines >= RUNS * 20, `only ${totals.lines} lines`);
   });

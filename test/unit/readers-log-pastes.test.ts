@@ -10,8 +10,9 @@ import { TRANSPORTS, inventedFields, linesOf, pastes, pastesDir, plainLogs, proj
 /** Decodes as the CLI does on raw bytes: only lines with a marker's search key, and every line the decoder asks for. */
 function decodeSkipping(text: string): LogEvent[] {
   const lines = linesOf(text);
-  const keys = markersFor(text.slice(0, 65536)).map((m) => SEARCH_KEYS[m]!);
-  const d = createLogDecoder();
+  const markers = markersFor(text.slice(0, 65536));
+  const keys = markers.map((m) => SEARCH_KEYS[m]!);
+  const d = createLogDecoder({ markers });
   const events: LogEvent[] = [];
   lines.forEach((l, i) => {
     if (d.wantsNextLine || keys.some((k) => l.includes(k))) events.push(...d.push(l, i + 1));
