@@ -19,11 +19,12 @@ import { createXenAmdReader } from './xen-amd-log';
  *   line's number;
  * - a quoted-printable soft break (`=` at the end) joins the next line without a space, before anything
  *   is read;
- * - a line that starts an event but is cut short (a reader says 'partial'; or an unrecognised line that
- *   names an IOMMU), and a line that an open event declines but that means nothing on its own, are tried
- *   again joined with the next line (mail clients and bug trackers wrap at 72-80 columns). Only a line
- *   that means nothing on its own is joined; a wrapped tail never carries a header (timestamp, syslog,
- *   Xen tag), while the second line of a two-line record may.
+ * - a line that starts an event but is cut short (a reader says 'partial'; or an unrecognised line with
+ *   a marker), a line that an open event declines but that means nothing on its own, and a line read as
+ *   complete, are tried again joined with the next line (mail clients and bug trackers wrap at 72-80
+ *   columns); a complete reading is replaced only by one that says more. Only a line that means nothing
+ *   on its own is joined; a wrapped tail never carries a header (timestamp, syslog, Xen tag), while the
+ *   second line of a two-line record may.
  * Every line is counted once: recognised (events or context) or not.
  */
 export interface LogDecoder {
@@ -89,7 +90,7 @@ interface Pending {
   timestamp: string | null;
   joins: number;
   parts: Part[];
-  /** No reader said 'partial': the line names an IOMMU and may be the head of a wrapped message. */
+  /** No reader said 'partial': the line has a marker and may be the head of a wrapped message. */
   speculative: boolean;
   /**
    * How many lines with a header of their own were joined: the second record of a two-line message

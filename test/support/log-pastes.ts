@@ -242,15 +242,17 @@ export function inventedFields(e: LogEvent, lines: readonly string[]): string[] 
     let printed = e.device === '0000:00:00.0' && zeroFromWord;
     // `SSSS:BB:DD.F` (a segment of any width, as parsePciAddress takes it), `BB:DD.F`, `0xBB:0xDD.F`,
     // QEMU's `BB:DD:FF`: tried at every position a few characters before each colon (they overlap).
-    const bdf = /(?:([0-9a-f]{1,4}):)?(?:0x)?([0-9a-f]{1,2}):(?:0x)?([0-9a-f]{1,2})[.:](0?[0-7])/y;
+    const forms = [/([0-9a-f]{1,4}):(?:0x)?([0-9a-f]{1,2}):(?:0x)?([0-9a-f]{1,2})[.:](0?[0-7])/y, /()(?:0x)?([0-9a-f]{1,2}):(?:0x)?([0-9a-f]{1,2})[.:](0?[0-7])/y];
     const lower = text.toLowerCase();
     for (let c = lower.indexOf(':'); c !== -1 && !printed; c = lower.indexOf(':', c + 1)) {
       for (let i = Math.max(0, c - 9); i < c && !printed; i++) {
-        bdf.lastIndex = i;
-        const m = bdf.exec(lower);
-        if (!m) continue;
-        const s = m[1] !== undefined ? parseInt(m[1], 16) : 0;
-        if (s === seg && parseInt(m[2]!, 16) === bus && parseInt(m[3]!, 16) === dev && Number(m[4]) === fn) printed = true;
+        for (const form of forms) {
+          form.lastIndex = i;
+          const m = form.exec(lower);
+          if (!m) continue;
+          const s = m[1] !== '' ? parseInt(m[1]!, 16) : 0;
+          if (s === seg && parseInt(m[2]!, 16) === bus && parseInt(m[3]!, 16) === dev && Number(m[4]) === fn) printed = true;
+        }
       }
     }
     // QEMU's traces print the bus and devfn in decimal.
