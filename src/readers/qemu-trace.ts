@@ -80,7 +80,8 @@ export function createQemuTraceReader(): LineReader {
       const dev = DEV.exec(text);
       const busDevfn = BUS_DEVFN.exec(text);
       if (dev) e.device = bdfToDevice(dev[1]!, dev[2]!, String(parseInt(dev[3]!, 16)));
-      else if (typeof fields.sid === 'number') e.device = ridToDevice(fields.sid & 0xffff);
+      // A source id is 16 bits: a wider number is no device (masking it would make one up).
+      else if (typeof fields.sid === 'number' && fields.sid >= 0 && fields.sid <= 0xffff) e.device = ridToDevice(fields.sid);
       else if (busDevfn) {
         const bus = Number(busDevfn[1]);
         const devfn = Number(busDevfn[2]);
