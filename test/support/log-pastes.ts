@@ -180,7 +180,9 @@ const NAMED: Record<string, string> = { lt: '<', gt: '>', amp: '&', quot: '"', a
  */
 export function sourcesOf(lines: readonly string[]): string[] {
   const out = [lines.join('\n')];
-  const entities = (l: string) => l.replace(ENTITY_ANY, (_m, n: string | undefined, d: string | undefined, h: string | undefined) => (n !== undefined ? NAMED[n]! : String.fromCharCode(d !== undefined ? parseInt(d, 10) : parseInt(h!, 16))));
+  // An entity for a character that is not printable ASCII reads as a space (it cannot be part of a kernel message).
+  const printable = (code: number) => (code >= 0x20 && code < 0x7f ? String.fromCharCode(code) : ' ');
+  const entities = (l: string) => l.replace(ENTITY_ANY, (_m, n: string | undefined, d: string | undefined, h: string | undefined) => (n !== undefined ? NAMED[n]! : printable(d !== undefined ? parseInt(d, 10) : parseInt(h!, 16))));
   // Control characters and no-break spaces read as spaces; tags removed before or after entities are decoded (`<b&#48;r>`).
   const spaces = (l: string) => l.replace(/[\x00-\x08\x0b-\x0c\x0e-\x1f\x7f\u00a0]/g, ' ');
   for (const [ansi, tagsFirst] of [[ANSI_ANY, true], [ANSI_COMPLETE, true], [ANSI_ANY, false]] as const) {
