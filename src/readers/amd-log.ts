@@ -48,7 +48,7 @@ const FLAG_BITS: [string, number][] = [
   ['tr', 0x100],
 ];
 
-function decodeAmdFlags(flags: number): Record<string, boolean> {
+export function decodeAmdFlags(flags: number): Record<string, boolean> {
   const out: Record<string, boolean> = {};
   for (const [name, bit] of FLAG_BITS) out[name] = (flags & bit) !== 0;
   return out;
@@ -112,9 +112,9 @@ class EventDump implements Continuation {
   absorb(msg: string): boolean {
     const body = bodyOf(msg);
     if (this.expect === 'not-attached') {
-      this.done = true;
       const m = NOT_ATTACHED_DEVICE.exec(body.trim());
       if (!m) return false;
+      this.done = true;
       this.event.device = pciText(m[1]!);
       this.event.details.domain = hexNumber(m[2]!) ?? null;
       return true;
@@ -140,7 +140,6 @@ class EventDump implements Continuation {
         return true;
       }
     }
-    this.done = true;
     return false;
   }
 

@@ -2,7 +2,7 @@ import { formatPciAddress, parsePciAddress } from '../core/pci';
 import type { U64 } from '../core/u64';
 import { hexNumber, hexWord, normalizeHex, ridToDevice } from './hex';
 import { newEvent, type EventKind, type LogEvent } from './log-event';
-import { type LineInfo, type LineReader, type ReadResult, events } from './log-reader';
+import { type LineInfo, type LineReader, MAX_JOINED, type ReadResult, events } from './log-reader';
 import { describeQiDescriptor, qiTypeFromTraceName } from './vtd-descriptors';
 
 /**
@@ -13,6 +13,14 @@ import { describeQiDescriptor, qiTypeFromTraceName } from './vtd-descriptors';
 
 // `<comm>-<pid> [cpu] <flags> <ts>: <event>: <text>` (ftrace, trace-cmd) or `<comm> <pid> [cpu] <ts>:
 // <system>:<event>: <text>` (perf script).
+/** The tracepoints read here: a line of one whose fields do not parse may be cut short by a wrap. */
+const EVENT_NAMES = new Set([
+  'qi_submit', 'prq_report', 'cache_tag_assign', 'cache_tag_unassign', 'cache_tag_flush_all', 'cache_tag_flush_range',
+  'cache_tag_flush_range_np', 'map', 'unmap', 'add_device_to_group', 'remove_device_from_group', 'attach_device_to_domain',
+  'detach_device_from_domain', 'io_page_fault',
+]);
+/** A trace line's header up to the timestamp, with the event name wrapped onto the next line. */
+const HEAD_ONLY = /^.{1,64}?(?:-|\s+)\d{1,8}\s+(?:\(\s*[\d-]{1,8}\)\s+)?\[\d{1,4}\]\s+(?:[\w.]{4,6}\s+)?\d{1,12}\.\d{1,9}:\s*$/;
 const LINE = /^(.{1,64}?)(?:-|\s+)(\d{1,8})\s+(?:\(\s*[\d-]{1,8}\)\s+)?\[(\d{1,4})\]\s+(?:[\w.]{4,6}\s+)?(\d{1,12}\.\d{1,9}):\s+(?:(\w{1,32}):)?(\w{1,48}):\s*(.*)$/;
 
 const QI_SUBMIT = /^(\w{1,16}) (\S{1,32}): 0x([0-9a-fA-F]{1,16}) 0x([0-9a-fA-F]{1,16}) 0x([0-9a-fA-F]{1,16}) 0x([0-9a-fA-F]{1,16})/;
@@ -30,141 +38,146 @@ function pciDevice(name: string): string | null {
 }
 
 export function createKernelTraceReader(): LineReader {
-  return {
-    read(msg: string, info: LineInfo): ReadResult {
-      if (msg.indexOf('[') === -1) return null;
-      const m = LINE.exec(msg);
-      if (!m) return null;
-      const name = m[6]!;
-      const text = m[7]!;
-      const mk = (vendor: LogEvent['vendor'], kind: EventKind, format: string): LogEvent => {
-        const e = newEvent(info.lineNo, vendor, kind, format);
-        e.timestamp = m[4]!;
-        e.details.event = name;
-        e.details.task = `${m[1]!.trim()}-${m[2]}`;
-        e.details.cpu = Number(m[3]);
-        return e;
-      };
-      switch (name) {
-        case 'qi_submit': {
-          const q = QI_SUBMIT.exec(text);
-          if (!q) return null;
-          // trace.h prints the type name first; accept the opposite order too.
-          const [typeName, iommu] = qiTypeFromTraceName(q[1]!) !== undefined || q[1] === 'UNKNOWN' ? [q[1]!, q[2]!] : [q[2]!, q[1]!];
-          const words = [q[3]!, q[4]!, q[5]!, q[6]!].map((w) => hexWord(w));
-          if (words.some((w) => !w)) return null;
-          const d = describeQiDescriptor(words as U64[]);
-          const e = mk('intel', 'invalidation', 'ftrace-intel-iommu');
-          e.iommu = iommu;
-          e.device = d.device;
-          e.pasid = d.pasid;
-          e.address = d.address;
-          e.details.descriptor = d;
-          if (typeName !== d.traceName) e.details.printedType = typeName;
-          return events(e);
-        }
-        case 'prq_report': {
-          const p = PRQ_REPORT.exec(text);
-          if (!p) return null;
-          const e = mk('intel', 'page-request', 'ftrace-intel-iommu');
-          e.iommu = p[1]!;
-          e.device = pciDevice(p[2]!) ?? ridToDevice(parseInt(p[4]!, 16));
-          e.details.seq = Number(p[3]);
-          e.details.rid = parseInt(p[4]!, 16);
-          // prq_report prints the page frame (descriptor bits 63:12), not the byte address.
-          e.address = pageToAddress(p[5]!);
-          e.access = p[8] === 'x' ? 'exec' : p[7] === 'w' ? 'write' : p[6] === 'r' ? 'read' : null;
-          e.details.privileged = p[9] === 'p';
-          e.details.lastPage = p[10] === 'l';
-          e.pasid = parseInt(p[11]!, 16);
-          e.details.prgIndex = parseInt(p[12]!, 16);
-          if (p[13] !== undefined) e.details.privateData = [normalizeHex(p[13]), normalizeHex(p[14]!)];
-          return events(e);
-        }
-        case 'cache_tag_assign':
-        case 'cache_tag_unassign':
-        case 'cache_tag_flush_all': {
-          const c = CACHE_TAG.exec(text);
-          if (!c) return null;
-          const e = mk('intel', name === 'cache_tag_flush_all' ? 'invalidation' : 'cache-tag', 'ftrace-intel-iommu');
-          e.iommu = c[1]!;
-          e.device = pciDevice(c[2]!);
-          e.details.type = c[3]!;
-          e.details.did = Number(c[4]);
-          e.details.ref = Number(c[6]);
-          // The tag of the RID itself uses IOMMU_NO_PASID (0).
-          const pasid = Number(c[5]);
-          e.pasid = pasid > 0 ? pasid : null;
-          return events(e);
-        }
-        case 'cache_tag_flush_range':
-        case 'cache_tag_flush_range_np': {
-          const c = CACHE_FLUSH.exec(text);
-          if (!c) return null;
-          const e = mk('intel', 'invalidation', 'ftrace-intel-iommu');
-          e.iommu = c[1]!;
-          e.device = pciDevice(c[2]!);
-          const pasid = Number(c[3]);
-          e.pasid = pasid > 0 ? pasid : null;
-          e.details.type = c[4]!;
-          e.details.did = Number(c[5]);
-          e.details.start = normalizeHex(c[6]!);
-          e.details.end = normalizeHex(c[7]!);
-          e.address = normalizeHex(c[8]!);
-          e.details.pages = hexNumber(c[9]!) ?? null;
-          e.details.mask = hexNumber(c[10]!) ?? null;
-          return events(e);
-        }
-        case 'map': {
-          const p = MAP.exec(text);
-          if (!p) return null;
-          const e = mk(null, 'map', 'ftrace-iommu');
-          e.address = normalizeHex(p[1]!);
-          if (p[2] !== undefined) e.details.end = normalizeHex(p[2]);
-          e.details.paddr = normalizeHex(p[3]!);
-          e.details.size = Number(p[4]);
-          return events(e);
-        }
-        case 'unmap': {
-          const p = UNMAP.exec(text);
-          if (!p) return null;
-          const e = mk(null, 'unmap', 'ftrace-iommu');
-          e.address = normalizeHex(p[1]!);
-          if (p[2] !== undefined) e.details.end = normalizeHex(p[2]);
-          e.details.size = Number(p[3]);
-          e.details.unmappedSize = Number(p[4]);
-          return events(e);
-        }
-        case 'add_device_to_group':
-        case 'remove_device_from_group':
-        case 'attach_device_to_domain':
-        case 'detach_device_from_domain': {
-          const p = DEVICE_EVENT.exec(text);
-          if (!p) return null;
-          const e = mk(null, 'attach', 'ftrace-iommu');
-          e.device = pciDevice(p[2]!);
-          e.details.deviceName = p[2]!;
-          if (p[1] !== undefined) e.details.group = Number(p[1]);
-          return events(e);
-        }
-        case 'io_page_fault': {
-          const p = IO_PAGE_FAULT.exec(text);
-          if (!p) return null;
-          const e = mk(null, 'dma-fault', 'ftrace-iommu');
-          e.details.driver = p[1]!;
-          e.device = pciDevice(p[2]!);
-          e.address = normalizeHex(p[3]!);
-          const flags = hexNumber(p[4]!) ?? 0;
-          e.details.flags = normalizeHex(p[4]!);
-          // IOMMU_FAULT_READ is 0, IOMMU_FAULT_WRITE is 1.
-          e.access = (flags & 1) !== 0 ? 'write' : 'read';
-          return events(e);
-        }
-        default:
-          return null;
-      }
-    },
+  function read(msg: string, info: LineInfo): ReadResult {
+    if (msg.indexOf('[') === -1) return null;
+    const m = LINE.exec(msg);
+    if (!m) return HEAD_ONLY.test(msg) ? 'partial' : null;
+    const r = decode(m, info);
+    // A known tracepoint whose fields do not parse is taken as cut short: the decoder offers it its next line.
+    return r === null && EVENT_NAMES.has(m[6]!) && msg.length < MAX_JOINED ? 'partial' : r;
+  }
+  return { read };
+}
+
+function decode(m: RegExpExecArray, info: LineInfo): ReadResult {
+  const name = m[6]!;
+  const text = m[7]!;
+  const mk = (vendor: LogEvent['vendor'], kind: EventKind, format: string): LogEvent => {
+    const e = newEvent(info.lineNo, vendor, kind, format);
+    e.timestamp = m[4]!;
+    e.details.event = name;
+    e.details.task = `${m[1]!.trim()}-${m[2]}`;
+    e.details.cpu = Number(m[3]);
+    return e;
   };
+  switch (name) {
+    case 'qi_submit': {
+      const q = QI_SUBMIT.exec(text);
+      if (!q) return null;
+      // trace.h prints the type name first; accept the opposite order too.
+      const [typeName, iommu] = qiTypeFromTraceName(q[1]!) !== undefined || q[1] === 'UNKNOWN' ? [q[1]!, q[2]!] : [q[2]!, q[1]!];
+      const words = [q[3]!, q[4]!, q[5]!, q[6]!].map((w) => hexWord(w));
+      if (words.some((w) => !w)) return null;
+      const d = describeQiDescriptor(words as U64[]);
+      const e = mk('intel', 'invalidation', 'ftrace-intel-iommu');
+      e.iommu = iommu;
+      e.device = d.device;
+      e.pasid = d.pasid;
+      e.address = d.address;
+      e.details.descriptor = d;
+      if (typeName !== d.traceName) e.details.printedType = typeName;
+      return events(e);
+    }
+    case 'prq_report': {
+      const p = PRQ_REPORT.exec(text);
+      if (!p) return null;
+      const e = mk('intel', 'page-request', 'ftrace-intel-iommu');
+      e.iommu = p[1]!;
+      e.device = pciDevice(p[2]!) ?? ridToDevice(parseInt(p[4]!, 16));
+      e.details.seq = Number(p[3]);
+      e.details.rid = parseInt(p[4]!, 16);
+      // prq_report prints the page frame (descriptor bits 63:12), not the byte address.
+      e.address = pageToAddress(p[5]!);
+      e.access = p[8] === 'x' ? 'exec' : p[7] === 'w' ? 'write' : p[6] === 'r' ? 'read' : null;
+      e.details.privileged = p[9] === 'p';
+      e.details.lastPage = p[10] === 'l';
+      e.pasid = parseInt(p[11]!, 16);
+      e.details.prgIndex = parseInt(p[12]!, 16);
+      if (p[13] !== undefined) e.details.privateData = [normalizeHex(p[13]), normalizeHex(p[14]!)];
+      return events(e);
+    }
+    case 'cache_tag_assign':
+    case 'cache_tag_unassign':
+    case 'cache_tag_flush_all': {
+      const c = CACHE_TAG.exec(text);
+      if (!c) return null;
+      const e = mk('intel', name === 'cache_tag_flush_all' ? 'invalidation' : 'cache-tag', 'ftrace-intel-iommu');
+      e.iommu = c[1]!;
+      e.device = pciDevice(c[2]!);
+      e.details.type = c[3]!;
+      e.details.did = Number(c[4]);
+      e.details.ref = Number(c[6]);
+      // The tag of the RID itself uses IOMMU_NO_PASID (0).
+      const pasid = Number(c[5]);
+      e.pasid = pasid > 0 ? pasid : null;
+      return events(e);
+    }
+    case 'cache_tag_flush_range':
+    case 'cache_tag_flush_range_np': {
+      const c = CACHE_FLUSH.exec(text);
+      if (!c) return null;
+      const e = mk('intel', 'invalidation', 'ftrace-intel-iommu');
+      e.iommu = c[1]!;
+      e.device = pciDevice(c[2]!);
+      const pasid = Number(c[3]);
+      e.pasid = pasid > 0 ? pasid : null;
+      e.details.type = c[4]!;
+      e.details.did = Number(c[5]);
+      e.details.start = normalizeHex(c[6]!);
+      e.details.end = normalizeHex(c[7]!);
+      e.address = normalizeHex(c[8]!);
+      e.details.pages = hexNumber(c[9]!) ?? null;
+      e.details.mask = hexNumber(c[10]!) ?? null;
+      return events(e);
+    }
+    case 'map': {
+      const p = MAP.exec(text);
+      if (!p) return null;
+      const e = mk(null, 'map', 'ftrace-iommu');
+      e.address = normalizeHex(p[1]!);
+      if (p[2] !== undefined) e.details.end = normalizeHex(p[2]);
+      e.details.paddr = normalizeHex(p[3]!);
+      e.details.size = Number(p[4]);
+      return events(e);
+    }
+    case 'unmap': {
+      const p = UNMAP.exec(text);
+      if (!p) return null;
+      const e = mk(null, 'unmap', 'ftrace-iommu');
+      e.address = normalizeHex(p[1]!);
+      if (p[2] !== undefined) e.details.end = normalizeHex(p[2]);
+      e.details.size = Number(p[3]);
+      e.details.unmappedSize = Number(p[4]);
+      return events(e);
+    }
+    case 'add_device_to_group':
+    case 'remove_device_from_group':
+    case 'attach_device_to_domain':
+    case 'detach_device_from_domain': {
+      const p = DEVICE_EVENT.exec(text);
+      if (!p) return null;
+      const e = mk(null, 'attach', 'ftrace-iommu');
+      e.device = pciDevice(p[2]!);
+      e.details.deviceName = p[2]!;
+      if (p[1] !== undefined) e.details.group = Number(p[1]);
+      return events(e);
+    }
+    case 'io_page_fault': {
+      const p = IO_PAGE_FAULT.exec(text);
+      if (!p) return null;
+      const e = mk(null, 'dma-fault', 'ftrace-iommu');
+      e.details.driver = p[1]!;
+      e.device = pciDevice(p[2]!);
+      e.address = normalizeHex(p[3]!);
+      const flags = hexNumber(p[4]!) ?? 0;
+      e.details.flags = normalizeHex(p[4]!);
+      // IOMMU_FAULT_READ is 0, IOMMU_FAULT_WRITE is 1.
+      e.access = (flags & 1) !== 0 ? 'write' : 'read';
+      return events(e);
+    }
+    default:
+      return null;
+  }
 }
 
 /** `0x` + hex of a page frame number shifted left by 12, without going through a lossy number. */

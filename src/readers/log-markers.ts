@@ -7,31 +7,38 @@
  * - `IOMMU`: VT-d page-request messages (`IOMMU: dmarN: ...`) and the generic `iommu:*` tracepoints;
  * - `Inval`: `dmarN: Invalid page request` printed on its own;
  * - `PASID`: the page-request messages of Linux 4.4-5.13 (`dmarN: Page request without PASID: ...`);
- * - `AMD-Vi`: every AMD message; `-smmu`: every message of the `arm-smmu-v3` device;
+ * - `AMD-Vi`: every AMD message; `-smmu`: every message of the `arm-smmu-v3` device; `SMMUv3`: every
+ *   message of Xen's SMMUv3 driver (`SMMUv3: /smmu@...: `);
  * - `callbacks suppressed`: rate limiting, whose line names only the function;
  * - `iommu`: the IOMMU core's lines (`iommu: Default domain type: ...`, `... Adding to iommu group N`) and
  *   the kernel command line's IOMMU parameters, which the VT-d reader counts as informational.
  * In QEMU output also `vtd_` (trace events, error reports); in trace text (ftrace, trace-cmd, perf) also
- * `dmar` (the intel_iommu tracepoints name their unit and nothing else a marker catches).
+ * `dmar` (the intel_iommu tracepoints name their unit and nothing else a marker catches); in a Xen
+ * console also `(XEN)` (Xen's AMD-Vi driver prints its non-page-fault events as a bare name and four
+ * words, `ILLEGAL_DEV_TABLE_ENTRY 000000a0 ...`).
  *
  * A caller may skip other lines, as long as it feeds every line while the decoder says `wantsNextLine`
  * (continuations of multi-line events often carry no marker). Skipped lines count as unrecognised,
  * exactly as if they had been fed.
  */
 /** The markers that name an IOMMU: an unrecognised line with one is a format this reader does not know. */
-const IOMMU_MARKERS: readonly string[] = ['DMAR', 'VT-D', 'INTR-REMAP', 'IOMMU', 'AMD-Vi', '-smmu'];
+const IOMMU_MARKERS: readonly string[] = ['DMAR', 'VT-D', 'INTR-REMAP', 'IOMMU', 'AMD-Vi', '-smmu', 'SMMUv3'];
 export const LOG_MARKERS: readonly string[] = [...IOMMU_MARKERS, 'Inval', 'PASID', 'callbacks suppressed', 'iommu'];
 export const QEMU_MARKERS: readonly string[] = [...LOG_MARKERS, 'vtd_'];
 export const TRACE_MARKERS: readonly string[] = [...LOG_MARKERS, 'dmar'];
+export const XEN_MARKERS: readonly string[] = [...LOG_MARKERS, '(XEN)'];
+const QEMU_XEN_MARKERS: readonly string[] = [...QEMU_MARKERS, '(XEN)'];
+const TRACE_XEN_MARKERS: readonly string[] = [...TRACE_MARKERS, '(XEN)'];
 
 const TRACE_START = /^(?:# tracer:|cpus=\d|version = \d|\s*\S{1,64}-\d{1,8}\s+(?:\(\s*[\d-]{1,8}\)\s+)?\[\d{1,4}\]\s)/m;
 const QEMU_START = /vtd_|qemu-system|QEMU/;
 
 /** The markers for an input that starts with `start` (its first tens of kilobytes). */
 export function markersFor(start: string): readonly string[] {
-  if (TRACE_START.test(start)) return TRACE_MARKERS;
-  if (QEMU_START.test(start)) return QEMU_MARKERS;
-  return LOG_MARKERS;
+  const xen = start.indexOf('(XEN)') !== -1;
+  if (TRACE_START.test(start)) return xen ? TRACE_XEN_MARKERS : TRACE_MARKERS;
+  if (QEMU_START.test(start)) return xen ? QEMU_XEN_MARKERS : QEMU_MARKERS;
+  return xen ? XEN_MARKERS : LOG_MARKERS;
 }
 
 /**
@@ -49,11 +56,19 @@ export const SEARCH_KEYS: Readonly<Record<string, string>> = {
   PASID: 'ASID',
   'AMD-Vi': 'MD-Vi',
   '-smmu': '-smmu',
+  SMMUv3: 'MMUv3',
+  '(XEN)': 'XEN)',
   'callbacks suppressed': 'ks supp',
   iommu: 'ommu',
   vtd_: 'vtd_',
   dmar: 'dmar',
 };
+
+/** Whether a line holds one of `markers` (LOG_MARKERS, which every marker set holds, by default). */
+export function hasMarker(line: string, markers: readonly string[] = LOG_MARKERS): boolean {
+  for (let i = 0; i < markers.length; i++) if (line.indexOf(markers[i]!) !== -1) return true;
+  return false;
+}
 
 export function namesIommu(line: string): boolean {
   for (let i = 0; i < IOMMU_MARKERS.length; i++) if (line.indexOf(IOMMU_MARKERS[i]!) !== -1) return true;

@@ -10,6 +10,11 @@ export interface LineInfo {
  * The open end of a multi-line event: the decoder offers it each following line until it declines one
  * or says it is done. It may fill in the events it was returned with, or add events to that array (an
  * invalidation-queue error burst prints several errors, then the descriptors they share).
+ *
+ * Declining a line must leave the continuation as it was: when the declined line means nothing on its
+ * own, the decoder offers it once more joined with the next line (it may be the head of a line that a
+ * mail client or bug tracker wrapped). `done` is for a continuation that has all it expects; after a
+ * decline the decoder ends the event anyway.
  */
 export interface Continuation {
   absorb(msg: string, info: LineInfo): boolean;
@@ -35,7 +40,10 @@ export interface LineReader {
   read(msg: string, info: LineInfo): ReadResult;
 }
 
-/** Longest text a partial event may grow to by joining lines; beyond that it is not a wrapped line. */
+/**
+ * Longest text a partial event may grow to by joining lines (and longest line the decoder holds back to
+ * join); beyond that it is not a wrapped line.
+ */
 export const MAX_JOINED = 600;
 
 export function events(...list: LogEvent[]): ReadEvents {

@@ -48,6 +48,8 @@ export const SMMU_EVENTS: Record<number, SmmuEventType> = {
 const SMMU_CLASSES = ['CD fetch', 'Stage 1 translation table fetch', 'Input address caused fault', 'Reserved'];
 
 const DEVICE_PREFIX = /^(\S{0,40}smmu\S{0,40}) (\S{1,64}): ?(.*)$/;
+/** Xen's port of the driver (xen/drivers/passthrough/arm/smmu-v3.c, Xen 4.15+) prints `SMMUv3: <DT path>: `. */
+const XEN_PREFIX = /^SMMUv3: (\S{1,128}): ?(.*)$/;
 const RAW_START = /^event 0x([0-9a-fA-F]{1,2}) received:/;
 const DWORD = /^0x([0-9a-fA-F]{16})\s*$|^0x([0-9a-fA-F]{8}) ([0-9a-fA-F]{8})\s*$/;
 const DECODED = /^event: (\S{1,32}) client: (.{1,80}?) sid: (0x[0-9a-fA-F]{1,8}|0) ssid: (0x[0-9a-fA-F]{1,8}|0)(?: iova: (0x[0-9a-fA-F]{1,16}|0) ipa: (0x[0-9a-fA-F]{1,16}|0)| fetch_addr: (0x[0-9a-fA-F]{1,16}|0))?\s*$/;
@@ -141,10 +143,12 @@ function applyDetail(e: LogEvent, m: RegExpExecArray): void {
   e.details.stag = hexNumber(m[8]!) ?? 0;
 }
 
-/** The message after the `arm-smmu-v3 <device>: ` prefix, and the SMMU's device name. */
+/** The message after the `arm-smmu-v3 <device>: ` (or Xen's `SMMUv3: <path>: `) prefix, and the SMMU's name. */
 function split(msg: string): { body: string; iommu: string | null } {
   const m = DEVICE_PREFIX.exec(msg);
-  return m ? { body: m[3]!, iommu: m[2]! } : { body: msg, iommu: null };
+  if (m) return { body: m[3]!, iommu: m[2]! };
+  const x = msg.startsWith('SMMUv3: ') ? XEN_PREFIX.exec(msg) : null;
+  return x ? { body: x[2]!, iommu: x[1]! } : { body: msg, iommu: null };
 }
 
 /**
@@ -175,7 +179,6 @@ class SmmuRecord implements Continuation {
         if (this.dwords.length === 4) applyRaw(this.event, this.dwords);
         return true;
       }
-      this.done = true;
       return false;
     }
     const text = this.partial ? `${this.partial} ${body}` : body;
@@ -195,7 +198,6 @@ class SmmuRecord implements Continuation {
         this.partial = text;
         return true;
       }
-      this.done = true;
       return false;
     }
     if (!this.detailed) {
@@ -211,7 +213,6 @@ class SmmuRecord implements Continuation {
         return true;
       }
     }
-    this.done = true;
     return false;
   }
 }
@@ -239,7 +240,6 @@ class ErrorTail implements Continuation {
       this.event.details.command = this.command;
       return true;
     }
-    this.done = true;
     return false;
   }
 }
@@ -250,9 +250,9 @@ class PriRequest implements Continuation {
   constructor(private readonly event: LogEvent) {}
 
   absorb(msg: string): boolean {
-    this.done = true;
     const m = PRI_LINE.exec(split(msg).body.trim());
     if (!m) return false;
+    this.done = true;
     const e = this.event;
     e.details.sid = parseInt(m[1]!, 16);
     const ssid = parseInt(m[2]!, 16);

@@ -21,12 +21,19 @@ const DMA_FAULT =
 const INTR_FAULT =
   /^(\[INTR-REMAP\]|INTR-REMAP:)\s*Request device \[(\[)?(0x)?([0-9a-fA-F]{1,2}):(?:0x)?([0-9a-fA-F]{1,2})\.([0-7])\]\s*fault index (0x)?([0-9a-fA-F]{1,16})\s*(?:INTR-REMAP:\s*)?\[fault reason (0x)?([0-9a-fA-F]{1,3})\]\s?(.*)$/;
 const FAULT_START = /\[DMA (?:Read|Write)|\[INTR-REMAP\]|INTR-REMAP:/;
+const FAULT_REASON_DONE = /\[fault reason (?:0x)?[0-9a-fA-F]{1,3}\]/;
 
 const XEN_HEAD =
   /^\[VT-D\]\s*(?:[\w.-]{1,40}\.c:\d{1,6}:\s*)?(DMAR|INTR-REMAP|UNKNOWN):\s*(?:\[DMA (Read|Write)\]\s*)?Request device \[(?:([0-9a-fA-F]{4}):)?([0-9a-fA-F]{2}):([0-9a-fA-F]{2})\.([0-7])\]\s*fault (addr|index) ([0-9a-fA-F]{1,16})(?:,?\s*iommu reg\s*=?\s*(?:0x)?([0-9a-fA-F]{1,16}))?/;
-/** Xen prints the reason in hex without 0x: `reason 06 - ...`; old Xen `DMAR:[fault reason 06h] ...`. */
-const XEN_REASON = /^(?:\[VT-D\]\s*)?(?:[\w.-]{1,40}\.c:\d{1,6}:\s*)?(?:DMAR|INTR-REMAP|UNKNOWN):\s*(?:reason ([0-9a-fA-F]{1,2}) -\s?|\[fault reason ([0-9a-fA-F]{1,2})h\]\s*)(.*)$/;
-const XEN_ENTRY = /^(?:print_vtd_entries:|(?:root_entry|context|l\d)\s*\[[0-9a-fA-F]{1,4}\]\s*(?:=|not present)|[0-9a-fA-F]{4,16}$)/;
+/**
+ * Xen prints the reason in hex without 0x: `reason 06 - ...`; old Xen `DMAR:[fault reason 06h] ...`.
+ * Newer Xen names the unit after the reason text, ` on iommu:%u` (7a091bd8b0 "vtd: Print originating
+ * iommu on faults", after Xen 4.21).
+ */
+const XEN_REASON = /^(?:\[VT-D\]\s*)?(?:[\w.-]{1,40}\.c:\d{1,6}:\s*)?(?:DMAR|INTR-REMAP|UNKNOWN):\s*(?:reason ([0-9a-fA-F]{1,2}) -\s?|\[fault reason ([0-9a-fA-F]{1,2})h\]\s*)(.*?)(?: on (iommu:\d{1,4}))?\s*$/;
+/** What a wrap leaves of `, iommu reg = %p` on the next line. */
+const XEN_REG_TAIL = /^,?\s*(?:iommu\s+reg\s*)?=\s*(?:0x)?([0-9a-fA-F]{4,16})$|^,?\s*iommu\s+reg\s*=?\s*(?:0x)?([0-9a-fA-F]{4,16})$/;
+const XEN_ENTRY = /^(?:print_vtd_entries:|iommu->root_maddr = 0|(?:root_entry|context|ctxt_entry|l\d)\s*\[[0-9a-fA-F]{1,4}\]\s*(?:=|not present)|[0-9a-fA-F]{4,16}$)/;
 
 const FAULT_STATUS = /^DRHD: handling fault status reg ([0-9a-fA-F]{1,8})/;
 /** `dmar0: reg_base_addr ...` from 4.2; `IOMMU 0: reg_base_addr ...` before (the unit's sequence number). */
@@ -208,15 +215,12 @@ class WalkDump implements Continuation {
     return out;
   }
 
-  absorb(msg: string): boolean {
+  absorb(msg: string, info: LineInfo): boolean {
     const body = afterTag(msg);
     if (!this.started) {
       const m = DUMP_START.exec(body);
       // The dump names the faulting address: a dump for another address belongs to another fault.
-      if (!m || (this.event.address !== null && normalizeHex(m[2]!) !== this.event.address)) {
-        this.done = true;
-        return false;
-      }
+      if (!m || (this.event.address !== null && normalizeHex(m[2]!) !== this.event.address)) return absorbReasonTail(this.event, msg, info);
       this.started = true;
       this.walk.iommu = m[1]!;
       this.walk.iova = normalizeHex(m[2]!);
@@ -237,8 +241,33 @@ class WalkDump implements Continuation {
       if (step.present === false) this.done = true;
       return true;
     }
-    this.done = true;
     return false;
+  }
+}
+
+/**
+ * A fault line that a mail client or bug tracker wrapped inside its reason text leaves the rest of the
+ * text on a line of its own, without a header: it belongs to the fault.
+ */
+function absorbReasonTail(e: LogEvent, msg: string, info: LineInfo): boolean {
+  const printed = e.details.printedReason;
+  if (typeof printed !== 'string' || printed === '' || info.timestamp !== null || !e.reason) return false;
+  const whole = `${printed} ${msg.trim()}`;
+  if (!e.reason.text.startsWith(whole)) return false;
+  if (whole === e.reason.text) delete e.details.printedReason;
+  else e.details.printedReason = whole;
+  return true;
+}
+
+class ReasonTail implements Continuation {
+  done = false;
+
+  constructor(private readonly event: LogEvent) {}
+
+  absorb(msg: string, info: LineInfo): boolean {
+    if (!absorbReasonTail(this.event, msg, info)) return false;
+    if (this.event.details.printedReason === undefined) this.done = true;
+    return true;
   }
 }
 
@@ -261,31 +290,37 @@ class XenFault implements Continuation {
         const code = parseInt(r[1] ?? r[2]!, 16);
         this.event.reason = { code, text: linuxFaultReason(code).text };
         const printed = r[3]!.trim();
+        if (r[4] !== undefined) this.event.iommu = r[4];
         if (printed === '') this.reasonTextPending = true;
         else if (printed !== this.event.reason.text) this.event.details.printedReason = printed;
         return true;
       }
-      // A journal or mail wrap can push the tail of `iommu reg = ...` onto its own line.
+      // A journal or mail wrap can push the tail of `iommu reg = ...` onto its own line: the value, or
+      // more of the line (`iommu reg = ffff...`, `= ffff...`).
       if (/^[0-9a-fA-F]{4,16}$/.test(msg.trim())) {
         this.event.details.iommuReg = normalizeHex(String(this.event.details.iommuReg ?? '').replace(/^0x/, '') + msg.trim());
         return true;
       }
-      this.done = true;
-      return false;
-    }
-    if (this.reasonTextPending) {
-      this.reasonTextPending = false;
-      if (info.timestamp === null && !XEN_ENTRY.test(msg.trim()) && msg.trim() !== '') {
-        if (msg.trim() !== this.event.reason!.text) this.event.details.printedReason = msg.trim();
+      const reg = XEN_REG_TAIL.exec(msg.trim());
+      if (reg && this.event.details.iommuReg === undefined) {
+        this.event.details.iommuReg = normalizeHex(reg[1] ?? reg[2]!);
         return true;
       }
+      return false;
+    }
+    if (absorbReasonTail(this.event, msg, info)) return true;
+    if (this.reasonTextPending && info.timestamp === null && !XEN_ENTRY.test(msg.trim()) && msg.trim() !== '') {
+      this.reasonTextPending = false;
+      const tail = /^(.*?)(?: on (iommu:\d{1,4}))?\s*$/.exec(msg.trim())!;
+      if (tail[2] !== undefined) this.event.iommu = tail[2];
+      if (tail[1] !== this.event.reason!.text) this.event.details.printedReason = tail[1]!;
+      return true;
     }
     if (XEN_ENTRY.test(msg.trim())) {
       if (!this.entries) this.event.details.walk = { entries: (this.entries = []) };
       this.entries.push(msg.trim());
       return true;
     }
-    this.done = true;
     return false;
   }
 }
@@ -323,7 +358,6 @@ class QiBurst implements Continuation {
       for (const e of this.group) if (e.details.error === cleared[1]) e.details.cleared = true;
       return true;
     }
-    this.done = true;
     return false;
   }
 }
@@ -376,9 +410,9 @@ class PageRequestProblem implements Continuation {
   constructor(private readonly event: LogEvent) {}
 
   absorb(msg: string): boolean {
-    this.done = true;
     const m = PRQ_INVALID.exec(afterTag(msg));
     if (!m || m[2] !== 'Invalid page request' || (this.event.iommu !== null && m[1] !== this.event.iommu)) return false;
+    this.done = true;
     this.event.iommu = m[1]!;
     pageRequestFromWords(this.event, m[4]!, m[5]!);
     return true;
@@ -440,9 +474,10 @@ export function createVtdReader(): { read(msg: string, info: LineInfo): ReadResu
       notePrintedReason(e, intr[11]!.trim(), true);
       if (!hexReason) e.details.reasonPrintedInDecimal = true;
       takeFaultStatus(e);
-      return events(e);
+      return e.details.printedReason !== undefined ? { events: [e], more: new ReasonTail(e) } : events(e);
     }
-    return text.indexOf('[fault reason') === -1 && text.length < MAX_JOINED ? 'partial' : null;
+    // Cut short until its reason is complete (a wrap may fall inside `[fault reason 0x05]`).
+    return !FAULT_REASON_DONE.test(text) && text.length < MAX_JOINED ? 'partial' : null;
   }
 
   function xen(msg: string, info: LineInfo): ReadResult {
@@ -468,6 +503,7 @@ export function createVtdReader(): { read(msg: string, info: LineInfo): ReadResu
       const intr = code >= 0x20 && code < 0x27;
       const e = base(info, intr ? 'interrupt-fault' : 'dma-fault', intr ? 'xen-vtd-intr' : 'xen-vtd');
       e.reason = { code, text: linuxFaultReason(code).text };
+      if (r[4] !== undefined) e.iommu = r[4];
       e.details.faultLineMissing = true;
       return events(e);
     }

@@ -90,6 +90,38 @@ describe('readers: AMD-Vi event log', () => {
   });
 });
 
+describe("readers: AMD-Vi events on Xen's console", () => {
+  const { events, summary } = decode('xen-amd-vi.log');
+  const at = (line: number) => events.find((e) => e.line === line)!;
+
+  it('reads the 4.14+ and the older IO_PAGE_FAULT forms and the raw-word events, field by field', () => {
+    const PF: [number, string] = [0x2, 'IO_PAGE_FAULT'];
+    expectRows(events, 'amd', [
+      // flags 0x10 is PR alone: a read; 0x30 adds RW; 0x8 is I (an interrupt request, no direction); GN makes d4 a PASID.
+      [1, 'dma-fault', 'xen-amd-vi', '0000:00:14.1', null, '0xbf5fc000', 'read', PF],
+      [2, 'dma-fault', 'xen-amd-vi', '0000:00:14.1', null, '0xfffffff0', 'write', PF],
+      [3, 'interrupt-fault', 'xen-amd-vi', '0000:03:00.0', null, '0xfee00000', null, PF],
+      [4, 'dma-fault', 'xen-amd-vi', '0001:41:00.0', 4, '0x7f0000001000', 'write', PF],
+      // device id 0xa1 is bus 0, devfn 0xa1 = 14.1; 0x300 is 03:00.0; Xen <= 4.2 printed no flags.
+      [5, 'dma-fault', 'xen-amd-vi-old', '0000:00:14.1', null, '0xbf695000', 'read', PF],
+      [6, 'dma-fault', 'xen-amd-vi-old', '0000:03:00.0', null, '0x100000040', 'write', PF],
+      [7, 'dma-fault', 'xen-amd-vi-old', '0000:00:14.0', null, '0xdffff000', null, PF],
+      // event[1][31:28] is the code, event[0][15:0] the device, event[3]:event[2] the address.
+      [8, 'config-error', 'xen-amd-vi-event', '0000:00:14.0', null, '0xfdf8f000', 'read', [0x1, 'ILLEGAL_DEV_TABLE_ENTRY']],
+      [9, 'invalidation-error', 'xen-amd-vi-event', null, null, '0x11d5ff080', null, [0x5, 'ILLEGAL_COMMAND_ERROR']],
+      [10, 'invalidation-error', 'xen-amd-vi-event', '0000:41:00.0', null, '0x10d5ff0c0', null, [0x7, 'IOTLB_INV_TIMEOUT']],
+      [11, 'hardware-error', 'xen-amd-vi-event', '0000:41:00.0', 4, '0x1f0001000', null, [0x4, 'PAGE_TAB_HARDWARE_ERROR']],
+      [12, 'hardware-error', 'xen-amd-vi-event', null, null, null, null, null],
+    ]);
+    assert.deepEqual([summary.lines, summary.unrecognisedLines], [12, 0]);
+    assert.deepEqual([at(1).timestamp, at(5).timestamp, at(8).timestamp], ['5.106118', null, '300.000000']);
+    assert.deepEqual([at(1).details.domain, at(1).details.printedFlags, at(4).details.flagBits], [0, ['PR'], { gn: true, nx: false, us: false, i: false, pr: true, rw: true, pe: false, rz: false, tr: false }]);
+    assert.deepEqual([at(6).details.domain, at(6).details.flags], [1, '0x30']);
+    assert.deepEqual([at(11).details.printedName, at(11).details.flags], ['PAGE_TABLE_HW_ERROR', '0x40']);
+    assert.deepEqual([at(12).details.printedName, at(12).details.type, at(12).details.event], ['event', 15, ['0x0', '0xf0000000', '0x0', '0x0']]);
+  });
+});
+
 describe('readers: Arm SMMUv3 events', () => {
   const { events, summary } = decode('smmu-v3.log');
   const at = (line: number) => events.find((e) => e.line === line)!;

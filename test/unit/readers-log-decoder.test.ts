@@ -21,8 +21,9 @@ const text = (name: string) => readFileSync(join(logs, name), 'utf8');
 function decodeSkipping(input: string): { events: LogEvent[]; fed: number } {
   const lines = input.split('\n');
   if (lines.at(-1) === '') lines.pop();
-  const keys = markersFor(input.slice(0, 65536)).map((m) => SEARCH_KEYS[m]!);
-  const d = createLogDecoder();
+  const markers = markersFor(input.slice(0, 65536));
+  const keys = markers.map((m) => SEARCH_KEYS[m]!);
+  const d = createLogDecoder({ markers });
   const events: LogEvent[] = [];
   let fed = 0;
   for (let i = 0; i < lines.length; i++) {
@@ -133,6 +134,45 @@ describe('readers: the log decoder', () => {
       'not recognised, line 2: DMAR: something new that no kernel printed yet',
       'not recognised, line 4: AMD-Vi: also new',
     ]);
+  });
+
+  it('counts a line once however many carriage-return parts it has, recognised if any part is', () => {
+    const input = ['DMAR: something new\r[ 1.0] DMAR: Host address width 46', 'DMAR: also new\rplain\rDMAR: and this', ''].join('\n');
+    const { summary } = decodeLogText(input);
+    assert.deepEqual([summary.lines, summary.recognisedLines, summary.unrecognisedLines, summary.unrecognisedIommuLines], [2, 1, 1, 1]);
+    assert.deepEqual(summary.unrecognisedSamples.map((x) => x.line), [2]);
+  });
+
+  it('keeps a one-line result for a line: a wrapped tail that tells more replaces it, anything else lets it go', () => {
+    const d = createLogDecoder();
+    assert.deepEqual(d.push('qemu-system-x86_64: vtd_iommu_translate: detected translation failure', 1), []);
+    assert.equal(d.wantsNextLine, true);
+    // Joined, it may have a further tail: it is still kept for a line.
+    assert.deepEqual(d.push('(dev=00:03:00, iova=0x1d40000030c0)', 2), []);
+    const [e] = d.end();
+    assert.deepEqual([e!.line, e!.endLine, e!.device, e!.address], [1, 2, '0000:00:03.0', '0x1d40000030c0']);
+    assert.deepEqual([d.summary().recognisedLines, d.summary().unrecognisedLines], [2, 0]);
+    // A tail that adds nothing is not taken: the event stays as it was, the line unrecognised.
+    const d2 = createLogDecoder();
+    d2.push('[ 78.0] arm-smmu-v3 a.auto: CMDQ error (cons 0x01000012): Illegal command', 1);
+    assert.deepEqual(d2.push('[ 79.0] usb 1-1: new device', 2).map((x) => [x.line, x.endLine, x.reason?.text]), [[1, 1, 'Illegal command']]);
+    assert.equal(d2.wantsNextLine, false);
+  });
+
+  it('offers a declined line that means nothing alone to the open event again, joined with its tail', () => {
+    const { events, summary } = decodeLogText(
+      ['[ 1.0] DMAR: [DMA Read NO_PASID] Request device [00:01.0] fault addr 0x1234000 [fault reason 0x06] PTE Read access is not set', '[ 1.0] DMAR: Dump dmar0 table entries for IOVA 0x1234000', '[ 1.0] DMAR: context entry: hi 0x0000000000000302, low', '0x00000000018f9001', '[ 1.0] DMAR: page table not present at level 3', ''].join('\n'),
+    );
+    assert.deepEqual(events.map((e) => [e.line, e.endLine]), [[1, 5]]);
+    assert.deepEqual((events[0]!.details.walk as { steps: unknown[] }).steps, [{ entry: 'context', hi: '0x302', low: '0x18f9001' }, { entry: 'table', level: 3, present: false }]);
+    assert.equal(summary.unrecognisedLines, 0);
+  });
+
+  it('joins a quoted-printable soft break without a space, but not a line that ends in a literal =', () => {
+    const qp = decodeLogText('DMAR: [DMA Read NO_PASID] Request device [00:01.0] fault addr 0x12=\n34000 [fault reason 0x06] PTE Read access is not set\n');
+    assert.deepEqual(qp.events.map((e) => e.address), ['0x1234000']);
+    const wrapped = decodeLogText('(XEN) AMD-Vi: IO_PAGE_FAULT: domain = 0, device id = 0xa1, fault address =\n0xbf695000, flags = 0x10\n');
+    assert.deepEqual(wrapped.events.map((e) => [e.device, e.address]), [['0000:00:14.1', '0xbf695000']]);
   });
 
   it('serialises events with the documented fields first, in order', () => {
