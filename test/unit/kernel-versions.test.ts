@@ -120,6 +120,10 @@ describe('kernel versions: fault reasons from the kernel tables', () => {
     for (let code = 0; code < 256; code++) assert.deepEqual(linuxFaultReason(code), now.get(code), `code 0x${code.toString(16)}`);
   });
 
+  it('answers "Unknown" for what no fault record can hold (negative, fractional, wider than u8), never throwing', () => {
+    for (const code of [-1, -0x80, 0.5, 0x20 + 0.25, 0x100, Number.NaN]) assert.deepEqual(linuxFaultReason(code), { text: 'Unknown', type: 'unknown' }, String(code));
+  });
+
   it('has the 4.1 table (no scalable-mode reasons) for kernels before 5.4, and the 6.12 one from 5.4', () => {
     for (let code = 0; code < 256; code++) {
       assert.deepEqual(linuxFaultReason(code, { scalableModeTable: false }), old.get(code), `code 0x${code.toString(16)}`);

@@ -148,6 +148,8 @@ export const FAULT_REASONS: ReadonlyMap<number, FaultReason> = CATALOGUE;
  * print "Unknown" for every code from 0x27 up. driver/log.ts chooses per kernel version.
  */
 export function linuxFaultReason(code: number, options: { readonly scalableModeTable?: boolean } = {}): { text: string; type: FaultType } {
+  // dmar_get_fault_reason takes a u8: anything else is no code a fault record can hold.
+  if (!Number.isInteger(code) || code < 0 || code > 0xff) return { text: 'Unknown', type: 'unknown' };
   if (code >= 0x20 && code < 0x27) return { text: CATALOGUE.get(code)!.text, type: 'interrupt-remap' };
   if (code >= 0x30 && code <= 0x90 && options.scalableModeTable !== false) {
     const r = CATALOGUE.get(code);
