@@ -7,6 +7,7 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } f
 import { tmpdir } from 'node:os';
 import { join, posix } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
+import { expectTopologyAnswers } from '../support/workbench';
 import { readZip, type ZipEntry } from '../support/zip';
 import { chromiumLib, codeServerLib, root, until, type CodeServer } from './harness';
 
@@ -130,13 +131,7 @@ describe('the VSIX: npm run package, installed by code-server --install-extensio
       // The file gets the extension's language, the tree (the extension's code) lists it with the
       // language server's verdict, and the server's hover answers.
       await page.locator('.statusbar-item', { hasText: /^IOMMU Topology$/ }).waitFor();
-      const row = pane.locator('.monaco-list-row', { hasText: 'rid-and-pasid-domains.iommu' });
-      await row.getByText('no problems').waitFor();
-      const bdf = page.locator('.view-line span', { hasText: /^6a:01\.0$/ }).first();
-      await bdf.hover();
-      const hover = page.locator('.monaco-hover-content', { hasText: 'RID (source-id)' });
-      await hover.waitFor();
-      assert.match(await hover.innerText(), /RID \(source-id\)\s*0x6a08/);
+      await expectTopologyAnswers(page, pane);
       await page.screenshot({ path: join(shots, 'installed-vsix.png') });
     });
 
