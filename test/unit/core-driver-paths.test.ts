@@ -183,8 +183,9 @@ describe('driver model on the kernel\'s error paths', () => {
       m.memory.write64(a, m.memory.readHi(a), ((m.memory.readLo(a) & ~0x1c0) | (1 << 6)) >>> 0, 'test: PGTT 1');
       let stream: string[] = [];
       const lines = linesDuring(k, () => (stream = descriptorsDuring(m, () => throwsErrno(() => k.setDirtyTracking(d, true), 'EOPNOTSUPP'))));
-      // pasid.c has no dev_fmt: dev_err_ratelimited(dev, "Dirty tracking not supported on translation type %d\n").
-      assert.deepEqual(lines, ['0000:00:02.0: Dirty tracking not supported on translation type 1', '0000:00:02.0: Dirty tracking not supported on translation type 1']);
+      // pasid.c has no dev_fmt: dev_err_ratelimited(dev, "Dirty tracking not supported on translation type %d\n"),
+      // after dev_printk's "<driver or bus> <device>: " (no driver is bound: the bus, pci).
+      assert.deepEqual(lines, ['pci 0000:00:02.0: Dirty tracking not supported on translation type 1', 'pci 0000:00:02.0: Dirty tracking not supported on translation type 1']);
       const did = k.didOf(d, k.device('00:03.0').iommu)!;
       assert.deepEqual(stream, [`pc_inv G=1 DID=${did} PASID=0`, `iotlb_inv G=2 DID=${did}`, `pc_inv G=1 DID=${did} PASID=0`, `iotlb_inv G=2 DID=${did}`], 'on for 00:03.0, then off again');
       assert.equal(pasidEntry(k, 0x18, 0)[0]! & 0x200, 0, 'SSADE back off');
@@ -422,6 +423,24 @@ describe('driver model on the kernel\'s error paths', () => {
       k.pageResponse(dev, undefined, 9, 'success');
     });
 
+    it('a handler that fails is iommu_report_device_fault\'s err_abort: its dev_warn line, then IOMMU_PAGE_RESP_FAILURE as RC 2, which the device takes as Response Failure (a finding, since dmesg says nothing of it)', () => {
+      const { m, k } = platform();
+      const dev = k.device('6a:01.0');
+      const d = k.allocPagingDomain({ stage: 'first' });
+      d.iopfHandler = () => 'failure';
+      k.attachDevicePasid(d, dev, 3);
+      let stream: string[] = [];
+      const lines = linesDuring(k, () => (stream = descriptorsDuring(m, () => assert.ok(k.dma(dev, { pasid: 3, addr: 0x7000 }).pageRequest))));
+      // io-pgfault.c: dev_warn_ratelimited(dev, "iopf with pasid %d aborted\n", fault->prm.pasid), no dev_fmt.
+      assert.deepEqual(lines, ['pci 0000:6a:01.0: iopf with pasid 3 aborted']);
+      assert.equal(stream.length, 1);
+      assert.match(stream[0]!, /^page_grp_resp RID=0x6a08 PP=1 PASID=3 PRGI=\d+ LPIG=1 RC=2$/);
+      assert.deepEqual(k.findings.map((f) => [f.kind, f.function, f.unit, f.logLine]), [['silent', 'intel_iommu_page_response', 'dmar0', k.log.length]]);
+      assert.match(k.findings[0]!.message, /^0000:6a:01\.0: IOMMU_PAGE_RESP_FAILURE went out as Response Code 2 .*PRI is disabled/);
+      assert.equal(dev.endpoint.priResponseFailure, true);
+      assert.equal(k.dma(dev, { pasid: 3, addr: 0x8000 }).pageRequest, undefined, 'the device sends no more page requests');
+    });
+
     it('iopf_group_alloc takes every partial request of the device with the PRG index, whatever its PASID; IOMMU_PAGE_RESP_FAILURE goes out as RC 2', () => {
       const { m, k, unit } = platform();
       const dev = k.device('6a:01.0');
@@ -441,6 +460,7 @@ describe('driver model on the kernel\'s error paths', () => {
       assert.deepEqual(groups, [[3, 4]]);
       // intel_iommu_page_response writes the core's code as is: IOMMU_PAGE_RESP_FAILURE is 2.
       assert.deepEqual(stream, ['page_grp_resp RID=0x6a08 PP=1 PASID=4 PRGI=6 LPIG=1 RC=2']);
+      assert.deepEqual(k.findings.map((f) => f.function), ['intel_iommu_page_response']);
     });
   });
 });

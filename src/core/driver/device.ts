@@ -9,6 +9,11 @@ import type { IntelIommu } from './intel-iommu';
 export class DeviceInfo {
   /** Name in the seed's drawings ("RID1"), or the PCI address. */
   label: string;
+  /**
+   * The driver bound to the device (`dev->driver->name`, e.g. `vfio-pci`), which its `dev_*` lines print
+   * before its name; undefined until one binds, when they print the bus, `pci` (log.ts devPrefix).
+   */
+  driver: string | undefined;
   /** Scalable mode: the PASID directory and its size field. */
   pasidDir = 0;
   pdts = 0;

@@ -38,7 +38,7 @@ import { fail, KernelError } from './errors';
 import { assignTag, devTlbDesc, type FlushOptions, flushAll, flushRange, flushRangeNp, linuxPsiAligned, psiFlushDescriptors, submitBatches, unassignTag } from './flush';
 import { FLPT_DEFAULT_DID, IntelIommu } from './intel-iommu';
 import { compatibilityAllocation, IrqRemapping, type MsiAllocation, type MsiOptions } from './irq-remapping';
-import { capabilityLine, dmarFaultIsRatelimited, dmarFaultLines, dmarPrefix, faultStatusLine, KernelLog, type KernelVersion, prqOverflowLine, type PrqProblem, prqRejectLines, prqRejects, Ratelimit } from './log';
+import { capabilityLine, CUT_HERE, devPrefix, dmarFaultIsRatelimited, dmarFaultLines, dmarPrefix, faultStatusLine, KernelLog, type KernelVersion, prqOverflowLine, type PrqProblem, prqRejectLines, prqRejects, Ratelimit } from './log';
 import { PasidAllocator, IOMMU_NO_PASID } from './pasid-alloc';
 import { Process } from './process';
 import { Descs, FULL_RANGE_MASK, QI_DONE } from './qi';
@@ -720,7 +720,7 @@ export class IommuKernel {
     try {
       return this.takeDid(domain, dev.iommu);
     } catch (e) {
-      if (this.ratelimit('intel_nested_attach_dev#did')) this.log.err(`${dev.name}: Failed to attach domain to iommu`);
+      if (this.ratelimit('intel_nested_attach_dev#did')) this.log.err(`${devPrefix(dev)}Failed to attach domain to iommu`);
       throw e;
     }
   }
@@ -740,13 +740,13 @@ export class IommuKernel {
     if (domain.type === 'nested') {
       const parent = domain.parent!;
       if (rid && dev.iommu.agaw < parent.pageTable!.levels - 2) {
-        if (this.ratelimit('intel_nested_attach_dev#agaw')) this.log.err(`${dev.name}: Adjusted guest address width not compatible`);
+        if (this.ratelimit('intel_nested_attach_dev#agaw')) this.log.err(`${devPrefix(dev)}Adjusted guest address width not compatible`);
         fail('ENODEV', `${dev.iommu.name}'s AGAW ${dev.iommu.agaw} is below the nest parent's ${parent.pageTable!.levels - 2} (${parent.addressWidth}-bit)`);
       }
       try {
         this.checkPagingCompatible(parent, dev);
       } catch (e) {
-        if (rid && this.ratelimit('intel_nested_attach_dev#s2')) this.log.err(`${dev.name}: s2 domain is not compatible`);
+        if (rid && this.ratelimit('intel_nested_attach_dev#s2')) this.log.err(`${devPrefix(dev)}s2 domain is not compatible`);
         throw e;
       }
       return;
@@ -799,8 +799,8 @@ export class IommuKernel {
       if (this.ratelimit(`intel_pasid_setup_nested#${site}`)) this.log.err(line);
       return fail('EINVAL', why);
     };
-    if (s1.addrWidth === 57 && !unit.cap.fl5lp) refuse('5level', `${dev.name}: 5-level paging not supported`, `${iommu.name} has no 5-level first-stage paging for a 57-bit stage 1`);
-    if (s1.addrWidth !== 48 && s1.addrWidth !== 57) refuse('width', `${dev.name}: Invalid stage-1 address width ${s1.addrWidth}`, `nested address width ${s1.addrWidth} is not supported`);
+    if (s1.addrWidth === 57 && !unit.cap.fl5lp) refuse('5level', `${devPrefix(dev)}5-level paging not supported`, `${iommu.name} has no 5-level first-stage paging for a 57-bit stage 1`);
+    if (s1.addrWidth !== 48 && s1.addrWidth !== 57) refuse('width', `${devPrefix(dev)}Invalid stage-1 address width ${s1.addrWidth}`, `nested address width ${s1.addrWidth} is not supported`);
     if (s1.sre && !unit.ecap.srs) refuse('sre', `DMAR: No supervisor request support on ${iommu.name}`, 'SRE requested but ECAP.SRS is clear');
     if (s1.eafe && !unit.ecap.eafs) refuse('eafe', `DMAR: No extended access flag support on ${iommu.name}`, 'EAFE requested but ECAP.EAFS is clear');
   }
@@ -1067,7 +1067,7 @@ export class IommuKernel {
     const span = 4096 * 512 ** (level - 1);
     if (size < span) size = span;
     if (iova + size > pt.span) {
-      this.findings.push({ kind: 'warn', function: 'domain_unmap', unit: domain.name, logLine: this.log.length, message: `${domain.name}: unmap of 0x${iova.toString(16)}+0x${size.toString(16)} reaches past the ${pt.levels}-level table: WARN_ON(!domain_pfn_supported()), nothing cleared` });
+      this.warnOn('domain_unmap', domain.name, `${domain.name}: unmap of 0x${iova.toString(16)}+0x${size.toString(16)} reaches past the ${pt.levels}-level table: WARN_ON(!domain_pfn_supported()), nothing cleared`);
     } else {
       pt.unmap(iova, size);
       if (pt.tablesFreed > 0) gather.freed = true;
@@ -1313,6 +1313,15 @@ export class IommuKernel {
     return r.allow(this.log);
   }
 
+  /**
+   * A WARN_ON that fires: its first line (`cut here`) goes to the log, and the splat the model cannot print
+   * byte for byte (WARNING: ... at file:line, registers, call trace) is a finding at that line.
+   */
+  private warnOn(fn: string, unit: string, message: string): void {
+    this.log.warn(CUT_HERE);
+    this.findings.push({ kind: 'warn', function: fn, unit, logLine: this.log.length, message });
+  }
+
   private printRatelimited(lines: string[]): void {
     if (!dmarFaultIsRatelimited(this.version)) {
       for (const l of lines) this.log.err(l);
@@ -1428,7 +1437,7 @@ export class IommuKernel {
     const domain = f.pasid === undefined ? f.device.coreRidDomain : f.device.pasidDomains.get(f.pasid);
     const handler: IopfHandler | undefined = domain?.type === 'sva' ? (g) => this.svaIopf(domain, g) : domain?.iopfHandler;
     if (handler && f.device.iopfEnabled === 0) {
-      this.findings.push({ kind: 'warn', function: 'iommu_report_device_fault', unit: f.device.iommu.name, logLine: this.log.length, message: `${f.device.name}: ${domain!.name} takes page faults but the device's IOPF is off: WARN_ON(!iopf_param), answered INVALID` });
+      this.warnOn('iommu_report_device_fault', f.device.iommu.name, `${f.device.name}: ${domain!.name} takes page faults but the device's IOPF is off: WARN_ON(!iopf_param), answered INVALID`);
     }
     if (!handler || f.device.iopfEnabled === 0) {
       this.respond(f.device.iommu, f.device.sid, f.pasid, f.prgIndex, f.lastPage, 'invalid');
@@ -1447,8 +1456,16 @@ export class IommuKernel {
     else this.partial.delete(partialKey);
     const key = this.groupKey(f.device, f.pasid, f.prgIndex);
     const code = handler(list);
-    if (code === 'deferred') this.pendingGroups.set(key, { device: f.device, pasid: f.pasid, prgIndex: f.prgIndex, faults: list, domain });
-    else this.respond(f.device.iommu, f.device.sid, f.pasid, f.prgIndex, true, code);
+    if (code === 'deferred') {
+      this.pendingGroups.set(key, { device: f.device, pasid: f.pasid, prgIndex: f.prgIndex, faults: list, domain });
+      return;
+    }
+    if (code === 'failure' && this.ratelimit('iommu_report_device_fault#abort')) {
+      // A handler that fails is the core's err_abort: dev_warn_ratelimited, then IOMMU_PAGE_RESP_FAILURE. The
+      // PASID printed is the descriptor's field (prm.pasid), 0 for a request without one.
+      this.log.warn(`${devPrefix(f.device)}iopf with pasid ${f.pasid ?? 0} aborted`);
+    }
+    this.respond(f.device.iommu, f.device.sid, f.pasid, f.prgIndex, true, code);
   }
 
   /**
@@ -1479,11 +1496,23 @@ export class IommuKernel {
    * intel_iommu_page_response: one Page Group Response with the request's RID, PASID (PP when it had one),
    * PRG index and last-page flag, and the core's code as is: IOMMU_PAGE_RESP_SUCCESS 0, _INVALID 1,
    * _FAILURE 2. The last is not the PCIe Response Failure code (0xF, QI_RESP_FAILURE, which Linux defines
-   * and never sends): RC = 2 is a reserved code on the wire.
+   * and never sends): 2 is one of PCIe's unused codes (0010b-1110b), which a Function must process as a
+   * Response Failure: it disables its PRI and ignores every later PRG response (hw/endpoint.ts). The kernel
+   * says nothing of it, so it is a finding.
    */
   private respond(iommu: IntelIommu, rid: number, pasid: number | undefined, prgIndex: number, last: boolean, code: PageResponseCode): void {
     const rc = code === 'success' ? 0 : code === 'invalid' ? 1 : 2;
     iommu.qi.submit([Descs.pageGroupResponse(rid, pasid, prgIndex, last, rc)]);
+    if (rc === 2) {
+      const who = this.devices.get(rid)?.name ?? `RID 0x${rid.toString(16)}`;
+      this.findings.push({
+        kind: 'silent',
+        function: 'intel_iommu_page_response',
+        unit: iommu.name,
+        logLine: this.log.length,
+        message: `${who}: IOMMU_PAGE_RESP_FAILURE went out as Response Code 2 for PRG index ${prgIndex}${pasid !== undefined ? ` (PASID ${pasid})` : ''}: PCIe defines 0 Success, 1 Invalid Request and 0xF Response Failure, and a Function processes an unused code as Response Failure: the device's PRI is disabled and it ignores every later PRG response`,
+      });
+    }
   }
 
   /**
@@ -1574,7 +1603,7 @@ export class IommuKernel {
     const did = mem.readLo(addr + 8) & 0xffff;
     const pgtt = (lo >>> 6) & 7;
     if (pgtt !== PGTT.SECOND_LEVEL && pgtt !== PGTT.NESTED) {
-      if (this.ratelimit('intel_pasid_setup_dirty_tracking')) this.log.err(`${dev.name}: Dirty tracking not supported on translation type ${pgtt}`);
+      if (this.ratelimit('intel_pasid_setup_dirty_tracking')) this.log.err(`${devPrefix(dev)}Dirty tracking not supported on translation type ${pgtt}`);
       fail('EOPNOTSUPP', `${dev.name}: PASID ${pasid} has PGTT ${pgtt}: dirty tracking needs second-stage or nested translation`);
     }
     if (((lo & 0x200) !== 0) === enable) return;

@@ -2,6 +2,7 @@ import type { DeviceInfo } from '../driver/device';
 import type { IopfHandler } from '../driver/domain';
 import { fail } from '../driver/errors';
 import type { IommuKernel } from '../driver/kernel';
+import { devPrefix } from '../driver/log';
 import { IOMMU_NO_PASID } from '../driver/pasid-alloc';
 import type { Process } from '../driver/process';
 import type { U64 } from '../u64';
@@ -632,14 +633,17 @@ export class Iommufd {
 
   /**
    * iommufd_device_bind: claims DMA ownership (the RID is blocked until something is attached) and makes
-   * the device object. EPERM without interrupt remapping unless unsafe interrupts are allowed.
+   * the device object. EPERM without interrupt remapping unless unsafe interrupts are allowed. Its caller
+   * is VFIO, so the device is bound to vfio-pci (its dev_* lines say `vfio-pci 0000:...:`) unless another
+   * driver (a vfio variant driver) was set beforehand.
    */
   deviceBind(which: string | number | DeviceInfo): IommufdDevice {
     this.live();
     const dev = this.kernel.device(which);
+    dev.driver ??= 'vfio-pci';
     if (!dev.iommu.unit.ecap.ir) {
       if (!this.options.allowUnsafeInterrupts) fail('EPERM', `${dev.name}: MSIs cannot be isolated without interrupt remapping (allow_unsafe_interrupts)`);
-      this.kernel.log.warn(`${dev.name}: MSI interrupts are not secure, they cannot be isolated by the platform. Check that platform features like interrupt remapping are enabled. Use the "allow_unsafe_interrupts" module parameter to override`);
+      this.kernel.log.warn(`${devPrefix(dev)}MSI interrupts are not secure, they cannot be isolated by the platform. Check that platform features like interrupt remapping are enabled. Use the "allow_unsafe_interrupts" module parameter to override`);
     }
     const owner = dmaOwners.get(dev);
     if (owner) fail('EBUSY', `${dev.name} is already bound${owner === this ? ' here' : ' to another iommufd'}`);
