@@ -264,13 +264,69 @@ describe('driver model on the kernel\'s error paths', () => {
       assert.deepEqual(stream, [`p_iotlb_inv G=3 DID=${did} PASID=0 ADDR=0xffffffdff000 AM=0 IH=1`, `p_iotlb_inv G=3 DID=${did} PASID=0 ADDR=0xffffffe00000 AM=9 IH=1`]);
     });
 
-    it('__domain_mapping over a mapped page: the kernel\'s line with both entries, then EEXIST (the kernel WARNs and keeps the old entry)', () => {
+    it('__domain_mapping over a mapped page keeps the old entry with the pr_crit line and a WARN, maps the rest of the chunk and succeeds', () => {
       const { k } = platform();
       const d = k.allocPagingDomain({ stage: 'second' });
-      k.map(d, 0x1000, 0x9000_0000, 0x1000, { read: true, write: true });
-      const lines = linesDuring(k, () => throwsErrno(() => k.map(d, 0x1000, 0xa000_0000, 0x1000, { read: true, write: false }), 'EEXIST'));
-      // "ERROR: DMA PTE for vPFN 0x%lx already set (to %llx not %llx)": R|W leaf, then the read-only one.
-      assert.deepEqual(lines, ['DMAR: ERROR: DMA PTE for vPFN 0x1 already set (to 90000003 not a0000001)']);
+      k.map(d, 0x2000, 0x9000_0000, 0x1000, { read: true, write: true });
+      const lines = linesDuring(k, () => k.map(d, 0x1000, 0xa000_0000, 0x3000, { read: true, write: false }));
+      // pr_crit("ERROR: DMA PTE for vPFN 0x%lx already set (to %llx not %llx)"): the R|W leaf found, then the
+      // read-only one 0x2000 into the chunk; WARN_ON(1) then prints its cut-here line.
+      assert.deepEqual(lines, ['DMAR: ERROR: DMA PTE for vPFN 0x2 already set (to 90000003 not a0001001)', '------------[ cut here ]------------']);
+      assert.deepEqual(k.log.lines.slice(-2).map((l) => l.level), ['crit', 'warn']);
+      assert.deepEqual([0x1000, 0x2000, 0x3000].map((a) => d.pageTable!.lookup(a)!.output.toString(16)), ['a0000000', '90000000', 'a0002000']);
+      assert.deepEqual(k.findings.map((f) => [f.kind, f.function, f.unit, f.logLine]), [['warn', '__domain_mapping', d.name, k.log.length]]);
+      assert.match(k.findings[0]!.message, /^WARNING at drivers\/iommu\/intel\/iommu\.c:1884 __domain_mapping: /);
+    });
+
+    it('prot as intel_iommu_map has it: IOMMU_WRITE alone is a write-only second-stage leaf only from 6.16 (before, DMA_FL_PTE_PRESENT is DMA_PTE_READ); first-stage leaves are always present', () => {
+      const leaf = (version: KernelOptions['version'], stage: 'first' | 'second', prot: { read?: boolean; write?: boolean }) => {
+        const { k } = platform({ kernel: { version } });
+        const d = k.allocPagingDomain({ stage });
+        k.map(d, 0x1000, 0x9000_0000, 0x1000, prot);
+        return (d.pageTable!.lookup(0x1000)!.lo & 0xfff).toString(16);
+      };
+      // Second stage: R 1, W 2. 6.12 sets bit 0 on every leaf; 6f5dc7658094 (6.16) only on first-stage ones.
+      assert.deepEqual([leaf('6.12', 'second', { write: true }), leaf('6.12', 'second', { read: false, write: true }), leaf('6.12', 'second', { read: true })], ['3', '3', '1']);
+      assert.deepEqual([leaf('6.16', 'second', { write: true }), leaf('6.17', 'second', { read: true, write: true })], ['2', '3']);
+      // Before eea53c581688 (5.13) write-only was write-only too.
+      assert.equal(leaf('5.12', 'second', { write: true }), '2');
+      // First stage: P|R/W|U/S|A|D for a writable leaf, P|U/S|A for a read-only one, in every version.
+      assert.deepEqual([leaf('6.12', 'first', { write: true }), leaf('6.17', 'first', { write: true }), leaf('6.17', 'first', { read: true })], ['67', '67', '25']);
+    });
+
+    it('switch_to_super_page: each present entry a superpage replaces (a table with leaves, an empty one) is freed and flushed from its own slot to the end of the run', () => {
+      const { m, k } = platform();
+      const dev = k.device('00:02.0');
+      const d = dev.ridDomain!;
+      const did = k.didOf(d, dev.iommu)!;
+      k.map(d, 0x20_0000, 0x9000_0000, 0x1000);
+      k.map(d, 0x40_0000, 0x9100_0000, 0x1000);
+      k.unmap(d, 0x40_0000, 0x1000); // leaves the level-1 table under 0x400000 empty
+      const pde = d.pageTable!.leaves().next().value!.path.at(-2)!;
+      const tables = [(pde.lo & ~0xfff) >>> 0, (m.memory.readLo(pde.addr + 8) & ~0xfff) >>> 0];
+      const stream = descriptorsDuring(m, () => k.map(d, 0x20_0000, 0xa000_0000, 0x40_0000));
+      // cache_tag_flush_range(start_pfn << 12, end_pfn << 12, 0) per replaced entry: [0x200000, 0x5ff000] is
+      // AM 11 from 0, [0x400000, 0x5ff000] AM 9 from 0x400000 (calculate_psi_aligned_address).
+      assert.deepEqual(stream, [`p_iotlb_inv G=3 DID=${did} PASID=0 ADDR=0x0 AM=11 IH=0`, `p_iotlb_inv G=3 DID=${did} PASID=0 ADDR=0x400000 AM=9 IH=0`]);
+      assert.deepEqual([0x20_0000, 0x40_0000].map((a) => [d.pageTable!.lookup(a)!.size, d.pageTable!.lookup(a)!.output.toString(16)]), [[0x20_0000, 'a0000000'], [0x20_0000, 'a0200000']]);
+      assert.deepEqual(tables.map((t) => m.memory.pageForRead(t)), [undefined, undefined], 'both level-1 tables were freed (freed pages are zeroed)');
+      assert.deepEqual(linesDuring(k, () => k.map(d, 0x20_0000, 0xb000_0000, 0x20_0000)), [], 'a superpage over a superpage is replaced the same way, silently');
+      assert.equal(d.pageTable!.lookup(0x20_0000)!.output, 0xb000_0000);
+    });
+
+    it('a 4 KiB map inside a superpage: pfn_to_dma_pte takes the superpage\'s frame for a table and writes the leaf into the device\'s data (a finding; dmesg says nothing)', () => {
+      const { m, k } = platform();
+      const d = k.device('00:02.0').ridDomain!;
+      k.map(d, 0x20_0000, 0xa000_0000, 0x20_0000);
+      assert.deepEqual(linesDuring(k, () => k.map(d, 0x20_1000, 0xb000_0000, 0x1000)), []);
+      // Entry 1 of the "table" at 0xa0000000: the first-stage leaf P|R/W|U/S|A|D for 0xb0000000.
+      assert.deepEqual([m.memory.readHi(0xa000_0008), m.memory.readLo(0xa000_0008).toString(16)], [0, 'b0000067']);
+      assert.equal(d.pageTable!.lookup(0x20_1000)!.output, 0xa000_1000, 'the IOMMU still walks the superpage');
+      assert.deepEqual(k.findings.map((f) => [f.kind, f.function]), [['silent', 'pfn_to_dma_pte']]);
+      assert.match(k.findings[0]!.message, /met the 2 MiB page at entry 0x[0-9a-f]+ and walked on into the memory it maps \(0xa0000000\)/);
+      // Where the data is not zero, the cmpxchg fails: the kernel's complaint names the data as the old entry.
+      m.memory.write64(0xa000_0010, 0x1234, 0x5678_9abc);
+      assert.deepEqual(linesDuring(k, () => k.map(d, 0x20_2000, 0xb000_1000, 0x1000)), ['DMAR: ERROR: DMA PTE for vPFN 0x202 already set (to 123456789abc not b0001067)', '------------[ cut here ]------------']);
     });
 
     it('iommu_unmap: unaligned is 0 with the core\'s line and no flush; an unmapped page is reported as the span of the empty entry the walk stops at, and that span is flushed', () => {

@@ -24,6 +24,21 @@ describe('iommufd: IOAS mappings reach the hardware', () => {
     assert.match(dmaTarget(k, '00:02.0', iova), /^fault 0x/);
   });
 
+  it('IOAS_MAP and IOAS_COPY hand IOMMU_READ / IOMMU_WRITE to the driver as the flags say; a WRITEABLE-only map is readable (its first-stage leaf is present), and IOAS_COPY checks its flags before the IOAS', () => {
+    const { k, fd } = platform();
+    const { ioasId } = fd.ioasAlloc();
+    const dev = fd.bindDevice('00:02.0');
+    const hwpt = fd.objects.get(dev.attachPt({ ptId: ioasId }).ptId) as HwptPaging;
+    const wo = fd.ioasMap({ ioasId, flags: IOAS_MAP.WRITEABLE, userVa: BUFFER, length: P }).iova;
+    // conv_iommu_prot: WRITEABLE is IOMMU_WRITE; __domain_mapping's first-stage leaf is P|R/W|U/S|A|D.
+    assert.equal(hwpt.domain.pageTable!.lookup(Number(wo))!.lo & 0xfff, 0x67);
+    assert.equal(dmaTarget(k, '00:02.0', wo), phys(fd, BUFFER));
+    // iommufd_ioas_copy: unknown flags are EOPNOTSUPP before EOVERFLOW; neither READABLE nor WRITEABLE is
+    // EINVAL before the source IOAS is looked up.
+    throwsErrno(() => fd.ioasCopy({ flags: 0x80, dstIoasId: ioasId, srcIoasId: ioasId, length: U64_MAX, srcIova: 0n }), 'EOPNOTSUPP');
+    throwsErrno(() => fd.ioasCopy({ flags: IOAS_MAP.FIXED_IOVA, dstIoasId: ioasId, srcIoasId: 9999, length: P, dstIova: BASE, srcIova: wo }), 'EINVAL');
+  });
+
   it('a device attached after the map finds the IOAS already in its new domain', () => {
     const { k, fd } = platform();
     const { ioasId } = fd.ioasAlloc();

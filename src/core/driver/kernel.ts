@@ -38,12 +38,13 @@ import { fail, KernelError } from './errors';
 import { assignTag, devTlbDesc, type FlushOptions, flushAll, flushRange, flushRangeNp, linuxPsiAligned, psiFlushDescriptors, submitBatches, unassignTag } from './flush';
 import { FLPT_DEFAULT_DID, IntelIommu } from './intel-iommu';
 import { compatibilityAllocation, IrqRemapping, type MsiAllocation, type MsiOptions } from './irq-remapping';
-import { capabilityLine, CUT_HERE, devPrefix, dmarFaultIsRatelimited, dmarFaultLines, dmarPrefix, faultStatusLine, KernelLog, type KernelVersion, prqOverflowLine, type PrqProblem, prqRejectLines, prqRejects, Ratelimit } from './log';
+import { capabilityLine, CUT_HERE, devPrefix, dmarFaultIsRatelimited, isAtLeast, dmarFaultLines, dmarPrefix, faultStatusLine, KernelLog, type KernelVersion, prqOverflowLine, type PrqProblem, prqRejectLines, prqRejects, Ratelimit } from './log';
 import { PasidAllocator, IOMMU_NO_PASID } from './pasid-alloc';
 import { Process } from './process';
 import { Descs, FULL_RANGE_MASK, QI_DONE } from './qi';
 import type { DriverFinding } from './findings';
 import { gatherAddPage, iommuPgsize, resetGather, unmapGather, type UnmapGather } from './iommu-map';
+import { domainMapping, leafAttributes, WRITE_ONLY_LEAVES } from './dma-pte';
 import { DescType } from '../vtd/descriptors';
 
 /**
@@ -76,10 +77,13 @@ export interface KernelOptions {
   readonly cpu?: { readonly gbpages?: boolean; readonly la57?: boolean };
 }
 
+/**
+ * iommu_map's prot: IOMMU_READ and IOMMU_WRITE, each off unless given. The VT-d driver gives leaves no
+ * execute permission and ignores IOMMU_NOEXEC and IOMMU_CACHE (snooping comes from the domain).
+ */
 export interface Prot {
   readonly read?: boolean;
   readonly write?: boolean;
-  readonly exec?: boolean;
 }
 
 export interface ReadAndClearDirtyOptions {
@@ -958,8 +962,7 @@ export class IommuKernel {
    * in iommu_pgsize chunks, each an intel_iommu_map_pages call, then iotlb_sync_map over the whole range
    * (intel_iommu_iotlb_sync_map: cache_tag_flush_range_np, only for a domain allocated with iotlb_sync_map).
    * A chunk that fails has the chunks before it unmapped again, with their flushes (__iommu_map's unroll).
-   * Overlapping an existing mapping is refused (EEXIST) after the kernel's line: the kernel WARNs, keeps the
-   * old entry and carries on, a caller bug the model does not go along with.
+   * An entry already mapped is kept, with the kernel's pr_crit line and WARN, and the map succeeds.
    */
   map(domain: Domain, iova: number, paddr: number, size: number, prot: Prot = { read: true, write: true }, options: FlushOptions = {}): void {
     if (domain.type !== 'paging') fail('EINVAL', `${domain.name} (${domain.type}) has no kernel-managed page table`);
@@ -984,12 +987,15 @@ export class IommuKernel {
   }
 
   /**
-   * intel_iommu_map then __domain_mapping for one chunk: beyond the domain's address width is EFAULT with
-   * its line; beyond what its table levels reach (domain_pfn_supported), a leaf with neither read nor write,
-   * and a read-only leaf in a nest parent (VT-d erratum 772415 on Sapphire Rapids, applied to every IOMMU,
-   * with its ratelimited line) are EINVAL. Second-stage leaves get SNP only once the domain enforces cache
-   * coherency (set_pte_snp). Small-page tables a superpage replaces are freed and flushed
-   * (switch_to_super_page: cache_tag_flush_range over the chunk, IH = 0).
+   * intel_iommu_map then __domain_mapping (6.12) for one chunk: beyond the domain's address width is EFAULT
+   * with its line; beyond what its table levels reach (domain_pfn_supported), a leaf with neither read nor
+   * write, and a read-only leaf in a nest parent (VT-d erratum 772415 on Sapphire Rapids, applied to every
+   * IOMMU, with its ratelimited line) are EINVAL. The leaf gets what IOMMU_READ and IOMMU_WRITE ask for, SNP
+   * once a second-stage domain enforces cache coherency (set_pte_snp), and DMA_FL_PTE_PRESENT, which is
+   * DMA_PTE_READ's bit: a write-only second-stage leaf is readable until 6.16 (WRITE_ONLY_LEAVES). Then the
+   * kernel's loop (dma-pte.ts): small-page tables and superpages a superpage replaces are freed and flushed,
+   * one cache_tag_flush_range per replaced entry (switch_to_super_page); an entry already set is kept, with
+   * the pr_crit line and a WARN, and the map goes on and succeeds.
    */
   private intelMap(domain: Domain, iova: number, paddr: number, size: number, prot: Prot, options: FlushOptions): void {
     const pt = domain.pageTable!;
@@ -998,7 +1004,7 @@ export class IommuKernel {
       fail('EFAULT', `map: 0x${iova.toString(16)}+0x${size.toString(16)} is beyond the ${domain.addressWidth}-bit aperture`);
     }
     if (iova + size > pt.span) fail('EINVAL', `map: 0x${iova.toString(16)}+0x${size.toString(16)} is beyond what ${pt.levels} levels of table reach`);
-    const read = prot.read ?? true;
+    const read = prot.read ?? false;
     const write = prot.write ?? false;
     if (!read && !write) fail('EINVAL', `map: 0x${iova.toString(16)}+0x${size.toString(16)} would be a leaf with neither read nor write permission`);
     if (!write && domain.nestParent) {
@@ -1006,24 +1012,30 @@ export class IommuKernel {
       fail('EINVAL', `map: ${domain.name} is a nest parent: no read-only leaves (VT-d erratum 772415, SPR17)`);
     }
     domain.hasMappings = true;
-    const snoop = domain.stage === 'second' && domain.forceSnooping;
-    try {
-      pt.map(iova, paddr, size, { read, write, exec: prot.exec, user: true, snoop, accessed: true });
-    } catch (e) {
-      // pr_crit("ERROR: DMA PTE for vPFN 0x%lx already set (to %llx not %llx)"): the leaf found, then the one
-      // __domain_mapping would have written there (its size: the chunk's page size, hardware_largepage_caps).
-      const leaf = domain.pgsizes.filter((p) => iova % p === 0 && paddr % p === 0 && size % p === 0).pop()!;
-      for (let base = iova; base < iova + size; base += leaf) {
-        const old = [...Array(leaf / 4096).keys()].map((i) => pt.lookup(base + i * 4096)).find((l) => l !== undefined);
-        if (!old) continue;
-        const attr = domain.stage === 'second' ? (read ? 1 : 0) | (write ? 2 : 0) | (snoop ? 0x800 : 0) : 0x25 | (write ? 0x42 : 0);
-        const mine = paddr + (base - iova) + (leaf > 4096 ? 0x80 : 0) + attr;
-        this.log.err(`DMAR: ERROR: DMA PTE for vPFN 0x${Math.floor(base / 4096).toString(16)} already set (to ${trimHex(hex64(old.hi, old.lo))} not ${mine.toString(16)})`);
-        break;
-      }
-      throw new KernelError('EEXIST', e instanceof Error ? e.message : String(e));
-    }
-    if (pt.tablesFreed > 0) flushRange(domain, iova, iova + size - 4096, false, options);
+    const firstLevel = domain.stage === 'first';
+    const attr = leafAttributes({
+      read,
+      write,
+      snoop: domain.stage === 'second' && domain.forceSnooping,
+      firstLevel,
+      presentImpliesRead: isAtLeast(this.version, WRITE_ONLY_LEAVES.removed) && !isAtLeast(this.version, WRITE_ONLY_LEAVES.restored),
+    });
+    const table = { mem: this.machine.memory, pgd: pt.root, levels: pt.levels, firstLevel, superpage: domain.pgsizes.length - 1 };
+    domainMapping(table, iova / 4096, paddr / 4096, size / 4096, attr, {
+      alreadySet: (pfn, old, pteval) => {
+        this.log.crit(`DMAR: ERROR: DMA PTE for vPFN 0x${pfn.toString(16)} already set (to ${trimHex(hex64(old.hi, old.lo))} not ${pteval.toString(16)})`);
+        this.warnOn('__domain_mapping', domain.name, `WARNING at drivers/iommu/intel/iommu.c:1884 __domain_mapping: ${domain.name}'s entry for IOVA 0x${(pfn * 4096).toString(16)} was already set: kept as it was, and the map went on (it returns success)`);
+      },
+      flush: (start, end) => flushRange(domain, start * 4096, end * 4096, false, options),
+      walkedIntoPage: (level, entry, page) =>
+        this.findings.push({
+          kind: 'silent',
+          function: 'pfn_to_dma_pte',
+          unit: domain.name,
+          logLine: this.log.length,
+          message: `${domain.name}: mapping IOVA 0x${iova.toString(16)}+0x${size.toString(16)} met the ${level === 2 ? '2 MiB' : '1 GiB'} page at entry 0x${entry.toString(16)} and walked on into the memory it maps (0x${page.toString(16)}) as if it were a page table: what is written there is the device's data, not a table`,
+        }),
+    });
   }
 
   /**

@@ -314,14 +314,19 @@ export class Iommufd {
     return { length: ioas.iopt.unmapRange(iova, iova + length - 1n) };
   }
 
-  /** IOMMU_IOAS_COPY: maps in the destination the same pages the source maps at [srcIova, +length). */
+  /**
+   * IOMMU_IOAS_COPY: maps in the destination the same pages the source maps at [srcIova, +length). The
+   * checks in iommufd_ioas_copy's order: unknown flags (EOPNOTSUPP), ULONG_MAX (EOVERFLOW), neither READABLE
+   * nor WRITEABLE (EINVAL), then the source IOAS.
+   */
   ioasCopy(cmd: IoasCopyCmd): { dstIova: bigint } {
     this.live();
+    if (cmd.flags & ~(IOAS_MAP.FIXED_IOVA | IOAS_MAP.WRITEABLE | IOAS_MAP.READABLE)) fail('EOPNOTSUPP', `IOAS_COPY flags 0x${(cmd.flags >>> 0).toString(16)} include unknown bits`);
     const length = u64(cmd.length, 'length');
     const srcIova = u64(cmd.srcIova, 'src_iova');
     const dstIova = u64(cmd.dstIova ?? 0, 'dst_iova');
     if (length >= ULONG_MAX || srcIova >= ULONG_MAX || dstIova >= ULONG_MAX) fail('EOVERFLOW', 'an address or the length is ULONG_MAX or more');
-    if (cmd.flags & ~(IOAS_MAP.FIXED_IOVA | IOAS_MAP.WRITEABLE | IOAS_MAP.READABLE)) fail('EOPNOTSUPP', `IOAS_COPY flags 0x${(cmd.flags >>> 0).toString(16)} include unknown bits`);
+    if (!(cmd.flags & (IOAS_MAP.WRITEABLE | IOAS_MAP.READABLE))) fail('EINVAL', 'a copy must be READABLE, WRITEABLE or both');
     const slices = this.ioas(cmd.srcIoasId).iopt.getPages(srcIova, length);
     const dst = this.ioas(cmd.dstIoasId);
     const at = dst.iopt.mapPages(slices, length, cmd.flags & IOAS_MAP.FIXED_IOVA ? dstIova : undefined, {
