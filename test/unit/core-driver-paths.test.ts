@@ -4,12 +4,13 @@
 import * as assert from 'node:assert/strict';
 import type { EndpointCapabilities } from '../../src/core/hw/endpoint';
 import { Machine } from '../../src/core/hw/machine';
-import type { VtdFeatures } from '../../src/core/vtd/cap';
+import { capabilitiesOf, type VtdFeatures } from '../../src/core/vtd/cap';
+import { U64 } from '../../src/core/u64';
 import { KernelError } from '../../src/core/driver/errors';
 import { IommuKernel, type KernelOptions } from '../../src/core/driver/kernel';
 import type { PageFault } from '../../src/core/driver/domain';
 import { VtdUnit } from '../../src/core/vtd/unit';
-import { pasidEntryAddress } from '../../src/core/vtd/tables';
+import { contextEntryAddress, pasidEntryAddress } from '../../src/core/vtd/tables';
 import { descriptorsDuring } from '../support/descriptors';
 
 const ATS_PRI_PASID: EndpointCapabilities = { ats: {}, pri: {}, pasid: { width: 20 } };
@@ -517,6 +518,71 @@ describe('driver model on the kernel\'s error paths', () => {
       // intel_iommu_page_response writes the core's code as is: IOMMU_PAGE_RESP_FAILURE is 2.
       assert.deepEqual(stream, ['page_grp_resp RID=0x6a08 PP=1 PASID=4 PRGI=6 LPIG=1 RC=2']);
       assert.deepEqual(k.findings.map((f) => f.function), ['intel_iommu_page_response']);
+    });
+  });
+
+  describe('legacy mode: ATS across attaches (domain_context_mapping_one, iommu_enable_pci_caps, device_block_translation)', () => {
+    /** A legacy-mode unit with caching mode (QEMU's, as in the real 6.12 VM) and an ATS device at 00:04.0. */
+    function legacy(version?: KernelOptions['version'], features: VtdFeatures = { cachingMode: true }, cap?: (c: U64) => U64) {
+      const m = new Machine();
+      const built = capabilitiesOf({ scalableMode: false, ...features });
+      m.addVtdUnit({ name: 'dmar0', features: { scalableMode: false, ...features }, ...(cap ? { cap: cap(built.cap) } : {}) });
+      m.addEndpoint('00:04.0', { ats: { invalidateQueueDepth: 0 } }, 'dmar0');
+      const k = new IommuKernel(m, { version, scalableMode: false }).boot();
+      const dev = k.device('00:04.0');
+      const ctx = () => {
+        const a = contextEntryAddress(dev.iommu.contextTable(0, 0x20), 0x20, false);
+        return { lo: m.memory.readLo(a), hi: m.memory.readLo(a + 8) };
+      };
+      return { m, k, dev, ctx };
+    }
+
+    it('6.12: ATS comes on after a paging domain\'s context entry (TT 01) and goes off before the block clears it, so the clear has no device-TLB flush; pass-through never enables it', () => {
+      const { m, k, dev, ctx } = legacy('6.12');
+      const d = dev.ridDomain!;
+      const did = k.didOf(d, dev.iommu)!;
+      assert.deepEqual([dev.atsEnabled, dev.endpoint.atsEnabled, (ctx().lo >>> 2) & 3], [true, true, 1], 'the default domain: TT 01 (device TLB), ATS on');
+      assert.deepEqual([...d.tags.values()].map((t) => t.type), ['iotlb', 'devtlb'], 'cache_tag_assign_domain after ATS: a DEVTLB tag');
+      const block = descriptorsDuring(m, () => k.detachDevice(dev));
+      // domain_context_clear_one -> intel_context_flush_no_pasid: context cache (entry's DID), IOTLB DSI; ATS is already off.
+      assert.deepEqual(block, [`cc_inv G=3 DID=${did} SID=0x20 FM=0`, `iotlb_inv G=2 DID=${did}`]);
+      assert.deepEqual([dev.atsEnabled, dev.endpoint.atsEnabled, ctx()], [false, false, { lo: 0, hi: 0 }]);
+      const pt = descriptorsDuring(m, () => k.attachDevice(k.identity, dev));
+      // context_setup_pass_through: TT 10, DID 1, AW = msagaw; context_present_cache_flush with caching mode.
+      assert.deepEqual(pt, ['cc_inv G=3 DID=0 SID=0x20 FM=0', 'iotlb_inv G=2 DID=1']);
+      assert.deepEqual([(ctx().lo >>> 2) & 3, (ctx().hi >>> 8) & 0xffff, ctx().hi & 7, dev.atsEnabled], [2, 1, dev.iommu.msagaw, false]);
+      const d2 = k.allocPagingDomain({ device: dev });
+      k.attachDevice(d2, dev);
+      assert.equal(dev.atsEnabled, true, 'a paging domain enables it again');
+      k.map(d2, 0x1000, 0x9000_0000, 0x1000);
+      const did2 = k.didOf(d2, dev.iommu)!;
+      assert.deepEqual(descriptorsDuring(m, () => k.unmap(d2, 0x1000, 0x1000)), [`iotlb_inv G=3 DID=${did2} ADDR=0x1000 AM=0 IH=1`, 'dev_tlb_inv SID=0x20 QDEP=0 ADDR=0x1000 S=0']);
+    });
+
+    it('6.15 and later: ATS goes off after domain_context_clear, so the block flushes the whole device TLB first (5518f239aff1)', () => {
+      const { m, k, dev } = legacy('6.17');
+      const did = k.didOf(dev.ridDomain!, dev.iommu)!;
+      const block = descriptorsDuring(m, () => k.detachDevice(dev));
+      assert.deepEqual(block, [`cc_inv G=3 DID=${did} SID=0x20 FM=0`, `iotlb_inv G=2 DID=${did}`, 'dev_tlb_inv SID=0x20 QDEP=0 ADDR=ALL S=1']);
+      assert.equal(dev.atsEnabled, false);
+    });
+
+    it('without caching mode a new entry gets a write-buffer flush where CAP.RWBF asks for one (context_present_cache_flush, pasid_flush_caches)', () => {
+      const wbf = (m: Machine, fn: () => void) => {
+        m.events.startRecording();
+        fn();
+        return m.events.recorded().filter((e) => e.type === 'register-write' && e.register === 'GCMD' && (BigInt(e.value) >> 27n) & 1n).length;
+      };
+      const rwbf = (c: U64) => new U64(c.hi, (c.lo | 0x10) >>> 0);
+      const a = legacy('6.12', {}, rwbf);
+      assert.equal(wbf(a.m, () => a.k.attachDevice(a.k.identity, a.dev)), 1, 'the pass-through context entry');
+      const b = legacy('6.12', {});
+      assert.equal(wbf(b.m, () => b.k.attachDevice(b.k.identity, b.dev)), 0, 'no CAP.RWBF: nothing');
+      const m = new Machine();
+      m.addVtdUnit({ name: 'dmar0', features: {}, cap: rwbf(capabilitiesOf({}).cap) });
+      m.addEndpoint('00:02.0', {}, 'dmar0');
+      const k = new IommuKernel(m).boot();
+      assert.equal(wbf(m, () => k.attachDevice(k.identity, '00:02.0')), 1, 'a PASID entry in scalable mode (pasid_flush_caches)');
     });
   });
 });

@@ -19,6 +19,9 @@ export class DeviceInfo {
   pdts = 0;
   /** PASID tables, by directory index (one 4 KiB table per 64 PASIDs, allocated on first use). */
   readonly pasidTables = new Map<number, number>();
+  /** Linux `info->ats_supported`: the device has ATS and the IOMMU device-TLBs (ECAP.DT). */
+  atsSupported = false;
+  /** Linux `info->ats_enabled`: ATS is on in the device (PCIe ATS Control Enable). */
   atsEnabled = false;
   /** Linux `info->pri_supported`: scalable mode, ATS supported, ECAP.PRS and a PRI capability. */
   priSupported = false;

@@ -35,7 +35,7 @@ import {
   type VtdS1,
 } from './domain';
 import { fail, KernelError } from './errors';
-import { assignTag, devTlbDesc, type FlushOptions, flushAll, flushRange, flushRangeNp, linuxPsiAligned, psiFlushDescriptors, submitBatches, unassignTag } from './flush';
+import { assignTag, devTlbDesc, type FlushOptions, flushAll, flushRange, flushRangeNp, flushWriteBuffer, linuxPsiAligned, psiFlushDescriptors, submitBatches, unassignTag } from './flush';
 import { FLPT_DEFAULT_DID, IntelIommu } from './intel-iommu';
 import { compatibilityAllocation, IrqRemapping, type MsiAllocation, type MsiOptions } from './irq-remapping';
 import { capabilityLine, CUT_HERE, devPrefix, dmarFaultIsRatelimited, isAtLeast, dmarFaultLines, dmarPrefix, faultStatusLine, KernelLog, type KernelVersion, prqOverflowLine, type PrqProblem, prqRejectLines, prqRejects, Ratelimit } from './log';
@@ -116,6 +116,15 @@ export interface SvaHandle {
   readonly domain: Domain;
   users: number;
 }
+
+/**
+ * When legacy mode turns a device's ATS off as its RID is blocked. Up to 6.14 device_block_translation calls
+ * iommu_disable_pci_caps before clearing the context entry, so the clear issues no device-TLB invalidation;
+ * 5518f239aff1 "iommu/vt-d: Move scalable mode ATS enablement to probe path" (v6.15; Lu Baolu's batch of
+ * 2025-03-10, whose patch mail quotes the diff) moved it into domain_context_clear, after the clear and
+ * its flushes. Checked: the 6.12.118 source has the old order.
+ */
+const ATS_ENABLEMENT = { legacyOffAfterClear: '6.15' } as const satisfies Record<string, KernelVersion>;
 
 /** A 64-bit hex string without its leading zeros, as %llx prints it. */
 function trimHex(h: string): string {
@@ -221,7 +230,7 @@ export class IommuKernel {
       const entries = Math.max(512, maxPasid / 64);
       dev.pasidDir = mem.allocContiguous((entries * 8) / 4096);
       dev.pdts = Math.log2(entries) - 7;
-      const atsSupported = ep.caps.ats !== undefined && unit.ecap.dt === 1;
+      const atsSupported = (dev.atsSupported = ep.caps.ats !== undefined && unit.ecap.dt === 1);
       const pasidSupported = iommu.pasidSupported && ep.caps.pasid !== undefined;
       const priSupported = atsSupported && unit.ecap.prs === 1 && ep.caps.pri !== undefined;
       writeScalableContext(mem, iommu.contextTable(ep.sid >> 8, ep.sid & 0xff), ep.sid & 0xff, {
@@ -241,7 +250,8 @@ export class IommuKernel {
       dev.priSupported = priSupported;
       dev.priEnabled = dev.atsEnabled && dev.priSupported;
     } else {
-      dev.atsEnabled = ep.caps.ats !== undefined && unit.ecap.dt === 1;
+      // Legacy mode: ATS is enabled only once a paging domain's context entry is set (legacyContextMapping).
+      dev.atsSupported = ep.caps.ats !== undefined && unit.ecap.dt === 1;
     }
     ep.pasidEnabled = dev.pasidEnabled;
     ep.atsEnabled = dev.atsEnabled;
@@ -485,9 +495,14 @@ export class IommuKernel {
     const addr = pasidEntryAddress(table, pasid);
     if (mem.readLo(addr) & 1) fail('EBUSY', `${dev.name}: PASID ${pasid} entry is already present`);
     writeEntry(mem, addr, encodePasidEntry(this.pasidEntryFields(domain, did, iommu)), 'pasid-entry');
-    if (iommu.cachingMode && !options.skipInvalidation) {
-      iommu.qi.submit([Descs.pasidCache(did, pasid)]);
-      iommu.qi.submit([Descs.piotlbAll(did, pasid)]);
+    // pasid_flush_caches: with caching mode the PASID cache and the PASID's IOTLB, else a write-buffer flush.
+    if (!options.skipInvalidation) {
+      if (iommu.cachingMode) {
+        iommu.qi.submit([Descs.pasidCache(did, pasid)]);
+        iommu.qi.submit([Descs.piotlbAll(did, pasid)]);
+      } else {
+        flushWriteBuffer(iommu.unit);
+      }
     }
   }
 
@@ -613,23 +628,37 @@ export class IommuKernel {
     }
   }
 
-  /** device_block_translation: tear down what the RID has, leaving DMA without PASID blocked. */
+  /**
+   * device_block_translation: tear down what the RID has, leaving DMA without PASID blocked. A RID already
+   * blocked (info->domain_attached false) is left alone.
+   */
   private blockRid(dev: DeviceInfo, options: FlushOptions): void {
     const old = dev.ridDomain;
     if (!old) return;
     const iommu = dev.iommu;
-    if (iommu.scalable) {
+    if (old.type === 'blocked') {
+      // Nothing attached in hardware: only the core's record of the blocking domain goes.
+    } else if (iommu.scalable) {
       this.teardownPasidEntry(dev, IOMMU_NO_PASID, false, options);
     } else {
+      // device_block_translation: the cache tags go first (removeDevPasid gives the DID back after), then
+      // domain_context_clear_one: clear P, context-cache device-selective with the entry's DID, IOTLB DSI, the
+      // whole device TLB while ATS is on (intel_context_flush_no_pasid), then zero the entry. ATS goes off
+      // before the clear up to 6.14 (iommu_disable_pci_caps), so no device-TLB flush is issued, and after it
+      // from 6.15 (iommu_disable_pci_ats in domain_context_clear).
+      const atsOffFirst = !isAtLeast(this.version, ATS_ENABLEMENT.legacyOffAfterClear);
+      if (atsOffFirst) this.disableAts(dev);
       const mem = this.machine.memory;
       const ctxAddr = contextEntryAddress(iommu.contextTable(dev.sid >> 8, dev.sid & 0xff), dev.sid & 0xff, false);
       const did = (mem.readLo(ctxAddr + 8) >>> 8) & 0xffff;
-      writeEntry(mem, ctxAddr, [0, 0, 0, 0], 'context-entry');
+      mem.write64(ctxAddr, mem.readHi(ctxAddr), (mem.readLo(ctxAddr) & ~1) >>> 0, 'context-entry.qw0');
       if (options.skipInvalidation !== true) {
         iommu.qi.submit([Descs.contextCacheDevice(did, dev.sid)]);
         iommu.qi.submit([Descs.iotlbDsi(iommu.unit, did)]);
         if (dev.atsEnabled && options.skipInvalidation !== 'device-tlb') iommu.qi.submit([devTlbDesc(dev, 0, 0, FULL_RANGE_MASK)]);
       }
+      writeEntry(mem, ctxAddr, [0, 0, 0, 0], 'context-entry');
+      if (!atsOffFirst) this.disableAts(dev);
     }
     this.removeDevPasid(old, dev, IOMMU_NO_PASID);
     this.removeAttachment(old, dev, undefined);
@@ -682,10 +711,11 @@ export class IommuKernel {
         throw e;
       }
     } else {
-      // iopf_for_domain_set, then dmar_domain_attach_device (domain_attach_iommu, the entry, cache tags).
+      // iopf_for_domain_set, then dmar_domain_attach_device (domain_attach_iommu, the entry, cache tags; in
+      // legacy mode the tags come after the context entry and ATS).
       this.iopfEnable(dev, domain);
       try {
-        did = this.addDevPasid(domain, dev, IOMMU_NO_PASID);
+        did = iommu.scalable ? this.addDevPasid(domain, dev, IOMMU_NO_PASID) : this.takeDid(domain, iommu);
       } catch (e) {
         this.iopfDisable(dev, domain);
         throw e;
@@ -702,21 +732,45 @@ export class IommuKernel {
         throw e;
       }
     } else {
-      const identity = domain.type === 'identity';
-      writeLegacyContext(this.machine.memory, iommu.contextTable(dev.sid >> 8, dev.sid & 0xff), dev.sid & 0xff, {
-        tt: identity ? 2 : dev.atsEnabled ? 1 : 0,
-        aw: identity ? iommu.agaw : domain.pageTable!.levels - 2,
-        did,
-        slptptr: identity ? 0 : domain.pageTable!.root,
-      });
-      if (iommu.cachingMode && !options.skipInvalidation) {
-        iommu.qi.submit([Descs.contextCacheDevice(0, dev.sid)]);
-        iommu.qi.submit([Descs.iotlbDsi(iommu.unit, did)]);
-      }
+      this.legacyContextMapping(dev, domain, did, options);
+      this.addDevPasid(domain, dev, IOMMU_NO_PASID, did);
     }
     this.addAttachment(domain, dev, undefined, options);
     dev.ridDomain = domain;
     dev.coreRidDomain = domain;
+  }
+
+  /**
+   * Legacy mode: domain_context_mapping_one for a paging domain (TT 01, device-TLB translation, when the
+   * device supports ATS, else 00; AW of the domain's table) or context_setup_pass_through for the identity
+   * domain (TT 10, DID 1, AW = msagaw), then context_present_cache_flush: with caching mode a
+   * device-selective context-cache invalidation with DID 0 and a domain-selective IOTLB flush of the new DID,
+   * else a write-buffer flush. A paging domain then has ATS enabled (iommu_enable_pci_caps in 6.12, in
+   * domain_context_mapping from 6.15); pass-through never does.
+   */
+  private legacyContextMapping(dev: DeviceInfo, domain: Domain, did: number, options: FlushOptions): void {
+    const iommu = dev.iommu;
+    const identity = domain.type === 'identity';
+    writeLegacyContext(this.machine.memory, iommu.contextTable(dev.sid >> 8, dev.sid & 0xff), dev.sid & 0xff, {
+      tt: identity ? 2 : dev.atsSupported ? 1 : 0,
+      aw: identity ? iommu.msagaw : domain.pageTable!.levels - 2,
+      did,
+      slptptr: identity ? 0 : domain.pageTable!.root,
+    });
+    if (options.skipInvalidation !== true) {
+      if (iommu.cachingMode) {
+        iommu.qi.submit([Descs.contextCacheDevice(0, dev.sid)]);
+        iommu.qi.submit([Descs.iotlbDsi(iommu.unit, did)]);
+      } else {
+        flushWriteBuffer(iommu.unit);
+      }
+    }
+    if (!identity && dev.atsSupported) dev.atsEnabled = dev.endpoint.atsEnabled = true;
+  }
+
+  /** pci_disable_ats: the device stops using (and caching) translations. */
+  private disableAts(dev: DeviceInfo): void {
+    dev.atsEnabled = dev.endpoint.atsEnabled = false;
   }
 
   /** domain_attach_iommu for a nested RID attach: "Failed to attach domain to iommu" when no DID is left. */
