@@ -19,6 +19,8 @@ export class DeviceInfo {
   pdts = 0;
   /** PASID tables, by directory index (one 4 KiB table per 64 PASIDs, allocated on first use). */
   readonly pasidTables = new Map<number, number>();
+  /** The IOMMU group's number (`group->id`), which `Adding to iommu group %d` prints at probe. */
+  group = -1;
   /** Linux `info->ats_supported`: the device has ATS and the IOMMU device-TLBs (ECAP.DT). */
   atsSupported = false;
   /** Linux `info->ats_enabled`: ATS is on in the device (PCIe ATS Control Enable). */

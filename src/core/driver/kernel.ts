@@ -168,6 +168,7 @@ export class IommuKernel {
   /** Page requests waiting for their group's last page (the iopf partial list), per (IOMMU, device). */
   private readonly partial = new Map<string, PageFault[]>();
   private nextId = 1;
+  private nextGroup = 0;
   private readonly options: KernelOptions;
   /** Ratelimit of the fault printk (10 lines per 5 s of simulated time, as printk_ratelimit). */
   private readonly faultRatelimit = { windowStart: 0, printed: 0, suppressed: 0 };
@@ -201,9 +202,38 @@ export class IommuKernel {
     units.forEach((u, i) => this.iommus.push(new IntelIommu(u, i, this.log, this.options.scalableMode ?? true, this.version, this.findings)));
     if (this.options.interruptRemapping) this.irq = IrqRemapping.enable(this.iommus, this.log, { x2apic: this.options.x2apic });
     for (const i of this.iommus) i.announce(this.log, { gbpages: this.options.cpu?.gbpages ?? true, la57: this.options.cpu?.la57 ?? false });
-    this.log.info('DMAR: Intel(R) Virtualization Technology for Directed I/O');
+    // intel_iommu_init: strict mode where caching mode meets second-stage DMA domains (pr_info_once), then
+    // iommu_device_register probes the devices, and the banner comes after that.
+    if (this.iommus.some((i) => i.cachingMode) && !this.firstLevelByDefault()) this.log.info('DMAR: IOMMU batching disallowed due to virtualization');
     for (const ep of this.machine.endpoints) this.probeDevice(ep);
+    this.log.info('DMAR: Intel(R) Virtualization Technology for Directed I/O');
     return this;
+  }
+
+  /**
+   * first_level_by_default(IOMMU_DOMAIN_DMA): scalable mode on every unit, and first-level translation
+   * where the units (ECAPs ANDed, intel_iommu_ecap_sanity) have only one of the two stages, else first level.
+   */
+  private firstLevelByDefault(): boolean {
+    if (!this.iommus.every((i) => i.scalable)) return false;
+    const fl = this.iommus.every((i) => i.unit.ecap.flts === 1);
+    const sl = this.iommus.every((i) => i.unit.ecap.slts === 1);
+    return fl !== sl ? fl : true;
+  }
+
+  /**
+   * The IOMMU group a probed device joins (iommu_group_get_for_dev, pci_device_group). The model has no
+   * bridges and no ACS capability, so of pci_device_group's rules only the multi-function one applies: the
+   * functions of one slot share a group; every other device gets a new one, numbered from 0 (the group
+   * IDA) in probe order.
+   */
+  private groupFor(dev: DeviceInfo): number {
+    const a = dev.endpoint.address;
+    for (const d of this.devices.values()) {
+      const b = d.endpoint.address;
+      if (d !== dev && d.group >= 0 && b.segment === a.segment && b.bus === a.bus && b.device === a.device) return d.group;
+    }
+    return this.nextGroup++;
   }
 
   private iommuOf(unit: VtdUnit): IntelIommu {
@@ -256,6 +286,9 @@ export class IommuKernel {
     ep.pasidEnabled = dev.pasidEnabled;
     ep.atsEnabled = dev.atsEnabled;
     ep.priEnabled = dev.priEnabled;
+    // __iommu_probe_device -> iommu_group_add_device (drivers/iommu/iommu.c has no dev_fmt).
+    dev.group = this.groupFor(dev);
+    this.log.info(`${devPrefix(dev)}Adding to iommu group ${dev.group}`);
     const kind = this.options.defaultDomain ?? 'dma';
     if (kind === 'dma') {
       const d = this.allocPagingDomain({ name: `default-${ep.name}`, description: 'default, IOVA', device: dev });
