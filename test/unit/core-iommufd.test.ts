@@ -1,6 +1,9 @@
 import * as assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { HWPT_ALLOC, HWPT_DIRTY_TRACKING_ENABLE, HWPT_GET_DIRTY_BITMAP_NO_CLEAR, IOAS_MAP, iommufdIoctl, IOMMUFD_CMD, OPTION, OPTION_OP, PAGE_RESP, readBytes, U64_MAX, VTD_INV_FLAGS_LEAF, VTD_MSI_WINDOW, type HwptNested, type HwptPaging } from '../../src/core/iommufd';
+import { Machine } from '../../src/core/hw/machine';
+import { IommuKernel } from '../../src/core/driver/kernel';
+import { Iommufd } from '../../src/core/iommufd';
 import { descriptorsDuring } from '../support/descriptors';
 import { allocNested, BASE, BUFFER, BUFFER_SIZE, dmaTarget, errnoOf, FIXED_RW, invalidate, mapAuto, mapFixed, P, platform, readUser, testBit, throwsErrno, unmap, userPhys, writeUser } from '../support/iommufd';
 
@@ -164,6 +167,20 @@ describe('iommufd: device ownership (VFIO cdev bind)', () => {
       k.log.lines.at(-1)!.text,
       'vfio-pci 0000:00:02.0: MSI interrupts are not secure, they cannot be isolated by the platform. Check that platform features like interrupt remapping are enabled. Use the "allow_unsafe_interrupts" module parameter to override',
     );
+  });
+
+  it('isolated MSIs come from interrupt remapping being on (the IR irq domain\'s ISOLATED_MSI flag), not from ECAP.IR: intremap=off on a unit that has it refuses the bind', () => {
+    const m = new Machine();
+    m.addVtdUnit({ name: 'dmar0', features: {} });
+    m.addEndpoint('00:02.0', {}, 'dmar0');
+    const k = new IommuKernel(m).boot();
+    assert.equal(k.iommus[0]!.unit.ecap.ir, 1);
+    throwsErrno(() => new Iommufd(k).bindDevice('00:02.0'), 'EPERM');
+    const on = new IommuKernel(new Machine(), { interruptRemapping: true });
+    on.machine.addVtdUnit({ name: 'dmar0', features: {} });
+    on.machine.addEndpoint('00:02.0', {}, 'dmar0');
+    on.boot();
+    new Iommufd(on).bindDevice('00:02.0');
   });
 
   it('a device a kernel driver has put on a PASID cannot be bound', () => {

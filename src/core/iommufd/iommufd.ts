@@ -638,7 +638,9 @@ export class Iommufd {
 
   /**
    * iommufd_device_bind: claims DMA ownership (the RID is blocked until something is attached) and makes
-   * the device object. EPERM without interrupt remapping unless unsafe interrupts are allowed. Its caller
+   * the device object. EPERM without interrupt remapping unless unsafe interrupts are allowed: MSIs are
+   * isolated (iommu_group_has_isolated_msi) only once the kernel runs interrupt remapping, whose irq domain
+   * carries IRQ_DOMAIN_FLAG_ISOLATED_MSI; a unit with ECAP.IR and intremap=off isolates nothing. Its caller
    * is VFIO, so the device is bound to vfio-pci (its dev_* lines say `vfio-pci 0000:...:`) unless another
    * driver (a vfio variant driver) was set beforehand.
    */
@@ -646,7 +648,7 @@ export class Iommufd {
     this.live();
     const dev = this.kernel.device(which);
     dev.driver ??= 'vfio-pci';
-    if (!dev.iommu.unit.ecap.ir) {
+    if (!this.kernel.irq) {
       if (!this.options.allowUnsafeInterrupts) fail('EPERM', `${dev.name}: MSIs cannot be isolated without interrupt remapping (allow_unsafe_interrupts)`);
       this.kernel.log.warn(`${devPrefix(dev)}MSI interrupts are not secure, they cannot be isolated by the platform. Check that platform features like interrupt remapping are enabled. Use the "allow_unsafe_interrupts" module parameter to override`);
     }
