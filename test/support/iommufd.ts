@@ -46,7 +46,8 @@ export function platform(o: PlatformOptions = {}) {
     m.addVtdUnit({ name: 'dmar1', regBase: 0xaa3f_e000, features: { supervisorRequests: true, ...o.dmar1.features } });
     for (const [bdf, caps] of Object.entries(o.dmar1.devices)) m.addEndpoint(bdf, caps, 'dmar1');
   }
-  const k = new IommuKernel(m).boot();
+  // intremap=on where the units have ECAP.IR: MSIs are then isolated, as iommufd_device_bind requires.
+  const k = new IommuKernel(m, { interruptRemapping: features.interruptRemapping !== false }).boot();
   const fd = new Iommufd(k, o.iommufd);
   fd.mm.mmap(Number(BUFFER), Number(BUFFER_SIZE));
   return { m, k, fd, mm: fd.mm };

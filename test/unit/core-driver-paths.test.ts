@@ -4,12 +4,13 @@
 import * as assert from 'node:assert/strict';
 import type { EndpointCapabilities } from '../../src/core/hw/endpoint';
 import { Machine } from '../../src/core/hw/machine';
-import type { VtdFeatures } from '../../src/core/vtd/cap';
+import { capabilitiesOf, type VtdFeatures } from '../../src/core/vtd/cap';
+import { U64 } from '../../src/core/u64';
 import { KernelError } from '../../src/core/driver/errors';
 import { IommuKernel, type KernelOptions } from '../../src/core/driver/kernel';
 import type { PageFault } from '../../src/core/driver/domain';
 import { VtdUnit } from '../../src/core/vtd/unit';
-import { pasidEntryAddress } from '../../src/core/vtd/tables';
+import { contextEntryAddress, pasidEntryAddress } from '../../src/core/vtd/tables';
 import { descriptorsDuring } from '../support/descriptors';
 
 const ATS_PRI_PASID: EndpointCapabilities = { ats: {}, pri: {}, pasid: { width: 20 } };
@@ -183,8 +184,9 @@ describe('driver model on the kernel\'s error paths', () => {
       m.memory.write64(a, m.memory.readHi(a), ((m.memory.readLo(a) & ~0x1c0) | (1 << 6)) >>> 0, 'test: PGTT 1');
       let stream: string[] = [];
       const lines = linesDuring(k, () => (stream = descriptorsDuring(m, () => throwsErrno(() => k.setDirtyTracking(d, true), 'EOPNOTSUPP'))));
-      // pasid.c has no dev_fmt: dev_err_ratelimited(dev, "Dirty tracking not supported on translation type %d\n").
-      assert.deepEqual(lines, ['0000:00:02.0: Dirty tracking not supported on translation type 1', '0000:00:02.0: Dirty tracking not supported on translation type 1']);
+      // pasid.c has no dev_fmt: dev_err_ratelimited(dev, "Dirty tracking not supported on translation type %d\n"),
+      // after dev_printk's "<driver or bus> <device>: " (no driver is bound: the bus, pci).
+      assert.deepEqual(lines, ['pci 0000:00:02.0: Dirty tracking not supported on translation type 1', 'pci 0000:00:02.0: Dirty tracking not supported on translation type 1']);
       const did = k.didOf(d, k.device('00:03.0').iommu)!;
       assert.deepEqual(stream, [`pc_inv G=1 DID=${did} PASID=0`, `iotlb_inv G=2 DID=${did}`, `pc_inv G=1 DID=${did} PASID=0`, `iotlb_inv G=2 DID=${did}`], 'on for 00:03.0, then off again');
       assert.equal(pasidEntry(k, 0x18, 0)[0]! & 0x200, 0, 'SSADE back off');
@@ -263,13 +265,69 @@ describe('driver model on the kernel\'s error paths', () => {
       assert.deepEqual(stream, [`p_iotlb_inv G=3 DID=${did} PASID=0 ADDR=0xffffffdff000 AM=0 IH=1`, `p_iotlb_inv G=3 DID=${did} PASID=0 ADDR=0xffffffe00000 AM=9 IH=1`]);
     });
 
-    it('__domain_mapping over a mapped page: the kernel\'s line with both entries, then EEXIST (the kernel WARNs and keeps the old entry)', () => {
+    it('__domain_mapping over a mapped page keeps the old entry with the pr_crit line and a WARN, maps the rest of the chunk and succeeds', () => {
       const { k } = platform();
       const d = k.allocPagingDomain({ stage: 'second' });
-      k.map(d, 0x1000, 0x9000_0000, 0x1000, { read: true, write: true });
-      const lines = linesDuring(k, () => throwsErrno(() => k.map(d, 0x1000, 0xa000_0000, 0x1000, { read: true, write: false }), 'EEXIST'));
-      // "ERROR: DMA PTE for vPFN 0x%lx already set (to %llx not %llx)": R|W leaf, then the read-only one.
-      assert.deepEqual(lines, ['DMAR: ERROR: DMA PTE for vPFN 0x1 already set (to 90000003 not a0000001)']);
+      k.map(d, 0x2000, 0x9000_0000, 0x1000, { read: true, write: true });
+      const lines = linesDuring(k, () => k.map(d, 0x1000, 0xa000_0000, 0x3000, { read: true, write: false }));
+      // pr_crit("ERROR: DMA PTE for vPFN 0x%lx already set (to %llx not %llx)"): the R|W leaf found, then the
+      // read-only one 0x2000 into the chunk; WARN_ON(1) then prints its cut-here line.
+      assert.deepEqual(lines, ['DMAR: ERROR: DMA PTE for vPFN 0x2 already set (to 90000003 not a0001001)', '------------[ cut here ]------------']);
+      assert.deepEqual(k.log.lines.slice(-2).map((l) => l.level), ['crit', 'warn']);
+      assert.deepEqual([0x1000, 0x2000, 0x3000].map((a) => d.pageTable!.lookup(a)!.output.toString(16)), ['a0000000', '90000000', 'a0002000']);
+      assert.deepEqual(k.findings.map((f) => [f.kind, f.function, f.unit, f.logLine]), [['warn', '__domain_mapping', d.name, k.log.length]]);
+      assert.match(k.findings[0]!.message, /^WARNING at drivers\/iommu\/intel\/iommu\.c:1884 __domain_mapping: /);
+    });
+
+    it('prot as intel_iommu_map has it: IOMMU_WRITE alone is a write-only second-stage leaf only from 6.16 (before, DMA_FL_PTE_PRESENT is DMA_PTE_READ); first-stage leaves are always present', () => {
+      const leaf = (version: KernelOptions['version'], stage: 'first' | 'second', prot: { read?: boolean; write?: boolean }) => {
+        const { k } = platform({ kernel: { version } });
+        const d = k.allocPagingDomain({ stage });
+        k.map(d, 0x1000, 0x9000_0000, 0x1000, prot);
+        return (d.pageTable!.lookup(0x1000)!.lo & 0xfff).toString(16);
+      };
+      // Second stage: R 1, W 2. 6.12 sets bit 0 on every leaf; 6f5dc7658094 (6.16) only on first-stage ones.
+      assert.deepEqual([leaf('6.12', 'second', { write: true }), leaf('6.12', 'second', { read: false, write: true }), leaf('6.12', 'second', { read: true })], ['3', '3', '1']);
+      assert.deepEqual([leaf('6.16', 'second', { write: true }), leaf('6.17', 'second', { read: true, write: true })], ['2', '3']);
+      // Before eea53c581688 (5.13) write-only was write-only too.
+      assert.equal(leaf('5.12', 'second', { write: true }), '2');
+      // First stage: P|R/W|U/S|A|D for a writable leaf, P|U/S|A for a read-only one, in every version.
+      assert.deepEqual([leaf('6.12', 'first', { write: true }), leaf('6.17', 'first', { write: true }), leaf('6.17', 'first', { read: true })], ['67', '67', '25']);
+    });
+
+    it('switch_to_super_page: each present entry a superpage replaces (a table with leaves, an empty one) is freed and flushed from its own slot to the end of the run', () => {
+      const { m, k } = platform();
+      const dev = k.device('00:02.0');
+      const d = dev.ridDomain!;
+      const did = k.didOf(d, dev.iommu)!;
+      k.map(d, 0x20_0000, 0x9000_0000, 0x1000);
+      k.map(d, 0x40_0000, 0x9100_0000, 0x1000);
+      k.unmap(d, 0x40_0000, 0x1000); // leaves the level-1 table under 0x400000 empty
+      const pde = d.pageTable!.leaves().next().value!.path.at(-2)!;
+      const tables = [(pde.lo & ~0xfff) >>> 0, (m.memory.readLo(pde.addr + 8) & ~0xfff) >>> 0];
+      const stream = descriptorsDuring(m, () => k.map(d, 0x20_0000, 0xa000_0000, 0x40_0000));
+      // cache_tag_flush_range(start_pfn << 12, end_pfn << 12, 0) per replaced entry: [0x200000, 0x5ff000] is
+      // AM 11 from 0, [0x400000, 0x5ff000] AM 9 from 0x400000 (calculate_psi_aligned_address).
+      assert.deepEqual(stream, [`p_iotlb_inv G=3 DID=${did} PASID=0 ADDR=0x0 AM=11 IH=0`, `p_iotlb_inv G=3 DID=${did} PASID=0 ADDR=0x400000 AM=9 IH=0`]);
+      assert.deepEqual([0x20_0000, 0x40_0000].map((a) => [d.pageTable!.lookup(a)!.size, d.pageTable!.lookup(a)!.output.toString(16)]), [[0x20_0000, 'a0000000'], [0x20_0000, 'a0200000']]);
+      assert.deepEqual(tables.map((t) => m.memory.pageForRead(t)), [undefined, undefined], 'both level-1 tables were freed (freed pages are zeroed)');
+      assert.deepEqual(linesDuring(k, () => k.map(d, 0x20_0000, 0xb000_0000, 0x20_0000)), [], 'a superpage over a superpage is replaced the same way, silently');
+      assert.equal(d.pageTable!.lookup(0x20_0000)!.output, 0xb000_0000);
+    });
+
+    it('a 4 KiB map inside a superpage: pfn_to_dma_pte takes the superpage\'s frame for a table and writes the leaf into the device\'s data (a finding; dmesg says nothing)', () => {
+      const { m, k } = platform();
+      const d = k.device('00:02.0').ridDomain!;
+      k.map(d, 0x20_0000, 0xa000_0000, 0x20_0000);
+      assert.deepEqual(linesDuring(k, () => k.map(d, 0x20_1000, 0xb000_0000, 0x1000)), []);
+      // Entry 1 of the "table" at 0xa0000000: the first-stage leaf P|R/W|U/S|A|D for 0xb0000000.
+      assert.deepEqual([m.memory.readHi(0xa000_0008), m.memory.readLo(0xa000_0008).toString(16)], [0, 'b0000067']);
+      assert.equal(d.pageTable!.lookup(0x20_1000)!.output, 0xa000_1000, 'the IOMMU still walks the superpage');
+      assert.deepEqual(k.findings.map((f) => [f.kind, f.function]), [['silent', 'pfn_to_dma_pte']]);
+      assert.match(k.findings[0]!.message, /met the 2 MiB page at entry 0x[0-9a-f]+ and walked on into the memory it maps \(0xa0000000\)/);
+      // Where the data is not zero, the cmpxchg fails: the kernel's complaint names the data as the old entry.
+      m.memory.write64(0xa000_0010, 0x1234, 0x5678_9abc);
+      assert.deepEqual(linesDuring(k, () => k.map(d, 0x20_2000, 0xb000_1000, 0x1000)), ['DMAR: ERROR: DMA PTE for vPFN 0x202 already set (to 123456789abc not b0001067)', '------------[ cut here ]------------']);
     });
 
     it('iommu_unmap: unaligned is 0 with the core\'s line and no flush; an unmapped page is reported as the span of the empty entry the walk stops at, and that span is flushed', () => {
@@ -422,6 +480,24 @@ describe('driver model on the kernel\'s error paths', () => {
       k.pageResponse(dev, undefined, 9, 'success');
     });
 
+    it('a handler that fails is iommu_report_device_fault\'s err_abort: its dev_warn line, then IOMMU_PAGE_RESP_FAILURE as RC 2, which the device takes as Response Failure (a finding, since dmesg says nothing of it)', () => {
+      const { m, k } = platform();
+      const dev = k.device('6a:01.0');
+      const d = k.allocPagingDomain({ stage: 'first' });
+      d.iopfHandler = () => 'failure';
+      k.attachDevicePasid(d, dev, 3);
+      let stream: string[] = [];
+      const lines = linesDuring(k, () => (stream = descriptorsDuring(m, () => assert.ok(k.dma(dev, { pasid: 3, addr: 0x7000 }).pageRequest))));
+      // io-pgfault.c: dev_warn_ratelimited(dev, "iopf with pasid %d aborted\n", fault->prm.pasid), no dev_fmt.
+      assert.deepEqual(lines, ['pci 0000:6a:01.0: iopf with pasid 3 aborted']);
+      assert.equal(stream.length, 1);
+      assert.match(stream[0]!, /^page_grp_resp RID=0x6a08 PP=1 PASID=3 PRGI=\d+ LPIG=1 RC=2$/);
+      assert.deepEqual(k.findings.map((f) => [f.kind, f.function, f.unit, f.logLine]), [['silent', 'intel_iommu_page_response', 'dmar0', k.log.length]]);
+      assert.match(k.findings[0]!.message, /^0000:6a:01\.0: IOMMU_PAGE_RESP_FAILURE went out as Response Code 2 .*PRI is disabled/);
+      assert.equal(dev.endpoint.priResponseFailure, true);
+      assert.equal(k.dma(dev, { pasid: 3, addr: 0x8000 }).pageRequest, undefined, 'the device sends no more page requests');
+    });
+
     it('iopf_group_alloc takes every partial request of the device with the PRG index, whatever its PASID; IOMMU_PAGE_RESP_FAILURE goes out as RC 2', () => {
       const { m, k, unit } = platform();
       const dev = k.device('6a:01.0');
@@ -441,6 +517,72 @@ describe('driver model on the kernel\'s error paths', () => {
       assert.deepEqual(groups, [[3, 4]]);
       // intel_iommu_page_response writes the core's code as is: IOMMU_PAGE_RESP_FAILURE is 2.
       assert.deepEqual(stream, ['page_grp_resp RID=0x6a08 PP=1 PASID=4 PRGI=6 LPIG=1 RC=2']);
+      assert.deepEqual(k.findings.map((f) => f.function), ['intel_iommu_page_response']);
+    });
+  });
+
+  describe('legacy mode: ATS across attaches (domain_context_mapping_one, iommu_enable_pci_caps, device_block_translation)', () => {
+    /** A legacy-mode unit with caching mode (QEMU's, as in the real 6.12 VM) and an ATS device at 00:04.0. */
+    function legacy(version?: KernelOptions['version'], features: VtdFeatures = { cachingMode: true }, cap?: (c: U64) => U64) {
+      const m = new Machine();
+      const built = capabilitiesOf({ scalableMode: false, ...features });
+      m.addVtdUnit({ name: 'dmar0', features: { scalableMode: false, ...features }, ...(cap ? { cap: cap(built.cap) } : {}) });
+      m.addEndpoint('00:04.0', { ats: { invalidateQueueDepth: 0 } }, 'dmar0');
+      const k = new IommuKernel(m, { version, scalableMode: false }).boot();
+      const dev = k.device('00:04.0');
+      const ctx = () => {
+        const a = contextEntryAddress(dev.iommu.contextTable(0, 0x20), 0x20, false);
+        return { lo: m.memory.readLo(a), hi: m.memory.readLo(a + 8) };
+      };
+      return { m, k, dev, ctx };
+    }
+
+    it('6.12: ATS comes on after a paging domain\'s context entry (TT 01) and goes off before the block clears it, so the clear has no device-TLB flush; pass-through never enables it', () => {
+      const { m, k, dev, ctx } = legacy('6.12');
+      const d = dev.ridDomain!;
+      const did = k.didOf(d, dev.iommu)!;
+      assert.deepEqual([dev.atsEnabled, dev.endpoint.atsEnabled, (ctx().lo >>> 2) & 3], [true, true, 1], 'the default domain: TT 01 (device TLB), ATS on');
+      assert.deepEqual([...d.tags.values()].map((t) => t.type), ['iotlb', 'devtlb'], 'cache_tag_assign_domain after ATS: a DEVTLB tag');
+      const block = descriptorsDuring(m, () => k.detachDevice(dev));
+      // domain_context_clear_one -> intel_context_flush_no_pasid: context cache (entry's DID), IOTLB DSI; ATS is already off.
+      assert.deepEqual(block, [`cc_inv G=3 DID=${did} SID=0x20 FM=0`, `iotlb_inv G=2 DID=${did}`]);
+      assert.deepEqual([dev.atsEnabled, dev.endpoint.atsEnabled, ctx()], [false, false, { lo: 0, hi: 0 }]);
+      const pt = descriptorsDuring(m, () => k.attachDevice(k.identity, dev));
+      // context_setup_pass_through: TT 10, DID 1, AW = msagaw; context_present_cache_flush with caching mode.
+      assert.deepEqual(pt, ['cc_inv G=3 DID=0 SID=0x20 FM=0', 'iotlb_inv G=2 DID=1']);
+      assert.deepEqual([(ctx().lo >>> 2) & 3, (ctx().hi >>> 8) & 0xffff, ctx().hi & 7, dev.atsEnabled], [2, 1, dev.iommu.msagaw, false]);
+      const d2 = k.allocPagingDomain({ device: dev });
+      k.attachDevice(d2, dev);
+      assert.equal(dev.atsEnabled, true, 'a paging domain enables it again');
+      k.map(d2, 0x1000, 0x9000_0000, 0x1000);
+      const did2 = k.didOf(d2, dev.iommu)!;
+      assert.deepEqual(descriptorsDuring(m, () => k.unmap(d2, 0x1000, 0x1000)), [`iotlb_inv G=3 DID=${did2} ADDR=0x1000 AM=0 IH=1`, 'dev_tlb_inv SID=0x20 QDEP=0 ADDR=0x1000 S=0']);
+    });
+
+    it('6.15 and later: ATS goes off after domain_context_clear, so the block flushes the whole device TLB first (5518f239aff1)', () => {
+      const { m, k, dev } = legacy('6.17');
+      const did = k.didOf(dev.ridDomain!, dev.iommu)!;
+      const block = descriptorsDuring(m, () => k.detachDevice(dev));
+      assert.deepEqual(block, [`cc_inv G=3 DID=${did} SID=0x20 FM=0`, `iotlb_inv G=2 DID=${did}`, 'dev_tlb_inv SID=0x20 QDEP=0 ADDR=ALL S=1']);
+      assert.equal(dev.atsEnabled, false);
+    });
+
+    it('without caching mode a new entry gets a write-buffer flush where CAP.RWBF asks for one (context_present_cache_flush, pasid_flush_caches)', () => {
+      const wbf = (m: Machine, fn: () => void) => {
+        m.events.startRecording();
+        fn();
+        return m.events.recorded().filter((e) => e.type === 'register-write' && e.register === 'GCMD' && (BigInt(e.value) >> 27n) & 1n).length;
+      };
+      const rwbf = (c: U64) => new U64(c.hi, (c.lo | 0x10) >>> 0);
+      const a = legacy('6.12', {}, rwbf);
+      assert.equal(wbf(a.m, () => a.k.attachDevice(a.k.identity, a.dev)), 1, 'the pass-through context entry');
+      const b = legacy('6.12', {});
+      assert.equal(wbf(b.m, () => b.k.attachDevice(b.k.identity, b.dev)), 0, 'no CAP.RWBF: nothing');
+      const m = new Machine();
+      m.addVtdUnit({ name: 'dmar0', features: {}, cap: rwbf(capabilitiesOf({}).cap) });
+      m.addEndpoint('00:02.0', {}, 'dmar0');
+      const k = new IommuKernel(m).boot();
+      assert.equal(wbf(m, () => k.attachDevice(k.identity, '00:02.0')), 1, 'a PASID entry in scalable mode (pasid_flush_caches)');
     });
   });
 });

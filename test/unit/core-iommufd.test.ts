@@ -1,6 +1,9 @@
 import * as assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { HWPT_ALLOC, HWPT_DIRTY_TRACKING_ENABLE, HWPT_GET_DIRTY_BITMAP_NO_CLEAR, IOAS_MAP, iommufdIoctl, IOMMUFD_CMD, OPTION, OPTION_OP, PAGE_RESP, readBytes, U64_MAX, VTD_INV_FLAGS_LEAF, VTD_MSI_WINDOW, type HwptNested, type HwptPaging } from '../../src/core/iommufd';
+import { Machine } from '../../src/core/hw/machine';
+import { IommuKernel } from '../../src/core/driver/kernel';
+import { Iommufd } from '../../src/core/iommufd';
 import { descriptorsDuring } from '../support/descriptors';
 import { allocNested, BASE, BUFFER, BUFFER_SIZE, dmaTarget, errnoOf, FIXED_RW, invalidate, mapAuto, mapFixed, P, platform, readUser, testBit, throwsErrno, unmap, userPhys, writeUser } from '../support/iommufd';
 
@@ -22,6 +25,21 @@ describe('iommufd: IOAS mappings reach the hardware', () => {
     const did = k.didOf(hwpt.domain, k.iommus[0]!);
     assert.deepEqual(descriptorsDuring(m, () => unmap(fd, ioasId, iova, 4n * P)), [`p_iotlb_inv G=3 DID=${did} PASID=0 ADDR=0x4000 AM=2 IH=1`]);
     assert.match(dmaTarget(k, '00:02.0', iova), /^fault 0x/);
+  });
+
+  it('IOAS_MAP and IOAS_COPY hand IOMMU_READ / IOMMU_WRITE to the driver as the flags say; a WRITEABLE-only map is readable (its first-stage leaf is present), and IOAS_COPY checks its flags before the IOAS', () => {
+    const { k, fd } = platform();
+    const { ioasId } = fd.ioasAlloc();
+    const dev = fd.bindDevice('00:02.0');
+    const hwpt = fd.objects.get(dev.attachPt({ ptId: ioasId }).ptId) as HwptPaging;
+    const wo = fd.ioasMap({ ioasId, flags: IOAS_MAP.WRITEABLE, userVa: BUFFER, length: P }).iova;
+    // conv_iommu_prot: WRITEABLE is IOMMU_WRITE; __domain_mapping's first-stage leaf is P|R/W|U/S|A|D.
+    assert.equal(hwpt.domain.pageTable!.lookup(Number(wo))!.lo & 0xfff, 0x67);
+    assert.equal(dmaTarget(k, '00:02.0', wo), phys(fd, BUFFER));
+    // iommufd_ioas_copy: unknown flags are EOPNOTSUPP before EOVERFLOW; neither READABLE nor WRITEABLE is
+    // EINVAL before the source IOAS is looked up.
+    throwsErrno(() => fd.ioasCopy({ flags: 0x80, dstIoasId: ioasId, srcIoasId: ioasId, length: U64_MAX, srcIova: 0n }), 'EOPNOTSUPP');
+    throwsErrno(() => fd.ioasCopy({ flags: IOAS_MAP.FIXED_IOVA, dstIoasId: ioasId, srcIoasId: 9999, length: P, dstIova: BASE, srcIova: wo }), 'EINVAL');
   });
 
   it('a device attached after the map finds the IOAS already in its new domain', () => {
@@ -144,7 +162,25 @@ describe('iommufd: device ownership (VFIO cdev bind)', () => {
     throwsErrno(() => platform({ features: { interruptRemapping: false } }).fd.bindDevice('00:02.0'), 'EPERM');
     const { k, fd } = platform({ features: { interruptRemapping: false }, iommufd: { allowUnsafeInterrupts: true } });
     fd.bindDevice('00:02.0');
-    assert.match(k.log.lines.at(-1)!.text, /MSI interrupts are not secure/);
+    // iommufd_device_bind's dev_warn, on a device VFIO's vfio-pci driver is bound to.
+    assert.equal(
+      k.log.lines.at(-1)!.text,
+      'vfio-pci 0000:00:02.0: MSI interrupts are not secure, they cannot be isolated by the platform. Check that platform features like interrupt remapping are enabled. Use the "allow_unsafe_interrupts" module parameter to override',
+    );
+  });
+
+  it('isolated MSIs come from interrupt remapping being on (the IR irq domain\'s ISOLATED_MSI flag), not from ECAP.IR: intremap=off on a unit that has it refuses the bind', () => {
+    const m = new Machine();
+    m.addVtdUnit({ name: 'dmar0', features: {} });
+    m.addEndpoint('00:02.0', {}, 'dmar0');
+    const k = new IommuKernel(m).boot();
+    assert.equal(k.iommus[0]!.unit.ecap.ir, 1);
+    throwsErrno(() => new Iommufd(k).bindDevice('00:02.0'), 'EPERM');
+    const on = new IommuKernel(new Machine(), { interruptRemapping: true });
+    on.machine.addVtdUnit({ name: 'dmar0', features: {} });
+    on.machine.addEndpoint('00:02.0', {}, 'dmar0');
+    on.boot();
+    new Iommufd(on).bindDevice('00:02.0');
   });
 
   it('a device a kernel driver has put on a PASID cannot be bound', () => {

@@ -295,6 +295,29 @@ describe('VT-d queues and fault recording', () => {
       assert.equal(c.pageRequest, undefined, 'a stopped PRI sends no more page requests');
     });
 
+    it('an unused Response Code (0010b-1110b) is processed as Response Failure; after it every PRG response is ignored; a response for no group sets UPRGI', () => {
+      // PCIe PRG Response Message, Response Code: 0000b Success, 0001b Invalid Request, 1111b Response Failure;
+      // "1110b:0010b Unused ... A Function receiving such a message shall process it as if the message contained
+      // a Response Code of Response Failure", which disables PRI and makes the Function ignore later responses.
+      for (const rc of [2, 7, 0xe]) {
+        const { r, ep } = prqRig();
+        const req = { pasid: 3, read: true, write: false, exec: false, priv: false, lastInGroup: true };
+        const a = r.machine.pageRequest('00:02.0', { ...req, address: 0x1000 });
+        const b = r.machine.pageRequest('00:02.0', { ...req, address: 0x2000 });
+        const respond = (prgIndex: number, code: number) =>
+          submitDescriptors(r.unit, [{ type: DescType.PAGE_GROUP_RESPONSE, fields: { PP: 1, RID: SID, PASID: 3, PRGI: prgIndex, LPIG: 1, RC: code } }]);
+        respond(0x1ff, 0);
+        assert.equal(ep.priUnexpectedPrgIndex, true, 'UPRGI: no group has index 0x1ff');
+        assert.equal(ep.priResponseFailure, false);
+        respond(a.prgIndex, rc);
+        assert.equal(ep.priResponseFailure, true, `RC ${rc} is taken as Response Failure`);
+        assert.deepEqual(ep.pendingGroups.map((g) => g.prgIndex), [b.prgIndex], 'the failed group is complete');
+        respond(b.prgIndex, 0);
+        assert.deepEqual(ep.pendingGroups.map((g) => g.prgIndex), [b.prgIndex], 'a Success after the failure is ignored');
+        assert.equal(r.machine.dma('00:02.0', { pasid: 3, addr: 0x5000 }).pageRequest, undefined, 'PRI is disabled');
+      }
+    });
+
     it('sets PRO when the queue is full and answers a last-in-group request with Success', () => {
       const { r, ep } = prqRig(0); // one page: 128 descriptors, 127 usable
       for (let i = 0; i < 127; i++) {

@@ -1,6 +1,7 @@
 import * as assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { DescType } from '../../src/core/vtd/descriptors';
+import { U64 } from '../../src/core/u64';
 import { IoPageTable } from '../../src/core/vtd/page-table';
 import { pasidEntryAddress, submitDescriptors, writePasidEntry } from '../../src/core/vtd/tables';
 import { device, legacyContext, pageTable, pasidEntry, type Rig, rig, smContext } from '../support/vtd';
@@ -528,5 +529,68 @@ describe('VT-d translation', () => {
     submitDescriptors(r.unit, [{ type: DescType.PASID_CACHE, fields: { G: 1, DID: 1, PASID: 0 } }]);
     assert.equal(did(), 2);
     assert.equal(pasidEntryAddress(table, 0), table);
+  });
+
+  describe('entry fields as the specification defines them', () => {
+    it('RTADDR: the root table is bits HAW-1:12 of RTA; bits 63:HAW are ignored (not implemented) and bits 11:0 are TTM and reserved', () => {
+      // RTADDR_REG: "RTA (63:12): ... Hardware may ignore and not implement bits 63:HAW"; TTM is 11:10.
+      const r = rig({ scalable: false, hostAddressWidth: 39 });
+      device(r, '00:02.0');
+      const pt = pageTable(r, 'second-level');
+      pt.map(0x5000, 0xb000, K4, { read: true, write: true });
+      legacyContext(r, SID, { tt: 0, aw: 2, did: 1, slptptr: pt.root });
+      const written = 2 ** 63 + 2 ** 50 + 2 ** 39 + r.rootTable; // bits 63, 50 and 39 lie at or above HAW (39)
+      r.unit.writeRegister('RTADDR', new U64(Math.floor(written / 2 ** 32) >>> 0, (r.rootTable + 0x3ff) >>> 0));
+      r.unit.writeRegister('GCMD', (r.unit.readRegister('GSTS').lo | (1 << 30)) >>> 0);
+      assert.equal(r.unit.rootTableAddress, r.rootTable);
+      assert.equal(r.unit.scalableMode, false, 'TTM (11:10) is 00: bits 9:0 set do not change the format');
+      const t = r.unit.translate({ sid: SID, addr: 0x5123 });
+      assert.ok(t.ok);
+      assert.equal(t.output, '0xb123');
+    });
+
+    it('bit 7 of a level-1 second-level entry (a 4 KiB page) is ignored, as in the EPT page-table entry (bits 11:7 ignored): no reserved-bit fault', () => {
+      const r = rig({ scalable: false });
+      device(r, '00:02.0');
+      const pt = pageTable(r, 'second-level');
+      pt.map(0x1000, 0x4000_5000, K4, { read: true, write: false });
+      const leaf = pt.lookup(0x1000)!;
+      const pte = pt.leaves().next().value!.path.at(-1)!.addr;
+      r.machine.memory.write64(pte, leaf.hi, (leaf.lo | 0x80) >>> 0);
+      legacyContext(r, SID, { tt: 0, aw: 2, did: 1, slptptr: pt.root });
+      const t = r.unit.translate({ sid: SID, addr: 0x1234, write: false }, { trace: true });
+      assert.ok(t.ok, `translated: ${!t.ok ? t.reason : ''}`);
+      assert.equal(t.output, '0x40005234');
+      assert.equal(t.pageSize, K4);
+    });
+
+    it('bit 7 of a first-level PTE is PAT, not a page size: a 4 KiB page whose frame is not 1 GiB aligned translates', () => {
+      const r = rig({ features: { executeRequests: true } });
+      device(r, '00:02.0', { pasid: { width: 20 } });
+      smContext(r, SID);
+      const pt = pageTable(r, 'first-level');
+      pt.map(0x40_0000, 0x9000_3000, K4, { read: true, write: true, user: true });
+      const leaf = pt.lookup(0x40_0000)!;
+      const pte = pt.leaves().next().value!.path.at(-1)!.addr;
+      r.machine.memory.write64(pte, leaf.hi, (leaf.lo | 0x80) >>> 0);
+      pasidEntry(r, SID, 5, { pgtt: 1, did: 2, flptptr: pt.root });
+      const t = r.unit.translate({ sid: SID, pasid: 5, addr: 0x40_0010 });
+      assert.ok(t.ok, `translated: ${!t.ok ? t.reason : ''}`);
+      assert.equal(t.output, '0x90003010');
+    });
+
+    it('a misaligned large page names its own size: a 2 MiB PDE with address bits 20:13 set is "2 MiB page address not 2 MiB aligned"', () => {
+      const r = rig({ scalable: false });
+      device(r, '00:02.0');
+      const pt = pageTable(r, 'second-level');
+      pt.map(0x20_0000, 0x4000_0000, M2, { read: true, write: true });
+      const pde = pt.leaves().next().value!.path.at(-1)!;
+      r.machine.memory.write64(pde.addr, pde.hi, (pde.lo | 0x1000_0) >>> 0);
+      legacyContext(r, SID, { tt: 0, aw: 2, did: 1, slptptr: pt.root });
+      const t = r.unit.translate({ sid: SID, addr: 0x20_0000 }, { trace: true });
+      assert.ok(!t.ok);
+      assert.equal(t.reason, 0x0c);
+      assert.ok(t.trace!.some((s) => s.structure === 'sl-pde' && s.check === 'reserved: 2 MiB page address not 2 MiB aligned'), JSON.stringify(t.trace!.map((s) => s.check)));
+    });
   });
 });

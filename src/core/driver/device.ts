@@ -9,11 +9,21 @@ import type { IntelIommu } from './intel-iommu';
 export class DeviceInfo {
   /** Name in the seed's drawings ("RID1"), or the PCI address. */
   label: string;
+  /**
+   * The driver bound to the device (`dev->driver->name`, e.g. `vfio-pci`), which its `dev_*` lines print
+   * before its name; undefined until one binds, when they print the bus, `pci` (log.ts devPrefix).
+   */
+  driver: string | undefined;
   /** Scalable mode: the PASID directory and its size field. */
   pasidDir = 0;
   pdts = 0;
   /** PASID tables, by directory index (one 4 KiB table per 64 PASIDs, allocated on first use). */
   readonly pasidTables = new Map<number, number>();
+  /** The IOMMU group's number (`group->id`), which `Adding to iommu group %d` prints at probe. */
+  group = -1;
+  /** Linux `info->ats_supported`: the device has ATS and the IOMMU device-TLBs (ECAP.DT). */
+  atsSupported = false;
+  /** Linux `info->ats_enabled`: ATS is on in the device (PCIe ATS Control Enable). */
   atsEnabled = false;
   /** Linux `info->pri_supported`: scalable mode, ATS supported, ECAP.PRS and a PRI capability. */
   priSupported = false;

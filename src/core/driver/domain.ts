@@ -182,6 +182,13 @@ export class Domain {
     return this.attached.size;
   }
 
+  /** The devices whose RID is attached, newest first (Linux adds to `domain->devices` at the head). */
+  get ridDevices(): DeviceInfo[] {
+    const out: DeviceInfo[] = [];
+    for (const a of this.attached.values()) if (a.pasid === undefined) out.unshift(a.device);
+    return out;
+  }
+
   attachedAt(device: DeviceInfo, pasid: number | undefined): Attachment | undefined {
     return this.attached.get(`${device.sid}:${pasid ?? -1}`);
   }

@@ -2,6 +2,7 @@ import type { DeviceInfo } from './device';
 import type { CacheTag, CacheTagType, Domain } from './domain';
 import type { IntelIommu } from './intel-iommu';
 import { GCMD } from '../vtd/registers';
+import type { VtdUnit } from '../vtd/unit';
 import { type Desc, Descs, FULL_RANGE_MASK, type SubmitResult } from './qi';
 
 /**
@@ -173,7 +174,7 @@ export function flushRangeNp(domain: Domain, start: number, end: number, options
   for (const tag of orderedTags(domain)) {
     const unit = tag.iommu.unit;
     if (!unit.cap.cm || domain.stage === 'first') {
-      if (unit.cap.rwbf) unit.writeRegister('GCMD', ((unit.readRegister('GSTS').lo & GCMD_PERSISTENT) | (1 << GCMD.WBF)) >>> 0);
+      flushWriteBuffer(unit);
       continue;
     }
     if (tag.type !== 'iotlb' && tag.type !== 'nesting_iotlb') continue;
@@ -185,3 +186,8 @@ export function flushRangeNp(domain: Domain, start: number, end: number, options
 
 /** The GCMD bits that stay set while their feature is on (iommu->gcmd: TE, QIE, IRE). */
 const GCMD_PERSISTENT = (1 << GCMD.TE) | (1 << GCMD.QIE) | (1 << GCMD.IRE);
+
+/** iommu_flush_write_buffer: GCMD.WBF, only where CAP.RWBF asks for write-buffer flushing. */
+export function flushWriteBuffer(unit: VtdUnit): void {
+  if (unit.cap.rwbf) unit.writeRegister('GCMD', ((unit.readRegister('GSTS').lo & GCMD_PERSISTENT) | (1 << GCMD.WBF)) >>> 0);
+}

@@ -85,6 +85,20 @@ export class IntelIommu {
     return 2;
   }
 
+  /**
+   * Linux iommu->msagaw (iommu_calculate_max_sagaw): the largest AGAW of __iommu_calculate_sagaw, whatever
+   * MGAW says; the AW of a legacy pass-through context entry. SAGAW is CAP.SAGAW unless the unit runs
+   * scalable mode with first-level support: then its first-level widths (4-level, 5-level with CAP.FL5LP),
+   * and with second-level support too, what both have.
+   */
+  get msagaw(): number {
+    const unit = this.unit;
+    const fl = (1 << 2) | (unit.cap.fl5lp ? 1 << 3 : 0);
+    const sagaw = !this.scalable || !unit.ecap.flts ? unit.cap.sagaw : !unit.ecap.slts ? fl : fl & unit.cap.sagaw;
+    for (let aw = 3; aw >= 0; aw--) if ((sagaw >>> aw) & 1) return aw;
+    return -1;
+  }
+
   /** Whether the hardware caches not-present entries (CAP.CM): every change must then be flushed. */
   get cachingMode(): boolean {
     return this.unit.cap.cm === 1;

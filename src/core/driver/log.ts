@@ -11,7 +11,7 @@ import { linuxQiTypeName } from '../vtd/descriptors';
  * mainline `major.minor`: a stable series can carry a backport earlier (noted where known).
  */
 
-export type LogLevel = 'err' | 'warn' | 'info' | 'debug';
+export type LogLevel = 'crit' | 'err' | 'warn' | 'info' | 'debug';
 
 export interface LogLine {
   readonly seconds: number;
@@ -83,6 +83,9 @@ export class KernelLog {
     for (const l of this.listeners) l(line);
   }
 
+  crit(text: string): void {
+    this.add('crit', text);
+  }
   err(text: string): void {
     this.add('err', text);
   }
@@ -121,6 +124,31 @@ export class KernelLog {
     this.lines.length = n;
   }
 }
+
+/** What `dev_driver_string` needs of a device: its name and the driver bound to it, if any. */
+export interface LogDevice {
+  /** `dev_name`: for a PCI device `SSSS:BB:DD.F`. */
+  readonly name: string;
+  /** The bound driver's name (`dev->driver->name`); undefined while no driver is bound. */
+  readonly driver?: string | undefined;
+}
+
+/**
+ * The prefix every `dev_*` and `pci_*` line carries (`dev_printk`'s `"%s %s: ", dev_driver_string(dev),
+ * dev_name(dev)`): the bound driver's name, or the bus name `pci` before a driver binds, then the device.
+ * A file's `dev_fmt` comes after it (intel/iommu.c's is `pr_fmt`, so its `dev_*` lines read
+ * `pci 0000:00:02.0: DMAR: ...`; nested.c, pasid.c, io-pgfault.c and iommufd define none).
+ */
+export function devPrefix(dev: LogDevice): string {
+  return `${dev.driver ?? 'pci'} ${dev.name}: `;
+}
+
+/**
+ * What `report_bug` prints first for a WARN_ON (KERN_DEFAULT, so at the default warning level). The rest of
+ * the splat (`WARNING: CPU: ... at file:line func+off/size`, registers, call trace) depends on the build and
+ * the CPU state, so the model records it as a finding (findings.ts) rather than print a guess.
+ */
+export const CUT_HERE = '------------[ cut here ]------------';
 
 /** Negative when `a` is older than `b`, 0 when equal, positive when newer. */
 export function compareVersions(a: KernelVersion, b: KernelVersion): number {

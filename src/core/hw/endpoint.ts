@@ -42,8 +42,14 @@ export class Endpoint {
   atsEnabled: boolean;
   priEnabled: boolean;
   pasidEnabled: boolean;
-  /** PRISta.Stopped: set after a Response Failure; the device sends no more page requests until reset. */
-  priStopped = false;
+  /**
+   * PRI Status RF (Response Failure): a PRG Response with Response Failure (1111b), or with an unused code
+   * (0010b-1110b, which the Function processes as Response Failure), disabled the Page Request Interface:
+   * the device sends no more page requests and ignores every later PRG Response until PRI is re-enabled.
+   */
+  priResponseFailure = false;
+  /** PRI Status UPRGI (Unexpected Page Request Group Index): a PRG Response named no outstanding group. */
+  priUnexpectedPrgIndex = false;
   /** PASID controls: whether the device may issue execute and privileged requests. */
   pasidExecEnabled: boolean;
   pasidPrivEnabled: boolean;
@@ -146,16 +152,28 @@ export class Endpoint {
     this.groups.set(k, g);
   }
 
+  /** Whether PRI is disabled by a Response Failure (PRI Status RF): no page request leaves the device. */
+  get priStopped(): boolean {
+    return this.priResponseFailure;
+  }
+
   /**
-   * A Page Group Response arrived. Returns the group it completes, or undefined if no such group is
-   * outstanding (a spurious or duplicate response, which PCIe devices ignore).
+   * A PRG Response arrived, with the PCIe Response Code: 0000b Success, 0001b Invalid Request, 1111b
+   * Response Failure; the unused codes 0010b-1110b are processed as Response Failure. A Response Failure
+   * completes its group and disables PRI (RF); once RF is set, responses are ignored, so the other
+   * outstanding groups stay outstanding. A response for no outstanding group sets UPRGI and is otherwise
+   * ignored. Returns the group completed, if any.
    */
   completeGroup(pasid: number, prgIndex: number, code: number): PendingGroup | undefined {
+    if (this.priResponseFailure) return undefined;
     const k = `${pasid}:${prgIndex}`;
     const g = this.groups.get(k);
-    if (!g) return undefined;
+    if (!g) {
+      this.priUnexpectedPrgIndex = true;
+      return undefined;
+    }
     this.groups.delete(k);
-    if (code === 0xf) this.priStopped = true;
+    if (code !== 0 && code !== 1) this.priResponseFailure = true;
     return g;
   }
 
@@ -166,7 +184,8 @@ export class Endpoint {
       atsEnabled: this.atsEnabled,
       priEnabled: this.priEnabled,
       pasidEnabled: this.pasidEnabled,
-      priStopped: this.priStopped,
+      priResponseFailure: this.priResponseFailure,
+      priUnexpectedPrgIndex: this.priUnexpectedPrgIndex,
       pasidExecEnabled: this.pasidExecEnabled,
       pasidPrivEnabled: this.pasidPrivEnabled,
       tlb: [...this.tlb.entries()].map(([k, e]) => [k, { ...e }] as const),
@@ -180,7 +199,8 @@ export class Endpoint {
     this.atsEnabled = s.atsEnabled;
     this.priEnabled = s.priEnabled;
     this.pasidEnabled = s.pasidEnabled;
-    this.priStopped = s.priStopped;
+    this.priResponseFailure = s.priResponseFailure;
+    this.priUnexpectedPrgIndex = s.priUnexpectedPrgIndex;
     this.pasidExecEnabled = s.pasidExecEnabled;
     this.pasidPrivEnabled = s.pasidPrivEnabled;
     this.tlb.clear();
@@ -196,7 +216,8 @@ export interface EndpointState {
   readonly atsEnabled: boolean;
   readonly priEnabled: boolean;
   readonly pasidEnabled: boolean;
-  readonly priStopped: boolean;
+  readonly priResponseFailure: boolean;
+  readonly priUnexpectedPrgIndex: boolean;
   readonly pasidExecEnabled: boolean;
   readonly pasidPrivEnabled: boolean;
   readonly tlb: readonly (readonly [string, DeviceTlbEntry])[];

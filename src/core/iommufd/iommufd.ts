@@ -2,6 +2,7 @@ import type { DeviceInfo } from '../driver/device';
 import type { IopfHandler } from '../driver/domain';
 import { fail } from '../driver/errors';
 import type { IommuKernel } from '../driver/kernel';
+import { devPrefix } from '../driver/log';
 import { IOMMU_NO_PASID } from '../driver/pasid-alloc';
 import type { Process } from '../driver/process';
 import type { U64 } from '../u64';
@@ -313,14 +314,19 @@ export class Iommufd {
     return { length: ioas.iopt.unmapRange(iova, iova + length - 1n) };
   }
 
-  /** IOMMU_IOAS_COPY: maps in the destination the same pages the source maps at [srcIova, +length). */
+  /**
+   * IOMMU_IOAS_COPY: maps in the destination the same pages the source maps at [srcIova, +length). The
+   * checks in iommufd_ioas_copy's order: unknown flags (EOPNOTSUPP), ULONG_MAX (EOVERFLOW), neither READABLE
+   * nor WRITEABLE (EINVAL), then the source IOAS.
+   */
   ioasCopy(cmd: IoasCopyCmd): { dstIova: bigint } {
     this.live();
+    if (cmd.flags & ~(IOAS_MAP.FIXED_IOVA | IOAS_MAP.WRITEABLE | IOAS_MAP.READABLE)) fail('EOPNOTSUPP', `IOAS_COPY flags 0x${(cmd.flags >>> 0).toString(16)} include unknown bits`);
     const length = u64(cmd.length, 'length');
     const srcIova = u64(cmd.srcIova, 'src_iova');
     const dstIova = u64(cmd.dstIova ?? 0, 'dst_iova');
     if (length >= ULONG_MAX || srcIova >= ULONG_MAX || dstIova >= ULONG_MAX) fail('EOVERFLOW', 'an address or the length is ULONG_MAX or more');
-    if (cmd.flags & ~(IOAS_MAP.FIXED_IOVA | IOAS_MAP.WRITEABLE | IOAS_MAP.READABLE)) fail('EOPNOTSUPP', `IOAS_COPY flags 0x${(cmd.flags >>> 0).toString(16)} include unknown bits`);
+    if (!(cmd.flags & (IOAS_MAP.WRITEABLE | IOAS_MAP.READABLE))) fail('EINVAL', 'a copy must be READABLE, WRITEABLE or both');
     const slices = this.ioas(cmd.srcIoasId).iopt.getPages(srcIova, length);
     const dst = this.ioas(cmd.dstIoasId);
     const at = dst.iopt.mapPages(slices, length, cmd.flags & IOAS_MAP.FIXED_IOVA ? dstIova : undefined, {
@@ -632,14 +638,19 @@ export class Iommufd {
 
   /**
    * iommufd_device_bind: claims DMA ownership (the RID is blocked until something is attached) and makes
-   * the device object. EPERM without interrupt remapping unless unsafe interrupts are allowed.
+   * the device object. EPERM without interrupt remapping unless unsafe interrupts are allowed: MSIs are
+   * isolated (iommu_group_has_isolated_msi) only once the kernel runs interrupt remapping, whose irq domain
+   * carries IRQ_DOMAIN_FLAG_ISOLATED_MSI; a unit with ECAP.IR and intremap=off isolates nothing. Its caller
+   * is VFIO, so the device is bound to vfio-pci (its dev_* lines say `vfio-pci 0000:...:`) unless another
+   * driver (a vfio variant driver) was set beforehand.
    */
   deviceBind(which: string | number | DeviceInfo): IommufdDevice {
     this.live();
     const dev = this.kernel.device(which);
-    if (!dev.iommu.unit.ecap.ir) {
+    dev.driver ??= 'vfio-pci';
+    if (!this.kernel.irq) {
       if (!this.options.allowUnsafeInterrupts) fail('EPERM', `${dev.name}: MSIs cannot be isolated without interrupt remapping (allow_unsafe_interrupts)`);
-      this.kernel.log.warn(`${dev.name}: MSI interrupts are not secure, they cannot be isolated by the platform. Check that platform features like interrupt remapping are enabled. Use the "allow_unsafe_interrupts" module parameter to override`);
+      this.kernel.log.warn(`${devPrefix(dev)}MSI interrupts are not secure, they cannot be isolated by the platform. Check that platform features like interrupt remapping are enabled. Use the "allow_unsafe_interrupts" module parameter to override`);
     }
     const owner = dmaOwners.get(dev);
     if (owner) fail('EBUSY', `${dev.name} is already bound${owner === this ? ' here' : ' to another iommufd'}`);

@@ -294,11 +294,7 @@ export class VtdUnit implements IommuUnit {
       this.setReg(offset, value.hi, value.lo);
     }
     const sts = this.reg(Reg.GSTS).lo;
-    if ((sts >>> GSTS.RTPS) & 1) {
-      const rt = this.reg(Reg.RTADDR);
-      this.rootTable = rt.hi * TWO_32 + ((rt.lo & 0xffff_f000) >>> 0);
-      this.scalable = ((rt.lo >>> 10) & 3) === RTADDR_TTM_SCALABLE;
-    }
+    if ((sts >>> GSTS.RTPS) & 1) this.latchRootTable();
     this.tes = ((sts >>> GSTS.TES) & 1) === 1;
     if ((sts >>> GSTS.IRTPS) & 1) {
       const irta = this.reg(Reg.IRTA);
@@ -315,14 +311,23 @@ export class VtdUnit implements IommuUnit {
     return i >= 0 && i < this.frcdCount ? `FRCD${i}_${offset % 16 === 0 ? 'LO' : 'HI'}` : `0x${offset.toString(16)}`;
   }
 
+  /**
+   * Set root table pointer: latches RTADDR's RTA (the root table's address) and TTM (its format). RTA is
+   * bits 63:12 (TTM 11:10, bits 9:0 reserved), and the hardware ignores and does not implement bits 63:HAW
+   * (the RTADDR_REG field definition): the root table is at bits HAW-1:12 of what was written.
+   */
+  private latchRootTable(): void {
+    const rt = this.reg(Reg.RTADDR);
+    const hiBits = this.memory.hostAddressWidth - 32;
+    this.rootTable = (rt.hi % 2 ** hiBits) * TWO_32 + ((rt.lo & 0xffff_f000) >>> 0);
+    this.scalable = ((rt.lo >>> 10) & 3) === RTADDR_TTM_SCALABLE;
+  }
+
   private writeGcmd(cmd: number): void {
     let sts = this.reg(Reg.GSTS).lo;
     const set = (bit: number, on: boolean) => (sts = on ? sts | (1 << bit) : sts & ~(1 << bit));
     if (cmd & (1 << GCMD.SRTP)) {
-      // Set root table pointer: latch RTADDR (address and translation table mode).
-      const rt = this.reg(Reg.RTADDR);
-      this.rootTable = rt.hi * TWO_32 + ((rt.lo & 0xffff_f000) >>> 0);
-      this.scalable = ((rt.lo >>> 10) & 3) === RTADDR_TTM_SCALABLE;
+      this.latchRootTable();
       set(GSTS.RTPS, true);
     }
     set(GSTS.TES, (cmd & (1 << GCMD.TE)) !== 0);
@@ -735,7 +740,7 @@ export class VtdUnit implements IommuUnit {
     this.lastCtxFpd = false;
     if (!this.readable(this.rootTable)) {
       if (trace) trace.push(note('root-table', `RTADDR 0x${this.rootTable.toString(16)} cannot be read`, false));
-      return !sm ? 0x08 : this.rootTable >= 2 ** this.memory.hostAddressWidth ? 0x30 : 0x38;
+      return !sm ? 0x08 : 0x38;
     }
     const root = readWords(mem, rootAddr, 2);
     this.walker.reads++;

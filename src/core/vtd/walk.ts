@@ -124,7 +124,9 @@ export class Walker {
         return this.fail(need & Perm.W ? codes.notPresentWrite : codes.notPresentRead);
       }
       const next = (hi & 0xf_ffff) * TWO_32 + ((lo & 0xffff_f000) >>> 0);
-      const large = (lo & SLB.PS) !== 0;
+      // Bit 7 is PS in the entries of levels 2 and up; a level-1 entry (which maps a 4 KiB page) ignores it,
+      // as the EPT page-table entry the second-level format follows does (bits 11:7 ignored).
+      const large = level > 1 && (lo & SLB.PS) !== 0;
       if (next >= this.params.hawLimit) {
         if (trace) trace.push(pteStep(SL_PTE, SL_LEVEL_NAMES[level]!, level, table, idx, hi, lo, 'points beyond the host address width', false, stage));
         return this.fail(codes.entryBeyond);
@@ -171,7 +173,7 @@ export class Walker {
     if (level >= 4) return `PS set at level ${level}`;
     if (level === 3 && !this.params.large1G) return 'PS set for a 1 GiB page (CAP.SLLPS has no 1 GiB)';
     if (level === 2 && !this.params.large2M) return 'PS set for a 2 MiB page (CAP.SLLPS has no 2 MiB)';
-    const align = level === 2 ? 0x20_0000 : 0x4000_0000;
+    const align = 4096 * LEVEL_PAGES[level]!;
     if (next % align !== 0) return `${sizeName(align)} page address not ${sizeName(align)} aligned`;
     return undefined;
   }
@@ -236,7 +238,8 @@ export class Walker {
         return this.fail(FL_CODES.notPresent);
       }
       const next = (hi & 0xf_ffff) * TWO_32 + ((lo & 0xffff_f000) >>> 0);
-      const large = (lo & FLB.PS) !== 0;
+      // Bit 7 is PS in a PDE or PDPE; in a PTE (level 1, a 4 KiB page) it is PAT, not a page size.
+      const large = level > 1 && (lo & FLB.PS) !== 0;
       const bad = this.flReserved(level, large, next, translateTable !== undefined);
       if (bad) {
         if (trace) trace.push(step(`reserved: ${bad}`, false));
@@ -289,7 +292,7 @@ export class Walker {
     if (level >= 4) return `PS set at level ${level}`;
     if (level === 3 && !this.params.large1G) return 'PS set for a 1 GiB page (CAP.FL1GP = 0)';
     // Bit 12 of a large-page entry is PAT; the bits between it and the page size must be zero.
-    const align = level === 2 ? 0x20_0000 : 0x4000_0000;
+    const align = 4096 * LEVEL_PAGES[level]!;
     if ((next % align) - (next % 0x2000) !== 0) return `${sizeName(align)} page address not ${sizeName(align)} aligned`;
     return undefined;
   }
