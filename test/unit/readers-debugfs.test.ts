@@ -447,4 +447,21 @@ describe('readers: Intel debugfs dumps', () => {
       assert.equal(d.status, parseInt(queue.split('\n').find((l) => new RegExp(`^ *${d.index}\t`).test(l))!.split('\t').at(-1)!, 16));
     }
   });
+
+  it('lists a page group response of a rev 3.x kernel (5.10: PDP and private data) with both readings', () => {
+    const k = debugfsKernel({ legacyUnit: false, cachingMode: true, firstStage: false, maps: [], pasids: [9], nested: false, sva: false, identityDevice: false });
+    const files = renderDebugfs(kernelDebugfsView(k));
+    const queue = files.get('invalidation_queue')!;
+    const tail = Number(/\tTail: (\d+)$/m.exec(queue)![1]);
+    // 5.10's prq_event_thread(): QI_PGRP_PASID(9) | QI_PGRP_DID(0x6a08) | QI_PGRP_PASID_P(1) | QI_PGRP_PDP(1) |
+    // QI_PGRP_RESP_TYPE, QI_PGRP_IDX(3) | QI_PGRP_LPIG(1), and the request's private data in qw2/qw3.
+    const row = new RegExp(`^( *${tail - 1})\t.*\t([0-9a-f]+)$`, 'm');
+    files.set('invalidation_queue', queue.replace(row, (_, index: string, status: string) => `${index}\t000000096a080039\t000000000000001c\t1122334455667788\t99aabbccddeeff00\t${status}`));
+    const r = describeImport(loadDebugfs(inputsOf(files)));
+    const d = r.units[0]!.queue!.descriptors.find((x) => x.index === tail - 1)!;
+    assert.equal(d.name, 'Page Group Response');
+    assert.deepEqual(d.eras?.rev3.privateData, ['0x1122334455667788', '0x99aabbccddeeff00']);
+    assert.deepEqual(d.eras?.rev4.reserved.length, 4);
+    assert.match(reportText(r).join('\n'), new RegExp(`\\[ *${tail - 1}\\] Page Group Response .*\\(rev 3\\.x private data 0x1122334455667788 0x99aabbccddeeff00; rev 4\\.0 reserved: qw0\\[8:5\\] = 0x1 \\(rev 3\\.x PDP\\)`));
+  });
 });
