@@ -10,7 +10,8 @@
  * - `PASID`: the page-request messages of Linux 4.4-5.13 (`dmarN: Page request without PASID: ...`);
  * - `Unexpected page request`, `Execution request`: the two page-request messages of Linux 5.13 (and the
  *   5.10.y, 5.12.y backports), which svm.c prints with no prefix and no unit name;
- * - `AMD-Vi`: every AMD message; `-smmu`: every message of the `arm-smmu-v3` device; `SMMUv3`: every
+ * - `AMD-Vi`: every AMD message but the dev_err lines of the kernels between 1a21ee1aabf7 and dev_fmt, which
+ *   print `<driver> <device>: Event logged [...]`: `Event logged [` catches those; `-smmu`: every message of the `arm-smmu-v3` device; `SMMUv3`: every
  *   message of Xen's SMMUv3 driver (`SMMUv3: /smmu@...: `);
  * - `callbacks suppressed`: rate limiting, whose line names only the function;
  * - `iommu`: the IOMMU core's lines (`iommu: Default domain type: ...`, `... Adding to iommu group N`) and
@@ -26,7 +27,7 @@
  */
 /** The markers that name an IOMMU: an unrecognised line with one is a format this reader does not know. */
 const IOMMU_MARKERS: readonly string[] = ['DMAR', 'VT-D', 'INTR-REMAP', 'IOMMU', 'AMD-Vi', '-smmu', 'SMMUv3'];
-export const LOG_MARKERS: readonly string[] = [...IOMMU_MARKERS, 'dmar: ', 'Inval', 'PASID', 'Unexpected page request', 'Execution request', 'callbacks suppressed', 'iommu'];
+export const LOG_MARKERS: readonly string[] = [...IOMMU_MARKERS, 'dmar: ', 'Inval', 'PASID', 'Unexpected page request', 'Execution request', 'Event logged [', 'callbacks suppressed', 'iommu'];
 export const QEMU_MARKERS: readonly string[] = [...LOG_MARKERS, 'vtd_'];
 export const TRACE_MARKERS: readonly string[] = [...LOG_MARKERS, 'dmar'];
 export const XEN_MARKERS: readonly string[] = [...LOG_MARKERS, '(XEN)'];
@@ -60,6 +61,7 @@ export const SEARCH_KEYS: Readonly<Record<string, string>> = {
   'dmar: ': 'mar: ',
   'Unexpected page request': 'xpected page',
   'Execution request': 'xecution req',
+  'Event logged [': 'vent logged [',
   'AMD-Vi': 'MD-Vi',
   '-smmu': '-smmu',
   SMMUv3: 'MMUv3',
