@@ -255,6 +255,7 @@ const AMD_VI: Claim[] = [
     joined: true,
     formats: [['AMD-Vi: Event logged [IO_PAGE_FAULT device=%02x:%02x.%x domain=0x%04x address=0x%llx flags=0x%04x]', '5.10 iommu.c:564']],
   },
+  { lines: [50, 50], kernel: 'Linux after 1a21ee1aabf7 and before dev_fmt (not pinned)', formats: [['%s %s: Event logged [IO_PAGE_FAULT domain=0x%04x address=0x%016llx flags=0x%04x]', "1a21ee1aabf7's + line"]] },
 ];
 
 // ---- Arm SMMUv3 (drivers/iommu/arm/arm-smmu-v3/arm-smmu-v3.c) ----
