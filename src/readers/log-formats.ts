@@ -39,7 +39,7 @@ export const LOG_FORMATS: Record<string, LogFormat> = {
   'vtd-prq-invalid': f('Linux VT-d rejected page request with its descriptor', 'Linux 5.14 and later', '5.14', null),
   'vtd-prq-5.x': f('Linux VT-d page request without PASID / for an invalid PASID, with its descriptor', 'Linux 4.4-5.13 (a222a7f0bb6c "iommu/vt-d: Implement page request handling" to ae7f09b14b4f)', '4.4', '5.13'),
   'vtd-prq-5.10': f('Linux VT-d page request problems without the unit name', 'Linux 5.13 (and the 5.10.y, 5.12.y stable backports)', '5.13', '5.13'),
-  'vtd-cap': f('Linux VT-d unit capability line at boot', 'Linux 3.x and later (`IOMMU %d:` instead of the unit name before 4.2)', null, null),
+  'vtd-cap': f('Linux VT-d unit capability line at boot', 'Linux ~3.x (not pinned) and later (`IOMMU %d:` instead of the unit name before 4.2)', null, null),
   'xen-vtd': f('Xen VT-d DMA fault and its `reason NN - ...` line', 'Xen 4.6 and later (f0250f4b48)'),
   'xen-vtd-intr': f('Xen VT-d interrupt-remapping fault', 'Xen 4.6 and later (f0250f4b48)'),
   'xen-vtd-old': f('Xen VT-d fault (DMA or interrupt) with `[fault reason NNh]` on its second line', 'Xen up to 4.5 (before f0250f4b48)'),
