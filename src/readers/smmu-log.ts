@@ -155,8 +155,9 @@ function split(msg: string): { body: string; iommu: string | null } {
 }
 
 /**
- * One event record: the raw block, then (newer kernels) the decoded line and, for translation faults, the
- * access line. Either part can be missing (ratelimit, an excerpt), and mail can wrap the decoded lines.
+ * One event record: the raw block, then (6.14 and later) the decoded line and, for translation faults, the
+ * access line. The kernel prints both under one rate limit, so a part is missing only from an excerpt (or a
+ * raw record of a kernel before 6.14), and mail can wrap the decoded lines.
  */
 class SmmuRecord implements Continuation {
   done = false;
