@@ -20,7 +20,7 @@ import { pasidEntryAddress } from '../core/vtd/tables';
 import type { VtdUnit } from '../core/vtd/unit';
 import type { DebugfsDiagnostic } from './debugfs';
 import type { DebugfsImport } from './debugfs-import';
-import { describeQiDescriptor } from './vtd-descriptors';
+import { describeQiDescriptor, type PageGroupResponseEras } from './vtd-descriptors';
 
 /**
  * What an imported debugfs dump holds, decoded: units and their capabilities, devices with their context
@@ -43,7 +43,7 @@ export interface UnitReport {
   ecap: string;
   features: string[];
   /** The invalidation queue as its file showed it: head and tail from its header, descriptors sized by ECAP.SMTS. */
-  queue: { base: string; head: number; tail: number; descriptorSize: number; descriptors: { index: number; name: string; fields: Record<string, number | string>; status: number }[] } | null;
+  queue: { base: string; head: number; tail: number; descriptorSize: number; descriptors: { index: number; name: string; fields: Record<string, number | string>; status: number; eras?: PageGroupResponseEras }[] } | null;
 }
 
 export interface PasidReport {
@@ -128,12 +128,23 @@ function features(unit: VtdUnit): string[] {
 }
 
 /** A queued descriptor's fields, with its address fields as byte addresses (the raw fields hold bits 63:2 or 63:12). */
-function descriptorFields(words: readonly U64[]): { name: string; fields: Record<string, number | string> } {
+function descriptorFields(words: readonly U64[]): { name: string; fields: Record<string, number | string>; eras?: PageGroupResponseEras } {
   const d = describeQiDescriptor([...words]);
   const fields: Record<string, number | string> = { ...d.fields };
   if (d.statusAddress !== undefined) fields.ADDR = d.statusAddress;
   else if (d.address !== null) fields.ADDR = d.address;
-  return { name: d.name, fields };
+  // A page group response reads differently in VT-d rev 3.x (private data) and rev 4.0 (reserved bits).
+  return { name: d.name, fields, ...(d.eras ? { eras: d.eras } : {}) };
+}
+
+/** What a page group response's rev 3.x private data and rev 4.0 reserved bits are, when it has any. */
+function erasText(e: PageGroupResponseEras | undefined): string {
+  if (!e) return '';
+  const parts: string[] = [];
+  if (e.rev3.privateData) parts.push(`rev 3.x private data ${e.rev3.privateData.join(' ')}`);
+  if (e.rev3.reserved.length) parts.push(`rev 3.x reserved: ${e.rev3.reserved.join(', ')}`);
+  if (e.rev4.reserved.length) parts.push(`rev 4.0 reserved: ${e.rev4.reserved.join(', ')}`);
+  return parts.length ? ` (${parts.join('; ')})` : '';
 }
 
 function unitReport(imp: DebugfsImport, i: number): UnitReport {
@@ -323,7 +334,7 @@ export function reportText(r: DebugfsReport): string[] {
     out.push(`  ${u.features.join(', ')}`);
     if (u.queue) {
       out.push(`  invalidation queue at ${u.queue.base}, ${u.queue.descriptorSize}-byte descriptors, head ${u.queue.head}, tail ${u.queue.tail}${u.queue.head === u.queue.tail ? ' (idle)' : ' (NOT drained)'}`);
-      for (const d of u.queue.descriptors) out.push(`    [${String(d.index).padStart(3)}] ${d.name} ${fieldList(d.fields)}`);
+      for (const d of u.queue.descriptors) out.push(`    [${String(d.index).padStart(3)}] ${d.name} ${fieldList(d.fields)}${erasText(d.eras)}`);
     }
   }
   out.push('');

@@ -6,9 +6,25 @@ import { type LineInfo, type LineReader, MAX_JOINED, type ReadResult, events } f
 import { describeQiDescriptor, qiTypeFromTraceName } from './vtd-descriptors';
 
 /**
- * The kernel's `intel_iommu:*` tracepoints (drivers/iommu/intel/trace.h) and generic `iommu:*`
- * tracepoints (include/trace/events/iommu.h), as ftrace (`/sys/kernel/tracing/trace`), `trace-cmd
- * report` and `perf script` print them.
+ * The kernel's `intel_iommu:*` tracepoints (drivers/iommu/intel/trace.h; include/trace/events/intel_iommu.h
+ * in 5.10, moved before 6.1) and generic `iommu:*` tracepoints (include/trace/events/iommu.h), as ftrace
+ * (`/sys/kernel/tracing/trace`), `trace-cmd report` and `perf script` print them. Their ranges:
+ * - `qi_submit` from 5.12: f2dd871799ba "iommu/vt-d: Add qi_submit trace event" (checked: a later Fixes: tag,
+ *   the linux-next revision list, "IOMMU Updates" of 5.12; 5.10 has no trace_qi_submit, 6.1 has it);
+ * - `prq_report` from 5.14: e93a67f5a0ee "iommu/vt-d: Add prq_report trace event" (Lu Baolu's 5.14 batch; the
+ *   patch mail quotes the format, 6.1 and 6.12 print it the same); ` private=0x%llx/0x%llx` follows when the
+ *   request's qw0 bit 9 (rev 3.x private data present) is set, still so in 6.12;
+ * - `cache_tag_*` from 6.10: 446a68c58d2e "iommu/vt-d: Add trace events for cache tag interface" (checked: the
+ *   linux-next list of the 6.10 cache-tag series; 6.12 has all five);
+ * - `map`/`unmap` print the end of the range (`iova=0x%016llx - 0x%016llx`) from 5.17: 94aedac49d92 "iommu: Log
+ *   iova range in map/unmap trace events" (checked: its patch mail quotes both formats, Joerg Roedel's pull of
+ *   December 2021 lists it); before, `iova=0x%016llx paddr=...` and `iova=0x%016llx size=...`; both are read;
+ * - `detach_device_from_domain` up to 6.2: 1b932ceddd19 "iommu: Remove detach_dev callbacks" removed it
+ *   (checked: its series' diffs; 6.1 calls trace_detach_device_from_domain(), 6.12 does not);
+ * - `io_page_fault` comes from report_iommu_fault(), which intel-iommu never calls (AMD-Vi, SMMUv2 and others
+ *   do); the other generic events go back to the IOMMU tracing of ~3.13 (not pinned).
+ * 5.4-5.10 also had `intel_iommu:map_single`/`map_sg`/`unmap_*`/`bounce_*` (5.10 iommu.c calls them; 6.1 does
+ * not); they are not read here and count as unrecognised.
  */
 
 // `<comm>-<pid> [cpu] <flags> <ts>: <event>: <text>` (ftrace, trace-cmd) or `<comm> <pid> [cpu] <ts>:

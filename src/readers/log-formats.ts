@@ -1,11 +1,10 @@
 /**
- * Every `format` id a log event can carry: who prints it and in which versions. For the Linux VT-d formats
- * the versions are the releases the kernel's history gives (the commits are in FORMAT_CHANGES,
- * src/core/driver/log.ts, and docs/log-formats.md), and `since`/`until` say the same in a form a test can
- * check: the first and last mainline release that prints the format, null for "open". An id names the
- * shape of the message, not its versions: `vtd-dma-6.0` is printed from 5.15 (its name predates that
- * finding and stays, as JSON output carries it). Boundaries marked `~` elsewhere (AMD, SMMU, Xen, QEMU) are
- * approximate: taken from patch history, not from a bisect.
+ * Every `format` id a log event can carry: who prints it and in which versions. The commit that makes each
+ * boundary, or why it is not pinned, is in docs/log-formats.md beside it (and, for the Linux VT-d formats, in
+ * FORMAT_CHANGES of src/core/driver/log.ts). `since`/`until` say the VT-d ranges in a form a test can check:
+ * the first and last mainline release that prints the format, null for "open". An id names the shape of the
+ * message, not its versions: `vtd-dma-6.0` is printed from 5.15 (its name predates that finding and stays,
+ * as JSON output carries it). A `~` marks a boundary that is not pinned to a commit.
  */
 export interface LogFormat {
   /** What prints it. */
@@ -38,34 +37,34 @@ export const LOG_FORMATS: Record<string, LogFormat> = {
   'vtd-qi-invalid-desc': f('Linux VT-d invalid descriptor (IQE) message', 'Linux <= 5.12 (low=/high= up to 4.20, qw0 =/qw1 = from 5.0)', null, '5.12'),
   'vtd-prq': f('Linux VT-d page request problems and PRQ overflow (`IOMMU: dmarN: ...`)', 'Linux 5.12 and later (overflow lines from 5.12, problem lines from 5.14; `Page request without PASID` up to 6.12)', '5.12', null),
   'vtd-prq-invalid': f('Linux VT-d rejected page request with its descriptor', 'Linux 5.14 and later', '5.14', null),
-  'vtd-prq-5.x': f('Linux VT-d page request without PASID / for an invalid PASID, with its descriptor', 'Linux 4.4-5.13 (4.4, the first SVM kernel, not pinned)', null, '5.13'),
+  'vtd-prq-5.x': f('Linux VT-d page request without PASID / for an invalid PASID, with its descriptor', 'Linux 4.4-5.13 (a222a7f0bb6c "iommu/vt-d: Implement page request handling" to ae7f09b14b4f)', '4.4', '5.13'),
   'vtd-prq-5.10': f('Linux VT-d page request problems without the unit name', 'Linux 5.13 (and the 5.10.y, 5.12.y stable backports)', '5.13', '5.13'),
-  'vtd-cap': f('Linux VT-d unit capability line at boot', 'Linux 3.x and later (`IOMMU %d:` instead of the unit name before 4.2)', null, null),
-  'xen-vtd': f('Xen VT-d DMA fault and its `reason NN - ...` line', 'Xen 4.x'),
-  'xen-vtd-intr': f('Xen VT-d interrupt-remapping fault', 'Xen 4.x'),
-  'xen-vtd-old': f('Xen VT-d fault (DMA or interrupt) with `[fault reason NNh]` on its second line', 'Xen <= ~4.1'),
-  'amd-event-split': f('AMD-Vi event with `Event logged [` and the body on the next line', 'Linux ~4.9-4.14 (earlier kernels joined the two printks into one line)'),
+  'vtd-cap': f('Linux VT-d unit capability line at boot', 'Linux ~3.x (not pinned) and later (`IOMMU %d:` instead of the unit name before 4.2)', null, null),
+  'xen-vtd': f('Xen VT-d DMA fault and its `reason NN - ...` line', 'Xen 4.6 and later (f0250f4b48)'),
+  'xen-vtd-intr': f('Xen VT-d interrupt-remapping fault', 'Xen 4.6 and later (f0250f4b48)'),
+  'xen-vtd-old': f('Xen VT-d fault (DMA or interrupt) with `[fault reason NNh]` on its second line', 'Xen up to 4.5 (before f0250f4b48)'),
+  'amd-event-split': f('AMD-Vi event with `Event logged [` and the body on the next line', 'Linux ~4.9 until 1a21ee1aabf7 (two printks without KERN_CONT, then two dev_err calls; not pinned)'),
   'amd-event-bdf': f('AMD-Vi event with device=BB:DD.F', 'Linux 2.6.30-5.19'),
   'amd-event-seg': f('AMD-Vi event with device=SSSS:BB:DD.F', 'Linux 6.0 and later (b36a5b0f1ced)'),
-  'amd-event-per-device': f('AMD-Vi IO_PAGE_FAULT printed by the faulting PCI device (dev_err/pci_err)', 'Linux ~4.17 and later'),
-  'amd-event': f('AMD-Vi event that names no device (ILLEGAL_COMMAND_ERROR, COMMAND_HARDWARE_ERROR, UNKNOWN)', 'Linux 2.6.30 and later'),
-  'amd-not-attached': f('AMD-Vi IO_PAGE_FAULT of a device with no domain', 'Linux 6.3 and 6.1.y stable (996d120b4de2); still printed by 6.12'),
-  'amd-completion-wait': f('AMD-Vi completion-wait timeout', 'Linux 3.x and later'),
-  'amd-no-event': f('AMD-Vi empty event-log entry (erratum 732)', 'Linux ~4.x and later'),
+  'amd-event-per-device': f('AMD-Vi IO_PAGE_FAULT printed by the faulting PCI device (dev_err/pci_err)', 'Linux ~4.17 and later (the start is not pinned)'),
+  'amd-event': f('AMD-Vi event that names no device (ILLEGAL_COMMAND_ERROR, COMMAND_HARDWARE_ERROR, UNKNOWN)', 'Linux ~2.6.30 and later (the driver\'s first releases, not pinned)'),
+  'amd-not-attached': f('AMD-Vi IO_PAGE_FAULT of a device with no domain', 'Linux 6.3 and 6.1.y stable (996d120b4de2); still printed by 6.12; removed by a 2025 patch whose release is not pinned'),
+  'amd-completion-wait': f('AMD-Vi completion-wait timeout', 'Linux ~3.x and later (not pinned); `IOMMU %04x:%02x:%02x.%01x: ` before it after 6.12'),
+  'amd-no-event': f('AMD-Vi empty event-log entry (erratum 732)', 'Linux ~4.x and later (not pinned; 5.10, 6.1 and 6.12 print it)'),
   'xen-amd-vi': f('Xen AMD-Vi IO_PAGE_FAULT: `%pp d%u addr ... flags ...` with the flags spelled out', 'Xen 4.14 and later'),
   'xen-amd-vi-old': f('Xen AMD-Vi IO_PAGE_FAULT: `domain = %d, device id = %#x, fault address = ...`', 'Xen <= 4.13 (flags from 4.3)'),
   'xen-amd-vi-event': f('Xen AMD-Vi event other than IO_PAGE_FAULT: its name and the four raw words', 'Xen 4.14 and later (before: with iommu=debug, after `AMD-Vi: `)'),
-  'smmu-raw': f('SMMUv3 raw event record (`event 0xNN received:` + 4 dwords)', 'Linux 4.2 and later'),
-  'smmu-decoded': f('SMMUv3 raw record followed by the decoded event lines', 'Linux ~6.15 and later'),
-  'smmu-decoded-only': f('SMMUv3 decoded event lines without the raw record', 'Linux ~6.15 and later'),
-  'smmu-overflow': f('SMMUv3 event or PRI queue overflow', 'Linux 4.2 and later'),
-  'smmu-gerror': f('SMMUv3 global error', 'Linux 4.2 and later'),
-  'smmu-cmdq-error': f('SMMUv3 command queue error', 'Linux 4.2 and later'),
-  'smmu-cmd-sync-timeout': f('SMMUv3 CMD_SYNC timeout', 'Linux ~5.4 and later (5.10, 6.1 and 6.12 print it)'),
-  'smmu-pri-unexpected': f('SMMUv3 unexpected PRI request', 'Linux 4.2 and later'),
-  'kernel-ratelimit': f('`<function>: N callbacks suppressed` of an IOMMU function', 'Linux 4.x and later'),
-  'qemu-trace': f('QEMU intel-iommu trace event (log backend)', 'QEMU 2.x and later'),
-  'qemu-error': f('QEMU intel-iommu error_report line', 'QEMU 2.x and later'),
-  'ftrace-intel-iommu': f('intel_iommu tracepoint (qi_submit, prq_report, cache_tag_*)', 'Linux ~5.8 and later (cache_tag_* 6.10+)'),
-  'ftrace-iommu': f('generic iommu tracepoint (map, unmap, attach, groups, io_page_fault)', 'Linux 3.x and later'),
+  'smmu-raw': f('SMMUv3 raw event record (`event 0xNN received:` + 4 dwords)', 'Linux ~4.2 (the driver\'s first release, not pinned) and later'),
+  'smmu-decoded': f('SMMUv3 raw record followed by the decoded event lines', 'Linux 6.14 and later (d814b70b9b90)'),
+  'smmu-decoded-only': f('SMMUv3 decoded event lines without the raw record (an excerpt: the kernel prints both)', 'Linux 6.14 and later (d814b70b9b90)'),
+  'smmu-overflow': f('SMMUv3 event or PRI queue overflow', 'Linux ~4.2 and later'),
+  'smmu-gerror': f('SMMUv3 global error', 'Linux ~4.2 and later'),
+  'smmu-cmdq-error': f('SMMUv3 command queue error', 'Linux ~4.2 and later'),
+  'smmu-cmd-sync-timeout': f('SMMUv3 CMD_SYNC timeout', 'Linux ~5.4 and later (not pinned; 5.10, 6.1 and 6.12 print it)'),
+  'smmu-pri-unexpected': f('SMMUv3 unexpected PRI request', 'Linux ~4.2 and later'),
+  'kernel-ratelimit': f('`<function>: N callbacks suppressed` of an IOMMU function', 'Linux ~2.6 and later (lib/ratelimit.c; per function: dmar_fault from 4.7)'),
+  'qemu-trace': f('QEMU intel-iommu trace event (log backend)', 'QEMU ~2.x and later (not pinned)'),
+  'qemu-error': f('QEMU intel-iommu error_report line', 'QEMU ~2.x and later (not pinned)'),
+  'ftrace-intel-iommu': f('intel_iommu tracepoint (qi_submit, prq_report, cache_tag_*)', 'Linux 5.12 and later (qi_submit f2dd871799ba; prq_report 5.14, e93a67f5a0ee; cache_tag_* 6.10, 446a68c58d2e)'),
+  'ftrace-iommu': f('generic iommu tracepoint (map, unmap, attach, groups, io_page_fault)', 'Linux ~3.13 and later (not pinned; map/unmap end address 5.17, 94aedac49d92; detach_device_from_domain until 6.2, 1b932ceddd19)'),
 };

@@ -1,13 +1,17 @@
 /**
  * Substrings at least one of which every line that starts or is an IOMMU event contains, so that a
  * caller can skip the other lines of a large log without decoding them:
- * - `DMAR`: every VT-d kernel message (pr_fmt `DMAR: `) and Xen's `[VT-D]DMAR:` lines;
+ * - `DMAR`: every VT-d kernel message (pr_fmt `DMAR: `) and Xen's `[VT-D]DMAR:` lines; `dmar: `: the
+ *   pr_fmt of Linux up to 4.1, whose messages need not say DMAR (`dmar: VT-d detected invalid descriptor`);
  * - `VT-D`, `INTR-REMAP`: Xen's interrupt-remapping and unknown-type faults, and the old kernel
  *   `INTR-REMAP:` form;
  * - `IOMMU`: VT-d page-request messages (`IOMMU: dmarN: ...`) and the generic `iommu:*` tracepoints;
  * - `Inval`: `dmarN: Invalid page request` printed on its own;
  * - `PASID`: the page-request messages of Linux 4.4-5.13 (`dmarN: Page request without PASID: ...`);
- * - `AMD-Vi`: every AMD message; `-smmu`: every message of the `arm-smmu-v3` device; `SMMUv3`: every
+ * - `Unexpected page request`, `Execution request`: the two page-request messages of Linux 5.13 (and the
+ *   5.10.y, 5.12.y backports), which svm.c prints with no prefix and no unit name;
+ * - `AMD-Vi`: every AMD message but the dev_err lines of the kernels between 1a21ee1aabf7 and dev_fmt, which
+ *   print `<driver> <device>: Event logged [...]`: `Event logged [` catches those; `-smmu`: every message of the `arm-smmu-v3` device; `SMMUv3`: every
  *   message of Xen's SMMUv3 driver (`SMMUv3: /smmu@...: `);
  * - `callbacks suppressed`: rate limiting, whose line names only the function;
  * - `iommu`: the IOMMU core's lines (`iommu: Default domain type: ...`, `... Adding to iommu group N`) and
@@ -23,7 +27,7 @@
  */
 /** The markers that name an IOMMU: an unrecognised line with one is a format this reader does not know. */
 const IOMMU_MARKERS: readonly string[] = ['DMAR', 'VT-D', 'INTR-REMAP', 'IOMMU', 'AMD-Vi', '-smmu', 'SMMUv3'];
-export const LOG_MARKERS: readonly string[] = [...IOMMU_MARKERS, 'Inval', 'PASID', 'callbacks suppressed', 'iommu'];
+export const LOG_MARKERS: readonly string[] = [...IOMMU_MARKERS, 'dmar: ', 'Inval', 'PASID', 'Unexpected page request', 'Execution request', 'Event logged [', 'callbacks suppressed', 'iommu'];
 export const QEMU_MARKERS: readonly string[] = [...LOG_MARKERS, 'vtd_'];
 export const TRACE_MARKERS: readonly string[] = [...LOG_MARKERS, 'dmar'];
 export const XEN_MARKERS: readonly string[] = [...LOG_MARKERS, '(XEN)'];
@@ -54,6 +58,10 @@ export const SEARCH_KEYS: Readonly<Record<string, string>> = {
   IOMMU: 'OMMU',
   Inval: 'Inval',
   PASID: 'ASID',
+  'dmar: ': 'mar: ',
+  'Unexpected page request': 'xpected page',
+  'Execution request': 'xecution req',
+  'Event logged [': 'vent logged [',
   'AMD-Vi': 'MD-Vi',
   '-smmu': '-smmu',
   SMMUv3: 'MMUv3',

@@ -192,8 +192,8 @@ function faultRecord(e: LogEvent, fields: Record<string, number | string>, probl
   e.kind = interrupt ? 'interrupt-fault' : 'dma-fault';
   e.reason = { code: record.fr, text: linuxFaultReason(record.fr).text };
   if (interrupt) {
-    e.address = '0x' + lo.field(63, 48).toString(16);
-    e.details.addressIs = 'interrupt-index';
+    // An interrupt request has no address: its interrupt index goes where the VT-d kernel reader puts it.
+    e.details.faultIndex = '0x' + lo.field(63, 48).toString(16);
   } else {
     e.address = new U64(lo.hi, (lo.lo & 0xffff_f000) >>> 0).toString();
     e.access = record.t ? 'read' : 'write';

@@ -6,7 +6,9 @@ import { type Continuation, type LineInfo, type LineReader, type ReadResult, MAX
 
 /**
  * ARM SMMUv3 messages of drivers/iommu/arm/arm-smmu-v3/arm-smmu-v3.c: the raw event record
- * (`event 0xNN received:` and four dwords, all kernels), the decoded lines newer kernels print after it,
+ * (`event 0xNN received:` and four dwords, all kernels), the decoded lines 6.14 and later print after it
+ * (arm_smmu_dump_event() of d814b70b9b90 "iommu/arm-smmu-v3: Log better event records", queued with
+ * 43ca55f5555b "iommu/arm-smmu-v3: Introduce struct arm_smmu_event" on 2024-12-10 for the 6.14 merge window),
  * queue overflows, global errors, command-queue errors and unexpected PRI requests.
  */
 
@@ -51,7 +53,8 @@ const DEVICE_PREFIX = /^(\S{0,40}smmu\S{0,40}) (\S{1,64}): ?(.*)$/;
 /** Xen's port of the driver (xen/drivers/passthrough/arm/smmu-v3.c, Xen 4.15+) prints `SMMUv3: <DT path>: `. */
 const XEN_PREFIX = /^SMMUv3: (\S{1,128}): ?(.*)$/;
 const RAW_START = /^event 0x([0-9a-fA-F]{1,2}) received:/;
-const DWORD = /^0x([0-9a-fA-F]{16})\s*$|^0x([0-9a-fA-F]{8}) ([0-9a-fA-F]{8})\s*$/;
+/** `\t0x%016llx`: a dword of an event record or of the command in error. */
+const DWORD = /^0x([0-9a-fA-F]{16})\s*$/;
 const DECODED = /^event: (\S{1,32}) client: (.{1,80}?) sid: (0x[0-9a-fA-F]{1,8}|0) ssid: (0x[0-9a-fA-F]{1,8}|0)(?: iova: (0x[0-9a-fA-F]{1,16}|0) ipa: (0x[0-9a-fA-F]{1,16}|0)| fetch_addr: (0x[0-9a-fA-F]{1,16}|0))?\s*$/;
 const DETAIL = /^(priv|unpriv) (inst|data) (read|write) (s1|s2) "([^"]{0,64})"( ttd_read| ttd_write)?( stall)? stag: (0x[0-9a-fA-F]{1,4}|0)/;
 const DETAIL_HEAD = /^(?:priv|unpriv) (?:inst|data) (?:read|write)/;
@@ -152,8 +155,9 @@ function split(msg: string): { body: string; iommu: string | null } {
 }
 
 /**
- * One event record: the raw block, then (newer kernels) the decoded line and, for translation faults, the
- * access line. Either part can be missing (ratelimit, an excerpt), and mail can wrap the decoded lines.
+ * One event record: the raw block, then (6.14 and later) the decoded line and, for translation faults, the
+ * access line. The kernel prints both under one rate limit, so a part is missing only from an excerpt (or a
+ * raw record of a kernel before 6.14), and mail can wrap the decoded lines.
  */
 class SmmuRecord implements Continuation {
   done = false;
@@ -174,7 +178,7 @@ class SmmuRecord implements Continuation {
     if (this.dwords.length < 4 && !this.decoded) {
       const d = DWORD.exec(body);
       if (d) {
-        const w = d[1] !== undefined ? hexWord(d[1]) : hexWord(d[2]! + d[3]!);
+        const w = hexWord(d[1]!);
         if (w) this.dwords.push(w);
         if (this.dwords.length === 4) applyRaw(this.event, this.dwords);
         return true;
@@ -188,7 +192,8 @@ class SmmuRecord implements Continuation {
         this.partial = '';
         this.decoded = true;
         applyDecoded(this.event, m);
-        // Only kernels from ~6.15 print a decoded line after the raw block.
+        // Only kernels from 6.14 print decoded lines after the raw block (d814b70b9b90 "iommu/arm-smmu-v3: Log
+        // better event records"), under the same rate limit: decoded lines without the raw record are an excerpt.
         if (this.raw) this.event.format = 'smmu-decoded';
         const id = this.event.reason?.code ?? -1;
         if (!(id >= 0x10 && id <= 0x13)) this.done = true;
@@ -236,7 +241,7 @@ class ErrorTail implements Continuation {
     }
     const d = DWORD.exec(body);
     if (d && this.detail === CMDQ_DETAIL && this.command.length < 2) {
-      this.command.push(normalizeHex(d[1] ?? d[2]! + d[3]!)!);
+      this.command.push(normalizeHex(d[1]!)!);
       this.event.details.command = this.command;
       return true;
     }

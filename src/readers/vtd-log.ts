@@ -647,7 +647,8 @@ export function createVtdReader(): { read(msg: string, info: LineInfo): ReadResu
         const r = other(msg, info);
         if (r) return r;
       }
-      if (msg.indexOf('dmar') !== -1 || msg.indexOf('IOMMU: ') !== -1 || msg.indexOf('page request') !== -1) {
+      // Page-request messages have no `DMAR: ` prefix (svm.c and prq.c have no pr_fmt); 5.13's two name no unit either.
+      if (msg.indexOf('dmar') !== -1 || msg.indexOf('IOMMU: ') !== -1 || msg.indexOf('page request') !== -1 || msg.indexOf('Execution request') !== -1) {
         const r = pageRequest(afterTag(msg), info);
         if (r) return r;
       }

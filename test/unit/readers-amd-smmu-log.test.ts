@@ -50,8 +50,10 @@ describe('readers: AMD-Vi event log', () => {
       [45, 'hardware-error', 'amd-no-event', null, null, null, null, null],
       [46, 'dma-fault', 'amd-event-split', '0000:00:14.0', null, '0xfdf8f000', 'read', PF],
       [48, 'dma-fault', 'amd-event-bdf', '0000:00:13.1', null, '0x6f2163200', 'read', PF],
+      // dev_err() without `AMD-Vi: `, as 1a21ee1aabf7 left the per-device line.
+      [50, 'dma-fault', 'amd-event-per-device', '0000:15:00.0', null, '0xfdeaf000', 'write', PF],
     ]);
-    assert.deepEqual([summary.lines, summary.unrecognisedLines, summary.informationalLines, summary.suppressedMessages], [49, 0, 4, 27]);
+    assert.deepEqual([summary.lines, summary.unrecognisedLines, summary.informationalLines, summary.suppressedMessages], [50, 0, 4, 27]);
   });
 
   it('decodes flags, domain and PASID fields, and the DTE and command dumps in both widths', () => {

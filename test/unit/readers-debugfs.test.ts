@@ -99,6 +99,31 @@ describe('readers: Intel debugfs dumps', () => {
     );
   });
 
+  it('lists the registers of each regset layout as the sources of the kernels it names do', () => {
+    // The IOMMU_REGSET_ENTRY() arrays of a source (test/fixtures/kernel/debugfs-regs-*.txt), 32-bit list then 64-bit list.
+    const lists = (version: string) => {
+      const text = readFileSync(join(root, `test/fixtures/kernel/debugfs-regs-${version}.txt`), 'utf8');
+      const array = (name: string) => [.../\[\] = \{([^}]*)\}/.exec(text.slice(text.indexOf(name)))![1]!.matchAll(/IOMMU_REGSET_ENTRY\((\w+)\)/g)].map((m) => m[1]!);
+      return { regs32: array('iommu_regs_32'), regs64: array('iommu_regs_64') };
+    };
+    const names = (l: { regs32: readonly string[]; regs64: readonly string[] }) => ({ regs32: [...l.regs32], regs64: [...l.regs64] });
+    assert.deepEqual(names(REGSET_LAYOUTS['split-vcmd']), lists('5.10'));
+    assert.deepEqual(names(REGSET_LAYOUTS['split-vcmd']), lists('6.1'));
+    assert.deepEqual(names(REGSET_LAYOUTS.split), lists('6.12'));
+    // The real 6.12 dump lists the same registers in the same order.
+    const real = readFileSync(join(root, 'test/fixtures/real-vm/custom612-legacy/debugfs-boot/intel/iommu_regset'), 'utf8');
+    const dumped = real.split('\n').filter((l) => /^\w+ *\t0x/.test(l)).map((l) => l.split(/[ \t]/)[0]!);
+    const split = REGSET_LAYOUTS.split;
+    assert.deepEqual(dumped, [...split.regs32, ...split.regs64]);
+    // 6.18 removed one line each from the 6.12 list: `-\tIOMMU_REGSET_ENTRY(AFLOG),` (7d4e40410283) and
+    // `-\tIOMMU_REGSET_ENTRY(CCMD),` (5bd5ab53e7b8), as their patch mails show.
+    const l612 = lists('6.12');
+    assert.deepEqual(names(REGSET_LAYOUTS.current), { regs32: l612.regs32, regs64: l612.regs64.filter((r) => r !== 'AFLOG' && r !== 'CCMD') });
+    // The single list of 4.20-5.5, as far as ba3b01d7a6f4's diff shows it (its `-` and context lines up to MTRR_FIX64K_00000).
+    const before = ['VER', 'CAP', 'ECAP', 'GCMD', 'GSTS', 'RTADDR', 'CCMD', 'FSTS', 'FECTL', 'FEDATA', 'FEADDR', 'FEUADDR', 'AFLOG', 'PMEN', 'PLMBASE', 'PLMLIMIT', 'PHMBASE', 'PHMLIMIT', 'IQH', 'IQT', 'IQA', 'ICS', 'IRTA', 'PQH', 'PQT', 'PQA', 'PRS', 'PECTL', 'PEDATA', 'PEADDR', 'PEUADDR', 'MTRRCAP', 'MTRRDEF', 'MTRR_FIX64K_00000'];
+    assert.deepEqual(REGSET_LAYOUTS.single.regs64.slice(0, before.length), before);
+  });
+
   it('loads the registers of every regset layout, reading 32-bit registers from the low half of the single list', () => {
     const k = debugfsKernel({ legacyUnit: false, cachingMode: true, firstStage: true, maps: [], pasids: [3], nested: false, sva: false, identityDevice: false });
     const unit = k.iommus[0]!.unit;
@@ -448,5 +473,22 @@ describe('readers: Intel debugfs dumps', () => {
       assert.equal(d.name, decodeDescriptor(words, 4).name, `slot ${d.index}`);
       assert.equal(d.status, parseInt(queue.split('\n').find((l) => new RegExp(`^ *${d.index}\t`).test(l))!.split('\t').at(-1)!, 16));
     }
+  });
+
+  it('lists a page group response of a rev 3.x kernel (5.10: PDP and private data) with both readings', () => {
+    const k = debugfsKernel({ legacyUnit: false, cachingMode: true, firstStage: false, maps: [], pasids: [9], nested: false, sva: false, identityDevice: false });
+    const files = renderDebugfs(kernelDebugfsView(k));
+    const queue = files.get('invalidation_queue')!;
+    const tail = Number(/\tTail: (\d+)$/m.exec(queue)![1]);
+    // 5.10's prq_event_thread(): QI_PGRP_PASID(9) | QI_PGRP_DID(0x6a08) | QI_PGRP_PASID_P(1) | QI_PGRP_PDP(1) |
+    // QI_PGRP_RESP_TYPE, QI_PGRP_IDX(3) | QI_PGRP_LPIG(1), and the request's private data in qw2/qw3.
+    const row = new RegExp(`^( *${tail - 1})\t.*\t([0-9a-f]+)$`, 'm');
+    files.set('invalidation_queue', queue.replace(row, (_, index: string, status: string) => `${index}\t000000096a080039\t000000000000001c\t1122334455667788\t99aabbccddeeff00\t${status}`));
+    const r = describeImport(loadDebugfs(inputsOf(files)));
+    const d = r.units[0]!.queue!.descriptors.find((x) => x.index === tail - 1)!;
+    assert.equal(d.name, 'Page Group Response');
+    assert.deepEqual(d.eras?.rev3.privateData, ['0x1122334455667788', '0x99aabbccddeeff00']);
+    assert.deepEqual(d.eras?.rev4.reserved.length, 4);
+    assert.match(reportText(r).join('\n'), new RegExp(`\\[ *${tail - 1}\\] Page Group Response .*\\(rev 3\\.x private data 0x1122334455667788 0x99aabbccddeeff00; rev 4\\.0 reserved: qw0\\[8:5\\] = 0x1 \\(rev 3\\.x PDP\\)`));
   });
 });

@@ -71,6 +71,14 @@ describe('readers: QEMU vtd_* traces', () => {
     assert.match((at(27).details.problems as string[])[0]!, /^PP was set by QEMU before the FRCD fix/);
   });
 
+  it('reads an interrupt-remapping fault record as an interrupt fault: no address, the index (FI 63:48) in details.faultIndex', () => {
+    // FR 0x22 (IRTE not present), SID 6a:01.0; FI holds the interrupt index 0x11 in bits 63:48 (VT-d spec, FRCD).
+    const { events } = decodeLogText('12345@1700000003.000000:vtd_frr_new index 4 high 0x2200006a08 low 0x11000000000000\n');
+    assert.deepEqual(pick(events[0]!), [1, 'intel', 'interrupt-fault', '0000:6a:01.0', null, null, null, 0x22]);
+    assert.equal(events[0]!.details.faultIndex, '0x11');
+    assert.equal(events[0]!.details.addressIs, undefined);
+  });
+
   it('takes non-zero PASIDs from invalidations and error reports, and decodes invalidation descriptors', () => {
     assert.deepEqual(pick(at(23)), [23, 'intel', 'invalidation', null, 0x1f, null, null, null]);
     assert.deepEqual([at(23).details.domain, at(23).details.pasid], [3, 0x1f]);

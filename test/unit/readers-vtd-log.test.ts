@@ -41,41 +41,51 @@ describe('readers: Intel VT-d kernel logs', () => {
       [5, 'capability', 'vtd-cap', null, null, null, null, null],
       [8, 'ratelimit', 'kernel-ratelimit', null, null, null, null, null],
       [10, 'dma-fault', 'vtd-dma-6.0', '0000:2f:00.1', null, '0x7ebb0000', 'read', 0x06],
-      [12, 'dma-fault', 'vtd-dma-6.0', '0000:2f:00.1', null, '0x7ebb1000', 'write', 0x05],
-      [13, 'dma-fault', 'vtd-dma-6.0', '0000:6a:01.0', 3, '0x7f3a12345000', 'read', 0x71],
-      [29, 'interrupt-fault', 'vtd-intr-6.0', '0000:f0:1f.0', null, null, null, 0x26],
-      [30, 'invalidation-error', 'vtd-qi-5.13', '0000:6a:01.0', null, null, null, null],
-      [34, 'invalidation-error', 'vtd-qi-5.13', null, null, null, null, 0x1],
-      [38, 'page-request', 'vtd-prq', '0000:6a:01.0', 3, '0x7f3a12345000', 'write', null],
-      [40, 'page-request', 'vtd-prq-invalid', '0000:6a:01.0', null, '0x7f3a12346000', 'read', null],
-      [41, 'queue-overflow', 'vtd-prq', null, null, null, null, null],
-      [42, 'queue-overflow', 'vtd-prq', null, null, null, null, null],
+      [19, 'dma-fault', 'vtd-dma-6.0', '0000:2f:00.1', null, '0x7ebb1000', 'write', 0x05],
+      [27, 'dma-fault', 'vtd-dma-6.0', '0000:6a:01.0', 3, '0x7f3a12345000', 'read', 0x71],
+      [43, 'interrupt-fault', 'vtd-intr-6.0', '0000:f0:1f.0', null, null, null, 0x26],
+      [44, 'invalidation-error', 'vtd-qi-5.13', '0000:6a:01.0', null, null, null, null],
+      [48, 'invalidation-error', 'vtd-qi-5.13', null, null, null, null, 0x1],
+      [52, 'page-request', 'vtd-prq', '0000:6a:01.0', 3, '0x7f3a12345000', 'write', null],
+      [54, 'page-request', 'vtd-prq-invalid', '0000:6a:01.0', null, '0x7f3a12346000', 'read', null],
+      [55, 'queue-overflow', 'vtd-prq', null, null, null, null, null],
+      [56, 'queue-overflow', 'vtd-prq', null, null, null, null, null],
     ]);
     assert.deepEqual(
       { lines: summary.lines, events: summary.events, recognised: summary.recognisedLines, unrecognised: summary.unrecognisedLines, info: summary.informationalLines, suppressed: summary.suppressedMessages },
-      { lines: 43, events: 13, recognised: 42, unrecognised: 1, info: 7, suppressed: 191 },
+      { lines: 57, events: 13, recognised: 56, unrecognised: 1, info: 7, suppressed: 191 },
     );
     assert.equal(summary.internalErrors, 0);
-    const [cap0, cap1, rate, f1, , walked, intr, ite, iqe, prq, prqAlone, ovf, cleared] = events as LogEvent[];
+    const [cap0, cap1, rate, f1, f2, walked, intr, ite, iqe, prq, prqAlone, ovf, cleared] = events as LogEvent[];
 
+    // dmar0 is a legacy-only unit; dmar1 runs scalable mode with PASIDs and page requests (ECAP.PASID, PSS 19, PRS).
     assert.equal(cap0!.iommu, 'dmar0');
+    assert.equal((cap0!.details.summary as { scalableMode: boolean }).scalableMode, false);
+    assert.equal((cap0!.details.capFields as { nd: number }).nd, 2);
+    assert.equal(cap1!.iommu, 'dmar1');
     assert.deepEqual(
-      { ...(cap0!.details.summary as object), version: cap0!.details.version, base: cap0!.details.registerBase },
+      { ...(cap1!.details.summary as object), version: cap1!.details.version, base: cap1!.details.registerBase },
       {
         scalableMode: true, firstLevel: true, secondLevel: true, nested: true, passThrough: true, queuedInvalidation: true, deviceTlb: true,
-        interruptRemapping: true, pageRequests: false, cachingMode: false, pasidBits: 0, pasids: 0, domains: 65536, maxGuestAddressWidth: 57,
-        secondLevelWidths: [48], faultRecordingRegisters: 1, version: '6:0', base: '0xd37fc000',
+        interruptRemapping: true, pageRequests: true, cachingMode: false, pasidBits: 20, pasids: 1048576, domains: 65536, maxGuestAddressWidth: 57,
+        secondLevelWidths: [48], faultRecordingRegisters: 1, version: '6:0', base: '0xfbffc000',
       },
     );
-    assert.equal((cap1!.details.summary as { scalableMode: boolean }).scalableMode, false);
-    assert.equal((cap1!.details.capFields as { nd: number }).nd, 2);
     assert.deepEqual(rate!.details, { function: 'dmar_fault', suppressed: 191 });
 
     assert.equal(f1!.timestamp, '3713481.750962');
     assert.equal(f1!.reason!.text, 'PTE Read access is not set');
     assert.deepEqual(f1!.details.faultStatus, fsts('0x302', 3, 'ppf'));
+    // A CONFIG_DMAR_DEBUG kernel dumps the tables after every DMA fault: legacy mode on dmar0, down to the
+    // level-1 PTE that lacks the permission (write-only for the read, read-only for the write).
+    for (const [f, endLine, pte] of [[f1!, 17, '0x12f3b0002'], [f2!, 26, '0x12f3b1001']] as const) {
+      assert.equal(f.endLine, endLine);
+      const steps = (f.details.walk as { steps: Record<string, unknown>[] }).steps;
+      assert.deepEqual(steps.at(-1), { entry: 'pte', level: 1, value: pte });
+      assert.equal(steps.length, 6);
+    }
 
-    assert.equal(walked!.endLine, 28);
+    assert.equal(walked!.endLine, 42);
     assert.equal(walked!.iommu, 'dmar1');
     const walk = walked!.details.walk as { iommu: string; iova: string; steps: Record<string, unknown>[]; pasidEntry: Record<string, unknown> };
     assert.equal(walk.iova, '0x7f3a12345000');
@@ -93,7 +103,7 @@ describe('readers: Intel VT-d kernel logs', () => {
 
     assert.equal(intr!.details.faultIndex, '0x8');
 
-    assert.equal(ite!.endLine, 33);
+    assert.equal(ite!.endLine, 47);
     assert.equal(ite!.details.error, 'ITE');
     assert.equal(ite!.details.sid, 0x6a08);
     assert.equal(ite!.details.cleared, true);
@@ -108,7 +118,7 @@ describe('readers: Intel VT-d kernel logs', () => {
     const prior = iqe!.details.prior as { name: string; granularity: string; pasid: number; address: string; fields: Record<string, number> };
     assert.deepEqual([prior.name, prior.granularity, prior.pasid, prior.address, prior.fields.DID], ['PASID-based IOTLB Invalidation', 'page', 3, '0x7f3a12345000', 2]);
 
-    assert.equal(prq!.endLine, 39);
+    assert.equal(prq!.endLine, 53);
     assert.equal(prq!.iommu, 'dmar1');
     assert.equal(prq!.details.problem, 'Page request in Privilege Mode');
     const desc = prq!.details.descriptor as Record<string, unknown>;
@@ -358,7 +368,7 @@ describe('readers: plain-words explanations', () => {
     const { events } = decode('vtd-6x.log');
     const text = explainEvent(events[3]!).join('\n');
     const r = faultReason(6)!;
-    assert.match(text, /^line 10: Intel VT-d DMA fault \(vtd-dma-6\.0: Linux 5\.15 and later\) at 3713481\.750962/);
+    assert.match(text, /^lines 10-17: Intel VT-d DMA fault on dmar0 \(vtd-dma-6\.0: Linux 5\.15 and later\) at 3713481\.750962/);
     assert.ok(text.includes('device 0000:2f:00.1 tried to read 0x7ebb0000 without a PASID'));
     assert.ok(text.includes(`fault reason 0x06 "PTE Read access is not set": ${r.meaning}`));
     assert.ok(text.includes(`next:  ${r.check}`));
@@ -372,6 +382,6 @@ describe('readers: plain-words explanations', () => {
     assert.ok(explainEvent(events[5]!).some((l) => l.startsWith('  walk:  root hi 0x0 low 0x1049a0001 -> context')));
     assert.ok(explainEvent(events[7]!).some((l) => l.includes('ATS invalidation sent to device 0000:6a:01.0 did not complete in time (ITE)')));
     assert.ok(explainEvent(events[9]!).some((l) => l.includes('requested the page at 0x7f3a12345000 with PASID 3')));
-    assert.ok(explainEvent(events[0]!).some((l) => l.includes('scalable mode, 65536 domain IDs, 57-bit guest addresses')));
+    assert.ok(explainEvent(events[1]!).some((l) => l.includes('scalable mode, 65536 domain IDs, 57-bit guest addresses, 20-bit PASIDs')));
   });
 });

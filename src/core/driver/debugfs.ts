@@ -56,11 +56,24 @@ const REGS_32 = ['VER', 'GCMD', 'GSTS', 'FSTS', 'FECTL', 'FEDATA', 'FEADDR', 'FE
 const REGS_64_HEAD = ['CAP', 'ECAP', 'RTADDR', 'CCMD', 'AFLOG', 'PHMBASE', 'PHMLIMIT', 'IQH', 'IQT', 'IQA', 'IRTA', 'PQH', 'PQT', 'PQA'];
 
 /**
- * Which registers a kernel lists, in its order. `single`: the first version (4.20 to 5.x), one list in
- * register order, every register read with `dmar_readq` (so a 32-bit register shows its neighbour in the high
- * half). `split-vcmd`: 32-bit registers first, then 64-bit ones with the virtual-command registers (until the
- * virtual-command PASID allocator left, 6.3). `split`: without them. `current`: also without AFLOG (advanced
- * fault logging left the spec) and CCMD.
+ * Which registers a kernel lists, in its order (test/unit/readers-debugfs.test.ts compares each with the
+ * arrays of the sources in test/fixtures/kernel/debugfs-regs-*.txt and with the real 6.12 dump):
+ * - `single`: the first version, 4.20 (6825d3ea6cde "iommu/vt-d: Add debugfs support to show register
+ *   contents") to 5.5: one list in register order, every register read with `dmar_readq` (so a 32-bit register
+ *   shows its neighbour in the high half). Checked up to MTRR_FIX64K_00000 against the old list in the diff of
+ *   the commit below; the rest of it (the other MTRRs, VCCAP/VCMD/VCRSP) is outside that hunk and no source of
+ *   those versions is on disk, so the tail is assumed, not pinned.
+ * - `split-vcmd`: 32-bit registers first, read with `dmar_readl`, then the 64-bit ones: ba3b01d7a6f4
+ *   "iommu/vt-d: Fix debugfs register reads" (5.6; AUTOSEL-backported to 5.4.y and 5.5.y, checked: the stable
+ *   mails quote the diff). With the virtual-command registers at the end, as 5.10 and 6.1 list them, up to
+ *   6.3 (when they were added to the list, before 5.10, is not pinned).
+ * - `split`: without VCCAP/VCMD/VCRSP, 6.4 to 6.17: 760f41d182ec "iommu/vt-d: Remove virtual command
+ *   interface" (Jacob Pan; checked: the v8 patch mail quotes the debugfs hunk, the linux-next list has the id);
+ *   the list of 6.12 and of the real 6.12 dump.
+ * - `current`: also without AFLOG and CCMD, 6.18 and later: 7d4e40410283 "iommu/vt-d: Removal of Advanced
+ *   Fault Logging" and 5bd5ab53e7b8 "iommu/vt-d: debugfs: Avoid dumping context command register" ("Intel
+ *   IOMMU updates for v6.18", applied 2025-09-19; checked: the patch mails quote the one-line hunks, the
+ *   linux-next revision list has the ids).
  */
 export type RegsetLayout = 'single' | 'split-vcmd' | 'split' | 'current';
 
