@@ -1,7 +1,7 @@
 // Regenerates test/fixtures/workspace/debugfs-dump/: the VT-d debugfs directory (as a 6.7+ kernel shows it)
 // of a small simulated machine, for the extension-host tests of "IOMMU: Import debugfs Dump". The files are
 // checked in; run this only when the renderer's format changes:
-//   npx esbuild test/support/make-debugfs-fixture.ts --bundle --platform=node --log-level=warning | node
+//   npx esbuild test/support/make-debugfs-fixture.ts --bundle --platform=node --log-level=warning | node - --write
 // The machine: one scalable-mode unit, dmar0 at 0xaa3fc000, and
 // - 00:02.0 in its first-stage default DMA domain, IOVA 0x100000 -> 0x80000000 (64 KiB, read/write);
 // - 6a:01.0 (ATS, PRI, PASID) in its default domain, IOVA 0x200000 -> 0x90000000 (4 KiB, read only), and
@@ -43,5 +43,5 @@ function main(): void {
   console.log(`wrote ${files.size} files to ${out}`);
 }
 
-// Run as a script (bundled and piped to node), not when a test imports fixtureFiles.
-if (require.main === module) main();
+// Run as a script (bundled and piped to `node - --write`), not when a test imports fixtureFiles.
+if (process.argv.includes('--write')) main();

@@ -6,6 +6,7 @@ import { contextEntryAddress, pasidEntryAddress, rootEntryAddress } from '../vtd
 import type { VtdUnit } from '../vtd/unit';
 import { hex64 } from '../vtd/walk';
 import type { IommuKernel } from './kernel';
+import { isAtLeast, type KernelVersion } from './log';
 import { QI_LENGTH } from './qi';
 
 /**
@@ -76,6 +77,13 @@ const REGS_64_HEAD = ['CAP', 'ECAP', 'RTADDR', 'CCMD', 'AFLOG', 'PHMBASE', 'PHML
  *   linux-next revision list has the ids).
  */
 export type RegsetLayout = 'single' | 'split-vcmd' | 'split' | 'current';
+
+/** The layout the given kernel version prints (the boundaries above). */
+export function regsetLayoutFor(version: KernelVersion): RegsetLayout {
+  if (!isAtLeast(version, '5.6')) return 'single';
+  if (!isAtLeast(version, '6.4')) return 'split-vcmd';
+  return isAtLeast(version, '6.18') ? 'current' : 'split';
+}
 
 export const REGSET_LAYOUTS: Readonly<Record<RegsetLayout, { readonly regs32: readonly string[]; readonly regs64: readonly string[] }>> = {
   single: {
@@ -496,6 +504,7 @@ export interface DebugfsView {
 
 export function kernelDebugfsView(kernel: IommuKernel): DebugfsView {
   return {
+    regsetLayout: regsetLayoutFor(kernel.version),
     units: kernel.iommus.map((i) => ({ unit: i.unit, qiStatus: (index: number) => i.qi.status(index) })),
     devices: [...kernel.devices.values()]
       .sort((a, b) => a.sid - b.sid)

@@ -178,10 +178,11 @@ export const FORMAT_CHANGES = {
   upperCasePrefix: '4.2',
   /**
    * The fault report became one line (`[%s] Request device [%02x:%02x.%d] fault addr %llx [fault reason %02d]
-   * %s`) and the fault handler was rate limited (`dmar_fault: N callbacks suppressed`): commit a0fe14d7dcf5,
-   * Alex Williamson's 2016 pair "iommu/vt-d: Improve fault handler error messages" / "iommu/vt-d: Ratelimit
-   * fault handler". Checked: release and commit id as given by issue 9 and the project's reference; a 4.2-4.6
-   * log still shows two lines; the id itself was not found in the searchable archive.
+   * %s`) and the fault handler was rate limited (`dmar_fault: N callbacks suppressed`): Alex Williamson's
+   * 2016 pair of patches, "iommu/vt-d: Improve fault handler error messages" and "iommu/vt-d: Ratelimit fault
+   * handler" (SUSE's bsc#975772 backport lists them as two commits); a0fe14d7dcf5, the id issue 9 gives, is
+   * one of the two, and which one (and the other's id) was not found. Checked: a 4.2-4.6 log still shows two
+   * lines; the release 4.7 is from the issue and the reference.
    */
   oneLineFault: '4.7',
   /**

@@ -115,7 +115,9 @@ const LAYOUTS: Record<number, DescLayout> = {
     fields: [d('QDEP', 0, 8, 4), d('PFSID_LO', 0, 15, 12), d('SID', 0, 31, 16), d('PASID', 0, 51, 32), d('PFSID_HI', 0, 63, 52), d('G', 1, 0, 0), d('S', 1, 11, 11), d('ADDR', 1, 63, 12)],
   },
   // VT-d rev 4.0 and later, the revision this hardware follows: PP 4, RC 15:12, RID 31:16, PASID 51:32; LPIG 2
-  // and PRGI 11:3 in qw1. Rev 3.x also had PDP (qw0 bit 5) and two private-data words in qw2/qw3, echoed from
+  // and PRGI 11:3 in qw1. Rev 4.0 reserves LPIG too, but hardware ignores it (Linux stopped setting it with
+  // 4402e8f39d0b "iommu/vt-d: Remove LPIG from page group response descriptor", 6.18), so it stays a field
+  // here: a kernel that still sets it must not get an IQE. Rev 3.x also had PDP (qw0 bit 5) and two private-data words in qw2/qw3, echoed from
   // the page request; rev 4.0 removed private data from page requests and responses, so qw0 bits 8:5 and
   // qw2/qw3 are reserved here (IQE, IQEI 4), as QEMU's reserved masks have them. Linux wrote PDP up to 6.9
   // (QI_PGRP_PDP, 5.10 iommu.h) and dropped it in 6.10: 621b7e54f288 "iommu/vt-d: Remove private data use in
