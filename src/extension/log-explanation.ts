@@ -17,6 +17,7 @@ const PROBLEM_KINDS: ReadonlySet<EventKind> = new Set<EventKind>([
   'invalidation-error',
   'config-error',
   'hardware-error',
+  'driver-error',
   'queue-overflow',
 ]);
 

@@ -26,6 +26,8 @@ export type EventKind =
   | 'queue-overflow'
   /** The kernel dropped messages because of rate limiting (`N callbacks suppressed`). */
   | 'ratelimit'
+  /** The driver found its own tables inconsistent (a page-table entry already set when it maps). */
+  | 'driver-error'
   /** A table walk dump (CONFIG_DMAR_DEBUG, Xen print_vtd_entries) with no fault line before it. */
   | 'page-walk'
   /** A descriptor or command was submitted to an invalidation queue (traces). */
@@ -61,7 +63,7 @@ export interface LogEvent {
   line: number;
   /** Last line the event used (the same as `line` for one-line events). */
   endLine: number;
-  /** null only for generic `iommu:*` tracepoints, which do not say which IOMMU printed them. */
+  /** null only for what the IOMMU core prints for every vendor (`iommu:*` tracepoints, IOPF messages). */
   vendor: Vendor | null;
   kind: EventKind;
   /** Which printer and era produced the text, e.g. `vtd-dma-6.0`; see docs/log-formats.md. */

@@ -23,6 +23,7 @@ const KIND: Record<string, string> = {
   'queue-overflow': 'queue overflow',
   ratelimit: 'rate limiting',
   'page-walk': 'table walk dump',
+  'driver-error': 'driver error',
 };
 
 const TRACE_KINDS = new Set(['invalidation', 'translation', 'map', 'unmap', 'attach', 'cache-tag', 'interrupt', 'register', 'trace']);
@@ -90,6 +91,11 @@ function intelLines(e: LogEvent, out: string[]): void {
     const problem = d.problem ? String(d.problem) : 'rejected page request';
     out.push(`  what:  ${who(e)} requested the page at ${e.address ?? 'an unknown address'}${pasidText(e)} (PRI), and the driver answered: ${problem}.`);
     out.push('  next:  the device will see an Invalid Request response; check the PASID binding (SVA) and the permissions the device asked for.');
+    return;
+  }
+  if (e.kind === 'driver-error') {
+    out.push(`  what:  the driver went to map IOVA page ${String(d.vpfn)} (PTE ${String(d.requested)}) and found the entry already set to ${String(d.existing)}; the old mapping stays, and the map still returned success.`);
+    out.push('  next:  look for a second map of the same IOVA without an unmap in between (the caller\'s bug), or a 4 KiB map inside an existing superpage; the kernel WARNs right after this line, and its stack names the caller.');
     return;
   }
   if (e.kind === 'queue-overflow') {
@@ -198,7 +204,10 @@ export function explainEvent(e: LogEvent): string[] {
   if (e.vendor === 'intel') intelLines(e, out);
   else if (e.vendor === 'amd') amdLines(e, out);
   else if (e.vendor === 'arm') armLines(e, out);
-  else out.push(`  what:  ${who(e)} ${e.kind}${e.address ? ` at ${e.address}` : ''}.`);
+  else if (e.kind === 'page-request' && e.details.problem) {
+    out.push(`  what:  ${who(e)} raised a recoverable fault (page request)${pasidText(e)}: ${String(e.details.problem)}.`);
+    out.push('  next:  the domain at that PASID has no fault handler (no SVA bind, no iommufd fault queue), or the handler refused it; the device gets a failure response and stops page requests.');
+  } else out.push(`  what:  ${who(e)} ${e.kind}${e.address ? ` at ${e.address}` : ''}.`);
   return out;
 }
 

@@ -62,6 +62,8 @@ export const LOG_FORMATS: Record<string, LogFormat> = {
   'smmu-cmdq-error': f('SMMUv3 command queue error', 'Linux ~4.2 and later'),
   'smmu-cmd-sync-timeout': f('SMMUv3 CMD_SYNC timeout', 'Linux ~5.4 and later (not pinned; 5.10, 6.1 and 6.12 print it)'),
   'smmu-pri-unexpected': f('SMMUv3 unexpected PRI request', 'Linux ~4.2 and later'),
+  'vtd-pte-already-set': f('Linux VT-d `ERROR: DMA PTE for vPFN ... already set (to ... not ...)` of __domain_mapping', 'Linux 2.6.x and later (the same text in 5.10, 6.1 and 6.12; its first release is not pinned)'),
+  'iommu-iopf-aborted': f('IOMMU core `<driver> <device>: iopf with pasid %d aborted` (io-pgfault.c)', 'Linux 6.11 and later (not in 6.1; in 6.12; commit not pinned)'),
   'kernel-ratelimit': f('`<function>: N callbacks suppressed` of an IOMMU function', 'Linux ~2.6 and later (lib/ratelimit.c; per function: dmar_fault from 4.7)'),
   'qemu-trace': f('QEMU intel-iommu trace event (log backend)', 'QEMU ~2.x and later (not pinned)'),
   'qemu-error': f('QEMU intel-iommu error_report line', 'QEMU ~2.x and later (not pinned)'),

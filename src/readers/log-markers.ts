@@ -13,6 +13,7 @@
  * - `AMD-Vi`: every AMD message but the dev_err lines of the kernels between 1a21ee1aabf7 and dev_fmt, which
  *   print `<driver> <device>: Event logged [...]`: `Event logged [` catches those; `-smmu`: every message of the `arm-smmu-v3` device; `SMMUv3`: every
  *   message of Xen's SMMUv3 driver (`SMMUv3: /smmu@...: `);
+ * - `iopf with`: the IOMMU core's `<driver> <device>: iopf with pasid %d aborted`;
  * - `callbacks suppressed`: rate limiting, whose line names only the function;
  * - `iommu`: the IOMMU core's lines (`iommu: Default domain type: ...`, `... Adding to iommu group N`) and
  *   the kernel command line's IOMMU parameters, which the VT-d reader counts as informational.
@@ -27,7 +28,7 @@
  */
 /** The markers that name an IOMMU: an unrecognised line with one is a format this reader does not know. */
 const IOMMU_MARKERS: readonly string[] = ['DMAR', 'VT-D', 'INTR-REMAP', 'IOMMU', 'AMD-Vi', '-smmu', 'SMMUv3'];
-export const LOG_MARKERS: readonly string[] = [...IOMMU_MARKERS, 'dmar: ', 'Inval', 'PASID', 'Unexpected page request', 'Execution request', 'Event logged [', 'callbacks suppressed', 'iommu'];
+export const LOG_MARKERS: readonly string[] = [...IOMMU_MARKERS, 'dmar: ', 'Inval', 'PASID', 'Unexpected page request', 'Execution request', 'Event logged [', 'iopf with', 'callbacks suppressed', 'iommu'];
 export const QEMU_MARKERS: readonly string[] = [...LOG_MARKERS, 'vtd_'];
 export const TRACE_MARKERS: readonly string[] = [...LOG_MARKERS, 'dmar'];
 export const XEN_MARKERS: readonly string[] = [...LOG_MARKERS, '(XEN)'];
@@ -62,6 +63,7 @@ export const SEARCH_KEYS: Readonly<Record<string, string>> = {
   'Unexpected page request': 'xpected page',
   'Execution request': 'xecution req',
   'Event logged [': 'vent logged [',
+  'iopf with': 'iopf w',
   'AMD-Vi': 'MD-Vi',
   '-smmu': '-smmu',
   SMMUv3: 'MMUv3',

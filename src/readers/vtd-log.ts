@@ -1,5 +1,6 @@
 import { decodeCap, decodeEcap, domainCount, faultRecordingCount, maxGuestAddressWidth, pasidCount, supportedAgaws } from '../core/vtd/cap';
 import { linuxFaultReason } from '../core/vtd/fault-reasons';
+import { formatPciAddress, parsePciAddress } from '../core/pci';
 import { FSTS } from '../core/vtd/registers';
 import { U64 } from '../core/u64';
 import { bdfToDevice, hexNumber, hexWord, normalizeHex, ridToDevice } from './hex';
@@ -67,6 +68,18 @@ const DUMP_STEPS: [RegExp, (m: RegExpExecArray) => Record<string, unknown>][] = 
   [/^PTE not present at level (-?\d{1,2})/, (m) => ({ entry: 'pte', level: Number(m[1]), present: false })],
 ];
 
+/**
+ * __domain_mapping's pr_crit when the entry it would write is already present: the old entry stays and the
+ * map returns success (the same text in 5.10, 6.1 and 6.12; the pfn and the two PTE values in hex).
+ */
+const PTE_ALREADY_SET = /^ERROR: DMA PTE for vPFN 0x([0-9a-fA-F]{1,16}) already set \(to ([0-9a-fA-F]{1,16}) not ([0-9a-fA-F]{1,16})\)/;
+/**
+ * The IOMMU core's `dev_warn_ratelimited(dev, "iopf with pasid %d aborted\n")` (io-pgfault.c) when no handler
+ * took a recoverable fault: the group is answered with a failure. It came with the attach-handle rework of
+ * iommu_report_device_fault (Lu Baolu, proposed in the review of "iommu: Add attach handle to struct
+ * iopf_group", 6.11; the commit id was not pinned); 6.1 does not print it, 6.12 does.
+ */
+const IOPF_ABORTED = /^(\S{1,64}) ([0-9a-fA-F]{4}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]): iopf with pasid (-?\d{1,10}) aborted$/;
 const QI_DETECTED = /^VT-d detected Invalidation (Queue|Time-out|Completion) Error: (?:Reason|SID) ([0-9a-fA-F]{1,16})/;
 const QI_DESCRIPTOR = /^QI (HEAD|PRIOR): (.{1,64}?) qw0 = 0x([0-9a-fA-F]{1,16}), qw1 = 0x([0-9a-fA-F]{1,16})/;
 const QI_CLEARED = /^Invalidation (?:Queue|Time-out|Completion) Error \((IQE|ITE|ICE)\) cleared/;
@@ -579,6 +592,15 @@ export function createVtdReader(): { read(msg: string, info: LineInfo): ReadResu
       return events(e);
     }
     if (QI_CLEARED.test(body)) return 'context';
+    const pte = PTE_ALREADY_SET.exec(body);
+    if (pte) {
+      const e = base(info, 'driver-error', 'vtd-pte-already-set');
+      e.details.problem = 'PTE already set';
+      e.details.vpfn = normalizeHex(pte[1]!);
+      e.details.existing = normalizeHex(pte[2]!);
+      e.details.requested = normalizeHex(pte[3]!);
+      return events(e);
+    }
     const cap = CAPABILITY.exec(body);
     if (cap) return events(capabilityEvent(cap, info));
     const dump = DUMP_START.exec(body);
@@ -651,6 +673,20 @@ export function createVtdReader(): { read(msg: string, info: LineInfo): ReadResu
       if (msg.indexOf('dmar') !== -1 || msg.indexOf('IOMMU: ') !== -1 || msg.indexOf('page request') !== -1 || msg.indexOf('Execution request') !== -1) {
         const r = pageRequest(afterTag(msg), info);
         if (r) return r;
+      }
+      if (msg.indexOf('iopf with pasid') !== -1) {
+        const a = IOPF_ABORTED.exec(msg);
+        if (a) {
+          const e = newEvent(info.lineNo, null, 'page-request', 'iommu-iopf-aborted');
+          e.timestamp = info.timestamp;
+          e.device = formatPciAddress(parsePciAddress(a[2]!)!);
+          e.details.driver = a[1]!;
+          // The PASID is printed with %d: IOMMU_NO_PASID (0) for a request without one.
+          const pasid = Number(a[3]);
+          if (pasid > 0 && pasid <= 0xf_ffff) e.pasid = pasid;
+          e.details.problem = 'no handler took the fault; the group was answered with a failure';
+          return events(e);
+        }
       }
       const marked = msg.indexOf('MMU') !== -1 || msg.indexOf('mmu') !== -1 || msg.indexOf('DMAR') !== -1;
       return marked && INFORMATIONAL_OTHER.test(msg) ? 'context' : null;

@@ -137,7 +137,9 @@ const VTD_6X: Claim[] = [
   { lines: [9, 51], kernel: 'Linux 6.13 and later (CONFIG_DMAR_DEBUG; 6.12.y, 6.6.y and 6.1.y with the dump fixes)', formats: [...VTD_FAULT_612, ...VTD_DUMP_613, ...VTD_QI_513] },
   // Line 54 is a request without PASID printed alone: 6.13 and later no longer reject those (9f831c16c69e).
   { lines: [52, 56], kernel: 'Linux 6.13 and later', formats: VTD_PRQ_612 },
-  { lines: [57, 57], kernel: 'not an IOMMU line (e1000e)', formats: [['%s %s %s: NIC Link is Up %d Mbps %s Duplex, Flow Control: %s', 'drivers/net/ethernet/intel/e1000e/netdev.c']] },
+  { lines: [57, 57], kernel: 'Linux 2.6.x and later (__domain_mapping)', formats: [['DMAR: ERROR: DMA PTE for vPFN 0x%lx already set (to %llx not %llx)', '6.12 intel/iommu.c:1878 (the same in 5.10 and 6.1)']] },
+  { lines: [58, 58], kernel: 'Linux 6.11 and later (iommu_report_device_fault)', formats: [['%s %s: iopf with pasid %d aborted', '6.12 io-pgfault.c:268 (dev_warn_ratelimited)']] },
+  { lines: [59, 59], kernel: 'not an IOMMU line (e1000e)', formats: [['%s %s %s: NIC Link is Up %d Mbps %s Duplex, Flow Control: %s', 'drivers/net/ethernet/intel/e1000e/netdev.c']] },
 ];
 
 const VTD_5X: Claim[] = [
