@@ -172,7 +172,7 @@ export class DebugfsImports implements vscode.Disposable {
     out.clear();
     out.appendLine(`Import debugfs Dump: ${files.label} (${files.inputs.map((i) => i.path).join(', ')})`);
     out.appendLine('');
-    out.append(reportText(report).join('\n') + '\n');
+    out.append(reportText(report, files.label).join('\n') + '\n');
     out.show(true);
   }
 
