@@ -26,7 +26,8 @@ Text output explains each event in plain words (what the device tried, why it fa
 and ends with a summary that counts the lines it did not recognise.
 JSON output is one object per line per event, with at least: line, vendor, kind, format, device
 (SSSS:BB:DD.F), pasid, address, access, reason {code, text}; then one {"summary": {...}} object.
-The formats and kinds are listed in docs/log-formats.md.
+The formats and kinds are listed in docs/log-formats.md. Line numbers count LF line ends, as
+'grep -n' and 'less -N' do; a lone CR breaks a line into parts that keep its number.
 With no FILE and a terminal on stdin, it says so (status 2) rather than wait for input.
 
 Options:
