@@ -1,84 +1,14 @@
 import { closeSync } from 'node:fs';
+import { byteSearch } from './byte-search';
 import type { CliIo } from './framework';
 import { openInput, readInput, requireText, STDIN } from './input';
-
-/**
- * Counts newline bytes in a range of a buffer that lives in WebAssembly memory, 16 bytes per step with
- * SIMD: several times faster than a loop over Buffer#indexOf, and counting lines is most of the work of
- * reading a large log. Falls back to indexOf where WebAssembly SIMD is unavailable.
- *
- *   (func (export "count") (param $p i32) (param $end i32) (result i32) (local $n i32) (local $nl v128)
- *     (local.set $nl (i8x16.splat (i32.const 10)))
- *     (block (loop                                   ;; 16 bytes at a time
- *       (br_if 1 (i32.gt_u (i32.add (local.get $p) (i32.const 16)) (local.get $end)))
- *       (local.set $n (i32.add (local.get $n)
- *         (i32.popcnt (i8x16.bitmask (i8x16.eq (v128.load (local.get $p)) (local.get $nl))))))
- *       (local.set $p (i32.add (local.get $p) (i32.const 16))) (br 0)))
- *     (block (loop                                   ;; the tail, a byte at a time
- *       (br_if 1 (i32.ge_u (local.get $p) (local.get $end)))
- *       (local.set $n (i32.add (local.get $n) (i32.eq (i32.load8_u (local.get $p)) (i32.const 10))))
- *       (local.set $p (i32.add (local.get $p) (i32.const 1))) (br 0)))
- *     (local.get $n))
- */
-/** The part of the WebAssembly API used here (the project's type settings do not declare it). */
-interface WasmApi {
-  Memory: new (d: { initial: number }) => { buffer: ArrayBuffer };
-  Module: new (code: Uint8Array) => object;
-  Instance: new (m: object, imports: object) => { exports: Record<string, unknown> };
-}
-
-function newlineCounter(bytes: number): { buf: Buffer; count: (start: number, end: number) => number } {
-  const wasm = (globalThis as { WebAssembly?: WasmApi }).WebAssembly;
-  try {
-    if (!wasm) throw new Error('no WebAssembly');
-    // prettier-ignore
-    const code = [
-      0x02, 0x01, 0x7f, 0x01, 0x7b, // locals: $n i32, $nl v128
-      0x41, 0x0a, 0xfd, 0x0f, 0x21, 0x03, // $nl = i8x16.splat(10)
-      0x02, 0x40, 0x03, 0x40, // block loop
-      0x20, 0x00, 0x41, 0x10, 0x6a, 0x20, 0x01, 0x4b, 0x0d, 0x01, // br_if 1 ($p + 16 > $end)
-      0x20, 0x02, 0x20, 0x00, 0xfd, 0x00, 0x00, 0x00, 0x20, 0x03, 0xfd, 0x23, 0xfd, 0x64, 0x69, 0x6a, 0x21, 0x02, // $n += popcnt(bitmask(eq(load $p, $nl)))
-      0x20, 0x00, 0x41, 0x10, 0x6a, 0x21, 0x00, 0x0c, 0x00, // $p += 16; br 0
-      0x0b, 0x0b, // end loop, end block
-      0x02, 0x40, 0x03, 0x40, // block loop
-      0x20, 0x00, 0x20, 0x01, 0x4f, 0x0d, 0x01, // br_if 1 ($p >= $end)
-      0x20, 0x02, 0x20, 0x00, 0x2d, 0x00, 0x00, 0x41, 0x0a, 0x46, 0x6a, 0x21, 0x02, // $n += load8_u($p) == 10
-      0x20, 0x00, 0x41, 0x01, 0x6a, 0x21, 0x00, 0x0c, 0x00, // $p += 1; br 0
-      0x0b, 0x0b, // end loop, end block
-      0x20, 0x02, 0x0b, // $n; end
-    ];
-    // prettier-ignore
-    const module = new Uint8Array([
-      0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // magic, version
-      0x01, 0x07, 0x01, 0x60, 0x02, 0x7f, 0x7f, 0x01, 0x7f, // type section: (i32, i32) -> i32
-      0x02, 0x0a, 0x01, 0x01, 0x6d, 0x03, 0x6d, 0x65, 0x6d, 0x02, 0x00, 0x01, // import m.mem: memory, min 1 page
-      0x03, 0x02, 0x01, 0x00, // function section
-      0x07, 0x09, 0x01, 0x05, 0x63, 0x6f, 0x75, 0x6e, 0x74, 0x00, 0x00, // export "count"
-      0x0a, code.length + 2, 0x01, code.length, ...code, // code section (both lengths fit in one LEB128 byte)
-    ]);
-    const memory = new wasm.Memory({ initial: Math.ceil(bytes / 65536) });
-    const instance = new wasm.Instance(new wasm.Module(module), { m: { mem: memory } });
-    const count = instance.exports.count as (start: number, end: number) => number;
-    return { buf: Buffer.from(memory.buffer, 0, bytes), count };
-  } catch {
-    const buf = Buffer.allocUnsafeSlow(bytes);
-    return {
-      buf,
-      count(start: number, end: number) {
-        let n = 0;
-        for (let p = buf.indexOf(10, start); p !== -1 && p < end; p = buf.indexOf(10, p + 1)) n++;
-        return n;
-      },
-    };
-  }
-}
 
 /**
  * Streams lines from a file or stdin through a fixed buffer; lines end at LF (with or without CR), and
  * are numbered as `grep -n` and `less -N` number them. With `needles`, only lines that contain one of
  * them and the lines asked for with `wantsAll()` are converted to strings and handed to `onLine`; the
- * others are only counted. That is what keeps a 1 GB log fast: the needles are found with native
- * searches over raw bytes. After each buffer it awaits `onChunk`, which is where the output is flushed
+ * others are only counted. That is what keeps a 1 GB log fast: the needles are found over raw bytes
+ * (byte-search.ts). After each buffer it awaits `onChunk`, which is where the output is flushed
  * and a slow reader holds the input back. The start of the input must be text (else InputError).
  *
  * With `crBreaks` (the consumer reads a lone CR as a line break, as the log decoder does), a line with
@@ -105,9 +35,10 @@ export async function streamLines(
 ): Promise<{ lines: number; bytes: number }> {
   // Small enough to stay in the CPU cache while it is searched once per needle, so memory stays constant.
   const size = 64 * 1024;
-  const { buf, count } = newlineCounter(size);
+  const search = byteSearch(size);
+  const { buf } = search;
+  const count = (start: number, end: number) => search.count(start, end);
   let needleText: readonly string[] = [];
-  let needles: Buffer[] = [];
   let filtered = false;
   const crBreaks = opts.crBreaks ?? false;
   const wantsAll = opts.wantsAll ?? (() => false);
@@ -190,7 +121,7 @@ export async function streamLines(
       return;
     }
     hits.length = 0;
-    for (const n of needles) for (let p = region.indexOf(n, pos); p !== -1; p = region.indexOf(n, p + 1)) hits.push(p);
+    search.find(pos, end, hits);
     if (hits.length > 1) hits.sort((a, b) => a - b);
     let h = 0;
     while (pos < end) {
@@ -211,8 +142,8 @@ export async function streamLines(
   const start = () => {
     started = true;
     needleText = opts.onStart?.(buf.toString('utf8', 0, len)) ?? [];
-    needles = needleText.map((m) => Buffer.from(m, 'latin1'));
-    filtered = needles.length > 0;
+    search.setNeedles(needleText.map((m) => Buffer.from(m, 'latin1')));
+    filtered = needleText.length > 0;
   };
 
   const consume = (): void | Promise<void> => {
