@@ -32,7 +32,7 @@ export async function readDebugfsInputs(paths: readonly string[], state: RunStat
   for (const path of paths) {
     state.input = path === '-' ? STDIN : path;
     if (path === '-') {
-      inputs.push({ path: '', text: await readTextStdin() });
+      inputs.push({ path: STDIN, text: await readTextStdin() });
       continue;
     }
     if (!(await isDirectory(path))) {
@@ -83,5 +83,6 @@ function lineCount(text: string): number {
 function firstProblem(imp: DebugfsImport, name: string): string {
   const d = imp.diagnostics.find((x) => x.severity !== 'info');
   if (!d) return '';
-  return ` (the first, ${d.file && d.file !== name ? `${d.file}:${d.line}` : `line ${d.line}`}: ${d.message})`;
+  const where = d.file && d.file !== name ? `${d.file}${d.line > 0 ? `:${d.line}` : ''}: ` : d.line > 0 ? `line ${d.line}: ` : '';
+  return ` (the first, ${where}${d.message})`;
 }

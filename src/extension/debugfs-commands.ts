@@ -3,7 +3,7 @@ import { plural } from '../core/plural';
 import { type DebugfsDiagnostic, type DebugfsInput, DebugfsParser } from '../readers/debugfs';
 import { type DebugfsImport, importDebugfsSteps } from '../readers/debugfs-import';
 import { type DebugfsReport, describeImport, parseAddress, reportText, walkImported } from '../readers/debugfs-report';
-import { type DumpFiles, fileOfDiagnostic, readDumpFiles } from './debugfs-files';
+import { type DumpFiles, fileOfDiagnostic, findKernelLog, type KernelLog, readDumpFiles, readKernelLog } from './debugfs-files';
 import { CommandIds, ContextKeys, OutputChannelNames } from './manifest';
 
 /**
@@ -12,6 +12,12 @@ import { CommandIds, ContextKeys, OutputChannelNames } from './manifest';
  * channel, puts the dump's problems on its files in the Problems panel and offers a walk; the last import
  * stays in memory for this window. Both commands take arguments, so that menus and tests run them without
  * questions, and return what they did.
+ *
+ * debugfs does not print the PASID directory, so the import places PASID tables where no entry of the dump
+ * is unless a kernel log of the same boot says where they are: one found beside the dump (see
+ * findKernelLog: `dmesg*`, `kern.log*`, `*.log` with CONFIG_DMAR_DEBUG's `pasid dir entry:` lines, in the
+ * dump's folder or its parent) is used and named in the result; when tables had to be placed, the result
+ * offers "Add Kernel Log…", which imports the same dump again with a log the user picks.
  *
  * The report goes to an output channel rather than a virtual document: the import and every walk after it
  * form one transcript, in order, that stays in the panel under the editor (next to the log or topology it
@@ -26,6 +32,10 @@ export interface ImportOutcome {
   readonly units: readonly string[];
   readonly devices: readonly { readonly device: string; readonly unit: string; readonly pasids: readonly number[] }[];
   readonly diagnostics: readonly DebugfsDiagnostic[];
+  /** The kernel log used, as the message names it (`dmesg.txt`, `../kern.log`). */
+  readonly kernelLog?: string;
+  /** PASID tables at the addresses the kernel log gives, and those the import had to place. */
+  readonly pasidTables?: { readonly fromLog: number; readonly placed: number };
 }
 
 /** What `iommu.walkDebugfsAddress` accepts as its argument (any field left out is asked for). */
@@ -57,6 +67,7 @@ const SEVERITY: Record<DebugfsDiagnostic['severity'], vscode.DiagnosticSeverity>
 
 const WALK_ACTION = 'Walk an Address…';
 const REPORT_ACTION = 'Show Report';
+const LOG_ACTION = 'Add Kernel Log…';
 
 const hex = (n: number) => '0x' + n.toString(16);
 
@@ -64,6 +75,8 @@ export class DebugfsImports implements vscode.Disposable {
   readonly output = vscode.window.createOutputChannel(OutputChannelNames.debugfs, 'log');
   readonly diagnostics = vscode.languages.createDiagnosticCollection('iommu-debugfs');
   private last: LastImport | undefined;
+  /** What the last import read (picked), for "Add Kernel Log…". */
+  private lastPicked: readonly vscode.Uri[] | undefined;
 
   dispose(): void {
     this.output.dispose();
@@ -80,10 +93,6 @@ export class DebugfsImports implements vscode.Disposable {
    * palette: nothing, and a dialog asks for a folder or files.
    */
   async importDump(clicked?: unknown, selected?: unknown): Promise<ImportOutcome> {
-    const fail = (message: string, diagnostics: readonly DebugfsDiagnostic[] = [], files: readonly string[] = []): ImportOutcome => {
-      if (message !== 'cancelled') void vscode.window.showWarningMessage(message);
-      return { ok: false, message, files, units: [], devices: [], diagnostics };
-    };
     let picked = urisOf(selected) ?? urisOf(clicked);
     if (!picked) {
       picked = await vscode.window.showOpenDialog({
@@ -93,43 +102,83 @@ export class DebugfsImports implements vscode.Disposable {
         openLabel: 'Import',
         title: 'Import debugfs Dump: a copy of /sys/kernel/debug/iommu/intel, or some of its files',
       });
-      if (!picked || picked.length === 0) return fail('cancelled');
+      if (!picked || picked.length === 0) return failed('cancelled');
     }
-    const chosen = picked;
+    return this.run(picked, 'beside');
+  }
+
+  /**
+   * "Add Kernel Log…": imports the last dump again with a kernel log of the same boot, `log` or one the
+   * user picks, whose table dumps put the PASID tables at their real addresses.
+   */
+  async addKernelLog(log?: unknown): Promise<ImportOutcome> {
+    const picked = this.lastPicked;
+    if (!picked) return failed('No debugfs dump is imported in this window.');
+    let uri = urisOf(log)?.[0];
+    if (!uri) {
+      const chosen = await vscode.window.showOpenDialog({
+        canSelectFiles: true,
+        canSelectFolders: false,
+        canSelectMany: false,
+        openLabel: 'Add Kernel Log',
+        title: 'Add Kernel Log: the dmesg of the same boot, with CONFIG_DMAR_DEBUG table dumps after faults',
+      });
+      if (!chosen || chosen.length === 0) return failed('cancelled');
+      uri = chosen[0]!;
+    }
+    return this.run(picked, uri);
+  }
+
+  /** Reads and loads `picked`, with the kernel log found beside it or the one given. */
+  private async run(picked: readonly vscode.Uri[], logFrom: 'beside' | vscode.Uri): Promise<ImportOutcome> {
     try {
       const loaded = await vscode.window.withProgress(
         { location: vscode.ProgressLocation.Notification, title: 'Importing debugfs dump', cancellable: true },
         async (progress, token) => {
           progress.report({ message: 'reading files' });
-          const files = await readDumpFiles(chosen, token);
+          const files = await readDumpFiles(picked, token);
           if ('error' in files || token.isCancellationRequested) return files;
-          const imp = await loadInSlices(files.inputs, progress, token);
+          progress.report({ message: logFrom === 'beside' ? 'looking for a kernel log beside the dump' : 'reading the kernel log' });
+          const log = logFrom === 'beside' ? await findKernelLog(picked, files) : await readKernelLog(logFrom);
+          if (token.isCancellationRequested) return { error: 'cancelled' };
+          const imp = await loadInSlices(files.inputs, log, progress, token);
           if (!imp) return { error: 'cancelled' };
-          return { files, imp, report: describeImport(imp) };
+          return { files, log, imp, report: describeImport(imp) };
         },
       );
-      if ('error' in loaded) return fail(loaded.error);
-      if (!('imp' in loaded)) return fail('cancelled');
-      const { files, imp, report } = loaded;
+      if ('error' in loaded) return failed(loaded.error);
+      if (!('imp' in loaded)) return failed('cancelled');
+      const { files, log, imp, report } = loaded;
       const paths = files.inputs.map((i) => i.path);
       const empty = imp.units.length === 0 && imp.devices.length === 0;
       // A failed import keeps the last one, and the notes on its files.
       if (!empty) this.diagnostics.clear();
-      this.showDiagnostics(files, imp.diagnostics);
+      this.showDiagnostics(files, log, imp.diagnostics);
       if (empty) {
         const message = `${files.label} holds no VT-d debugfs tables: ${imp.dump.unrecognisedLines} of its ${plural(imp.dump.lines, 'line')} ${imp.dump.unrecognisedLines === 1 ? 'was' : 'were'} not understood (see the Problems panel).`;
-        return fail(message, imp.diagnostics, paths);
+        return failed(message, imp.diagnostics, paths);
       }
       this.last = { imp, report, label: files.label };
+      this.lastPicked = picked;
       void vscode.commands.executeCommand('setContext', ContextKeys.debugfsImported, true);
-      this.writeReport(files, report);
+      this.writeReport(files, log, report);
       const s = report.summary;
+      const fromLog = imp.pasidTables.filter((p) => p.from !== undefined).length;
+      const placed = imp.pasidTables.length - fromLog;
+      const tables = [
+        ...(fromLog > 0 ? [`${plural(fromLog, 'PASID table')} where the kernel log ${log!.label} puts ${fromLog === 1 ? 'it' : 'them'}`] : []),
+        ...(placed > 0 ? [`${plural(placed, 'PASID table')} placed by the import (debugfs does not print the PASID directory${log ? `, and ${log.label} has no table dump for ${placed === 1 ? 'it' : 'them'}` : ''}: add the kernel log of the same boot for the real addresses)`] : []),
+        ...(log && fromLog === 0 && placed === 0 ? [`the kernel log ${log.label} read, no PASID table to place`] : []),
+      ];
       const message =
         `Imported ${files.label}: ${plural(s.units, 'IOMMU unit')}, ${plural(s.devices, 'device')}, ` +
         `${plural(s.pasidEntries, 'PASID entry', 'PASID entries')}, ${plural(s.domains, 'domain')}` +
+        tables.map((t) => `; ${t}`).join('') +
         (imp.diagnostics.length > 0 ? `; ${plural(imp.diagnostics.length, 'note')} in the Problems panel.` : '.');
-      void vscode.window.showInformationMessage(message, WALK_ACTION, REPORT_ACTION).then((choice) => {
+      const actions = placed > 0 ? [WALK_ACTION, LOG_ACTION, REPORT_ACTION] : [WALK_ACTION, REPORT_ACTION];
+      void vscode.window.showInformationMessage(message, ...actions).then((choice) => {
         if (choice === WALK_ACTION) void vscode.commands.executeCommand(CommandIds.walkDebugfsAddress);
+        if (choice === LOG_ACTION) void this.addKernelLog();
         if (choice === REPORT_ACTION) this.output.show(true);
       });
       return {
@@ -139,22 +188,25 @@ export class DebugfsImports implements vscode.Disposable {
         units: imp.units.map((u) => u.unit.name),
         devices: report.devices.map((d) => ({ device: d.device, unit: d.unit, pasids: d.pasids.map((p) => p.pasid) })),
         diagnostics: imp.diagnostics,
+        kernelLog: log?.label,
+        pasidTables: { fromLog, placed },
       };
     } catch (e) {
       // The readers never throw on content; this is a file that could not be read.
-      return fail(`Could not import the dump: ${e instanceof Error ? e.message : String(e)}`);
+      return failed(`Could not import the dump: ${e instanceof Error ? e.message : String(e)}`);
     }
   }
 
-  private showDiagnostics(files: DumpFiles, diagnostics: readonly DebugfsDiagnostic[]): void {
+  private showDiagnostics(files: DumpFiles, log: KernelLog | undefined, diagnostics: readonly DebugfsDiagnostic[]): void {
     for (const uri of files.uris.values()) this.diagnostics.delete(uri);
+    if (log) this.diagnostics.delete(log.uri);
     const byFile = new Map<string, { uri: vscode.Uri; list: vscode.Diagnostic[] }>();
     const lines = new Map<string, string[]>();
     for (const d of diagnostics) {
-      const uri = fileOfDiagnostic(files, d.file);
+      const uri = log && d.file === log.input.path ? log.uri : fileOfDiagnostic(files, d.file);
       if (!uri) continue;
       const key = uri.toString();
-      const input = files.inputs.find((i) => files.uris.get(i.path)?.toString() === key);
+      const input = uri === log?.uri ? log.input : files.inputs.find((i) => files.uris.get(i.path)?.toString() === key);
       if (input && !lines.has(key)) lines.set(key, input.text.split('\n'));
       const line = Math.max(0, d.line - 1);
       const length = (lines.get(key)?.[line] ?? '').replace(/\r$/, '').length;
@@ -167,12 +219,12 @@ export class DebugfsImports implements vscode.Disposable {
     for (const { uri, list } of byFile.values()) this.diagnostics.set(uri, list);
   }
 
-  private writeReport(files: DumpFiles, report: DebugfsReport): void {
+  private writeReport(files: DumpFiles, log: KernelLog | undefined, report: DebugfsReport): void {
     const out = this.output;
     out.clear();
-    out.appendLine(`Import debugfs Dump: ${files.label} (${files.inputs.map((i) => i.path).join(', ')})`);
+    out.appendLine(`Import debugfs Dump: ${files.label} (${files.inputs.map((i) => i.path).join(', ')})${log ? `, with the kernel log ${log.label}` : ''}`);
     out.appendLine('');
-    out.append(reportText(report).join('\n') + '\n');
+    out.append(reportText(report, files.label).join('\n') + '\n');
     out.show(true);
   }
 
@@ -291,7 +343,7 @@ const breathe = () => new Promise<void>((resolve) => setImmediate(resolve));
  * Parses and loads the dump a slice at a time, reporting progress by characters read, so that a dump of
  * tens of megabytes neither freezes the editor nor has to be waited out: undefined when cancelled.
  */
-async function loadInSlices(inputs: readonly DebugfsInput[], progress: vscode.Progress<{ message?: string; increment?: number }>, token: vscode.CancellationToken): Promise<DebugfsImport | undefined> {
+async function loadInSlices(inputs: readonly DebugfsInput[], log: KernelLog | undefined, progress: vscode.Progress<{ message?: string; increment?: number }>, token: vscode.CancellationToken): Promise<DebugfsImport | undefined> {
   const total = inputs.reduce((n, i) => n + i.text.length, 0) || 1;
   const parser = new DebugfsParser();
   let sliceStart = Date.now();
@@ -312,14 +364,20 @@ async function loadInSlices(inputs: readonly DebugfsInput[], progress: vscode.Pr
     }
     parser.end();
   }
-  progress.report({ message: 'loading the tables into the model' });
-  const steps = importDebugfsSteps(parser.finish());
+  progress.report({ message: log ? `loading the tables into the model, with the kernel log ${log.label}` : 'loading the tables into the model' });
+  const steps = importDebugfsSteps(parser.finish(), log ? { dmesg: log.input } : {});
   for (;;) {
     if (token.isCancellationRequested) return undefined;
     const r = steps.next();
     if (r.done) return r.value;
     await maybeBreathe();
   }
+}
+
+/** A command that did nothing: the message is shown, unless the user cancelled. */
+function failed(message: string, diagnostics: readonly DebugfsDiagnostic[] = [], files: readonly string[] = []): ImportOutcome {
+  if (message !== 'cancelled') void vscode.window.showWarningMessage(message);
+  return { ok: false, message, files, units: [], devices: [], diagnostics };
 }
 
 function urisOf(arg: unknown): vscode.Uri[] | undefined {

@@ -78,3 +78,63 @@ export function fileOfDiagnostic(files: DumpFiles, file: string): vscode.Uri | u
   for (const [path, uri] of files.uris) if (base && (path.endsWith(`/${file}`) || file.endsWith(`/${path}`))) return uri;
   return all[0];
 }
+
+/** A kernel log read for an import, with the name messages and diagnostics give it. */
+export interface KernelLog {
+  readonly uri: vscode.Uri;
+  /** Its path from the picked folder (`dmesg.txt`, `../kern.log`), or its name when it was picked itself. */
+  readonly label: string;
+  readonly input: DebugfsInput;
+}
+
+/** Names a kernel log may have: `dmesg*`, `kern.log*`, `*.log`; not compressed ones. */
+const LOG_NAME = /^(?:dmesg|kern\.log)|\.log$/;
+const COMPRESSED = /\.(?:gz|xz|zst|bz2|lz4|zip)$/;
+/** The line CONFIG_DMAR_DEBUG's table dump prints after a fault (dmar_fault_dump_ptes(), 5.17+): what the import takes from a log. */
+const PASID_DIR_LINE = 'pasid dir entry: ';
+/** A log larger than this is not looked into unasked. */
+const MAX_LOG_BYTES = 64 * 1024 * 1024;
+
+/**
+ * The kernel log beside a dump, if any. debugfs does not print the PASID directory; a kernel log of the same
+ * boot with CONFIG_DMAR_DEBUG's table dumps does. The rule: in the folder the dump was picked from (the
+ * picked folder, or the folder of the picked files) and then in its parent, a file named `dmesg*`,
+ * `kern.log*` or `*.log` (not compressed, at most 64 MiB) that holds a `pasid dir entry:` line; in each
+ * folder `dmesg*` first, then `kern.log*`, then `*.log`, each in name order. Not the dump's own files.
+ */
+export async function findKernelLog(picked: readonly vscode.Uri[], files: DumpFiles): Promise<KernelLog | undefined> {
+  const first = picked[0];
+  if (!first) return undefined;
+  const isDir = ((await vscode.workspace.fs.stat(first)).type & vscode.FileType.Directory) !== 0;
+  const folder = isDir ? first : vscode.Uri.joinPath(first, '..');
+  const own = new Set([...files.uris.values(), ...picked].map((u) => u.toString()));
+  const rank = (name: string) => (name.startsWith('dmesg') ? 0 : name.startsWith('kern.log') ? 1 : 2);
+  const parent = vscode.Uri.joinPath(folder, '..');
+  const places: [vscode.Uri, string][] = [[folder, ''], ...(parent.path !== folder.path ? [[parent, '../'] as [vscode.Uri, string]] : [])];
+  for (const [dir, prefix] of places) {
+    let entries: [string, vscode.FileType][];
+    try {
+      entries = await vscode.workspace.fs.readDirectory(dir);
+    } catch {
+      continue;
+    }
+    const names = entries
+      .filter(([name, type]) => (type & vscode.FileType.File) !== 0 && LOG_NAME.test(name) && !COMPRESSED.test(name))
+      .map(([name]) => name)
+      .sort((a, b) => rank(a) - rank(b) || (a < b ? -1 : a > b ? 1 : 0));
+    for (const name of names) {
+      const uri = vscode.Uri.joinPath(dir, name);
+      if (own.has(uri.toString())) continue;
+      if ((await vscode.workspace.fs.stat(uri)).size > MAX_LOG_BYTES) continue;
+      const log = await readKernelLog(uri, prefix + name);
+      if (log.input.text.includes(PASID_DIR_LINE)) return log;
+    }
+  }
+  return undefined;
+}
+
+/** Reads a kernel log (one the user picked, or one found beside the dump). */
+export async function readKernelLog(uri: vscode.Uri, label = nameOf(uri)): Promise<KernelLog> {
+  const text = new TextDecoder('utf-8').decode(await vscode.workspace.fs.readFile(uri));
+  return { uri, label, input: { path: label, text } };
+}

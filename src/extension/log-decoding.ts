@@ -1,12 +1,16 @@
-import { createLogDecoder } from '../readers/log-decoder';
+import { createLogDecoder, type LogDecoder } from '../readers/log-decoder';
 import type { LogEvent, LogSummary } from '../readers/log-event';
-import { markersFor } from '../readers/log-markers';
+import { ALL_MARKERS, markersFor } from '../readers/log-markers';
 
 /**
  * Decodes a kernel log for the editor without blocking the extension host: lazily (only as far as someone
  * asked: a hover on line 40 reads 40 lines, "Explain Faults" reads them all), in slices of a few
- * milliseconds, and cancellably. Lines without an IOMMU marker are skipped unread, as the CLI does. No
- * `vscode` import: the line source and the cancellation token are plain interfaces.
+ * milliseconds, and cancellably. Lines without an IOMMU marker are skipped unread, as the CLI does, with
+ * the same result as decoding every line (decodeLogText): the decoder gets the markers of the text's
+ * start, lines are skipped only when they hold no marker of any format (a kernel log followed by a QEMU
+ * trace) and do not end in a quoted-printable soft break. Lines are the editor's: VS Code ends a line at
+ * LF, CR LF and a lone CR; blank lines are not read. No `vscode` import: the line source and the cancellation token are plain
+ * interfaces.
  */
 
 /** Where lines come from: an open document, or the bytes of a file too large for the editor to share. */
@@ -15,7 +19,7 @@ export interface LineSource {
   next(): string | undefined;
   /** How far the source has been read, from 0 to 1. */
   readonly progress: number;
-  /** The start of the text (tens of kilobytes), to choose the markers from (kernel log, QEMU trace, ftrace). */
+  /** The start of the text (64 Ki characters), to choose the markers from (kernel log, QEMU trace, ftrace). */
   head(): string;
 }
 
@@ -43,9 +47,18 @@ export class DecodedLog {
   /** The events decoded so far, in the order the decoder completed them. */
   readonly events: LogEvent[] = [];
   private readonly byLine = new Map<number, LogEvent[]>();
-  private readonly decoder = createLogDecoder();
-  private markers: readonly string[] | undefined;
+  private started: LogDecoder | undefined;
   private linesRead = 0;
+  /** Lines handed to the decoder's numbering: every line but the blank ones. */
+  private numbered = 0;
+  /**
+   * Where the decoder's numbering falls behind the editor's (blank lines are not numbered): from decoder
+   * line gapAt[i] on, the editor's line is gapBy[i] further.
+   */
+  private readonly gapAt: number[] = [];
+  private readonly gapBy: number[] = [];
+  /** Blank lines are line-end artefacts (see doubleSpaced): not read, not numbered for the decoder. */
+  private skipBlank = false;
   /** Every event that touches a line up to here is known. */
   private complete = 0;
   private finished: LogSummary | undefined;
@@ -72,7 +85,35 @@ export class DecodedLog {
 
   /** The decoder's counters; final once `done`. */
   summary(): LogSummary {
-    return this.finished ?? this.decoder.summary();
+    return this.finished ?? this.editorSummary();
+  }
+
+  private editorSummary(): LogSummary {
+    const s = this.decoder.summary();
+    return { ...s, unrecognisedSamples: s.unrecognisedSamples.map((x) => ({ ...x, line: this.editorLine(x.line) })) };
+  }
+
+  /** The editor's number of the decoder's line `n`. */
+  private editorLine(n: number): number {
+    const at = this.gapAt;
+    let lo = 0;
+    let hi = at.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (at[mid]! <= n) lo = mid + 1;
+      else hi = mid;
+    }
+    return n + (lo === 0 ? 0 : this.gapBy[lo - 1]!);
+  }
+
+  /** Made when first needed: the source's head is read then. */
+  private get decoder(): LogDecoder {
+    if (!this.started) {
+      const head = this.source.head();
+      this.started = createLogDecoder({ markers: markersFor(head) });
+      this.skipBlank = doubleSpaced(head);
+    }
+    return this.started;
   }
 
   /** The events that use `line` (1-based); complete once `through(line)` resolved true. */
@@ -122,13 +163,20 @@ export class DecodedLog {
     setImmediate(() => this.slice());
   }
 
-  private hasMarker(line: string): boolean {
-    const m = this.markers!;
-    for (let i = 0; i < m.length; i++) if (line.indexOf(m[i]!) !== -1) return true;
-    return false;
+  /** Whether a line may not be skipped when the decoder waits for nothing. */
+  private wanted(line: string): boolean {
+    for (let i = 0; i < ALL_MARKERS.length; i++) if (line.indexOf(ALL_MARKERS[i]!) !== -1) return true;
+    // A quoted-printable soft break (a mailed log) may cut a marker in two: the decoder joins the lines.
+    let e = line.length;
+    while (e > 0 && (line.charCodeAt(e - 1) === 32 || line.charCodeAt(e - 1) === 9)) e--;
+    return e > 0 && line.charCodeAt(e - 1) === 61 /* = */;
   }
 
   private add(events: readonly LogEvent[]): void {
+    for (const e of events) {
+      e.line = this.editorLine(e.line);
+      e.endLine = this.editorLine(e.endLine);
+    }
     this.onEvents?.(events);
     for (const e of events) {
       this.events.push(e);
@@ -148,7 +196,6 @@ export class DecodedLog {
     const started = performance.now();
     const deadline = started + SLICE_MS;
     const target = Math.max(...this.waiters.map((w) => w.line));
-    this.markers ??= markersFor(this.source.head());
     const d = this.decoder;
     let n = 0;
     try {
@@ -156,17 +203,24 @@ export class DecodedLog {
         let line = this.source.next();
         if (line === undefined) {
           this.add(d.end(this.linesRead));
-          this.finished = d.summary();
+          this.finished = this.editorSummary();
           this.complete = Infinity;
           break;
         }
-        const lineNo = ++this.linesRead;
-        if (d.wantsNextLine || this.hasMarker(line)) {
-          if (line.length > MAX_LINE_LENGTH) line = line.slice(0, MAX_LINE_LENGTH);
-          const events = d.push(line, lineNo);
-          if (events.length > 0) this.add(events);
+        const editorLine = ++this.linesRead;
+        if (line !== '' || !this.skipBlank) {
+          const lineNo = ++this.numbered;
+          if (editorLine - lineNo !== (this.gapBy.at(-1) ?? 0)) {
+            this.gapAt.push(lineNo);
+            this.gapBy.push(editorLine - lineNo);
+          }
+          if (d.wantsNextLine || this.wanted(line)) {
+            if (line.length > MAX_LINE_LENGTH) line = line.slice(0, MAX_LINE_LENGTH);
+            const events = d.push(line, lineNo);
+            if (events.length > 0) this.add(events);
+          }
         }
-        if (!d.wantsNextLine) this.complete = lineNo;
+        if (!d.wantsNextLine) this.complete = editorLine;
         if ((++n & 511) === 0 && performance.now() > deadline) break;
       }
     } catch {
@@ -189,7 +243,25 @@ export class DecodedLog {
   }
 }
 
-/** Up to this much of the start of a text chooses the markers (see log-markers.ts). */
+/**
+ * Whether a text is double-spaced: nearly every line followed by one blank line. That is how the editor
+ * shows a serial capture's CR CR LF line ends (a lone CR, then CR LF); the CLI, and the decoder fed the
+ * file, see no blank line there, and a blank line ends every multi-line event (a fault and its walk dump).
+ * Elsewhere a blank line is read: in a paste it ends what was said before it.
+ */
+export function doubleSpaced(head: string): boolean {
+  const lines = head.split(/\r\n|\r|\n/);
+  let text = 0;
+  let followed = 0;
+  for (let i = 0; i + 2 < lines.length; i++) {
+    if (lines[i] === '') continue;
+    text++;
+    if (lines[i + 1] === '' && lines[i + 2] !== '') followed++;
+  }
+  return text >= 2 && followed * 5 >= text * 4;
+}
+
+/** Up to this much of the start of a text chooses the markers (see log-markers.ts), as for decodeLogText. */
 const HEAD_LENGTH = 64 * 1024;
 
 /** Lines of an editor document (anything with lineCount and lineAt, such as vscode.TextDocument). */
@@ -216,13 +288,14 @@ export function documentLines(doc: { readonly lineCount: number; lineAt(line: nu
 }
 
 /**
- * Lines of a file's bytes (UTF-8, lines end at LF with or without CR, as the CLI reads them), decoded
- * 256 KiB at a time (a few milliseconds, inside one slice). A line that grows past MAX_LINE_LENGTH across
- * chunks is cut and the rest of it dropped unread, so a file without line breaks costs no more than one
- * with them.
+ * Lines of a file's bytes as the editor shows them (UTF-8; a line ends at LF, CR LF or a lone CR, as in
+ * VS Code), decoded 256 KiB at a time (a few milliseconds, inside one slice). A line that grows past
+ * MAX_LINE_LENGTH across chunks is cut and the rest of it dropped unread, so a file without line breaks
+ * costs no more than one with them.
  */
 export function byteLines(bytes: Uint8Array): LineSource {
   const CHUNK = 256 * 1024;
+  const BREAK = /\r\n|\r|\n/;
   const utf8 = new TextDecoder('utf-8');
   let offset = 0;
   let lines: string[] = [];
@@ -237,7 +310,8 @@ export function byteLines(bytes: Uint8Array): LineSource {
       if (ended) return false;
       if (offset >= bytes.length) {
         ended = true;
-        lines = carry === '' ? [] : [carry];
+        lines = carry === '' ? [] : carry.split(BREAK);
+        if (lines.at(-1) === '') lines.pop();
         index = 0;
         continue;
       }
@@ -245,28 +319,28 @@ export function byteLines(bytes: Uint8Array): LineSource {
       let text = utf8.decode(bytes.subarray(offset, end), { stream: end < bytes.length });
       offset = end;
       if (overlong) {
-        const nl = text.indexOf('\n');
-        if (nl === -1) continue;
-        text = text.slice(nl);
+        const br = text.search(/[\r\n]/);
+        if (br === -1) continue;
+        text = text.slice(br);
         overlong = false;
       }
-      lines = (carry + text).split('\n');
+      const all = carry + text;
+      // A CR at the end of a chunk may be the first half of a CR LF: it waits for the next chunk.
+      const held = all.endsWith('\r') ? 1 : 0;
+      lines = (held ? all.slice(0, -1) : all).split(BREAK);
       carry = lines.pop()!;
       if (carry.length > MAX_LINE_LENGTH) {
         carry = carry.slice(0, MAX_LINE_LENGTH);
-        overlong = true;
+        overlong = !held;
       }
+      if (held) carry += '\r';
       index = 0;
     }
     return true;
   };
 
   return {
-    next: () => {
-      if (!fill()) return undefined;
-      const l = lines[index++]!;
-      return l.endsWith('\r') ? l.slice(0, -1) : l;
-    },
+    next: () => (fill() ? lines[index++]! : undefined),
     get progress() {
       return bytes.length === 0 ? 1 : offset / bytes.length;
     },

@@ -1,6 +1,7 @@
 import type { DmaRequest, TranslationResult } from '../core/hw/types';
 import { describeWalk, sizeName } from '../core/hw/walk-text';
 import { formatPciAddress, parsePciAddress, pciFromRid, pciRid } from '../core/pci';
+import { plural } from '../core/plural';
 import { U64 } from '../core/u64';
 import { pasidCount, supportedAgaws } from '../core/vtd/cap';
 import { pageTableLeaves, type PageTableFormat } from '../core/vtd/page-table';
@@ -18,7 +19,7 @@ import { contextAddress, domainPageTable, pasidTableOf } from '../core/driver/de
 import { QI_LENGTH } from '../core/driver/qi';
 import { pasidEntryAddress } from '../core/vtd/tables';
 import type { VtdUnit } from '../core/vtd/unit';
-import type { DebugfsDiagnostic } from './debugfs';
+import { type DebugfsDiagnostic, diagnosticText } from './debugfs';
 import type { DebugfsImport } from './debugfs-import';
 import { describeQiDescriptor, type PageGroupResponseEras } from './vtd-descriptors';
 
@@ -326,7 +327,8 @@ function fieldList(fields: Record<string, number | boolean | string>, only?: rea
     .join(' ');
 }
 
-export function reportText(r: DebugfsReport): string[] {
+/** The report in words; `input` names the dump as a whole in its diagnostics (see diagnosticText). */
+export function reportText(r: DebugfsReport, input: string): string[] {
   const out: string[] = [];
   for (const u of r.units) {
     out.push(`${u.name}: VT-d ${u.version} at ${u.regBase}${u.segment !== 0 ? `, PCI segment ${u.segment.toString(16).padStart(4, '0')}` : ''}, ${u.mode} mode, translation ${u.translationEnabled ? 'on' : 'OFF'}, root table ${u.rootTable}`);
@@ -362,9 +364,8 @@ export function reportText(r: DebugfsReport): string[] {
     for (const e of i.entries) out.push(`  [${e.index}] from ${e.source}: ${fieldList(e.fields)}`);
   }
   const s = r.summary;
-  const n = (count: number, one: string, many = one + 's') => `${count} ${count === 1 ? one : many}`;
-  out.push('', `${n(s.units, 'unit')}, ${n(s.devices, 'device')}, ${n(s.pasidEntries, 'PASID entry', 'PASID entries')}, ${n(s.domains, 'domain')}, ${humanBytes(s.mappedBytes)} mapped; ${n(s.unrecognisedLines, 'line')} not understood`);
-  for (const d of r.diagnostics) out.push(`${d.file || '<input>'}:${d.line}: ${d.severity}: ${d.message}`);
+  out.push('', `${plural(s.units, 'unit')}, ${plural(s.devices, 'device')}, ${plural(s.pasidEntries, 'PASID entry', 'PASID entries')}, ${plural(s.domains, 'domain')}, ${humanBytes(s.mappedBytes)} mapped; ${plural(s.unrecognisedLines, 'line')} not understood`);
+  for (const d of r.diagnostics) out.push(diagnosticText(d, input));
   return out;
 }
 

@@ -18,6 +18,7 @@ export interface DebugfsInput {
   readonly text: string;
 }
 
+/** Where something was read: the input's path (or the file a banner in it named) and its line; line 0 for the whole input. */
 export interface Location {
   readonly file: string;
   readonly line: number;
@@ -26,6 +27,15 @@ export interface Location {
 export interface DebugfsDiagnostic extends Location {
   readonly severity: 'error' | 'warning' | 'info';
   readonly message: string;
+}
+
+/**
+ * A diagnostic as one line, `FILE:LINE: severity: message`: a problem of a whole input (line 0) has no
+ * line, and one of no input in particular (a dump read as a whole) is named `input`, what the caller
+ * calls the dump (its directory, `<stdin>`).
+ */
+export function diagnosticText(d: DebugfsDiagnostic, input: string): string {
+  return `${d.file || input}${d.line > 0 ? `:${d.line}` : ''}: ${d.severity}: ${d.message}`;
 }
 
 export interface RegsetDump {

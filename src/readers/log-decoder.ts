@@ -28,7 +28,11 @@ import { createXenAmdReader } from './xen-amd-log';
  * Every line is counted once: recognised (events or context) or not.
  */
 export interface LogDecoder {
-  /** Feeds line `lineNo` (1-based, without its newline); returns the events this line completed. */
+  /**
+   * Feeds line `lineNo` (1-based, without its newline); returns the events this line completed. A line
+   * may come in pieces cut at carriage returns (a caller that reads through a fixed buffer cuts a line
+   * longer than it there): each piece with the line's number, read as the next parts of the same line.
+   */
   push(line: string, lineNo: number): readonly LogEvent[];
   /**
    * True while a multi-line event is open or a line waits for its continuation: the caller must feed
@@ -440,8 +444,9 @@ export function createLogDecoder(options: LogDecoderOptions = {}): LogDecoder {
     push(line: string, lineNo: number): readonly LogEvent[] {
       const out: LogEvent[] = [];
       try {
-        // Lines the caller skipped had no marker, so they end whatever was open.
-        if (lineNo !== lastLine + 1) flush(out);
+        // Lines the caller skipped had no marker, so they end whatever was open; a piece of the last line
+        // goes on with it.
+        if (lineNo !== lastLine + 1 && lineNo !== lastLine) flush(out);
         if (lineNo > lastLine) lastLine = lineNo;
         const parts = splitLine(line);
         for (let i = 0; i < parts.length; i++) feed(parts[i]!, lineNo, out);

@@ -34,6 +34,12 @@ export const TRACE_MARKERS: readonly string[] = [...LOG_MARKERS, 'dmar'];
 export const XEN_MARKERS: readonly string[] = [...LOG_MARKERS, '(XEN)'];
 const QEMU_XEN_MARKERS: readonly string[] = [...QEMU_MARKERS, '(XEN)'];
 const TRACE_XEN_MARKERS: readonly string[] = [...TRACE_MARKERS, '(XEN)'];
+/**
+ * The markers of every format: what a caller skips lines by when a later part of its input may be in
+ * another format than the start (`cat kern.log qemu.trace`), while the decoder keeps `markersFor` of the
+ * start. Skipping fewer lines than the decoder's markers allow changes nothing.
+ */
+export const ALL_MARKERS: readonly string[] = [...LOG_MARKERS, 'vtd_', 'dmar', '(XEN)'];
 
 const TRACE_START = /^(?:# tracer:|cpus=\d|version = \d|\s*\S{1,64}-\d{1,8}\s+(?:\(\s*[\d-]{1,8}\)\s+)?\[\d{1,4}\]\s)/m;
 const QEMU_START = /vtd_|qemu-system|QEMU/;

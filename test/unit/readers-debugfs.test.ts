@@ -244,7 +244,7 @@ describe('readers: Intel debugfs dumps', () => {
             .join('\n');
           lines += muts.length;
           const imp = loadDebugfs([{ path: 'fuzz', text }]);
-          reportText(describeImport(imp));
+          reportText(describeImport(imp), 'fuzz');
           for (const d of imp.devices.slice(0, 4)) walkImported(imp, { device: d.device, address: '0x100000', pasid: d.pasidFiles[0] });
           assert.ok(imp.diagnostics.every((d) => d.severity !== 'error'), JSON.stringify(imp.diagnostics.filter((d) => d.severity === 'error')));
         },
@@ -368,7 +368,7 @@ describe('readers: Intel debugfs dumps', () => {
     const one = walkImported(imp, { device: '0001:00:02.0', address: '0x100123' });
     assert.ok(zero.ok && zero.result.ok && one.ok && one.result.ok);
     assert.deepEqual([zero.unit, zero.result.output, one.unit, one.result.output], ['dmar0', '0xabc123', 'dmar1', '0xdef123']);
-    assert.match(reportText(describeImport(imp)).join('\n'), /^dmar1: VT-d [\d.]+ at 0x[0-9a-f]+, PCI segment 0001, legacy mode/m);
+    assert.match(reportText(describeImport(imp), 'dump').join('\n'), /^dmar1: VT-d [\d.]+ at 0x[0-9a-f]+, PCI segment 0001, legacy mode/m);
     const none = walkImported(imp, { device: '0002:00:02.0', address: '0x0' });
     assert.ok(!none.ok && /0002:00:02\.0 is not in the dump/.test(none.error));
   });
@@ -489,6 +489,6 @@ describe('readers: Intel debugfs dumps', () => {
     assert.equal(d.name, 'Page Group Response');
     assert.deepEqual(d.eras?.rev3.privateData, ['0x1122334455667788', '0x99aabbccddeeff00']);
     assert.deepEqual(d.eras?.rev4.reserved.length, 4);
-    assert.match(reportText(r).join('\n'), new RegExp(`\\[ *${tail - 1}\\] Page Group Response .*\\(rev 3\\.x private data 0x1122334455667788 0x99aabbccddeeff00; rev 4\\.0 reserved: qw0\\[8:5\\] = 0x1 \\(rev 3\\.x PDP\\)`));
+    assert.match(reportText(r, 'invalidation_queue').join('\n'), new RegExp(`\\[ *${tail - 1}\\] Page Group Response .*\\(rev 3\\.x private data 0x1122334455667788 0x99aabbccddeeff00; rev 4\\.0 reserved: qw0\\[8:5\\] = 0x1 \\(rev 3\\.x PDP\\)`));
   });
 });

@@ -1,7 +1,12 @@
 import * as assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
 import * as vscode from 'vscode';
+import { kernelDebugfsView, renderDebugfs } from '../../src/core/driver/debugfs';
 import type { ImportOutcome, WalkResultOutcome } from '../../src/extension/debugfs-commands';
 import type { IommuLabApi } from '../../src/extension/main';
+import { debugfsKernel, faultDump } from '../support/debugfs-kernel';
 import { waitFor } from './wait';
 
 const EXTENSION_ID = 'iommu-lab.iommu-lab';
@@ -112,5 +117,90 @@ describe('"IOMMU: Import debugfs Dump" and walks through the import', () => {
     assert.ok(shown.every((d) => d.range.start.line < 4));
     const again = await walk({ device: '00:02.0', address: '0x100000' });
     assert.ok(again.ok && again.output === '0x80000000', 'the previous import is still there');
+  });
+});
+
+/**
+ * A kernel log beside the dump: debugfs does not print the PASID directory; CONFIG_DMAR_DEBUG's table dump
+ * after a fault does. The machine is simulated (test/support/debugfs-kernel.ts): its debugfs directory as
+ * the renderer prints it, and the dmesg of a fault of 6a:01.0 at PASID 5 as Linux 6.12 prints it, with the
+ * entries read from the machine's memory, so the PASID table's real address is known.
+ */
+describe('"IOMMU: Import debugfs Dump" with the kernel log of the same boot', () => {
+  let dir: string;
+  let tableAddress: number;
+  let dmesgText: string;
+  const importDump = (uri: vscode.Uri) => vscode.commands.executeCommand<ImportOutcome>('iommu.importDebugfs', uri);
+  const api = () => vscode.extensions.getExtension<IommuLabApi>(EXTENSION_ID)!.exports;
+
+  /** Writes the machine's debugfs directory at `dump`. */
+  let writeDump: (dump: string) => void;
+
+  before(() => {
+    dir = mkdtempSync(join(tmpdir(), 'iommu-lab-debugfs-log-'));
+    const k = debugfsKernel({ legacyUnit: false, cachingMode: false, firstStage: false, maps: [{ iovaPage: 0x100, outPage: 5, size: '4K', write: true }], pasids: [5], nested: false, sva: false, identityDevice: false });
+    const files = renderDebugfs(kernelDebugfsView(k));
+    writeDump = (dump) => {
+      for (const [path, text] of files) {
+        mkdirSync(dirname(join(dump, path)), { recursive: true });
+        writeFileSync(join(dump, path), text);
+      }
+    };
+    dmesgText = faultDump(k, '6a:01.0', 5, 0xdead_0000);
+    const dev = k.device('6a:01.0');
+    const mem = k.machine.memory;
+    tableAddress = (mem.readHi(dev.pasidDir) & 0xf_ffff) * 0x1_0000_0000 + ((mem.readLo(dev.pasidDir) & 0xffff_f000) >>> 0);
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  /** Whether the walk read PASID 5's entry from the table where the kernel put it. */
+  const readRealTable = (w: WalkResultOutcome) => w.ok && w.text.some((l) => l.includes(`pasid-entry[5] @ 0x${(tableAddress + 5 * 64).toString(16)}`));
+
+  it('uses a dmesg in the parent of the dump folder, says so, and walks through the real PASID table', async () => {
+    writeDump(join(dir, 'box1/intel'));
+    writeFileSync(join(dir, 'box1/dmesg.txt'), dmesgText);
+    // A log without a table dump is not taken, even where it comes first (the dump's folder, then its parent).
+    writeFileSync(join(dir, 'box1/boot.log'), '[    0.1] DMAR: IOMMU enabled\n');
+    writeFileSync(join(dir, 'box1/intel/dmesg-old'), '[    0.1] DMAR: IOMMU enabled\n');
+    const outcome = await importDump(vscode.Uri.file(join(dir, 'box1/intel')));
+    assert.equal(outcome.ok, true, outcome.message);
+    assert.equal(outcome.kernelLog, '../dmesg.txt');
+    // One PASID table per device with PASID entries (all below PASID 64); the log's fault dump gives 6a:01.0's.
+    const tables = outcome.devices.filter((d) => d.pasids.length > 0).length;
+    assert.ok(tables > 1);
+    assert.deepEqual(outcome.pasidTables, { fromLog: 1, placed: tables - 1 });
+    assert.match(outcome.message, /; 1 PASID table where the kernel log \.\.\/dmesg\.txt puts it; \d+ PASID tables placed by the import \(debugfs does not print the PASID directory, and \.\.\/dmesg\.txt has no table dump for them: add the kernel log/);
+    const w = await walk({ device: '6a:01.0', pasid: 5, write: true, address: '0x100abc' });
+    assert.ok(w.ok && w.translated && w.output === '0x100005abc', JSON.stringify(w));
+    assert.ok(w.text.some((l) => l.includes('is from the kernel log (../dmesg.txt:2); debugfs does not print it')), w.text.join('\n'));
+    assert.ok(readRealTable(w), w.text.join('\n'));
+  });
+
+  it('places the PASID tables without a log, offers to add one, and re-imports with the log picked', async () => {
+    writeDump(join(dir, 'box2/dump/intel'));
+    // A rotated, compressed log is not read, whatever it holds.
+    writeFileSync(join(dir, 'box2/dump/kern.log.1.gz'), dmesgText);
+    writeFileSync(join(dir, 'box2/elsewhere.txt'), dmesgText);
+    const outcome = await importDump(vscode.Uri.file(join(dir, 'box2/dump/intel')));
+    assert.equal(outcome.ok, true, outcome.message);
+    assert.equal(outcome.kernelLog, undefined);
+    const tables = outcome.devices.filter((d) => d.pasids.length > 0).length;
+    assert.deepEqual(outcome.pasidTables, { fromLog: 0, placed: tables });
+    assert.match(outcome.message, /; \d+ PASID tables placed by the import \(debugfs does not print the PASID directory: add the kernel log of the same boot for the real addresses\)/);
+    const placed = await walk({ device: '6a:01.0', pasid: 5, write: true, address: '0x100abc' });
+    assert.ok(placed.ok && placed.output === '0x100005abc', JSON.stringify(placed));
+    assert.ok(placed.text.some((l) => l.startsWith('Note: debugfs does not print the PASID directory')));
+    assert.ok(!readRealTable(placed));
+
+    // "Add Kernel Log…" with the file the dialog would give.
+    const again = await api().debugfs.addKernelLog(vscode.Uri.file(join(dir, 'box2/elsewhere.txt')));
+    assert.equal(again.ok, true, again.message);
+    assert.equal(again.kernelLog, 'elsewhere.txt');
+    assert.deepEqual(again.pasidTables, { fromLog: 1, placed: tables - 1 });
+    assert.deepEqual(again.devices, outcome.devices);
+    const real = await walk({ device: '6a:01.0', pasid: 5, write: true, address: '0x100abc' });
+    assert.ok(real.ok && real.output === '0x100005abc', JSON.stringify(real));
+    assert.ok(real.text.some((l) => l.includes('is from the kernel log (elsewhere.txt:2)')), real.text.join('\n'));
+    assert.ok(readRealTable(real), real.text.join('\n'));
   });
 });

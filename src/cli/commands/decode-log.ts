@@ -1,10 +1,17 @@
-import { createLogDecoder } from '../../readers/log-decoder';
+import { createLogDecoder, type LogDecoder } from '../../readers/log-decoder';
 import type { LogEvent } from '../../readers/log-event';
 import { describeSummary, explainEvent } from '../../readers/log-explain';
-import { SEARCH_KEYS, markersFor } from '../../readers/log-markers';
+import { ALL_MARKERS, SEARCH_KEYS, markersFor } from '../../readers/log-markers';
 import { choice, Exit, plural, problemLine, type Subcommand } from '../framework';
 import { requireStdinNotTerminal, STDIN } from '../input';
 import { batchedOutput, streamLines } from '../line-stream';
+
+/** How much of the start chooses the decoder's markers: as much as decodeLogText looks at. */
+const HEAD_CHARS = 65536;
+/** What lines are skipped by: the search key of every marker of every format, each once. */
+const NEEDLES: readonly string[] = [...new Set(ALL_MARKERS.map((m) => SEARCH_KEYS[m] ?? m))];
+/** A quoted-printable soft break: `=` at the end of a line. */
+const SOFT_BREAK = /=\r?$/m;
 
 export const decodeLogCommand: Subcommand = {
   name: 'decode-log',
@@ -19,7 +26,8 @@ Text output explains each event in plain words (what the device tried, why it fa
 and ends with a summary that counts the lines it did not recognise.
 JSON output is one object per line per event, with at least: line, vendor, kind, format, device
 (SSSS:BB:DD.F), pasid, address, access, reason {code, text}; then one {"summary": {...}} object.
-The formats and kinds are listed in docs/log-formats.md.
+The formats and kinds are listed in docs/log-formats.md. Line numbers count LF line ends, as
+'grep -n' and 'less -N' do; a lone CR breaks a line into parts that keep its number.
 With no FILE and a terminal on stdin, it says so (status 2) rather than wait for input.
 
 Options:
@@ -39,7 +47,16 @@ Examples:
     if (file === undefined) requireStdinNotTerminal('a log');
     const name = file === undefined || file === '-' ? STDIN : file;
     state.input = name;
-    const decoder = createLogDecoder();
+    // The decoder keeps waiting for a wrapped tail only on lines with the markers of the input's start, as
+    // decodeLogText does; lines are skipped by the markers of every format, so that a later part in another
+    // format (`cat kern.log qemu.trace`) is read too.
+    let decoder: LogDecoder | undefined;
+    const start = (head: string) => {
+      decoder = createLogDecoder({ markers: markersFor(head.slice(0, HEAD_CHARS)) });
+      // In quoted-printable text (a mailed log) a soft break may cut a marker in two: the line before it is
+      // read too, and the decoder joins it with the next.
+      return SOFT_BREAK.test(head) ? [...NEEDLES, '=\n', '=\r'] : NEEDLES;
+    };
     const out = batchedOutput(io);
     const write =
       format === 'json'
@@ -53,17 +70,20 @@ Examples:
       file,
       (text, lineNo) => {
         state.line = lineNo;
-        write(decoder.push(text, lineNo));
+        write(decoder!.push(text, lineNo));
       },
       {
-        markersFor: (start) => markersFor(start).map((m) => SEARCH_KEYS[m] ?? m),
-        wantsAll: () => decoder.wantsNextLine,
+        onStart: start,
+        crBreaks: true,
+        wantsAll: () => decoder!.wantsNextLine,
         onChunk: () => out.flush(),
       },
     );
     state.line = undefined;
-    write(decoder.end(lines));
-    const summary = decoder.summary();
+    if (!decoder) start('');
+    const d = decoder!;
+    write(d.end(lines));
+    const summary = d.summary();
     out.add(format === 'json' ? JSON.stringify({ summary }) + '\n' : describeSummary(summary).join('\n') + '\n');
     await out.flush();
     if (summary.internalErrors > 0) {

@@ -34,7 +34,7 @@ Example:
     const imp = await importDebugfsInputs(args.positionals, state, dmesg);
     const report = describeImport(imp);
     if (format === 'json') await io.out(JSON.stringify(report) + '\n');
-    else await io.out(withoutBlankRuns(reportText(report)).join('\n') + '\n');
+    else await io.out(withoutBlankRuns(reportText(report, state.input!)).join('\n') + '\n');
     return imp.diagnostics.some((d) => d.severity !== 'info') ? Exit.problem : Exit.ok;
   },
 };

@@ -1,4 +1,5 @@
 import { parsePciAddress } from '../../core/pci';
+import { diagnosticText } from '../../readers/debugfs';
 import { parseAddress, walkImported } from '../../readers/debugfs-report';
 import { importDebugfsInputs } from '../debugfs-files';
 import { choice, Exit, InputError, type Subcommand, UsageError } from '../framework';
@@ -67,7 +68,7 @@ Example:
     });
     // What is left to fail is the dump's: the device is not in it.
     if (!outcome.ok) throw new InputError(state.input!, outcome.error);
-    for (const d of imp.diagnostics) if (d.severity !== 'info') io.err(`${d.file || '<input>'}:${d.line}: ${d.severity}: ${d.message}\n`);
+    for (const d of imp.diagnostics) if (d.severity !== 'info') io.err(diagnosticText(d, state.input!) + '\n');
     if (format === 'json') await io.out(JSON.stringify({ unit: outcome.unit, device: outcome.device, request: outcome.request, result: outcome.result }) + '\n');
     else await io.out(outcome.text.join('\n') + '\n');
     return outcome.result.ok ? Exit.ok : Exit.problem;
