@@ -291,7 +291,7 @@ export function createLogDecoder(options: LogDecoderOptions = {}): LogDecoder {
     const msg = l.line.msg;
     if (r === null || r === 'partial') {
       // A line a caller may skip (no marker) is never kept waiting: skipping it must change nothing.
-      if ((r === 'partial' || marked(l.parts)) && msg.length <= MAX_JOINED) {
+      if (marked(l.parts) && msg.length <= MAX_JOINED) {
         pending = { text: msg, first: l.first, timestamp: l.line.timestamp, joins: 0, parts: [...l.parts], speculative: r === null, records: 0 };
       } else unrecognised(l.parts);
       return;
