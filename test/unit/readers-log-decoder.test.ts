@@ -168,6 +168,14 @@ describe('readers: the log decoder', () => {
     assert.equal(summary.unrecognisedLines, 0);
   });
 
+  it('reads every event of a text whose line ends are all lone CRs, however many (no LF at all)', () => {
+    const addrs = Array.from({ length: 200 }, (_, i) => `0x${(0x1000_0000 + i * 0x1000).toString(16)}`);
+    const text = addrs.map((a, i) => `[ ${i}.000000] DMAR: [DMA Read NO_PASID] Request device [00:01.0] fault addr ${a} [fault reason 0x06] PTE Read access is not set`).join('\r') + '\r';
+    const { events } = decodeLogText(text);
+    assert.deepEqual(events.map((e) => e.address), addrs);
+    assert.ok(events.every((e) => e.line === 1));
+  });
+
   it('joins a quoted-printable soft break without a space, but not a line that ends in a literal =', () => {
     const qp = decodeLogText('DMAR: [DMA Read NO_PASID] Request device [00:01.0] fault addr 0x12=\n34000 [fault reason 0x06] PTE Read access is not set\n');
     assert.deepEqual(qp.events.map((e) => e.address), ['0x1234000']);
