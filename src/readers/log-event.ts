@@ -66,7 +66,7 @@ export interface LogEvent {
   /** null only for what the IOMMU core prints for every vendor (`iommu:*` tracepoints, IOPF messages). */
   vendor: Vendor | null;
   kind: EventKind;
-  /** Which printer and era produced the text, e.g. `vtd-dma-6.0`; see docs/log-formats.md. */
+  /** Which printer and era produced the text, e.g. `vtd-dma-5.15`; see docs/log-formats.md. */
   format: string;
   /** PCI address `SSSS:BB:DD.F` (segment 0000 when the log omits it); null when the log names no PCI function. */
   device: string | null;

@@ -2,9 +2,9 @@
  * Every `format` id a log event can carry: who prints it and in which versions. The commit that makes each
  * boundary, or why it is not pinned, is in docs/log-formats.md beside it (and, for the Linux VT-d formats, in
  * FORMAT_CHANGES of src/core/driver/log.ts). `since`/`until` say the VT-d ranges in a form a test can check:
- * the first and last mainline release that prints the format, null for "open". An id names the shape of the
- * message, not its versions: `vtd-dma-6.0` is printed from 5.15 (its name predates that finding and stays,
- * as JSON output carries it). A `~` marks a boundary that is not pinned to a commit.
+ * the first and last mainline release that prints the format, null for "open". A version in an id is the
+ * first release that prints the format (0.1 had `vtd-dma-6.0`, `vtd-intr-6.0` and `vtd-prq-5.10`, named before
+ * their boundaries were checked; CHANGELOG lists the renames). A `~` marks a boundary that is not pinned.
  */
 export interface LogFormat {
   /** What prints it. */
@@ -27,18 +27,18 @@ export const LOG_FORMATS: Record<string, LogFormat> = {
   'vtd-dma-decimal': f('Linux VT-d DMA fault, decimal reason', 'Linux 4.7-5.3', '4.7', '5.3'),
   'vtd-dma-pasid-decimal': f('Linux VT-d DMA fault with `PASID %x`, decimal reason', 'Linux 5.4-5.13', '5.4', '5.13'),
   'vtd-dma-5.14': f('Linux VT-d DMA fault, NO_PASID/PASID 0x, 0x-prefixed bus', 'Linux 5.14 only', '5.14', '5.14'),
-  'vtd-dma-6.0': f('Linux VT-d DMA fault, NO_PASID/PASID 0x', 'Linux 5.15 and later', '5.15', null),
+  'vtd-dma-5.15': f('Linux VT-d DMA fault, NO_PASID/PASID 0x', 'Linux 5.15 and later', '5.15', null),
   'vtd-intr-two-line': f('Linux VT-d interrupt-remapping fault, one record of two lines', 'Linux <= 4.6 (`dmar: ` before the first line up to 4.1, `DMAR: ` from 4.2)', null, '4.6'),
   'vtd-intr-decimal': f('Linux VT-d interrupt-remapping fault, decimal reason', 'Linux 4.7-5.13', '4.7', '5.13'),
   'vtd-intr-5.14': f('Linux VT-d interrupt-remapping fault, 0x-prefixed bus', 'Linux 5.14 only', '5.14', '5.14'),
-  'vtd-intr-6.0': f('Linux VT-d interrupt-remapping fault', 'Linux 5.15 and later', '5.15', null),
+  'vtd-intr-5.15': f('Linux VT-d interrupt-remapping fault', 'Linux 5.15 and later', '5.15', null),
   'vtd-walk-dump': f('Linux CONFIG_DMAR_DEBUG table dump without its fault line', 'Linux 5.16 and later', '5.16', null),
   'vtd-qi-5.13': f('Linux VT-d invalidation queue error report (IQE/ITE/ICE, QI HEAD/PRIOR)', 'Linux 5.13 and later', '5.13', null),
   'vtd-qi-invalid-desc': f('Linux VT-d invalid descriptor (IQE) message', 'Linux <= 5.12 (low=/high= up to 4.20, qw0 =/qw1 = from 5.0)', null, '5.12'),
   'vtd-prq': f('Linux VT-d page request problems and PRQ overflow (`IOMMU: dmarN: ...`)', 'Linux 5.12 and later (overflow lines from 5.12, problem lines from 5.14; `Page request without PASID` up to 6.12)', '5.12', null),
   'vtd-prq-invalid': f('Linux VT-d rejected page request with its descriptor', 'Linux 5.14 and later', '5.14', null),
   'vtd-prq-5.x': f('Linux VT-d page request without PASID / for an invalid PASID, with its descriptor', 'Linux 4.4-5.13 (a222a7f0bb6c "iommu/vt-d: Implement page request handling" to ae7f09b14b4f)', '4.4', '5.13'),
-  'vtd-prq-5.10': f('Linux VT-d page request problems without the unit name', 'Linux 5.13 (and the 5.10.y, 5.12.y stable backports)', '5.13', '5.13'),
+  'vtd-prq-5.13': f('Linux VT-d page request problems without the unit name', 'Linux 5.13 (and the 5.10.y, 5.12.y stable backports)', '5.13', '5.13'),
   'vtd-cap': f('Linux VT-d unit capability line at boot', 'Linux ~3.x (not pinned) and later (`IOMMU %d:` instead of the unit name before 4.2)', null, null),
   'xen-vtd': f('Xen VT-d DMA fault and its `reason NN - ...` line', 'Xen 4.6 and later (f0250f4b48)'),
   'xen-vtd-intr': f('Xen VT-d interrupt-remapping fault', 'Xen 4.6 and later (f0250f4b48)'),

@@ -461,7 +461,7 @@ export function createVtdReader(): { read(msg: string, info: LineInfo): ReadResu
       const format = twoLine
         ? 'vtd-dma-two-line'
         : bracketPasid !== undefined
-          ? hexBus ? 'vtd-dma-5.14' : 'vtd-dma-6.0'
+          ? hexBus ? 'vtd-dma-5.14' : 'vtd-dma-5.15'
           : dma[8] !== undefined ? 'vtd-dma-pasid-decimal' : 'vtd-dma-decimal';
       const e = base(info, 'dma-fault', format);
       e.access = dma[1] === 'Read' ? 'read' : 'write';
@@ -479,7 +479,7 @@ export function createVtdReader(): { read(msg: string, info: LineInfo): ReadResu
     if (intr) {
       const oldStyle = intr[1] === 'INTR-REMAP:';
       const hexReason = intr[9] !== undefined;
-      const format = oldStyle ? 'vtd-intr-two-line' : !hexReason ? 'vtd-intr-decimal' : intr[3] !== undefined ? 'vtd-intr-5.14' : 'vtd-intr-6.0';
+      const format = oldStyle ? 'vtd-intr-two-line' : !hexReason ? 'vtd-intr-decimal' : intr[3] !== undefined ? 'vtd-intr-5.14' : 'vtd-intr-5.15';
       const e = base(info, 'interrupt-fault', format);
       e.device = bdfToDevice(intr[4]!, intr[5]!, intr[6]!);
       e.details.faultIndex = normalizeHex(intr[8]!);
@@ -548,7 +548,7 @@ export function createVtdReader(): { read(msg: string, info: LineInfo): ReadResu
     }
     const old = PRQ_OLD_PROBLEM.exec(body);
     if (old) {
-      const e = base(info, 'page-request', 'vtd-prq-5.10');
+      const e = base(info, 'page-request', 'vtd-prq-5.13');
       e.details.problem = old[1] === 'Execution request not supported' ? old[1] : 'Page request in Privilege Mode';
       return { events: [e], more: new PageRequestProblem(e) };
     }

@@ -127,7 +127,7 @@ describe('cli: decode-log reads what the decoder reads on every line', () => {
     const lf = decodeLogText(lines.join('\n') + '\n').events;
     assert.equal(lf.length, 40);
     assert.deepEqual(events, lf.map((e) => ({ ...e, line: 1, endLine: 1 })));
-    assert.ok(lf.filter((e) => e.format === 'vtd-dma-6.0').every((e) => e.details.walk !== undefined));
+    assert.ok(lf.filter((e) => e.format === 'vtd-dma-5.15').every((e) => e.details.walk !== undefined));
   });
 
   it('reads a kernel log followed by ftrace, QEMU trace and Xen console text (cat kern.log trace qemu.trace xen.log)', async () => {

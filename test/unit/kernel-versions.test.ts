@@ -284,7 +284,7 @@ describe('kernel versions: renderer -> reader -> renderer round trip', () => {
       }
       if (v === '5.13') {
         assert.deepEqual(printed, ['Unexpected page request in Privilege Mode']);
-        assert.deepEqual([prq.length, prq[0]!.format, prq[0]!.details.problem], [1, 'vtd-prq-5.10', 'Page request in Privilege Mode']);
+        assert.deepEqual([prq.length, prq[0]!.format, prq[0]!.details.problem], [1, 'vtd-prq-5.13', 'Page request in Privilege Mode']);
         return;
       }
       assert.equal(printed[0], 'IOMMU: dmar0: Page request in Privilege Mode');

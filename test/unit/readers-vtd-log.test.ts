@@ -41,10 +41,10 @@ describe('readers: Intel VT-d kernel logs', () => {
       [3, 'capability', 'vtd-cap', null, null, null, null, null],
       [5, 'capability', 'vtd-cap', null, null, null, null, null],
       [8, 'ratelimit', 'kernel-ratelimit', null, null, null, null, null],
-      [10, 'dma-fault', 'vtd-dma-6.0', '0000:2f:00.1', null, '0x7ebb0000', 'read', 0x06],
-      [19, 'dma-fault', 'vtd-dma-6.0', '0000:2f:00.1', null, '0x7ebb1000', 'write', 0x05],
-      [27, 'dma-fault', 'vtd-dma-6.0', '0000:6a:01.0', 3, '0x7f3a12345000', 'read', 0x71],
-      [43, 'interrupt-fault', 'vtd-intr-6.0', '0000:f0:1f.0', null, null, null, 0x26],
+      [10, 'dma-fault', 'vtd-dma-5.15', '0000:2f:00.1', null, '0x7ebb0000', 'read', 0x06],
+      [19, 'dma-fault', 'vtd-dma-5.15', '0000:2f:00.1', null, '0x7ebb1000', 'write', 0x05],
+      [27, 'dma-fault', 'vtd-dma-5.15', '0000:6a:01.0', 3, '0x7f3a12345000', 'read', 0x71],
+      [43, 'interrupt-fault', 'vtd-intr-5.15', '0000:f0:1f.0', null, null, null, 0x26],
       [44, 'invalidation-error', 'vtd-qi-5.13', '0000:6a:01.0', null, null, null, null],
       [48, 'invalidation-error', 'vtd-qi-5.13', null, null, null, null, 0x1],
       [52, 'page-request', 'vtd-prq', '0000:6a:01.0', 3, '0x7f3a12345000', 'write', null],
@@ -146,8 +146,8 @@ describe('readers: Intel VT-d kernel logs', () => {
       [9, 'dma-fault', 'vtd-dma-decimal', '0000:00:02.0', null, '0x7effff9000', 'write', 0x05],
       [10, 'page-request', 'vtd-prq-5.x', '0000:6a:01.0', null, '0x7f3a12346000', 'read', null],
       [11, 'page-request', 'vtd-prq-5.x', '0000:6a:01.0', 9, '0x7f3a12347000', 'write', null],
-      [12, 'page-request', 'vtd-prq-5.10', null, null, null, null, null],
-      [13, 'page-request', 'vtd-prq-5.10', null, null, null, null, null],
+      [12, 'page-request', 'vtd-prq-5.13', null, null, null, null, null],
+      [13, 'page-request', 'vtd-prq-5.13', null, null, null, null, null],
       [14, 'invalidation-error', 'vtd-qi-invalid-desc', null, null, null, null, null],
     ]);
     assert.equal(summary.unrecognisedLines, 0);
@@ -178,19 +178,19 @@ describe('readers: Intel VT-d kernel logs', () => {
   it('strips journalctl, syslog, dmesg -x/-T, printk caller ids, serial colour codes and mail quoting, and rejoins wrapped lines', () => {
     const { events, summary } = decode('vtd-wrapped.log');
     expectRows(events, [
-      [2, 'dma-fault', 'vtd-dma-6.0', '0000:04:00.0', null, '0xcc0e0000', 'read', 0x06],
-      [3, 'dma-fault', 'vtd-dma-6.0', '0000:04:00.0', null, '0xcc0e1000', 'write', 0x05],
-      [4, 'dma-fault', 'vtd-dma-6.0', '0000:00:14.3', null, '0x1000', 'read', 0x02],
-      [5, 'dma-fault', 'vtd-dma-6.0', '0000:00:14.3', null, '0x2000', 'read', 0x02],
-      [6, 'dma-fault', 'vtd-dma-6.0', '0000:00:14.3', null, '0x3000', 'read', 0x02],
-      [7, 'dma-fault', 'vtd-dma-6.0', '0000:23:00.0', null, '0xffcc3000', 'read', 0x06],
-      [8, 'dma-fault', 'vtd-dma-6.0', '0000:23:00.0', null, '0xffcc4000', 'read', 0x06],
+      [2, 'dma-fault', 'vtd-dma-5.15', '0000:04:00.0', null, '0xcc0e0000', 'read', 0x06],
+      [3, 'dma-fault', 'vtd-dma-5.15', '0000:04:00.0', null, '0xcc0e1000', 'write', 0x05],
+      [4, 'dma-fault', 'vtd-dma-5.15', '0000:00:14.3', null, '0x1000', 'read', 0x02],
+      [5, 'dma-fault', 'vtd-dma-5.15', '0000:00:14.3', null, '0x2000', 'read', 0x02],
+      [6, 'dma-fault', 'vtd-dma-5.15', '0000:00:14.3', null, '0x3000', 'read', 0x02],
+      [7, 'dma-fault', 'vtd-dma-5.15', '0000:23:00.0', null, '0xffcc3000', 'read', 0x06],
+      [8, 'dma-fault', 'vtd-dma-5.15', '0000:23:00.0', null, '0xffcc4000', 'read', 0x06],
       [10, 'dma-fault', 'vtd-dma-pasid-decimal', '0000:00:05.0', null, '0x76406000', 'read', 0x06],
       [13, 'dma-fault', 'vtd-dma-pasid-decimal', '0000:00:12.0', null, '0x0', 'write', 0x05],
       [15, 'dma-fault', 'vtd-dma-pasid-decimal', '0000:00:02.0', null, '0x7effff9000', 'write', 0x05],
       [17, 'interrupt-fault', 'vtd-intr-5.14', '0000:e2:00.0', null, null, null, 0x25],
-      [19, 'dma-fault', 'vtd-dma-6.0', '0000:00:03.0', null, '0x7f000000', 'read', 0x06],
-      [21, 'dma-fault', 'vtd-dma-6.0', '0000:00:1f.0', null, '0x9000', 'read', 0x06],
+      [19, 'dma-fault', 'vtd-dma-5.15', '0000:00:03.0', null, '0x7f000000', 'read', 0x06],
+      [21, 'dma-fault', 'vtd-dma-5.15', '0000:00:1f.0', null, '0x9000', 'read', 0x06],
     ]);
     assert.deepEqual(
       events.slice(0, 8).map((e) => e.timestamp),
@@ -266,10 +266,10 @@ describe('readers: a real 6.12 dmesg (QEMU 7.2 VT-d, legacy mode, DMAR_DEBUG)', 
     expectRows(events, [
       [117, 'capability', 'vtd-cap', null, null, null, null, null],
       // `[DMA Read NO_PASID] Request device [00:01.0] fault addr 0x1234000 [fault reason 0x06]`: no PASID, segment 0 assumed.
-      [324, 'dma-fault', 'vtd-dma-6.0', '0000:00:01.0', null, '0x1234000', 'read', 0x06],
-      [331, 'dma-fault', 'vtd-dma-6.0', '0000:00:01.0', null, '0x5678000', 'write', 0x05],
-      [339, 'dma-fault', 'vtd-dma-6.0', '0000:00:01.0', null, '0x300000', 'read', 0x06],
-      [349, 'dma-fault', 'vtd-dma-6.0', '0000:00:01.0', null, '0x200000', 'write', 0x05],
+      [324, 'dma-fault', 'vtd-dma-5.15', '0000:00:01.0', null, '0x1234000', 'read', 0x06],
+      [331, 'dma-fault', 'vtd-dma-5.15', '0000:00:01.0', null, '0x5678000', 'write', 0x05],
+      [339, 'dma-fault', 'vtd-dma-5.15', '0000:00:01.0', null, '0x300000', 'read', 0x06],
+      [349, 'dma-fault', 'vtd-dma-5.15', '0000:00:01.0', null, '0x200000', 'write', 0x05],
     ]);
     const faults = events.slice(1);
     assert.deepEqual(faults.map((e) => [e.endLine, e.iommu, e.details.printedReason, e.details.faultStatus]), [
@@ -375,7 +375,7 @@ describe('readers: plain-words explanations', () => {
     const { events } = decode('vtd-6x.log');
     const text = explainEvent(events[3]!).join('\n');
     const r = faultReason(6)!;
-    assert.match(text, /^lines 10-17: Intel VT-d DMA fault on dmar0 \(vtd-dma-6\.0: Linux 5\.15 and later\) at 3713481\.750962/);
+    assert.match(text, /^lines 10-17: Intel VT-d DMA fault on dmar0 \(vtd-dma-5\.15: Linux 5\.15 and later\) at 3713481\.750962/);
     assert.ok(text.includes('device 0000:2f:00.1 tried to read 0x7ebb0000 without a PASID'));
     assert.ok(text.includes(`fault reason 0x06 "PTE Read access is not set": ${r.meaning}`));
     assert.ok(text.includes(`next:  ${r.check}`));
