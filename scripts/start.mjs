@@ -30,8 +30,12 @@ function stop(why) {
         /* already gone */
       }
     }
-    await cs?.stop();
-    if (watcher && !(await groupGone(watcher.pid, 5000))) process.kill(-watcher.pid, 'SIGKILL');
+    try {
+      await cs?.stop();
+      if (watcher && !(await groupGone(watcher.pid, 5000))) process.kill(-watcher.pid, 'SIGKILL');
+    } catch {
+      /* the group went away between the check and the kill: nothing is left to stop */
+    }
     process.exit(0);
   })();
   return stopping;

@@ -79,7 +79,8 @@ export async function installExtension(vsix, dir) {
   let out = '';
   child.stdout.on('data', (b) => (out += b));
   child.stderr.on('data', (b) => (out += b));
-  const code = await new Promise((resolve) => child.once('exit', resolve));
+  // 'close', not 'exit': the output streams have then delivered everything for the message below.
+  const code = await new Promise((resolve) => child.once('close', resolve));
   if (code !== 0) throw new Error(`code-server --install-extension ${vsix} exited with ${code}:\n${out}`);
   return out;
 }
