@@ -1,7 +1,7 @@
 // `npm start`: install what is missing, build, and open examples/ in a real VS Code with the extension loaded.
 // With VS Code's `code` CLI on PATH it opens a desktop window in development mode; otherwise it serves the
 // project's pinned code-server on 127.0.0.1 and prints the URL to open in a browser.
-// Options: --port N (code-server port, default 8080 or the next free one), --watch (rebuild on change).
+// Options: --port N (code-server port, which must be free; default 8080 or the next free one to 8099), --watch (rebuild on change).
 //
 // Stopping: Ctrl-C (SIGINT to the terminal's process group), SIGTERM or SIGHUP to this script, or the end
 // of the process that started it all stop everything it started: code-server with every process of its
@@ -10,12 +10,40 @@
 // dies of it and leaves this script behind with a new parent; so the script watches its parent too.
 import { spawn, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
-import { freePort, groupGone, startCodeServer } from './lib/code-server.mjs';
+import { freePort, groupGone, portIsFree, startCodeServer } from './lib/code-server.mjs';
 import { ensureNpmPackages, root } from './lib/npm-packages.mjs';
 
 const examples = join(root, 'examples');
 const run = (cmd, args) => spawnSync(cmd, args, { cwd: root, stdio: 'inherit' }).status === 0;
 const portAt = process.argv.indexOf('--port');
+const portText = portAt > 0 ? process.argv[portAt + 1] : undefined;
+const portValid = /^\d{1,5}$/.test(portText ?? '') && Number(portText) >= 1 && Number(portText) <= 65535;
+if (portAt > 0 && !portValid) {
+  console.error(`npm start: --port needs a port number, 1-65535 (got ${portText === undefined ? 'nothing' : `'${portText}'`})`);
+  process.exit(2);
+}
+
+/**
+ * The port asked for with --port, which must be free (a busy one is an error, not a surprise elsewhere); by
+ * default 8080, or the next free one up to 8099, or any free one, said aloud when it is not 8080.
+ */
+async function choosePort() {
+  if (portAt > 0) {
+    const wanted = Number(portText);
+    if (await portIsFree(wanted)) return wanted;
+    console.error(`npm start: port ${wanted} is in use on 127.0.0.1 (another npm start? pick another with --port N)`);
+    process.exit(1);
+  }
+  for (let p = 8080; p < 8100; p++) {
+    if (await portIsFree(p)) {
+      if (p !== 8080) console.log(`npm start: port 8080 is in use; using ${p}`);
+      return p;
+    }
+  }
+  const p = await freePort(0);
+  console.log(`npm start: ports 8080-8099 are in use; using ${p}`);
+  return p;
+}
 
 let watcher; // the --watch build, in its own process group (node and the esbuild service it starts)
 let cs; // the running code-server
@@ -66,7 +94,7 @@ if (code && !process.env.IOMMU_LAB_USE_CODE_SERVER) {
   console.log('The --watch build goes on rebuilding; press Ctrl+C to stop it.');
 } else {
   if (!run('bash', ['scripts/install-code-server.sh'])) process.exit(1);
-  const port = await freePort(portAt > 0 ? Number(process.argv[portAt + 1]) : 8080);
+  const port = await choosePort();
   // A signal during start-up exits at once; code-server's lib then kills the group it was starting.
   cs = await startCodeServer({ port, dir: join(root, '.vscode-test/code-server') });
   const url = cs.workbenchUrl({ folder: examples, payload: [['extensionDevelopmentPath', cs.remoteUri(root)]] });

@@ -17,6 +17,15 @@ export function codeServerInstalled() {
 }
 
 /** A port the kernel says is free right now. */
+/** Whether `port` can be bound on 127.0.0.1 right now. */
+export function portIsFree(port) {
+  return new Promise((resolve) => {
+    const srv = createServer();
+    srv.once('error', () => resolve(false));
+    srv.listen(port, '127.0.0.1', () => srv.close(() => resolve(true)));
+  });
+}
+
 export async function freePort(preferred = 0) {
   return new Promise((resolve, reject) => {
     const srv = createServer();
