@@ -2,7 +2,7 @@ import { U64 } from '../core/u64';
 import { linuxFaultReason } from '../core/vtd/fault-reasons';
 import { bdfToDevice, hexNumber, hexWord, normalizeHex, ridToDevice } from './hex';
 import { newEvent, type EventKind, type LogEvent } from './log-event';
-import { type LineInfo, type LineReader, type ReadResult, events } from './log-reader';
+import { type Continuation, type LineInfo, type LineReader, MAX_JOINED, type ReadResult, events } from './log-reader';
 import { describeQiDescriptor } from './vtd-descriptors';
 
 /**
@@ -98,51 +98,124 @@ function value(key: string, text: string, problems: string[]): number | string {
   return n;
 }
 
+/**
+ * QEMU traces `vtd_dmar_fault` for every blocked request, then `vtd_frr_new` only when it records the fault;
+ * vtd_report_dmar_fault (hw/i386/intel_iommu.c) records nothing while a fault of the same source id is
+ * pending ("New fault is not recorded due to compression of faults") or the registers overflowed, so the
+ * guest sees only the recorded ones. A `vtd_dmar_fault` therefore takes the `vtd_frr_new` line right after it
+ * (same source id and page) as its record, and says `details.recorded`: true with the record, false when the
+ * next line is anything else. A `vtd_frr_new` alone (a trace of that event only) is a fault of its own.
+ */
+class FaultRecordFollows implements Continuation {
+  done = false;
+  private wrapped = false;
+  private recordHead: string | null = null;
+  constructor(
+    private readonly fault: LogEvent,
+    private text: string,
+    private readonly parse: (msg: string, info: LineInfo) => LogEvent | null,
+  ) {}
+  absorb(msg: string, info: LineInfo): boolean {
+    // A tail wrapped off the fault's own line (mail, a bug tracker) comes first: the line read whole again.
+    if (!this.wrapped && !TRACE.test(msg) && msg.length <= MAX_JOINED) {
+      const whole = this.parse(`${this.text} ${msg.trim()}`, info);
+      if (whole && whole.details.event === 'vtd_dmar_fault') {
+        this.wrapped = true;
+        this.text = `${this.text} ${msg.trim()}`;
+        Object.assign(this.fault, { device: whole.device, address: whole.address, access: whole.access, reason: whole.reason, pasid: whole.pasid, details: whole.details });
+        return true;
+      }
+    }
+    if (this.recordHead !== null) {
+      msg = `${this.recordHead} ${msg.trim()}`;
+      this.recordHead = null;
+    } else if (msg.indexOf('vtd_frr_new') !== -1 && msg.length <= MAX_JOINED && this.parse(msg, info)?.details.record === undefined) {
+      // The record's line itself wrapped before its words were complete: wait for the rest.
+      this.recordHead = msg.trimEnd();
+      return true;
+    }
+    this.done = true;
+    const next = msg.indexOf('vtd_frr_new') === -1 ? null : this.parse(msg, info);
+    const f = this.fault;
+    const rec = next?.details.record as { sid: number } | undefined;
+    const samePage = next?.address !== null && f.address !== null && next?.address === pageOf(f.address);
+    if (!next || !rec || rec.sid !== f.details.sid || !samePage) {
+      f.details.recorded = false;
+      return false;
+    }
+    f.details.recorded = true;
+    f.details.record = rec;
+    f.details.recordIndex = next.details.index;
+    f.details.recordWords = { high: next.details.high, low: next.details.low };
+    if (next.pasid !== null) f.pasid = next.pasid;
+    if (next.details.problems) f.details.problems = [...((f.details.problems as string[]) ?? []), ...(next.details.problems as string[])];
+    return true;
+  }
+}
+
+/** The 4 KiB page of a `0x` address, as the fault record holds it. */
+function pageOf(address: string): string | null {
+  const w = hexWord(address);
+  return w ? new U64(w.hi, (w.lo & 0xffff_f000) >>> 0).toString() : null;
+}
+
 export function createQemuTraceReader(): LineReader {
   return {
     read(msg: string, info: LineInfo): ReadResult {
       if (msg.indexOf('vtd_') === -1) return null;
       const m = TRACE.exec(msg);
       if (!m) return errorReport(msg, info);
-      const name = m[3]!;
-      const text = (m[4] ?? '').trim();
-      const e = newEvent(info.lineNo, 'intel', kindOf(name), 'qemu-trace');
-      e.timestamp = m[2] ?? info.timestamp;
-      const fields: Record<string, number | string> = {};
-      const problems: string[] = [];
-      PAIRS.lastIndex = 0;
-      for (let p = PAIRS.exec(text); p; p = PAIRS.exec(text)) {
-        const key = p[1] === 'source id' ? 'sid' : p[1]!;
-        if (!(key in fields)) fields[key] = value(key, p[2]!, problems);
+      const e = traceEvent(m, info);
+      if (e.details.event === 'vtd_dmar_fault' && typeof e.details.sid === 'number') {
+        return { events: [e], more: new FaultRecordFollows(e, msg, (next, nextInfo) => {
+          const n = TRACE.exec(next);
+          return n ? traceEvent(n, nextInfo) : null;
+        }) };
       }
-      e.details = { event: name, text, ...(m[1] !== undefined ? { pid: Number(m[1]) } : {}), ...fields };
-      const dev = DEV.exec(text);
-      const busDevfn = BUS_DEVFN.exec(text);
-      if (dev) e.device = bdfToDevice(dev[1]!, dev[2]!, String(parseInt(dev[3]!, 16)));
-      else if (typeof fields.sid === 'number') e.device = fields.sid === SID_INVALID ? null : ridToDevice(fields.sid);
-      else if (busDevfn) {
-        const bus = Number(busDevfn[1]);
-        const devfn = Number(busDevfn[2]);
-        if (bus <= 0xff && devfn <= 0xff) e.device = ridToDevice((bus << 8) | devfn);
-      }
-      if (fields.sid === SID_INVALID) e.details.sidInvalid = true;
-      if (typeof fields.pasid === 'number' && fields.pasid !== NO_PASID) {
-        if (fields.pasid <= 0xf_ffff) e.pasid = fields.pasid;
-        else problems.push(`pasid 0x${fields.pasid.toString(16)} is wider than a PASID (20 bits)`);
-      }
-      const iova = /\biova (0x[0-9a-fA-F]{1,16})/.exec(text) ?? /\baddr (0x[0-9a-fA-F]{1,16})/.exec(text);
-      if (iova && carriesIova(name, e.kind)) e.address = normalizeHex(iova[1]!);
-      if (name === 'vtd_dmar_fault') {
-        // QEMU traces the reason in decimal.
-        if (typeof fields.fault === 'number') e.reason = { code: fields.fault, text: linuxFaultReason(fields.fault).text };
-        if (typeof fields.write === 'number') e.access = fields.write === 1 ? 'write' : 'read';
-      }
-      if (name === 'vtd_frr_new') faultRecord(e, fields, problems);
-      if (name === 'vtd_inv_desc') invalidationDescriptor(e, fields);
-      if (problems.length > 0) e.details.problems = problems;
       return events(e);
     },
   };
+}
+
+/** One `vtd_*` trace line as an event. */
+function traceEvent(m: RegExpExecArray, info: LineInfo): LogEvent {
+  const name = m[3]!;
+  const text = (m[4] ?? '').trim();
+  const e = newEvent(info.lineNo, 'intel', kindOf(name), 'qemu-trace');
+  e.timestamp = m[2] ?? info.timestamp;
+  const fields: Record<string, number | string> = {};
+  const problems: string[] = [];
+  PAIRS.lastIndex = 0;
+  for (let p = PAIRS.exec(text); p; p = PAIRS.exec(text)) {
+    const key = p[1] === 'source id' ? 'sid' : p[1]!;
+    if (!(key in fields)) fields[key] = value(key, p[2]!, problems);
+  }
+  e.details = { event: name, text, ...(m[1] !== undefined ? { pid: Number(m[1]) } : {}), ...fields };
+  const dev = DEV.exec(text);
+  const busDevfn = BUS_DEVFN.exec(text);
+  if (dev) e.device = bdfToDevice(dev[1]!, dev[2]!, String(parseInt(dev[3]!, 16)));
+  else if (typeof fields.sid === 'number') e.device = fields.sid === SID_INVALID ? null : ridToDevice(fields.sid);
+  else if (busDevfn) {
+    const bus = Number(busDevfn[1]);
+    const devfn = Number(busDevfn[2]);
+    if (bus <= 0xff && devfn <= 0xff) e.device = ridToDevice((bus << 8) | devfn);
+  }
+  if (fields.sid === SID_INVALID) e.details.sidInvalid = true;
+  if (typeof fields.pasid === 'number' && fields.pasid !== NO_PASID) {
+    if (fields.pasid <= 0xf_ffff) e.pasid = fields.pasid;
+    else problems.push(`pasid 0x${fields.pasid.toString(16)} is wider than a PASID (20 bits)`);
+  }
+  const iova = /\biova (0x[0-9a-fA-F]{1,16})/.exec(text) ?? /\baddr (0x[0-9a-fA-F]{1,16})/.exec(text);
+  if (iova && carriesIova(name, e.kind)) e.address = normalizeHex(iova[1]!);
+  if (name === 'vtd_dmar_fault') {
+    // QEMU traces the reason in decimal.
+    if (typeof fields.fault === 'number') e.reason = { code: fields.fault, text: linuxFaultReason(fields.fault).text };
+    if (typeof fields.write === 'number') e.access = fields.write === 1 ? 'write' : 'read';
+  }
+  if (name === 'vtd_frr_new') faultRecord(e, fields, problems);
+  if (name === 'vtd_inv_desc') invalidationDescriptor(e, fields);
+  if (problems.length > 0) e.details.problems = problems;
+  return e;
 }
 
 /** Events whose `addr`/`iova` is an input address (a fault's, a translation's, an invalidation's), not a register or table address. */
