@@ -58,7 +58,7 @@ const REGS_64_HEAD = ['CAP', 'ECAP', 'RTADDR', 'CCMD', 'AFLOG', 'PHMBASE', 'PHML
 
 /**
  * Which registers a kernel lists, in its order (test/unit/readers-debugfs.test.ts compares each with the
- * arrays of the sources in test/fixtures/kernel/debugfs-regs-*.txt and with the real 6.12 dump):
+ * lists read from the sources, test/fixtures/kernel/debugfs-regs-*.txt, and with the real 6.12 dump):
  * - `single`: the first version, 4.20 (6825d3ea6cde "iommu/vt-d: Add debugfs support to show register
  *   contents") to 5.5: one list in register order, every register read with `dmar_readq` (so a 32-bit register
  *   shows its neighbour in the high half). Checked up to MTRR_FIX64K_00000 against the old list in the diff of
