@@ -1,8 +1,8 @@
-import { DEBUGFS_REGISTERS, DebugfsFile } from '../core/driver/debugfs';
-import { parsePciAddress, pciRid } from '../core/pci';
-import { U64 } from '../core/u64';
+import { DebugfsFile } from '../core/driver/debugfs';
+import type { DebugfsDump, DebugfsInput, InterruptDump, Location, QueueDump, RegsetDump, TranslationDump } from './debugfs-dump';
 import { EXACT, FIXED, LOOSE, padded, rightAligned } from './debugfs-lines';
-import { hexNumber, hexWord } from './hex';
+import { DebugfsRows, type Section } from './debugfs-rows';
+import { hexNumber } from './hex';
 
 /**
  * Reads the Intel VT-d debugfs files (`/sys/kernel/debug/iommu/intel/`) as the kernel prints them
@@ -10,177 +10,18 @@ import { hexNumber, hexWord } from './hex';
  * files concatenated with `cat`, `head`'s `==> file <==` banners or `grep -r .`'s `path:` prefixes. It only
  * parses; src/readers/debugfs-import.ts loads the result into the hardware model. Every line is either
  * understood or reported with its file and line number; nothing here throws on bad input.
+ *
+ * The parts: debugfs-dump.ts (what a dump is made of), debugfs-lines.ts (the kernel's line forms),
+ * debugfs-rows.ts (reading each file's rows); this module frames the inputs and tells lines apart.
  */
 
-export interface DebugfsInput {
-  /** Path as the user gave it (relative to the debugfs root when it came from a directory); '' for stdin. */
-  readonly path: string;
-  readonly text: string;
-}
-
-/** Where something was read: the input's path (or the file a banner in it named) and its line; line 0 for the whole input. */
-export interface Location {
-  readonly file: string;
-  readonly line: number;
-}
-
-export interface DebugfsDiagnostic extends Location {
-  readonly severity: 'error' | 'warning' | 'info';
-  readonly message: string;
-}
-
-/**
- * A diagnostic as one line, `FILE:LINE: severity: message`: a problem of a whole input (line 0) has no
- * line, and one of no input in particular (a dump read as a whole) is named `input`, what the caller
- * calls the dump (its directory, `<stdin>`).
- */
-export function diagnosticText(d: DebugfsDiagnostic, input: string): string {
-  return `${d.file || input}${d.line > 0 ? `:${d.line}` : ''}: ${d.severity}: ${d.message}`;
-}
-
-export interface RegsetDump {
-  readonly unit: string;
-  readonly base: number;
-  readonly at: Location;
-  readonly registers: { readonly name: string; readonly offset: number; readonly value: U64; readonly at: Location }[];
-}
-
-export interface TranslationRow {
-  readonly bus: number;
-  readonly devfn: number;
-  readonly root: readonly [hi: U64, lo: U64];
-  readonly context: readonly [hi: U64, lo: U64];
-  /** -1 in legacy mode. */
-  readonly pasid: number;
-  /** val[0], val[1], val[2] (printed val[2]:val[1]:val[0]); null in legacy mode. */
-  readonly pasidEntry: readonly [U64, U64, U64] | null;
-  readonly at: Location;
-}
-
-export interface TranslationDump {
-  readonly unit: string;
-  readonly rootTable: number;
-  readonly at: Location;
-  readonly rows: TranslationRow[];
-}
-
-export interface QueueDump {
-  readonly unit: string;
-  readonly at: Location;
-  base: number;
-  head: number;
-  tail: number;
-  /** 256-bit descriptors (scalable-mode capable unit) or 128-bit. */
-  wide: boolean | undefined;
-  readonly rows: { readonly index: number; readonly qwords: readonly U64[]; readonly status: number; readonly at: Location }[];
-}
-
-export interface IrteRow {
-  readonly index: number;
-  readonly sid: number;
-  readonly low: U64;
-  readonly high: U64;
-  readonly at: Location;
-}
-
-export interface InterruptDump {
-  readonly unit: string;
-  readonly kind: 'remapped' | 'posted';
-  readonly at: Location;
-  /** IR table address; undefined when the kernel printed "Interrupt Remapping is not enabled". */
-  table: number | undefined;
-  readonly entries: IrteRow[];
-}
-
-export interface DomainRow {
-  /** Input page frame (IOVA >> 12). */
-  readonly pfn: number;
-  /** Entry values by level (index 5 = PML5E ... 1 = PTE); undefined for levels the row does not show or shows as zero. */
-  readonly path: readonly (U64 | undefined)[];
-  readonly at: Location;
-}
-
-export interface DomainDump {
-  readonly segment: number;
-  readonly sid: number;
-  /** The PASID the header names; undefined when it names none (legacy mode). */
-  readonly pasid: number | undefined;
-  readonly pgd: number;
-  readonly at: Location;
-  readonly rows: DomainRow[];
-}
-
-export interface DebugfsDump {
-  readonly regsets: RegsetDump[];
-  readonly translations: TranslationDump[];
-  readonly queues: QueueDump[];
-  readonly interrupts: InterruptDump[];
-  readonly domains: DomainDump[];
-  /** Units with a `dmar_perf_latency` section (statistics only: nothing of it is loaded). */
-  readonly latencies: { readonly unit: string; readonly at: Location }[];
-  /** Units the kernel said have DMA remapping disabled. */
-  readonly disabled: { readonly unit: string; readonly at: Location }[];
-  readonly diagnostics: DebugfsDiagnostic[];
-  lines: number;
-  unrecognisedLines: number;
-}
-
-const LIMIT_DIAGNOSTICS = 200;
+export * from './debugfs-dump';
 
 // How tools wrap files: `==> path <==` (head, tail) and `path:line` (grep -r . DIR).
 const HEAD_BANNER = /^==> (.+) <==$/;
 const KNOWN_FILE = new RegExp(`^(.*?(?:${Object.values(DebugfsFile).join('|')})):(.*)$`);
 
-/** The number in hex digits text[from, to) (at most 13), or -1 if one of them is not a hex digit. */
-function hexDigits(text: string, from: number, to: number): number {
-  let v = 0;
-  for (let i = from; i < to; i++) {
-    const c = text.charCodeAt(i);
-    const d = c >= 48 && c <= 57 ? c - 48 : c >= 97 && c <= 102 ? c - 87 : c >= 65 && c <= 70 ? c - 55 : -1;
-    if (d < 0) return -1;
-    v = v * 16 + d;
-  }
-  return v;
-}
-
-type Section =
-  | { kind: 'none' }
-  | { kind: 'regset'; dump: RegsetDump }
-  | { kind: 'translation'; dump: TranslationDump }
-  | { kind: 'queue'; dump: QueueDump }
-  | { kind: 'interrupts'; dump: InterruptDump | undefined }
-  | { kind: 'domain'; dump: DomainDump }
-  | { kind: 'perf' };
-
-/** The PASID a per-device file's path names (`<dev>/<pasid-hex>/domain_translation_struct`), if any. */
-function pasidFromPath(path: string): { device?: string; pasid?: number; perDevice: boolean } {
-  const parts = path.split(/[\\/]/).filter((p) => p !== '');
-  const i = parts.lastIndexOf(DebugfsFile.domain);
-  if (i < 1) return { perDevice: false };
-  const parent = parts[i - 1]!;
-  if (parsePciAddress(parent)) return { device: parent, perDevice: true };
-  const grand = parts[i - 2];
-  const pasid = hexNumber(parent);
-  if (grand && parsePciAddress(grand) && pasid !== undefined) return { device: grand, pasid, perDevice: true };
-  return { perDevice: false };
-}
-
-export class DebugfsParser {
-  readonly dump: DebugfsDump = {
-    regsets: [],
-    translations: [],
-    queues: [],
-    interrupts: [],
-    domains: [],
-    latencies: [],
-    disabled: [],
-    diagnostics: [],
-    lines: 0,
-    unrecognisedLines: 0,
-  };
-  private section: Section = { kind: 'none' };
-  private file = '';
-  private suppressed = 0;
+export class DebugfsParser extends DebugfsRows {
   /** The first line of the current file whose spacing differs from the kernel's (reported once per file). */
   private looseReported = false;
 
@@ -243,20 +84,6 @@ export class DebugfsParser {
       this.dump.diagnostics.push({ file: this.file, line: 0, severity: 'info', message: `${this.suppressed} more problems not listed` });
     }
     return this.dump;
-  }
-
-  private report(severity: DebugfsDiagnostic['severity'], line: number, message: string): void {
-    if (this.dump.diagnostics.length >= LIMIT_DIAGNOSTICS) {
-      this.suppressed++;
-      return;
-    }
-    this.dump.diagnostics.push({ file: this.file, line, severity, message });
-  }
-
-  private unrecognised(line: number, text: string, why: string): void {
-    this.dump.unrecognisedLines++;
-    const shown = text.length > 80 ? text.slice(0, 77) + '...' : text;
-    this.report('warning', line, `${why}: '${shown}'`);
   }
 
   /** A line understood only with its whitespace normalised: said once per file. */
@@ -453,118 +280,6 @@ export class DebugfsParser {
     return false;
   }
 
-  private regsetRow(name: string, offsetText: string, valueText: string, at: Location, dump: RegsetDump): void {
-    const offset = parseInt(offsetText, 16);
-    const known = DEBUGFS_REGISTERS[name];
-    if (known !== undefined && known !== offset) {
-      this.report('warning', at.line, `${name} is at 0x${known.toString(16)}, not 0x${offset.toString(16)}; using the offset the dump gives`);
-    }
-    dump.registers.push({ name, offset, value: hexWord(valueText)!, at });
-  }
-
-  private translationRow(m: RegExpExecArray, at: Location, dump: TranslationDump): void {
-    const bus = parseInt(m[1]!, 16);
-    const dev = parseInt(m[2]!, 16);
-    if (dev > 0x1f) return this.unrecognised(at.line, m[0], `device number ${m[2]} is above 1f`);
-    const pasid = m[8] === undefined ? -1 : parseInt(m[8], 10);
-    if (pasid < -1 || pasid >= 2 ** 20) return this.unrecognised(at.line, m[0], `PASID ${m[8]} is out of range`);
-    const w = (i: number) => hexWord(m[i]!)!;
-    dump.rows.push({
-      bus,
-      devfn: (dev << 3) | parseInt(m[3]!, 10),
-      root: [w(4), w(5)],
-      context: [w(6), w(7)],
-      pasid,
-      pasidEntry: pasid === -1 || m[10] === undefined ? null : [w(12), w(11), w(10)],
-      at,
-    });
-  }
-
-  private queueGeometry(m: RegExpExecArray, dump: QueueDump): void {
-    dump.base = hexNumber(m[1]!) ?? 0;
-    dump.head = Number(m[2]!);
-    dump.tail = Number(m[3]!);
-  }
-
-  private queueRow(m: RegExpExecArray, at: Location, dump: QueueDump): void {
-    const wide = m[5] !== undefined;
-    if (dump.wide !== undefined && dump.wide !== wide) {
-      return this.unrecognised(at.line, m[0], `expected ${dump.wide ? 4 : 2} descriptor words`);
-    }
-    dump.wide = wide;
-    const qwords = [m[3]!, m[4]!, ...(wide ? [m[5]!, m[6]!] : [])].map((q) => hexWord(q)!);
-    // `%016x` of an int: the status word is 32 bits.
-    dump.rows.push({ index: parseInt(m[2]!, 10), qwords, status: hexNumber(m[7]!.slice(-8)) ?? 0, at });
-  }
-
-  private irRow(m: RegExpExecArray, at: Location, dump: InterruptDump): void {
-    if ((m[7] !== undefined) !== (dump.kind === 'posted')) return this.unrecognised(at.line, m[0], `not a ${dump.kind} interrupt table row`);
-    const dev = parseInt(m[4]!, 16);
-    if (dev > 0x1f) return this.unrecognised(at.line, m[0], `device number ${m[4]} is above 1f`);
-    const sid = (parseInt(m[3]!, 16) << 8) | (dev << 3) | parseInt(m[5]!, 10);
-    dump.entries.push({ index: parseInt(m[1]!, 10), sid, high: hexWord(m[9]!)!, low: hexWord(m[10]!)!, at });
-  }
-
-  private domainTitle(m: RegExpExecArray, at: Location): void {
-    const addr = parsePciAddress(m[1]!);
-    if (!addr) {
-      this.unrecognised(at.line, m[0], `'${m[1]}' is not a PCI address`);
-      this.section = { kind: 'none' };
-      return;
-    }
-    let pasid: number | undefined;
-    if (m[2] !== undefined) {
-      const fromPath = pasidFromPath(this.file);
-      // 6.7+ per-device files print the PASID in hex; the older global file printed it in decimal.
-      pasid = fromPath.perDevice || /[a-fA-F]/.test(m[2]) || !/(^|[\\/])domain_translation_struct$/.test(this.file) ? parseInt(m[2], 16) : parseInt(m[2], 10);
-      if (fromPath.pasid !== undefined && fromPath.pasid !== pasid) {
-        this.report('warning', at.line, `the file is in the directory of PASID ${fromPath.pasid.toString(16)} but names PASID ${m[2]}`);
-      }
-      if (pasid >= 2 ** 20) {
-        this.unrecognised(at.line, m[0], `PASID ${m[2]} is out of range`);
-        this.section = { kind: 'none' };
-        return;
-      }
-    }
-    const dump: DomainDump = { segment: addr.segment, sid: pciRid(addr), pasid, pgd: hexNumber(m[3]!) ?? 0, at, rows: [] };
-    this.dump.domains.push(dump);
-    this.section = { kind: 'domain', dump };
-  }
-
-  /**
-   * A page-table row exactly as the kernel prints it (`0x%013lx |\t0x%016llx` then `\t0x%016llx` per column),
-   * read by offsets; false sends the line to the other readers, which also say what is wrong with it. Rows have
-   * five entries until e8aa45f8cc2c ("iommu/vt-d: debugfs: Dump entry pointing to huge page", 6.7), which ends
-   * a row at its large page (three or four).
-   */
-  private fastDomainRow(t: string, lineNo: number, dump: DomainDump): boolean {
-    const cols = (t.length + 1 - 18) / 19;
-    if (cols !== 3 && cols !== 4 && cols !== 5) return false;
-    if (t.charCodeAt(1) !== 120 || t.charCodeAt(15) !== 32 || t.charCodeAt(16) !== 124 || t.charCodeAt(17) !== 9) return false;
-    const pfn = hexDigits(t, 2, 15);
-    if (pfn < 0) return false;
-    const path: (U64 | undefined)[] = [undefined, undefined, undefined, undefined, undefined, undefined];
-    for (let i = 0; i < cols; i++) {
-      const at = 18 + i * 19;
-      if (t.charCodeAt(at) !== 48 || t.charCodeAt(at + 1) !== 120 || (i < cols - 1 && t.charCodeAt(at + 18) !== 9)) return false;
-      const hi = hexDigits(t, at + 2, at + 10);
-      const lo = hexDigits(t, at + 10, at + 18);
-      if (hi < 0 || lo < 0) return false;
-      if (hi !== 0 || lo !== 0) path[5 - i] = new U64(hi, lo);
-    }
-    dump.rows.push({ pfn, path, at: { file: this.file, line: lineNo } });
-    return true;
-  }
-
-  private domainRow(m: RegExpExecArray, at: Location, dump: DomainDump): void {
-    const path: (U64 | undefined)[] = [undefined];
-    for (let level = 1; level <= 5; level++) {
-      const text = m[7 - level];
-      const v = text === undefined ? undefined : hexWord(text);
-      path.push(v === undefined || v.isZero() ? undefined : v);
-    }
-    dump.rows.push({ pfn: hexNumber(m[1]!)!, path, at });
-  }
 }
 
 /** Parses every input in order (for a directory: the files sorted so that tables come before domain files). */

@@ -14,6 +14,7 @@ import { debugfsFileOrder, parseDebugfs } from '../../src/readers/debugfs';
 import { importDebugfs, loadDebugfs } from '../../src/readers/debugfs-import';
 import { describeImport, reportText, walkImported } from '../../src/readers/debugfs-report';
 import { debugfsKernel, type DebugfsScenario, faultDump } from '../support/debugfs-kernel';
+import { kernelRegsetLists } from '../support/kernel-tables';
 import { fixtureFiles } from '../support/make-debugfs-fixture';
 import { runCli } from './cli.test';
 
@@ -100,12 +101,8 @@ describe('readers: Intel debugfs dumps', () => {
   });
 
   it('lists the registers of each regset layout as the sources of the kernels it names do', () => {
-    // The IOMMU_REGSET_ENTRY() arrays of a source (test/fixtures/kernel/debugfs-regs-*.txt), 32-bit list then 64-bit list.
-    const lists = (version: string) => {
-      const text = readFileSync(join(root, `test/fixtures/kernel/debugfs-regs-${version}.txt`), 'utf8');
-      const array = (name: string) => [.../\[\] = \{([^}]*)\}/.exec(text.slice(text.indexOf(name)))![1]!.matchAll(/IOMMU_REGSET_ENTRY\((\w+)\)/g)].map((m) => m[1]!);
-      return { regs32: array('iommu_regs_32'), regs64: array('iommu_regs_64') };
-    };
+    // The iommu_regs_32 and iommu_regs_64 lists of a source (test/fixtures/kernel/debugfs-regs-*.txt), 32-bit list then 64-bit list.
+    const lists = (version: string) => kernelRegsetLists(root, version);
     const names = (l: { regs32: readonly string[]; regs64: readonly string[] }) => ({ regs32: [...l.regs32], regs64: [...l.regs64] });
     assert.deepEqual(names(REGSET_LAYOUTS['split-vcmd']), lists('5.10'));
     assert.deepEqual(names(REGSET_LAYOUTS['split-vcmd']), lists('6.1'));

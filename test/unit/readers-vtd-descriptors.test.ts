@@ -1,45 +1,26 @@
 import * as assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { U64 } from '../../src/core/u64';
 import { describePageRequest, describeQiDescriptor } from '../../src/readers/vtd-descriptors';
+import { kernelPageGroupFacts, type KernelField } from '../support/kernel-tables';
 
 /**
  * Page group responses and page requests in both VT-d layouts they have had. The descriptors are built from
- * the kernel's own macros and structure (test/fixtures/kernel/pgrp-5.10.txt and pgrp-6.12.txt, copied from
- * the 5.10 and 6.12 sources), the way prq_event_thread() of each version fills them.
+ * the facts of the kernel's own macros and structure (test/fixtures/kernel/pgrp-5.10.txt and pgrp-6.12.txt,
+ * read from the 5.10 and 6.12 sources), the way prq_event_thread() of each version fills them.
  */
 
 const root = join(__dirname, '../../..');
-const source = (version: string) => readFileSync(join(root, `test/fixtures/kernel/pgrp-${version}.txt`), 'utf8');
 
-/** `#define QI_PGRP_X(p) (((u64)(p)) << N)`: N per macro; `#define QI_PGRP_RESP_TYPE 0x9`. */
-function macros(text: string): { shift: Record<string, number>; type: bigint } {
-  const shift: Record<string, number> = {};
-  for (const m of text.matchAll(/^#define\s+(QI_PGRP_\w+)\(\w+\)\s+\(\(\(u64\)\(\w+\)\)\s*<<\s*(\d+)\)/gm)) shift[m[1]!] = Number(m[2]);
-  const type = /^#define\s+QI_PGRP_RESP_TYPE\s+(0x[0-9a-f]+)/m.exec(text);
-  assert.ok(type, 'QI_PGRP_RESP_TYPE');
-  return { shift, type: BigInt(type[1]!) };
+/** The bit each QI_PGRP_X() macro shifts to, per macro, and QI_PGRP_RESP_TYPE. */
+function macros(version: string): { shift: Record<string, number>; type: bigint } {
+  const { shift, type } = kernelPageGroupFacts(root, version);
+  return { shift, type };
 }
 
-/** The bit offset of every field of `struct page_req_dsc`, per qword, from its bitfield widths. */
-function requestLayout(text: string): Record<string, { word: number; lsb: number; width: number }> {
-  const body = /struct page_req_dsc \{([\s\S]*?)\n\};/.exec(text)![1]!;
-  const out: Record<string, { word: number; lsb: number; width: number }> = {};
-  let word = 0;
-  let lsb = 0;
-  for (const line of body.split('\n')) {
-    const bits = /^\s*u64 (\w+):(\d+);/.exec(line);
-    if (bits) {
-      out[bits[1]!] = { word, lsb, width: Number(bits[2]) };
-      lsb += Number(bits[2]);
-    } else if (/^\s*};\s*$/.test(line) && lsb > 0) {
-      // The end of a qword's bitfield struct.
-      word++;
-      lsb = 0;
-    }
-  }
-  return out;
+/** The bit offset of every field of `struct page_req_dsc`, per qword, with its width. */
+function requestLayout(version: string): Record<string, KernelField> {
+  return kernelPageGroupFacts(root, version).request;
 }
 
 const u64 = (v: bigint) => U64.fromBigInt(v);
@@ -54,8 +35,8 @@ const put = (layout: ReturnType<typeof requestLayout>, values: Record<string, bi
 };
 
 describe('readers: page group responses and page requests across VT-d revisions', () => {
-  const v510 = macros(source('5.10'));
-  const v612 = macros(source('6.12'));
+  const v510 = macros('5.10');
+  const v612 = macros('6.12');
 
   it('finds the macros each version has: PDP in 5.10 only', () => {
     assert.equal(v510.shift.QI_PGRP_PDP, 5);
@@ -108,8 +89,8 @@ describe('readers: page group responses and page requests across VT-d revisions'
   });
 
   it('reads page requests by the field positions of each version\'s struct page_req_dsc', () => {
-    const l510 = requestLayout(source('5.10'));
-    const l612 = requestLayout(source('6.12'));
+    const l510 = requestLayout('5.10');
+    const l612 = requestLayout('6.12');
     assert.deepEqual(l510.priv_data_present, { word: 0, lsb: 9, width: 1 });
     assert.equal(l612.priv_data_present, undefined);
     assert.deepEqual(l612.rsvd, { word: 0, lsb: 9, width: 7 });
