@@ -31,7 +31,7 @@ export interface PasidDirEntryFact {
 }
 
 /**
- * The walk-dump keys this reads, from `LogEvent.details.walk` as src/readers/vtd-log.ts builds it: `iommu`, and
+ * The walk-dump keys this reads, from `LogEvent.details.walk` as src/readers/vtd-walk-dump.ts builds it: `iommu`, and
  * `steps`, each with `entry`; the context step (`entry: 'context'`) has `low`, the PASID directory step
  * (`entry: 'pasid-dir'`) has `value` and, when the log reader provides it, `address` (hex text).
  */
