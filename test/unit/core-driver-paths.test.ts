@@ -2,29 +2,14 @@
 // behind, which flushes it issues and which lines it prints. Expected values come from the Linux sources
 // (6.12.118 on disk, 6.17 where the model follows it), each test naming the function it checks.
 import * as assert from 'node:assert/strict';
-import type { EndpointCapabilities } from '../../src/core/hw/endpoint';
 import { Machine } from '../../src/core/hw/machine';
 import { capabilitiesOf, type VtdFeatures } from '../../src/core/vtd/cap';
 import { U64 } from '../../src/core/u64';
-import { KernelError } from '../../src/core/driver/errors';
 import { IommuKernel, type KernelOptions } from '../../src/core/driver/kernel';
 import type { PageFault } from '../../src/core/driver/domain';
-import { VtdUnit } from '../../src/core/vtd/unit';
 import { contextEntryAddress, pasidEntryAddress } from '../../src/core/vtd/tables';
 import { descriptorsDuring } from '../support/descriptors';
-
-const ATS_PRI_PASID: EndpointCapabilities = { ats: {}, pri: {}, pasid: { width: 20 } };
-
-function platform(o: { features?: VtdFeatures; kernel?: KernelOptions; devices?: Record<string, EndpointCapabilities> } = {}) {
-  const m = new Machine();
-  m.addVtdUnit({ name: 'dmar0', regBase: 0xaa3f_c000, features: { supervisorRequests: true, ...o.features } });
-  for (const [bdf, caps] of Object.entries(o.devices ?? { '6a:01.0': ATS_PRI_PASID, '6b:00.0': { ats: {}, pasid: { width: 20 } }, '00:02.0': {} })) m.addEndpoint(bdf, caps, 'dmar0');
-  const k = new IommuKernel(m, o.kernel).boot();
-  return { m, k, unit: m.unit('dmar0') as VtdUnit };
-}
-
-const throwsErrno = (fn: () => unknown, errno: string) =>
-  assert.throws(fn, (e: unknown) => e instanceof KernelError && e.errno === errno, `expected ${errno}`);
+import { ATS_PRI_PASID, platform, throwsErrno } from '../support/kernel-platform';
 
 /** The log lines `fn` printed. */
 function linesDuring(k: IommuKernel, fn: () => void): string[] {

@@ -2,13 +2,11 @@ import * as assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import fc from 'fast-check';
-import type { EndpointCapabilities } from '../../src/core/hw/endpoint';
 import { Machine } from '../../src/core/hw/machine';
 import { U64 } from '../../src/core/u64';
-import type { VtdFeatures } from '../../src/core/vtd/cap';
 import type { Domain } from '../../src/core/driver/domain';
 import { KernelError } from '../../src/core/driver/errors';
-import { IommuKernel, type KernelOptions } from '../../src/core/driver/kernel';
+import { IommuKernel } from '../../src/core/driver/kernel';
 import { dmarFaultLines } from '../../src/core/driver/log';
 import { PasidAllocator, PasidContext } from '../../src/core/driver/pasid-alloc';
 import { psiAligned } from '../../src/core/driver/flush';
@@ -18,21 +16,9 @@ import { descriptorsDuring } from '../support/descriptors';
 import { pasidEntryAddress } from '../../src/core/vtd/tables';
 import { Perm } from '../../src/core/vtd/caches';
 import { guestTable } from '../support/guest-table';
-
-const ATS_PRI_PASID: EndpointCapabilities = { ats: {}, pri: {}, pasid: { width: 20 } };
-
-function platform(o: { features?: VtdFeatures; kernel?: KernelOptions; devices?: Record<string, EndpointCapabilities> } = {}) {
-  const m = new Machine();
-  m.addVtdUnit({ name: 'dmar0', regBase: 0xaa3f_c000, features: { supervisorRequests: true, ...o.features } });
-  for (const [bdf, caps] of Object.entries(o.devices ?? { '6a:01.0': ATS_PRI_PASID, '6b:00.0': { ats: {}, pasid: { width: 20 } }, '00:02.0': {} })) m.addEndpoint(bdf, caps, 'dmar0');
-  const k = new IommuKernel(m, o.kernel).boot();
-  return { m, k };
-}
+import { ATS_PRI_PASID, platform, throwsErrno } from '../support/kernel-platform';
 
 const dmaOk = (k: IommuKernel, dev: string, addr: number) => k.dma(dev, { addr }).result.ok;
-
-const throwsErrno = (fn: () => unknown, errno: string) =>
-  assert.throws(fn, (e: unknown) => e instanceof KernelError && e.errno === errno, `expected ${errno}`);
 
 describe('driver model: the Linux IOMMU core and VT-d driver', () => {
   it('boots like Linux: boot lines, scalable mode, a first-stage default DMA domain per device', () => {
