@@ -181,15 +181,49 @@ describe('VT-d queues and fault recording', () => {
       }
     });
 
-    it('a tail that is not a 256-bit boundary is IQE with IQEI 1 (invalid tail pointer); IQH does not move', () => {
-      const r = rig();
+    // IQERCD.IQEI codes: Intel's IQERCD_REG register page (0 info not available, 1 invalid tail pointer, 2
+    // descriptor fetch error, 3 invalid type, 4 reserved field, 5 invalid width) and VirtualBox's VTDIQEI enum
+    // and IQT write handler (6 queue tail misaligned: IQT bit 4 with 256-bit descriptors; 7 invalid TTM).
+    const queueError = (r: ReturnType<typeof rig>, write: () => void) => {
       r.machine.events.startRecording();
-      r.unit.writeRegister('IQT', 16);
-      const err = r.machine.events.recorded().find((e) => e.type === 'queue-error');
-      assert.ok(err?.type === 'queue-error' && err.error === 'IQE' && err.iqei === 1);
-      assert.equal((r.unit.readRegister('FSTS').lo >>> 4) & 1, 1);
-      assert.equal(r.unit.readRegister('IQER').lo & 0xf, 1);
-      assert.equal(r.unit.invalidationQueue.head, 0);
+      write();
+      const err = r.machine.events.recorded().find((e): e is Extract<HwEvent, { type: 'queue-error' }> => e.type === 'queue-error');
+      return { error: err?.error, iqei: err?.iqei, fstsIqe: (r.unit.readRegister('FSTS').lo >>> 4) & 1, iqerIqei: r.unit.readRegister('IQER').lo & 0xf, head: r.unit.invalidationQueue.head };
+    };
+
+    it('a tail off the 256-bit boundary (IQT bit 4 with IQA.DW = 1) is IQE with IQEI 6 (queue tail misaligned); IQH does not move', () => {
+      const r = rig();
+      assert.deepEqual(queueError(r, () => r.unit.writeRegister('IQT', 16)), { error: 'IQE', iqei: 6, fstsIqe: 1, iqerIqei: 6, head: 0 });
+    });
+
+    it('a tail at or beyond the end of the queue is IQE with IQEI 1 (invalid tail pointer); IQT bits 3:0 are reserved and ignored', () => {
+      const r = rig(); // IQA.QS = 0: one 4 KiB page, 128 descriptors of 256 bits
+      assert.equal(r.unit.invalidationQueue.entries, 128);
+      assert.deepEqual(queueError(r, () => r.unit.writeRegister('IQT', 128 * 32)), { error: 'IQE', iqei: 1, fstsIqe: 1, iqerIqei: 1, head: 0 });
+      const ok = rig();
+      const status = ok.machine.memory.allocPage();
+      writeEntry(ok.machine.memory, ok.unit.invalidationQueue.base, encodeDescriptor(DescType.WAIT, { SW: 1, STATUS: 5, ADDR: status }));
+      assert.deepEqual(queueError(ok, () => ok.unit.writeRegister('IQT', 32 + 0xf)), { error: undefined, iqei: undefined, fstsIqe: 0, iqerIqei: 0, head: 1 });
+      assert.equal(ok.unit.readRegister('IQT').lo, 32, 'QT is bits 18:4');
+      assert.equal(ok.machine.memory.read32(status), 5);
+    });
+
+    it('a descriptor the unit cannot read (the queue in a memory hole) is IQE with IQEI 2 (descriptor fetch error)', () => {
+      const r = rig();
+      const hole = 0x10_0000_0000;
+      r.machine.memory.addHole(hole, 0x1000_0000);
+      enableQueuedInvalidation(r.unit, hole);
+      assert.deepEqual(queueError(r, () => r.unit.writeRegister('IQT', 32)), { error: 'IQE', iqei: 2, fstsIqe: 1, iqerIqei: 2, head: 0 });
+    });
+
+    it('a reserved RTADDR.TTM (10b) latched by SRTP is IQE with IQEI 7 (invalid TTM) at the first descriptor fetched', () => {
+      const r = rig();
+      r.unit.writeRegister('RTADDR', U64.fromNumber(r.rootTable + (2 << 10)));
+      r.unit.writeRegister('GCMD', (r.unit.readRegister('GSTS').lo | (1 << 30)) >>> 0);
+      const status = r.machine.memory.allocPage();
+      writeEntry(r.machine.memory, r.unit.invalidationQueue.base, encodeDescriptor(DescType.WAIT, { SW: 1, STATUS: 5, ADDR: status }));
+      assert.deepEqual(queueError(r, () => r.unit.writeRegister('IQT', 32)), { error: 'IQE', iqei: 7, fstsIqe: 1, iqerIqei: 7, head: 0 });
+      assert.equal(r.machine.memory.read32(status), 0, 'the wait did not run');
     });
 
     it('128-bit descriptors in scalable mode are IQE with IQEI 5 (descriptor width); legacy mode takes them', () => {
