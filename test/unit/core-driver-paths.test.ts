@@ -483,6 +483,38 @@ describe('driver model on the kernel\'s error paths', () => {
       assert.equal(k.dma(dev, { pasid: 3, addr: 0x8000 }).pageRequest, undefined, 'the device sends no more page requests');
     });
 
+    it('release and re-probe after a Response Failure: pci_disable_pri leaves RF set; pci_reset_pri and pci_enable_pri at probe clear it, and page requests flow again', () => {
+      // drivers/pci/ats.c: pci_disable_pri clears PRI Control.Enable only; pci_reset_pri writes Control = Reset;
+      // pci_enable_pri wants PRI Status.Stopped, then writes Enable. The VT-d driver resets before enabling (6.1
+      // iommu_enable_pci_caps, 6.12 intel_iommu_enable_iopf). PCIe PRI Status: RF is RW1C, and Enable going from
+      // clear to set clears the status flags; Stopped is Enable clear with no page request outstanding.
+      const { m, k } = platform();
+      const failing = k.allocPagingDomain({ stage: 'first' });
+      failing.iopfHandler = () => 'failure';
+      k.attachDevicePasid(failing, '6a:01.0', 3);
+      assert.ok(k.dma('6a:01.0', { pasid: 3, addr: 0x7000 }).pageRequest);
+      const ep = m.endpoints.find((e) => e.name === '0000:6a:01.0')!;
+      assert.deepEqual([ep.priEnabled, ep.priStatus], [true, 0x0001], 'RF set, Enable still set');
+      assert.equal(k.dma('6a:01.0', { pasid: 3, addr: 0x8000 }).pageRequest, undefined, 'no page request while RF is set');
+      k.detachDevicePasid('6a:01.0', 3);
+      k.releaseDevice('6a:01.0');
+      assert.deepEqual([ep.priEnabled, ep.priStatus], [false, 0x0101], 'after pci_disable_pri: RF still set, Stopped');
+      const dev = k.probeDevice(ep);
+      assert.deepEqual([dev.priEnabled, ep.priEnabled, ep.priStatus], [true, true, 0], 'RF cleared by the Enable transition');
+      const working = k.allocPagingDomain({ stage: 'first' });
+      const seen: number[] = [];
+      working.iopfHandler = (g) => {
+        seen.push(...g.map((f) => f.address));
+        return 'success';
+      };
+      k.attachDevicePasid(working, dev, 3);
+      const stream = descriptorsDuring(m, () => assert.ok(k.dma(dev, { pasid: 3, addr: 0x9000 }).pageRequest, 'page requests flow again'));
+      assert.deepEqual(seen, [0x9000]);
+      assert.equal(stream.length, 1);
+      assert.match(stream[0]!, /^page_grp_resp RID=0x6a08 PP=1 PASID=3 PRGI=\d+ LPIG=1 RC=0$/);
+      assert.deepEqual([ep.priStatus, ep.outstandingRequests], [0, 0], 'the Success response completed the group');
+    });
+
     it('iopf_group_alloc takes every partial request of the device with the PRG index, whatever its PASID; IOMMU_PAGE_RESP_FAILURE goes out as RC 2', () => {
       const { m, k, unit } = platform();
       const dev = k.device('6a:01.0');

@@ -324,9 +324,38 @@ describe('VT-d queues and fault recording', () => {
       assert.deepEqual([resp.sid, resp.pasid, resp.prgIndex, resp.codeName, resp.origin], [SID, 3, a.prgIndex, 'success', 'descriptor']);
       const b = r.machine.pageRequest('00:02.0', { pasid: 3, address: 0x3000, read: true, write: false, exec: false, priv: false, lastInGroup: true });
       submitDescriptors(r.unit, [{ type: DescType.PAGE_GROUP_RESPONSE, fields: { PP: 1, RID: SID, PASID: 3, PRGI: b.prgIndex, LPIG: 1, RC: 0xf } }]);
-      assert.equal(ep.priStopped, true);
+      assert.equal(ep.issuesPageRequests, false);
       const c = r.machine.dma('00:02.0', { pasid: 3, addr: 0x5000 });
       assert.equal(c.pageRequest, undefined, 'a stopped PRI sends no more page requests');
+    });
+
+    it('PRI Status after a Response Failure: RF and UPRGI are RW1C; Stopped needs Enable clear and nothing outstanding, so the ignored groups hold it off until a Reset; Enable set again clears RF and UPRGI', () => {
+      // PCIe Page Request Extended Capability: Status RF (bit 0) and UPRGI (bit 1) RW1C, Stopped (bit 8) RO and
+      // defined while Enable is clear; Control Reset acts only with Enable clear (or cleared by the same write).
+      const { r, ep } = prqRig();
+      const req = { pasid: 3, read: true, write: false, exec: false, priv: false, lastInGroup: true };
+      const respond = (prgIndex: number, code: number) =>
+        submitDescriptors(r.unit, [{ type: DescType.PAGE_GROUP_RESPONSE, fields: { PP: 1, RID: SID, PASID: 3, PRGI: prgIndex, LPIG: 1, RC: code } }]);
+      const a = r.machine.pageRequest('00:02.0', { ...req, address: 0x1000 });
+      const b = r.machine.pageRequest('00:02.0', { ...req, address: 0x2000 });
+      respond(0x1ff, 0);
+      respond(a.prgIndex, 0xf);
+      assert.equal(ep.priStatus, 0x0003, 'RF | UPRGI; Stopped is undefined while Enable is set');
+      ep.clearPriStatus(0x0002);
+      assert.equal(ep.priStatus, 0x0001, 'writing 1 to UPRGI clears it alone');
+      ep.setPriControl(true, true);
+      assert.deepEqual(ep.pendingGroups.map((g) => g.prgIndex), [b.prgIndex], 'Reset with Enable set does nothing');
+      ep.setPriControl(false);
+      assert.equal(ep.priStatus, 0x0001, 'Enable clear, but group b is outstanding (its response would be ignored): not Stopped');
+      ep.setPriControl(false, true);
+      assert.deepEqual([ep.priStatus, ep.outstandingRequests], [0x0101, 0], 'Reset drops the pending requests: Stopped; RF stays');
+      ep.setPriControl(true);
+      assert.deepEqual([ep.priStatus, ep.issuesPageRequests], [0, true], 'Enable from clear to set clears RF');
+      assert.ok(r.machine.dma('00:02.0', { pasid: 3, addr: 0x5000 }).pageRequest, 'page requests leave the device again');
+      ep.setPriControl(true);
+      respond(0x1ff, 0);
+      ep.setPriControl(true);
+      assert.equal(ep.priStatus, 0x0002, 'Enable written while already set is no transition: UPRGI stays');
     });
 
     it('an unused Response Code (0010b-1110b) is processed as Response Failure; after it every PRG response is ignored; a response for no group sets UPRGI', () => {
