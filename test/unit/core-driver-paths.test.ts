@@ -2,29 +2,14 @@
 // behind, which flushes it issues and which lines it prints. Expected values come from the Linux sources
 // (6.12.118 on disk, 6.17 where the model follows it), each test naming the function it checks.
 import * as assert from 'node:assert/strict';
-import type { EndpointCapabilities } from '../../src/core/hw/endpoint';
 import { Machine } from '../../src/core/hw/machine';
 import { capabilitiesOf, type VtdFeatures } from '../../src/core/vtd/cap';
 import { U64 } from '../../src/core/u64';
-import { KernelError } from '../../src/core/driver/errors';
 import { IommuKernel, type KernelOptions } from '../../src/core/driver/kernel';
 import type { PageFault } from '../../src/core/driver/domain';
-import { VtdUnit } from '../../src/core/vtd/unit';
 import { contextEntryAddress, pasidEntryAddress } from '../../src/core/vtd/tables';
 import { descriptorsDuring } from '../support/descriptors';
-
-const ATS_PRI_PASID: EndpointCapabilities = { ats: {}, pri: {}, pasid: { width: 20 } };
-
-function platform(o: { features?: VtdFeatures; kernel?: KernelOptions; devices?: Record<string, EndpointCapabilities> } = {}) {
-  const m = new Machine();
-  m.addVtdUnit({ name: 'dmar0', regBase: 0xaa3f_c000, features: { supervisorRequests: true, ...o.features } });
-  for (const [bdf, caps] of Object.entries(o.devices ?? { '6a:01.0': ATS_PRI_PASID, '6b:00.0': { ats: {}, pasid: { width: 20 } }, '00:02.0': {} })) m.addEndpoint(bdf, caps, 'dmar0');
-  const k = new IommuKernel(m, o.kernel).boot();
-  return { m, k, unit: m.unit('dmar0') as VtdUnit };
-}
-
-const throwsErrno = (fn: () => unknown, errno: string) =>
-  assert.throws(fn, (e: unknown) => e instanceof KernelError && e.errno === errno, `expected ${errno}`);
+import { ATS_PRI_PASID, platform, throwsErrno } from '../support/kernel-platform';
 
 /** The log lines `fn` printed. */
 function linesDuring(k: IommuKernel, fn: () => void): string[] {
@@ -496,6 +481,38 @@ describe('driver model on the kernel\'s error paths', () => {
       assert.match(k.findings[0]!.message, /^0000:6a:01\.0: IOMMU_PAGE_RESP_FAILURE went out as Response Code 2 .*PRI is disabled/);
       assert.equal(dev.endpoint.priResponseFailure, true);
       assert.equal(k.dma(dev, { pasid: 3, addr: 0x8000 }).pageRequest, undefined, 'the device sends no more page requests');
+    });
+
+    it('release and re-probe after a Response Failure: pci_disable_pri leaves RF set; pci_reset_pri and pci_enable_pri at probe clear it, and page requests flow again', () => {
+      // drivers/pci/ats.c: pci_disable_pri clears PRI Control.Enable only; pci_reset_pri writes Control = Reset;
+      // pci_enable_pri wants PRI Status.Stopped, then writes Enable. The VT-d driver resets before enabling (6.1
+      // iommu_enable_pci_caps, 6.12 intel_iommu_enable_iopf). PCIe PRI Status: RF is RW1C, and Enable going from
+      // clear to set clears the status flags; Stopped is Enable clear with no page request outstanding.
+      const { m, k } = platform();
+      const failing = k.allocPagingDomain({ stage: 'first' });
+      failing.iopfHandler = () => 'failure';
+      k.attachDevicePasid(failing, '6a:01.0', 3);
+      assert.ok(k.dma('6a:01.0', { pasid: 3, addr: 0x7000 }).pageRequest);
+      const ep = m.endpoints.find((e) => e.name === '0000:6a:01.0')!;
+      assert.deepEqual([ep.priEnabled, ep.priStatus], [true, 0x0001], 'RF set, Enable still set');
+      assert.equal(k.dma('6a:01.0', { pasid: 3, addr: 0x8000 }).pageRequest, undefined, 'no page request while RF is set');
+      k.detachDevicePasid('6a:01.0', 3);
+      k.releaseDevice('6a:01.0');
+      assert.deepEqual([ep.priEnabled, ep.priStatus], [false, 0x0101], 'after pci_disable_pri: RF still set, Stopped');
+      const dev = k.probeDevice(ep);
+      assert.deepEqual([dev.priEnabled, ep.priEnabled, ep.priStatus], [true, true, 0], 'RF cleared by the Enable transition');
+      const working = k.allocPagingDomain({ stage: 'first' });
+      const seen: number[] = [];
+      working.iopfHandler = (g) => {
+        seen.push(...g.map((f) => f.address));
+        return 'success';
+      };
+      k.attachDevicePasid(working, dev, 3);
+      const stream = descriptorsDuring(m, () => assert.ok(k.dma(dev, { pasid: 3, addr: 0x9000 }).pageRequest, 'page requests flow again'));
+      assert.deepEqual(seen, [0x9000]);
+      assert.equal(stream.length, 1);
+      assert.match(stream[0]!, /^page_grp_resp RID=0x6a08 PP=1 PASID=3 PRGI=\d+ LPIG=1 RC=0$/);
+      assert.deepEqual([ep.priStatus, ep.outstandingRequests], [0, 0], 'the Success response completed the group');
     });
 
     it('iopf_group_alloc takes every partial request of the device with the PRG index, whatever its PASID; IOMMU_PAGE_RESP_FAILURE goes out as RC 2', () => {

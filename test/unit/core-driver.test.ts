@@ -2,13 +2,11 @@ import * as assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import fc from 'fast-check';
-import type { EndpointCapabilities } from '../../src/core/hw/endpoint';
 import { Machine } from '../../src/core/hw/machine';
 import { U64 } from '../../src/core/u64';
-import type { VtdFeatures } from '../../src/core/vtd/cap';
 import type { Domain } from '../../src/core/driver/domain';
 import { KernelError } from '../../src/core/driver/errors';
-import { IommuKernel, type KernelOptions } from '../../src/core/driver/kernel';
+import { IommuKernel } from '../../src/core/driver/kernel';
 import { dmarFaultLines } from '../../src/core/driver/log';
 import { PasidAllocator, PasidContext } from '../../src/core/driver/pasid-alloc';
 import { psiAligned } from '../../src/core/driver/flush';
@@ -18,21 +16,9 @@ import { descriptorsDuring } from '../support/descriptors';
 import { pasidEntryAddress } from '../../src/core/vtd/tables';
 import { Perm } from '../../src/core/vtd/caches';
 import { guestTable } from '../support/guest-table';
-
-const ATS_PRI_PASID: EndpointCapabilities = { ats: {}, pri: {}, pasid: { width: 20 } };
-
-function platform(o: { features?: VtdFeatures; kernel?: KernelOptions; devices?: Record<string, EndpointCapabilities> } = {}) {
-  const m = new Machine();
-  m.addVtdUnit({ name: 'dmar0', regBase: 0xaa3f_c000, features: { supervisorRequests: true, ...o.features } });
-  for (const [bdf, caps] of Object.entries(o.devices ?? { '6a:01.0': ATS_PRI_PASID, '6b:00.0': { ats: {}, pasid: { width: 20 } }, '00:02.0': {} })) m.addEndpoint(bdf, caps, 'dmar0');
-  const k = new IommuKernel(m, o.kernel).boot();
-  return { m, k };
-}
+import { ATS_PRI_PASID, platform, throwsErrno } from '../support/kernel-platform';
 
 const dmaOk = (k: IommuKernel, dev: string, addr: number) => k.dma(dev, { addr }).result.ok;
-
-const throwsErrno = (fn: () => unknown, errno: string) =>
-  assert.throws(fn, (e: unknown) => e instanceof KernelError && e.errno === errno, `expected ${errno}`);
 
 describe('driver model: the Linux IOMMU core and VT-d driver', () => {
   it('boots like Linux: boot lines, scalable mode, a first-stage default DMA domain per device', () => {
@@ -848,6 +834,39 @@ describe('driver model: the Linux IOMMU core and VT-d driver', () => {
       assert.match(lines[2]!, /^DMAR: QI PRIOR: Device-TLB Invalidation qw0 = 0x6a08[0-9a-f]{8}, qw1 = 0x[0-9a-f]+$/);
       assert.deepEqual(lines.slice(3), ['DMAR: Invalidation Time-out Error (ITE) cleared']);
       assert.equal(k.iommus[0]!.unit.readRegister('FSTS').lo & (1 << 6), 0);
+    });
+
+    it('qi_check_fault\'s ITE walk: from 7.0 (fe89277c9ceb) every slot; 5.8-6.x odd slots only (`head |= 1`, step 2), which never meets an even IQT - 1: a hard lockup, a located finding', () => {
+      // 5.10 dmar.c and the 6.12-stable review of fe89277c9ceb: head = ((IQH >> shift) - 1) | 1, tail = (IQT >> shift) - 1,
+      // ITE cleared (and its line printed) before `do { ... head -= 2 } while (head != tail)`.
+      for (const [version, waitParity, spins] of [['6.12', 0, true], ['6.12', 1, false], ['5.10', 0, true], ['7.0', 0, false], ['7.0', 1, false]] as const) {
+        const { m, k, unit } = platform({ kernel: { version } });
+        const qi = k.iommus[0]!.qi;
+        const dev = k.device('6a:01.0');
+        // A submission of one device-TLB invalidation puts its wait at tail + 1: pad with a lone wait to choose the parity.
+        if ((unit.invalidationQueue.tail + 1) % 2 !== waitParity) assert.equal(qi.submit([]), 'ok');
+        const waitIndex = unit.invalidationQueue.tail + 1;
+        m.endpoints.find((e) => e.sid === dev.sid)!.invalidationTimeout = true;
+        const before = k.log.lines.length;
+        const r = qi.submit([Descs.devTlb(dev.sid, 0, 0, 0, 52)]);
+        const lines = k.log.lines.slice(before).map((l) => l.text);
+        const label = `${version}, wait at slot ${waitIndex}`;
+        // 5.10 prints nothing for an ITE; from 5.13 (6ca69e5841f0) the dump's three lines, then the cleared line.
+        const printed = version === '5.10' ? 0 : 4;
+        assert.equal(lines.length, printed, label);
+        if (printed) assert.deepEqual([lines[0], lines[3]], ['DMAR: VT-d detected Invalidation Time-out Error: SID 6a08', 'DMAR: Invalidation Time-out Error (ITE) cleared'], label);
+        assert.equal(unit.readRegister('FSTS').lo & (1 << 6), 0, `${label}: ITE is cleared before the walk`);
+        if (spins) {
+          assert.equal(r, 'hang', label);
+          assert.deepEqual(k.findings.map((f) => [f.kind, f.function, f.unit, f.logLine]), [['hang', 'qi_check_fault', 'dmar0', before + printed]], label);
+          assert.match(k.findings[0]!.message, new RegExp(`starts at odd slot ${(waitIndex - 1) | 1} \\(IQH ${waitIndex} - 1, \\| 1\\) and steps by 2, so it never meets the even slot ${waitIndex} \\(IQT ${waitIndex + 1} - 1\\)`), label);
+          assert.equal(qi.submit([Descs.iecGlobal()]), 'hang', `${label}: the queue lock stays held`);
+        } else {
+          assert.equal(r, 'ok', `${label}: the wait the hardware had not fetched completes once ITE is cleared`);
+          assert.deepEqual(k.findings, [], label);
+          assert.equal(qi.submit([Descs.iecGlobal()]), 'ok', label);
+        }
+      }
     });
 
     it('invalidateNested with npages 0: the kernel\'s range ends before it starts; from 0 that is everything, elsewhere one page; never a bad descriptor', () => {

@@ -181,15 +181,49 @@ describe('VT-d queues and fault recording', () => {
       }
     });
 
-    it('a tail that is not a 256-bit boundary is IQE with IQEI 1 (invalid tail pointer); IQH does not move', () => {
-      const r = rig();
+    // IQERCD.IQEI codes: Intel's IQERCD_REG register page (0 info not available, 1 invalid tail pointer, 2
+    // descriptor fetch error, 3 invalid type, 4 reserved field, 5 invalid width) and VirtualBox's VTDIQEI enum
+    // and IQT write handler (6 queue tail misaligned: IQT bit 4 with 256-bit descriptors; 7 invalid TTM).
+    const queueError = (r: ReturnType<typeof rig>, write: () => void) => {
       r.machine.events.startRecording();
-      r.unit.writeRegister('IQT', 16);
-      const err = r.machine.events.recorded().find((e) => e.type === 'queue-error');
-      assert.ok(err?.type === 'queue-error' && err.error === 'IQE' && err.iqei === 1);
-      assert.equal((r.unit.readRegister('FSTS').lo >>> 4) & 1, 1);
-      assert.equal(r.unit.readRegister('IQER').lo & 0xf, 1);
-      assert.equal(r.unit.invalidationQueue.head, 0);
+      write();
+      const err = r.machine.events.recorded().find((e): e is Extract<HwEvent, { type: 'queue-error' }> => e.type === 'queue-error');
+      return { error: err?.error, iqei: err?.iqei, fstsIqe: (r.unit.readRegister('FSTS').lo >>> 4) & 1, iqerIqei: r.unit.readRegister('IQER').lo & 0xf, head: r.unit.invalidationQueue.head };
+    };
+
+    it('a tail off the 256-bit boundary (IQT bit 4 with IQA.DW = 1) is IQE with IQEI 6 (queue tail misaligned); IQH does not move', () => {
+      const r = rig();
+      assert.deepEqual(queueError(r, () => r.unit.writeRegister('IQT', 16)), { error: 'IQE', iqei: 6, fstsIqe: 1, iqerIqei: 6, head: 0 });
+    });
+
+    it('a tail at or beyond the end of the queue is IQE with IQEI 1 (invalid tail pointer); IQT bits 3:0 are reserved and ignored', () => {
+      const r = rig(); // IQA.QS = 0: one 4 KiB page, 128 descriptors of 256 bits
+      assert.equal(r.unit.invalidationQueue.entries, 128);
+      assert.deepEqual(queueError(r, () => r.unit.writeRegister('IQT', 128 * 32)), { error: 'IQE', iqei: 1, fstsIqe: 1, iqerIqei: 1, head: 0 });
+      const ok = rig();
+      const status = ok.machine.memory.allocPage();
+      writeEntry(ok.machine.memory, ok.unit.invalidationQueue.base, encodeDescriptor(DescType.WAIT, { SW: 1, STATUS: 5, ADDR: status }));
+      assert.deepEqual(queueError(ok, () => ok.unit.writeRegister('IQT', 32 + 0xf)), { error: undefined, iqei: undefined, fstsIqe: 0, iqerIqei: 0, head: 1 });
+      assert.equal(ok.unit.readRegister('IQT').lo, 32, 'QT is bits 18:4');
+      assert.equal(ok.machine.memory.read32(status), 5);
+    });
+
+    it('a descriptor the unit cannot read (the queue in a memory hole) is IQE with IQEI 2 (descriptor fetch error)', () => {
+      const r = rig();
+      const hole = 0x10_0000_0000;
+      r.machine.memory.addHole(hole, 0x1000_0000);
+      enableQueuedInvalidation(r.unit, hole);
+      assert.deepEqual(queueError(r, () => r.unit.writeRegister('IQT', 32)), { error: 'IQE', iqei: 2, fstsIqe: 1, iqerIqei: 2, head: 0 });
+    });
+
+    it('a reserved RTADDR.TTM (10b) latched by SRTP is IQE with IQEI 7 (invalid TTM) at the first descriptor fetched', () => {
+      const r = rig();
+      r.unit.writeRegister('RTADDR', U64.fromNumber(r.rootTable + (2 << 10)));
+      r.unit.writeRegister('GCMD', (r.unit.readRegister('GSTS').lo | (1 << 30)) >>> 0);
+      const status = r.machine.memory.allocPage();
+      writeEntry(r.machine.memory, r.unit.invalidationQueue.base, encodeDescriptor(DescType.WAIT, { SW: 1, STATUS: 5, ADDR: status }));
+      assert.deepEqual(queueError(r, () => r.unit.writeRegister('IQT', 32)), { error: 'IQE', iqei: 7, fstsIqe: 1, iqerIqei: 7, head: 0 });
+      assert.equal(r.machine.memory.read32(status), 0, 'the wait did not run');
     });
 
     it('128-bit descriptors in scalable mode are IQE with IQEI 5 (descriptor width); legacy mode takes them', () => {
@@ -290,9 +324,38 @@ describe('VT-d queues and fault recording', () => {
       assert.deepEqual([resp.sid, resp.pasid, resp.prgIndex, resp.codeName, resp.origin], [SID, 3, a.prgIndex, 'success', 'descriptor']);
       const b = r.machine.pageRequest('00:02.0', { pasid: 3, address: 0x3000, read: true, write: false, exec: false, priv: false, lastInGroup: true });
       submitDescriptors(r.unit, [{ type: DescType.PAGE_GROUP_RESPONSE, fields: { PP: 1, RID: SID, PASID: 3, PRGI: b.prgIndex, LPIG: 1, RC: 0xf } }]);
-      assert.equal(ep.priStopped, true);
+      assert.equal(ep.issuesPageRequests, false);
       const c = r.machine.dma('00:02.0', { pasid: 3, addr: 0x5000 });
       assert.equal(c.pageRequest, undefined, 'a stopped PRI sends no more page requests');
+    });
+
+    it('PRI Status after a Response Failure: RF and UPRGI are RW1C; Stopped needs Enable clear and nothing outstanding, so the ignored groups hold it off until a Reset; Enable set again clears RF and UPRGI', () => {
+      // PCIe Page Request Extended Capability: Status RF (bit 0) and UPRGI (bit 1) RW1C, Stopped (bit 8) RO and
+      // defined while Enable is clear; Control Reset acts only with Enable clear (or cleared by the same write).
+      const { r, ep } = prqRig();
+      const req = { pasid: 3, read: true, write: false, exec: false, priv: false, lastInGroup: true };
+      const respond = (prgIndex: number, code: number) =>
+        submitDescriptors(r.unit, [{ type: DescType.PAGE_GROUP_RESPONSE, fields: { PP: 1, RID: SID, PASID: 3, PRGI: prgIndex, LPIG: 1, RC: code } }]);
+      const a = r.machine.pageRequest('00:02.0', { ...req, address: 0x1000 });
+      const b = r.machine.pageRequest('00:02.0', { ...req, address: 0x2000 });
+      respond(0x1ff, 0);
+      respond(a.prgIndex, 0xf);
+      assert.equal(ep.priStatus, 0x0003, 'RF | UPRGI; Stopped is undefined while Enable is set');
+      ep.clearPriStatus(0x0002);
+      assert.equal(ep.priStatus, 0x0001, 'writing 1 to UPRGI clears it alone');
+      ep.setPriControl(true, true);
+      assert.deepEqual(ep.pendingGroups.map((g) => g.prgIndex), [b.prgIndex], 'Reset with Enable set does nothing');
+      ep.setPriControl(false);
+      assert.equal(ep.priStatus, 0x0001, 'Enable clear, but group b is outstanding (its response would be ignored): not Stopped');
+      ep.setPriControl(false, true);
+      assert.deepEqual([ep.priStatus, ep.outstandingRequests], [0x0101, 0], 'Reset drops the pending requests: Stopped; RF stays');
+      ep.setPriControl(true);
+      assert.deepEqual([ep.priStatus, ep.issuesPageRequests], [0, true], 'Enable from clear to set clears RF');
+      assert.ok(r.machine.dma('00:02.0', { pasid: 3, addr: 0x5000 }).pageRequest, 'page requests leave the device again');
+      ep.setPriControl(true);
+      respond(0x1ff, 0);
+      ep.setPriControl(true);
+      assert.equal(ep.priStatus, 0x0002, 'Enable written while already set is no transition: UPRGI stays');
     });
 
     it('an unused Response Code (0010b-1110b) is processed as Response Failure; after it every PRG response is ignored; a response for no group sets UPRGI', () => {

@@ -9,6 +9,7 @@ import { IntelIommu } from './intel-iommu';
 import { IrqRemapping } from './irq-remapping';
 import { capabilityLine, devPrefix, dmarPrefix } from './log';
 import { IOMMU_NO_PASID } from './pasid-alloc';
+import { pciDisablePri, pciEnablePri, pciResetPri } from './pci-pri';
 import { Descs } from './qi';
 import type { KernelState } from './state';
 
@@ -105,14 +106,17 @@ export class Probe {
       dev.pasidEnabled = pasidSupported;
       dev.atsEnabled = atsSupported;
       dev.priSupported = priSupported;
-      dev.priEnabled = dev.atsEnabled && dev.priSupported;
+      // iommu_enable_pci_pri (6.17): with ATS on and PRI supported, pci_reset_pri then pci_enable_pri; a device
+      // released after a Response Failure comes back with RF cleared by the Enable transition.
+      dev.priEnabled = dev.atsEnabled && dev.priSupported && pciResetPri(ep, false) === undefined && pciEnablePri(ep, false) === undefined;
     } else {
       // Legacy mode: ATS is enabled only once a paging domain's context entry is set (legacyContextMapping).
       dev.atsSupported = ep.caps.ats !== undefined && unit.ecap.dt === 1;
     }
     ep.pasidEnabled = dev.pasidEnabled;
     ep.atsEnabled = dev.atsEnabled;
-    ep.priEnabled = dev.priEnabled;
+    // Enable's reset value is clear; the model's endpoints start with it set, for tests of the bare hardware.
+    if (!dev.priEnabled) pciDisablePri(ep);
     // __iommu_probe_device -> iommu_group_add_device (drivers/iommu/iommu.c has no dev_fmt).
     dev.group = this.groupFor(dev);
     this.k.log.info(`${devPrefix(dev)}Adding to iommu group ${dev.group}`);
@@ -147,7 +151,8 @@ export class Probe {
     this.k.attach.blockRid(dev, options);
     this.k.blocked.removeAttachment(dev, undefined);
     dev.coreRidDomain = undefined;
-    dev.priEnabled = dev.endpoint.priEnabled = false;
+    if (dev.priEnabled) pciDisablePri(dev.endpoint);
+    dev.priEnabled = false;
     dev.atsEnabled = dev.endpoint.atsEnabled = false;
     dev.pasidEnabled = dev.endpoint.pasidEnabled = false;
     this.k.devices.delete(dev.sid);

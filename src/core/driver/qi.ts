@@ -22,7 +22,33 @@ export const QI_ABORT = 3;
 /** Linux: QI_LENGTH = 256 descriptors; 256-bit descriptors need two pages (QS = 1). */
 export const QI_LENGTH = 256;
 
-/** `hang`: the kernel would spin in qi_submit_sync for ever (see IommuKernel.findings). */
+/**
+ * 8a1d82462540 "iommu/vt-d: Multiple descriptors per qi_submit_sync()" (Lu Baolu; "IOMMU Updates for Linux
+ * v5.8"): a submission is up to 16 descriptors and its wait. Before it, one descriptor and its wait, so every
+ * wait sat at an odd slot. The model submits batches at every version.
+ */
+export const QI_BATCHES: KernelVersion = '5.8';
+
+/**
+ * qi_check_fault's ITE walk marks every fetched slot QI_ABORT from fe89277c9ceb "iommu/vt-d: Fix intel iommu
+ * iotlb sync hardlockup and retry" (Guanghui Feng; Fixes: 8a1d82462540; in Linus's tree for 7.0, with the
+ * 7.0-rc fixes of March 2026). Before it, `head |= 1` and a step of 2 visited odd slots only: right while
+ * every wait was odd, wrong once batches came (5.8): an even IQT - 1 is never met, so the walk spins.
+ * Checked: the 6.12-stable review mail quotes the diff (`-		head |= 1;`, `head - 2` becomes `head - 1`); the
+ * 5.10 (Debian) source still has the parity walk. Versions here are mainline (x.y = x.y.0): the fix was
+ * queued for the 5.10.y, 5.15.y, 6.1.y, 6.6.y, 6.12.y, 6.18.y and 6.19.y stables (linux-stable-rc queue of
+ * 2026-03-30), and the 6.1 and 6.12.118 (Debian) sources, like the real VM's 6.12.118, have the new walk.
+ */
+export const ITE_WALKS_EVERY_SLOT: KernelVersion = '7.0';
+
+/**
+ * 754d07b940c4 "iommu/vt-d: Fix IQE handling to cover all descriptors in submission range" (in v7.3-rc5):
+ * qi_check_fault claims an IQE anywhere in the submission, not only on its first slot. Not pinned: modelled
+ * from the subject only (its diff was not found; the revision lists that carry it give the subject alone).
+ */
+export const IQE_ANY_SLOT: KernelVersion = '7.3';
+
+/** `hang`: the kernel would spin in qi_submit_sync or qi_check_fault for ever (see IommuKernel.findings). */
 export type SubmitResult = 'ok' | 'invalid-descriptor' | 'timeout' | 'hang';
 
 /**
@@ -104,6 +130,7 @@ export class QueuedInvalidation {
     let rc: SubmitResult | 'again' = 'ok';
     while (this.status(waitIndex) !== QI_DONE) {
       const r = this.checkFault(index, waitIndex);
+      if (r === 'hang') return 'hang'; // nothing is freed: the CPU never leaves qi_check_fault
       if (r !== 'ok') {
         rc = r;
         break;
@@ -111,7 +138,7 @@ export class QueuedInvalidation {
       // The model's hardware runs the queue synchronously: a wait still not done after the fault check will
       // never be. The kernel goes round this loop for ever with interrupts off (printing qi_dump_fault's lines
       // on every pass, of which the model prints the first): an IQE the fault check does not claim, such as
-      // one on a later descriptor of the batch before 7.3 (see checkFault). Nothing is freed, IQE stays set.
+      // one on a later descriptor of the batch before 7.3 (IQE_ANY_SLOT, see checkFault). Nothing is freed, IQE stays set.
       if (this.status(waitIndex) !== QI_DONE) {
         this.hung = true;
         const fsts = unit.readRegister('FSTS').lo;
@@ -137,10 +164,13 @@ export class QueuedInvalidation {
    * ICE is cleared.
    *
    * Which IQE is this submission's: up to 7.2 only one whose IQH is the batch's first slot (`(head >> shift)
-   * == index`), so an IQE on a later descriptor is never claimed and the submitter spins; 7.3 claims an IQH
-   * anywhere from the first slot to the wait descriptor: 754d07b940c4 "iommu/vt-d: Fix IQE handling to cover
-   * all descriptors in submission range" (v7.3-rc5). Its diff was not at hand; the range is what its subject
-   * says, with the same repair.
+   * == index`), so an IQE on a later descriptor is never claimed and the submitter spins; from 7.3
+   * (IQE_ANY_SLOT, not pinned: modelled from the subject only) an IQH anywhere from the first slot to the
+   * wait descriptor, with the same repair.
+   *
+   * The ITE walk: every slot from 7.0 (ITE_WALKS_EVERY_SLOT); from 5.8 to 6.x odd slots only, which spins
+   * for ever with interrupts off (a hard lockup) when IQT - 1 is even. That is a finding, after the dump and
+   * the `(ITE) cleared` line the kernel prints before the walk; the hardware, its ITE cleared, goes on.
    */
   private checkFault(index: number, waitIndex: number): SubmitResult | 'again' {
     const unit = this.unit;
@@ -151,7 +181,7 @@ export class QueuedInvalidation {
     if (fault & ((1 << FSTS.IQE) | (1 << FSTS.ITE) | (1 << FSTS.ICE))) this.dumpFault(fault);
     if (fault & (1 << FSTS.IQE)) {
       const head = unit.invalidationQueue.head;
-      const ours = isAtLeast(this.version, '7.3') ? (head - index + QI_LENGTH) % QI_LENGTH <= (waitIndex - index + QI_LENGTH) % QI_LENGTH : head === index;
+      const ours = isAtLeast(this.version, IQE_ANY_SLOT) ? (head - index + QI_LENGTH) % QI_LENGTH <= (waitIndex - index + QI_LENGTH) % QI_LENGTH : head === index;
       if (ours) {
         writeEntry(mem, q.base + head * q.descSize, this.read(waitIndex), 'inv-descriptor');
         unit.writeRegister('FSTS', 1 << FSTS.IQE);
@@ -160,13 +190,30 @@ export class QueuedInvalidation {
       }
     }
     if (fault & (1 << FSTS.ITE)) {
-      let head = (unit.invalidationQueue.head - 1 + QI_LENGTH) % QI_LENGTH;
-      const tail = (unit.invalidationQueue.tail - 1 + QI_LENGTH) % QI_LENGTH;
+      const oddSlots = isAtLeast(this.version, QI_BATCHES) && !isAtLeast(this.version, ITE_WALKS_EVERY_SLOT);
+      const iqh = unit.invalidationQueue.head;
+      const iqt = unit.invalidationQueue.tail;
+      let head = (iqh - 1 + QI_LENGTH) % QI_LENGTH;
+      if (oddSlots) head |= 1;
+      const tail = (iqt - 1 + QI_LENGTH) % QI_LENGTH;
       unit.writeRegister('FSTS', 1 << FSTS.ITE);
       this.cleared('ITE');
+      const step = oddSlots ? 2 : 1;
+      // An odd head stepping by 2 through a ring of 256 slots meets only odd slots: an even tail never.
+      if (oddSlots && tail % 2 === 0) {
+        this.hung = true;
+        this.findings.push({
+          kind: 'hang',
+          function: 'qi_check_fault',
+          unit: unit.name,
+          logLine: this.log.length,
+          message: `${unit.name}: qi_check_fault spins for ever after the ITE (a hard lockup): its abort walk starts at odd slot ${head} (IQH ${iqh} - 1, | 1) and steps by 2, so it never meets the even slot ${tail} (IQT ${iqt} - 1) it stops at; the batch from slot ${index} with its wait at slot ${waitIndex} is never retried (fixed by fe89277c9ceb in 7.0)`,
+        });
+        return 'hang';
+      }
       do {
         if (this.status(head) === QI_IN_USE) mem.write32(this.statusBase + head * 4, QI_ABORT, 'qi-status');
-        head = (head - 1 + QI_LENGTH) % QI_LENGTH;
+        head = (head - step + QI_LENGTH) % QI_LENGTH;
       } while (head !== tail);
       // The ITE's SID names a device; the driver gives up (-ETIMEDOUT) only when it is gone, and the model's
       // devices never go away.

@@ -36,20 +36,30 @@ export interface PendingGroup {
   readonly addresses: number[];
 }
 
+/**
+ * PRI Status (PCIe Page Request Extended Capability, offset 0x06), as Linux's pci_regs.h names the bits:
+ * Response Failure and Unexpected PRG Index are RW1C; Stopped is read-only and means something only while
+ * Enable is clear.
+ */
+export const PCI_PRI_STATUS_RF = 0x0001;
+export const PCI_PRI_STATUS_UPRGI = 0x0002;
+export const PCI_PRI_STATUS_STOPPED = 0x0100;
+
 export class Endpoint {
   readonly sid: number;
   readonly name: string;
   atsEnabled: boolean;
-  priEnabled: boolean;
   pasidEnabled: boolean;
   /**
    * PRI Status RF (Response Failure): a PRG Response with Response Failure (1111b), or with an unused code
-   * (0010b-1110b, which the Function processes as Response Failure), disabled the Page Request Interface:
-   * the device sends no more page requests and ignores every later PRG Response until PRI is re-enabled.
+   * (0010b-1110b, which the Function processes as Response Failure), arrived. While it is set the device
+   * sends no page request and ignores every PRG Response. It is RW1C (clearPriStatus) and PRI Control.Enable
+   * going from clear to set clears it (setPriControl).
    */
   priResponseFailure = false;
-  /** PRI Status UPRGI (Unexpected Page Request Group Index): a PRG Response named no outstanding group. */
+  /** PRI Status UPRGI (Unexpected Page Request Group Index): a PRG Response named no outstanding group. RW1C. */
   priUnexpectedPrgIndex = false;
+  private priEnable: boolean;
   /** PASID controls: whether the device may issue execute and privileged requests. */
   pasidExecEnabled: boolean;
   pasidPrivEnabled: boolean;
@@ -66,7 +76,7 @@ export class Endpoint {
     this.sid = pciRid(address);
     this.name = formatPciAddress(address);
     this.atsEnabled = caps.ats !== undefined;
-    this.priEnabled = caps.pri !== undefined;
+    this.priEnable = caps.pri !== undefined;
     this.pasidEnabled = caps.pasid !== undefined;
     this.pasidExecEnabled = caps.pasid?.exec ?? false;
     this.pasidPrivEnabled = caps.pasid?.priv ?? false;
@@ -152,9 +162,49 @@ export class Endpoint {
     this.groups.set(k, g);
   }
 
-  /** Whether PRI is disabled by a Response Failure (PRI Status RF): no page request leaves the device. */
-  get priStopped(): boolean {
-    return this.priResponseFailure;
+  // ---- PRI Control and Status (PCIe Page Request Extended Capability) ----
+
+  /** PRI Control.Enable. Setting it is a write of Enable alone (setPriControl). */
+  get priEnabled(): boolean {
+    return this.priEnable;
+  }
+
+  set priEnabled(on: boolean) {
+    this.setPriControl(on);
+  }
+
+  /**
+   * A write of PRI Control: Enable, and Reset. Enable going from clear to set clears the status flags (RF,
+   * UPRGI; Stopped is only defined while Enable is clear). Reset, written while Enable is clear or is being
+   * cleared by the same write, drops the pending request state: every outstanding page request group is
+   * forgotten, answered or not. Written with Enable set, Reset does nothing.
+   */
+  setPriControl(enable: boolean, reset = false): void {
+    if (enable && !this.priEnable) {
+      this.priResponseFailure = false;
+      this.priUnexpectedPrgIndex = false;
+    }
+    this.priEnable = enable;
+    if (reset && !enable) this.groups.clear();
+  }
+
+  /**
+   * PRI Status: RF, UPRGI, and Stopped when Enable is clear and no page request is outstanding (a Response
+   * Failure leaves groups outstanding, since the responses to them are ignored: only a Reset stops PRI then).
+   */
+  get priStatus(): number {
+    return (this.priResponseFailure ? PCI_PRI_STATUS_RF : 0) | (this.priUnexpectedPrgIndex ? PCI_PRI_STATUS_UPRGI : 0) | (!this.priEnable && this.groups.size === 0 ? PCI_PRI_STATUS_STOPPED : 0);
+  }
+
+  /** A write to PRI Status: 1s in RF and UPRGI clear them (RW1C); Stopped is read-only. */
+  clearPriStatus(bits: number): void {
+    if (bits & PCI_PRI_STATUS_RF) this.priResponseFailure = false;
+    if (bits & PCI_PRI_STATUS_UPRGI) this.priUnexpectedPrgIndex = false;
+  }
+
+  /** Whether the device may send page requests: PRI enabled and no Response Failure pending. */
+  get issuesPageRequests(): boolean {
+    return this.priEnable && !this.priResponseFailure;
   }
 
   /**
@@ -197,7 +247,7 @@ export class Endpoint {
 
   restore(s: EndpointState): void {
     this.atsEnabled = s.atsEnabled;
-    this.priEnabled = s.priEnabled;
+    this.priEnable = s.priEnabled;
     this.pasidEnabled = s.pasidEnabled;
     this.priResponseFailure = s.priResponseFailure;
     this.priUnexpectedPrgIndex = s.priUnexpectedPrgIndex;

@@ -151,7 +151,7 @@ export class Machine {
     }
     const tr = unit.translate({ ...base, kind: 'translation-request' }, options);
     if (!tr.ok) {
-      if (ep.priEnabled && !ep.priStopped && (req.pasid === undefined || ep.pasidEnabled)) {
+      if (ep.issuesPageRequests && (req.pasid === undefined || ep.pasidEnabled)) {
         const prgIndex = ep.allocatePrgIndex(pasid);
         const page = Math.floor(addrNum / 4096) * 4096;
         ep.addRequest(pasid, prgIndex, page);

@@ -32,12 +32,35 @@ export const DescType = {
 export const PAGE_STREAM_RESPONSE_TYPE = 0xa;
 
 /**
- * IQERCD.IQEI, why the hardware set FSTS.IQE (VT-d spec, Invalidation Queue Error Record register): 0 no
- * information (older hardware), 1 invalid tail pointer, 2 descriptor fetch error, 3 invalid descriptor
- * type, 4 reserved field set in a valid descriptor type, 5 invalid descriptor width for the translation
- * mode (128-bit descriptors in scalable mode).
+ * IQERCD.IQEI [3:0], why the hardware set FSTS.IQE. The codes, as Intel's IQERCD_REG register page
+ * (edc.intel.com, 14th-generation Core "IQ Error Info register", offset 0xb0) words 0-5 and VirtualBox's
+ * `VTDIQEI` enum (include/VBox/iommu-intel.h, read in cyberus-technology/virtualbox-kvm) names 0-7:
+ *
+ * | IQEI | meaning | this model raises it when |
+ * |---|---|---|
+ * | 0 | info not available (hardware older than IQEI) | never: the modelled unit reports the cause |
+ * | 1 | invalid tail pointer | IQT.QT is at or beyond the end of the queue (IQA.QS) |
+ * | 2 | descriptor fetch error | the descriptor's address cannot be read (above HAW or in a memory hole) |
+ * | 3 | invalid descriptor type | a type outside the unit's set (0x0, 0xa-0x7f) |
+ * | 4 | reserved field set in a valid descriptor type | a reserved bit, granularity or out-of-range field |
+ * | 5 | invalid descriptor width for the translation mode | 128-bit descriptors (IQA.DW = 0) in scalable mode |
+ * | 6 | queue tail misaligned | IQT bit 4 set while IQA.DW = 1 (256-bit descriptors) |
+ * | 7 | invalid TTM | the latched RTADDR.TTM is a reserved value (10b, or 11b without abort-DMA mode) |
+ *
+ * VirtualBox's IQT write handler raises 6 exactly so (`VTDIQEI_QUEUE_TAIL_MISALIGNED` when DW is 256-bit and
+ * bit 4 is set) and names the TTM case `kDmarDiag_Iqei_Ttm_Rsvd`; Intel's page in the corpus breaks off
+ * after 5, so 6 and 7 are VirtualBox's reading of the spec, not checked against the spec's own words.
  */
-export const IQEI = { NOT_AVAILABLE: 0, INVALID_TAIL: 1, FETCH_ERROR: 2, INVALID_TYPE: 3, RESERVED_FIELD: 4, INVALID_WIDTH: 5 } as const;
+export const IQEI = {
+  NOT_AVAILABLE: 0,
+  INVALID_TAIL: 1,
+  FETCH_ERROR: 2,
+  INVALID_TYPE: 3,
+  RESERVED_FIELD: 4,
+  INVALID_WIDTH: 5,
+  TAIL_MISALIGNED: 6,
+  INVALID_TTM: 7,
+} as const;
 export type IqeInfo = (typeof IQEI)[keyof typeof IQEI];
 
 /**

@@ -134,6 +134,8 @@ export class VtdUnit implements IommuUnit {
   // Latched state (what GCMD made effective).
   private rootTable = 0;
   private scalable = false;
+  /** RTADDR.TTM as SRTP last latched it: 00 legacy, 01 scalable; 10 and 11 are reserved here (no ECAP.ADMS). */
+  private ttm = 0;
   /** GSTS.TES, kept as a field: it is read on every translation. */
   private tes = false;
 
@@ -275,7 +277,8 @@ export class VtdUnit implements IommuUnit {
         this.setReg(Reg.FECTL, 0, (v.lo & 0x8000_0000) | (this.reg(Reg.FECTL).lo & 0x4000_0000));
         return;
       case Reg.IQT:
-        this.setReg(Reg.IQT, v.hi, v.lo);
+        // QT is bits 18:4; bits 3:0 and 63:19 are reserved (read-only 0).
+        this.setReg(Reg.IQT, 0, v.lo & 0x7_fff0);
         return this.processQueue();
       default:
         this.setReg(offset, v.hi, v.lo);
@@ -320,7 +323,8 @@ export class VtdUnit implements IommuUnit {
     const rt = this.reg(Reg.RTADDR);
     const hiBits = this.memory.hostAddressWidth - 32;
     this.rootTable = (rt.hi % 2 ** hiBits) * TWO_32 + ((rt.lo & 0xffff_f000) >>> 0);
-    this.scalable = ((rt.lo >>> 10) & 3) === RTADDR_TTM_SCALABLE;
+    this.ttm = (rt.lo >>> 10) & 3;
+    this.scalable = this.ttm === RTADDR_TTM_SCALABLE;
   }
 
   private writeGcmd(cmd: number): void {
@@ -1142,7 +1146,7 @@ export class VtdUnit implements IommuUnit {
 
   /**
    * Fetches and executes descriptors from IQH to IQT, stopping at an invalid one (IQE, IQH left on it, the
-   * reason in IQERCD.IQEI) or a device-TLB time-out (ITE).
+   * reason in IQERCD.IQEI: the table at IQEI in descriptors.ts) or a device-TLB time-out (ITE).
    */
   private processQueue(): void {
     if (!this.regBit(Reg.GSTS, GSTS.QIES)) return;
@@ -1151,19 +1155,33 @@ export class VtdUnit implements IommuUnit {
     const q = this.invalidationQueue;
     const words = q.descSize === 32 ? 4 : 2;
     const tail = this.reg(Reg.IQT).lo;
-    if (tail % q.descSize !== 0 || tail / q.descSize >= q.entries) {
-      // A tail that is not a descriptor boundary (IQT bit 4 set with 256-bit descriptors) or beyond the queue.
-      this.queueError('IQE', this.reg(Reg.IQH).lo / q.descSize, `IQT 0x${tail.toString(16)} is not a valid descriptor offset`, { iqei: IQEI.INVALID_TAIL });
+    const iqh = this.reg(Reg.IQH).lo / q.descSize;
+    if (tail % q.descSize !== 0) {
+      // Only possible with 256-bit descriptors: IQT bit 4 set while IQA.DW = 1.
+      this.queueError('IQE', iqh, `IQT 0x${tail.toString(16)} is not on a 256-bit descriptor boundary (IQA.DW = 1)`, { iqei: IQEI.TAIL_MISALIGNED });
       return;
     }
-    let head = this.reg(Reg.IQH).lo / q.descSize;
+    if (tail / q.descSize >= q.entries) {
+      this.queueError('IQE', iqh, `IQT 0x${tail.toString(16)} is beyond the ${q.entries}-entry queue`, { iqei: IQEI.INVALID_TAIL });
+      return;
+    }
+    let head = iqh;
     while (head !== tail / q.descSize) {
+      // A reserved TTM leaves the descriptor set undefined (legacy and scalable mode take different ones).
+      if (this.ttm > RTADDR_TTM_SCALABLE) {
+        this.queueError('IQE', head, `RTADDR.TTM ${this.ttm.toString(2).padStart(2, '0')}b latched by SRTP is reserved`, { iqei: IQEI.INVALID_TTM });
+        return;
+      }
       // Scalable mode takes 256-bit descriptors only: with IQA.DW = 0 every descriptor is invalid.
       if (this.scalable && words === 2) {
         this.queueError('IQE', head, `128-bit descriptor at index ${head} while the unit is in scalable mode (IQA.DW = 0)`, { iqei: IQEI.INVALID_WIDTH });
         return;
       }
       const addr = q.base + head * q.descSize;
+      if (!this.readable(addr)) {
+        this.queueError('IQE', head, `descriptor at index ${head} (0x${addr.toString(16)}) cannot be read`, { iqei: IQEI.FETCH_ERROR });
+        return;
+      }
       const w = readWords(this.memory, addr, words);
       const d = decodeDescriptor(w, words as 2 | 4);
       if (d.invalid) {
@@ -1429,6 +1447,7 @@ export class VtdUnit implements IommuUnit {
       frcdNext: this.frcdNext,
       rootTable: this.rootTable,
       scalable: this.scalable,
+      ttm: this.ttm,
       contexts: this.ctxCache.filter((e): e is ContextCacheEntry => e !== undefined).map((e) => ({ ...copyDeps(e), lastPasid: -1, lastPe: undefined })),
       pasids: [...this.pasidCache.values()].map((e) => ({ ...copyDeps(e), bucket: undefined })),
       tlb,
@@ -1444,6 +1463,7 @@ export class VtdUnit implements IommuUnit {
     this.frcdNext = s.frcdNext;
     this.rootTable = s.rootTable;
     this.scalable = s.scalable;
+    this.ttm = s.ttm ?? (s.scalable ? RTADDR_TTM_SCALABLE : 0);
     this.ctxCache = new Array(65536);
     for (const e of s.contexts) this.ctxCache[e.sid] = { ...e, deps: e.deps.slice(), lastPasid: -1, lastPe: undefined };
     this.pasidCache = new Map(s.pasids.map((e) => [e.sid * 0x10_0000 + e.pasid, { ...e, deps: e.deps.slice(), bucket: undefined }]));
@@ -1459,6 +1479,8 @@ export interface VtdUnitState {
   readonly frcdNext: number;
   readonly rootTable: number;
   readonly scalable: boolean;
+  /** RTADDR.TTM as latched (absent in states captured before it was kept: then 01 or 00 from `scalable`). */
+  readonly ttm?: number;
   readonly contexts: readonly ContextCacheEntry[];
   readonly pasids: readonly PasidCacheEntry[];
   readonly tlb: readonly { did: number; pasid: number; mode: IotlbBucket['mode']; entry: TlbEntry }[];

@@ -1,0 +1,31 @@
+// The platform most driver-model tests boot: one VT-d unit (dmar0, supervisor requests on) with a device that
+// has ATS, PRI and PASID, one with ATS and PASID only, and a plain one, under an IommuKernel; and the check
+// that a kernel operation fails with a given errno.
+import * as assert from 'node:assert/strict';
+import type { EndpointCapabilities } from '../../src/core/hw/endpoint';
+import { Machine } from '../../src/core/hw/machine';
+import type { VtdFeatures } from '../../src/core/vtd/cap';
+import type { VtdUnit } from '../../src/core/vtd/unit';
+import { KernelError } from '../../src/core/driver/errors';
+import { IommuKernel, type KernelOptions } from '../../src/core/driver/kernel';
+
+export const ATS_PRI_PASID: EndpointCapabilities = { ats: {}, pri: {}, pasid: { width: 20 } };
+
+export interface PlatformOptions {
+  readonly features?: VtdFeatures;
+  readonly kernel?: KernelOptions;
+  /** The endpoints behind dmar0 by BDF; default 6a:01.0 (ATS, PRI, PASID), 6b:00.0 (ATS, PASID), 00:02.0. */
+  readonly devices?: Record<string, EndpointCapabilities>;
+}
+
+export function platform(o: PlatformOptions = {}): { m: Machine; k: IommuKernel; unit: VtdUnit } {
+  const m = new Machine();
+  const unit = m.addVtdUnit({ name: 'dmar0', regBase: 0xaa3f_c000, features: { supervisorRequests: true, ...o.features } });
+  for (const [bdf, caps] of Object.entries(o.devices ?? { '6a:01.0': ATS_PRI_PASID, '6b:00.0': { ats: {}, pasid: { width: 20 } }, '00:02.0': {} })) m.addEndpoint(bdf, caps, 'dmar0');
+  const k = new IommuKernel(m, o.kernel).boot();
+  return { m, k, unit };
+}
+
+/** `fn` throws the KernelError of `errno` (an operation the kernel refuses). */
+export const throwsErrno = (fn: () => unknown, errno: string): void =>
+  assert.throws(fn, (e: unknown) => e instanceof KernelError && e.errno === errno, `expected ${errno}`);
