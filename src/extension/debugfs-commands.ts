@@ -1,5 +1,5 @@
 import * as vscode from 'vscode';
-import { plural } from '../core/plural';
+import { agree, plural } from '../core/plural';
 import { type DebugfsDiagnostic, type DebugfsInput, DebugfsParser } from '../readers/debugfs';
 import { type DebugfsImport, importDebugfsSteps } from '../readers/debugfs-import';
 import { type DebugfsReport, describeImport, parseAddress, reportText, walkImported } from '../readers/debugfs-report';
@@ -155,7 +155,7 @@ export class DebugfsImports implements vscode.Disposable {
       if (!empty) this.diagnostics.clear();
       this.showDiagnostics(files, log, imp.diagnostics);
       if (empty) {
-        const message = `${files.label} holds no VT-d debugfs tables: ${imp.dump.unrecognisedLines} of its ${plural(imp.dump.lines, 'line')} ${imp.dump.unrecognisedLines === 1 ? 'was' : 'were'} not understood (see the Problems panel).`;
+        const message = `${files.label} holds no VT-d debugfs tables: ${imp.dump.unrecognisedLines} of its ${plural(imp.dump.lines, 'line')} ${agree(imp.dump.unrecognisedLines, 'was', 'were')} not understood (see the Problems panel).`;
         return failed(message, imp.diagnostics, paths);
       }
       this.last = { imp, report, label: files.label };
@@ -166,8 +166,8 @@ export class DebugfsImports implements vscode.Disposable {
       const fromLog = imp.pasidTables.filter((p) => p.from !== undefined).length;
       const placed = imp.pasidTables.length - fromLog;
       const tables = [
-        ...(fromLog > 0 ? [`${plural(fromLog, 'PASID table')} where the kernel log ${log!.label} puts ${fromLog === 1 ? 'it' : 'them'}`] : []),
-        ...(placed > 0 ? [`${plural(placed, 'PASID table')} placed by the import (debugfs does not print the PASID directory${log ? `, and ${log.label} has no table dump for ${placed === 1 ? 'it' : 'them'}` : ''}: add the kernel log of the same boot for the real addresses)`] : []),
+        ...(fromLog > 0 ? [`${plural(fromLog, 'PASID table')} where the kernel log ${log!.label} puts ${agree(fromLog, 'it', 'them')}`] : []),
+        ...(placed > 0 ? [`${plural(placed, 'PASID table')} placed by the import (debugfs does not print the PASID directory${log ? `, and ${log.label} has no table dump for ${agree(placed, 'it', 'them')}` : ''}: add the kernel log of the same boot for the real addresses)`] : []),
         ...(log && fromLog === 0 && placed === 0 ? [`the kernel log ${log.label} read, no PASID table to place`] : []),
       ];
       const message =
