@@ -15,8 +15,9 @@ import { openInput, readInput, requireText, STDIN } from './input';
  * With `crBreaks` (the consumer reads a lone CR as a line break, as the log decoder does), a line with
  * CRs inside is handed over as its CR-separated pieces (crParts), each with the line's number, so that no
  * line is too long for the consumer; a piece is handed over if it holds a needle or `wantsPiece` says so
- * (a needle found in the raw bytes may end with the CR that the piece lost); and a line longer than the buffer is cut at its last CR rather than lost
- * (old Mac files and some serial captures end every line with a lone CR). Without it, and for a piece
+ * (a needle found in the raw bytes may end with the CR that the piece lost); and a line longer than the
+ * buffer is cut at its last CR rather than lost (old Mac files and some serial captures end every line
+ * with a lone CR). Without it, and for a piece
  * longer than the buffer, the first 64 KiB is handed over and the rest dropped (no IOMMU message comes
  * close to that length).
  */
