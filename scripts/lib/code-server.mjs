@@ -1,7 +1,7 @@
 // Starts the project's pinned code-server (a real VS Code 1.100.3: server, Node extension host, web
 // workbench) bound to 127.0.0.1, isolated in a throw-away directory, and installs VSIX files into such a
 // directory. Used by npm start and npm test. docs/ARCHITECTURE.md ("Running a real VS Code") lists the
-// pitfalls this avoids.
+// pitfalls this avoids. Linux only: needs /proc (processGroupMembers reads /proc/PID/stat).
 import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';

@@ -66,17 +66,9 @@ export async function importDebugfsInputs(paths: readonly string[], state: RunSt
   if (inputs.every((i) => i.text === '')) throw new InputError(name, 'empty (0 bytes)');
   const imp = loadDebugfs(inputs, dmesg ? { dmesg } : {});
   if (imp.units.length === 0 && imp.devices.length === 0) {
-    const lines = inputs.reduce((n, i) => n + lineCount(i.text), 0);
-    throw new InputError(name, `no VT-d debugfs tables found in ${plural(lines, 'line')}${firstProblem(imp, name)}`);
+    throw new InputError(name, `no VT-d debugfs tables found in ${plural(imp.dump.lines, 'line')}${firstProblem(imp, name)}`);
   }
   return imp;
-}
-
-function lineCount(text: string): number {
-  if (text === '') return 0;
-  let n = 0;
-  for (let p = text.indexOf('\n'); p !== -1; p = text.indexOf('\n', p + 1)) n++;
-  return text.endsWith('\n') ? n : n + 1;
 }
 
 /** The first thing the parser did not understand, as a hint at what the file was. */

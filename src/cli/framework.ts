@@ -74,7 +74,7 @@ export class OutputError extends Error {
 
 export const PROGRAM = 'iommu-lab';
 
-export { plural } from '../core/plural';
+export { agree, plural } from '../core/plural';
 
 /** The one-line form of a problem with an input, for stderr. */
 export function problemLine(command: string, input: string, message: string): string {

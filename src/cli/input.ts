@@ -1,6 +1,6 @@
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
-import { InputError, plural, UsageError } from './framework';
+import { agree, InputError, plural, UsageError } from './framework';
 
 /**
  * What every command does with the files it is given before their content is parsed: open them, say in
@@ -71,7 +71,7 @@ export function notTextReason(bytes: Uint8Array): string | undefined {
     }
   }
   if (control * 32 > bytes.length) {
-    const share = control === 1 ? `1 of its first ${plural(bytes.length, 'byte')} is a control character` : `${control} of its first ${bytes.length} bytes are control characters`;
+    const share = `${control} of its first ${plural(bytes.length, 'byte')} ${agree(control, 'is a control character', 'are control characters')}`;
     return `${share}, the first at offset ${first}`;
   }
   return undefined;

@@ -1,4 +1,5 @@
 import { closeSync } from 'node:fs';
+import { crParts } from '../readers/log-prefix';
 import { byteSearch } from './byte-search';
 import type { CliIo } from './framework';
 import { openInput, readInput, requireText, STDIN } from './input';
@@ -12,9 +13,11 @@ import { openInput, readInput, requireText, STDIN } from './input';
  * and a slow reader holds the input back. The start of the input must be text (else InputError).
  *
  * With `crBreaks` (the consumer reads a lone CR as a line break, as the log decoder does), a line with
- * CRs inside is handed over as its CR-separated pieces, each with the line's number, so that no line is
- * too long for the consumer; and a line longer than the buffer is cut at its last CR rather than lost
- * (old Mac files and some serial captures end every line with a lone CR). Without it, and for a piece
+ * CRs inside is handed over as its CR-separated pieces (crParts), each with the line's number, so that no
+ * line is too long for the consumer; a piece is handed over if it holds a needle or `wantsPiece` says so
+ * (a needle found in the raw bytes may end with the CR that the piece lost); and a line longer than the
+ * buffer is cut at its last CR rather than lost (old Mac files and some serial captures end every line
+ * with a lone CR). Without it, and for a piece
  * longer than the buffer, the first 64 KiB is handed over and the rest dropped (no IOMMU message comes
  * close to that length).
  */
@@ -29,6 +32,7 @@ export async function streamLines(
      */
     onStart?: (start: string) => readonly string[] | undefined;
     crBreaks?: boolean;
+    wantsPiece?: (piece: string) => boolean;
     wantsAll?: () => boolean;
     onChunk?: () => void | Promise<void>;
   },
@@ -37,11 +41,11 @@ export async function streamLines(
   const size = 64 * 1024;
   const search = byteSearch(size);
   const { buf } = search;
-  const count = (start: number, end: number) => search.count(start, end);
   let needleText: readonly string[] = [];
   let filtered = false;
   const crBreaks = opts.crBreaks ?? false;
   const wantsAll = opts.wantsAll ?? (() => false);
+  const wantsPiece = opts.wantsPiece ?? (() => false);
   const hits: number[] = [];
   let len = 0;
   /** Lines complete so far: the line being read is lineNo + 1. */
@@ -75,19 +79,13 @@ export async function streamLines(
       wantNext = wantsAll();
       return;
     }
-    // The pieces between CRs; an empty one is no line (the decoder drops it too), a piece without a needle
+    // The pieces between CRs (an empty one is no line: the decoder drops it too); a piece without a needle
     // is skipped as a line would be.
-    for (let p = 0; p < text.length; ) {
-      let cr = text.indexOf('\r', p);
-      if (cr === -1) cr = text.length;
-      if (cr > p) {
-        const piece = text.slice(p, cr);
-        if (wantNext || !filtered || hasNeedle(piece)) {
-          onLine(piece, n);
-          wantNext = wantsAll();
-        }
+    for (const piece of crParts(text)) {
+      if (wantNext || !filtered || hasNeedle(piece) || wantsPiece(piece)) {
+        onLine(piece, n);
+        wantNext = wantsAll();
       }
-      p = cr + 1;
     }
   };
 
@@ -132,11 +130,11 @@ export async function streamLines(
       while (h < hits.length && hits[h]! < pos) h++;
       if (h === hits.length) break;
       const start = Math.max(pos, region.lastIndexOf(10, hits[h]!) + 1);
-      if (start > pos) lineNo += count(pos, start);
+      if (start > pos) lineNo += search.count(pos, start);
       pos = take(start);
     }
     // The rest holds no needle.
-    if (pos < end) lineNo += count(pos, end);
+    if (pos < end) lineNo += search.count(pos, end);
   };
 
   const start = () => {

@@ -1,9 +1,9 @@
 import * as vscode from 'vscode';
-import { plural } from '../core/plural';
+import { agree, plural } from '../core/plural';
 import { type DebugfsDiagnostic, type DebugfsInput, DebugfsParser } from '../readers/debugfs';
 import { type DebugfsImport, importDebugfsSteps } from '../readers/debugfs-import';
 import { type DebugfsReport, describeImport, parseAddress, reportText, walkImported } from '../readers/debugfs-report';
-import { type DumpFiles, fileOfDiagnostic, findKernelLog, type KernelLog, readDumpFiles, readKernelLog } from './debugfs-files';
+import { type DumpFiles, fileOfDiagnostic, findKernelLog, type KernelLog, readDumpFiles, readKernelLog, type SkippedLog } from './debugfs-files';
 import { CommandIds, ContextKeys, OutputChannelNames } from './manifest';
 
 /**
@@ -36,6 +36,8 @@ export interface ImportOutcome {
   readonly kernelLog?: string;
   /** PASID tables at the addresses the kernel log gives, and those the import had to place. */
   readonly pasidTables?: { readonly fromLog: number; readonly placed: number };
+  /** Files beside the dump that may have been its kernel log but could not be read, and why (also in the output). */
+  readonly skippedLogs?: readonly SkippedLog[];
 }
 
 /** What `iommu.walkDebugfsAddress` accepts as its argument (any field left out is asked for). */
@@ -139,35 +141,35 @@ export class DebugfsImports implements vscode.Disposable {
           const files = await readDumpFiles(picked, token);
           if ('error' in files || token.isCancellationRequested) return files;
           progress.report({ message: logFrom === 'beside' ? 'looking for a kernel log beside the dump' : 'reading the kernel log' });
-          const log = logFrom === 'beside' ? await findKernelLog(picked, files) : await readKernelLog(logFrom);
+          const { log, skipped } = logFrom === 'beside' ? await findKernelLog(picked, files) : { log: await readKernelLog(logFrom), skipped: [] };
           if (token.isCancellationRequested) return { error: 'cancelled' };
           const imp = await loadInSlices(files.inputs, log, progress, token);
           if (!imp) return { error: 'cancelled' };
-          return { files, log, imp, report: describeImport(imp) };
+          return { files, log, skipped, imp, report: describeImport(imp) };
         },
       );
       if ('error' in loaded) return failed(loaded.error);
       if (!('imp' in loaded)) return failed('cancelled');
-      const { files, log, imp, report } = loaded;
+      const { files, log, skipped, imp, report } = loaded;
       const paths = files.inputs.map((i) => i.path);
       const empty = imp.units.length === 0 && imp.devices.length === 0;
       // A failed import keeps the last one, and the notes on its files.
       if (!empty) this.diagnostics.clear();
       this.showDiagnostics(files, log, imp.diagnostics);
       if (empty) {
-        const message = `${files.label} holds no VT-d debugfs tables: ${imp.dump.unrecognisedLines} of its ${plural(imp.dump.lines, 'line')} ${imp.dump.unrecognisedLines === 1 ? 'was' : 'were'} not understood (see the Problems panel).`;
+        const message = `${files.label} holds no VT-d debugfs tables: ${imp.dump.unrecognisedLines} of its ${plural(imp.dump.lines, 'line')} ${agree(imp.dump.unrecognisedLines, 'was', 'were')} not understood (see the Problems panel).`;
         return failed(message, imp.diagnostics, paths);
       }
       this.last = { imp, report, label: files.label };
       this.lastPicked = picked;
       void vscode.commands.executeCommand('setContext', ContextKeys.debugfsImported, true);
-      this.writeReport(files, log, report);
+      this.writeReport(files, log, skipped, report);
       const s = report.summary;
       const fromLog = imp.pasidTables.filter((p) => p.from !== undefined).length;
       const placed = imp.pasidTables.length - fromLog;
       const tables = [
-        ...(fromLog > 0 ? [`${plural(fromLog, 'PASID table')} where the kernel log ${log!.label} puts ${fromLog === 1 ? 'it' : 'them'}`] : []),
-        ...(placed > 0 ? [`${plural(placed, 'PASID table')} placed by the import (debugfs does not print the PASID directory${log ? `, and ${log.label} has no table dump for ${placed === 1 ? 'it' : 'them'}` : ''}: add the kernel log of the same boot for the real addresses)`] : []),
+        ...(fromLog > 0 ? [`${plural(fromLog, 'PASID table')} where the kernel log ${log!.label} puts ${agree(fromLog, 'it', 'them')}`] : []),
+        ...(placed > 0 ? [`${plural(placed, 'PASID table')} placed by the import (debugfs does not print the PASID directory${log ? `, and ${log.label} has no table dump for ${agree(placed, 'it', 'them')}` : ''}: add the kernel log of the same boot for the real addresses)`] : []),
         ...(log && fromLog === 0 && placed === 0 ? [`the kernel log ${log.label} read, no PASID table to place`] : []),
       ];
       const message =
@@ -190,6 +192,7 @@ export class DebugfsImports implements vscode.Disposable {
         diagnostics: imp.diagnostics,
         kernelLog: log?.label,
         pasidTables: { fromLog, placed },
+        skippedLogs: skipped,
       };
     } catch (e) {
       // The readers never throw on content; this is a file that could not be read.
@@ -219,10 +222,11 @@ export class DebugfsImports implements vscode.Disposable {
     for (const { uri, list } of byFile.values()) this.diagnostics.set(uri, list);
   }
 
-  private writeReport(files: DumpFiles, log: KernelLog | undefined, report: DebugfsReport): void {
+  private writeReport(files: DumpFiles, log: KernelLog | undefined, skipped: readonly SkippedLog[], report: DebugfsReport): void {
     const out = this.output;
     out.clear();
     out.appendLine(`Import debugfs Dump: ${files.label} (${files.inputs.map((i) => i.path).join(', ')})${log ? `, with the kernel log ${log.label}` : ''}`);
+    if (skipped.length > 0) out.appendLine(`Not read as its kernel log: ${skipped.map((s) => `${s.file} (${s.why})`).join(', ')}`);
     out.appendLine('');
     out.append(reportText(report, files.label).join('\n') + '\n');
     out.show(true);

@@ -1,3 +1,4 @@
+import { open } from 'node:fs/promises';
 import * as vscode from 'vscode';
 import { type DebugfsInput, debugfsFileOrder } from '../readers/debugfs';
 
@@ -91,26 +92,88 @@ export interface KernelLog {
 const LOG_NAME = /^(?:dmesg|kern\.log)|\.log$/;
 const COMPRESSED = /\.(?:gz|xz|zst|bz2|lz4|zip)$/;
 /** The line CONFIG_DMAR_DEBUG's table dump prints after a fault (dmar_fault_dump_ptes(), 5.17+): what the import takes from a log. */
-const PASID_DIR_LINE = 'pasid dir entry: ';
+const PASID_DIR_LINE = Buffer.from('pasid dir entry: ', 'latin1');
 /** A log larger than this is not looked into unasked. */
 const MAX_LOG_BYTES = 64 * 1024 * 1024;
+/**
+ * How much of a candidate's start is searched for a `pasid dir entry:` line: all of a `dmesg` (the kernel's
+ * ring buffer, log_buf_len, is at most 32 MiB and mostly far less) and the first days of a busy kern.log.
+ */
+const PROBE_BYTES = 8 * 1024 * 1024;
+/** How much of all the candidates together is looked at: a folder of large logs costs no more than this. */
+const MAX_EXAMINED_BYTES = 32 * 1024 * 1024;
+
+/** A file beside the dump that findKernelLog did not read, and why (shown in the output with the report). */
+export interface SkippedLog {
+  /** As KernelLog.label names it. */
+  readonly file: string;
+  readonly why: string;
+}
+
+/** The errors a side file gives, in the words of strerror (Node's codes, and vscode.FileSystemError's). */
+const WHY: Readonly<Record<string, string>> = {
+  ENOENT: 'no such file or directory',
+  FileNotFound: 'no such file or directory',
+  EACCES: 'permission denied',
+  EPERM: 'permission denied',
+  NoPermissions: 'permission denied',
+  ELOOP: 'too many levels of symbolic links',
+  EISDIR: 'is a directory',
+  FileIsADirectory: 'is a directory',
+  EIO: 'input/output error',
+};
+
+function whyUnread(e: unknown): string {
+  const code = (e as { code?: unknown } | null)?.code;
+  if (typeof code === 'string' && WHY[code]) return WHY[code]!;
+  const text = e instanceof Error ? e.message : String(e);
+  const errno = /\b(E[A-Z]{2,})\b/.exec(text)?.[1];
+  return (errno && WHY[errno]) || text;
+}
+
+/**
+ * The start of a file, up to `bytes`, and whether that is all of it: read through the file system for a
+ * local file, else (a remote or virtual workspace, whose file system reads only whole files) the whole
+ * file if it is no larger, or nothing.
+ */
+async function readStart(uri: vscode.Uri, size: number, bytes: number): Promise<{ start: Buffer; whole: boolean } | undefined> {
+  if (uri.scheme !== 'file') {
+    if (size > bytes) return undefined;
+    const all = await vscode.workspace.fs.readFile(uri);
+    return { start: Buffer.from(all.buffer, all.byteOffset, all.byteLength), whole: true };
+  }
+  const file = await open(uri.fsPath, 'r');
+  try {
+    // One byte more than the size says tells that the end was reached (a file may grow meanwhile).
+    const buf = Buffer.allocUnsafe(Math.min(bytes, size + 1));
+    let n = 0;
+    for (let got = 1; got > 0 && n < buf.length; n += got) got = (await file.read(buf, n, buf.length - n, n)).bytesRead;
+    return { start: buf.subarray(0, n), whole: n < buf.length };
+  } finally {
+    await file.close();
+  }
+}
 
 /**
  * The kernel log beside a dump, if any. debugfs does not print the PASID directory; a kernel log of the same
  * boot with CONFIG_DMAR_DEBUG's table dumps does. The rule: in the folder the dump was picked from (the
  * picked folder, or the folder of the picked files) and then in its parent, a file named `dmesg*`,
- * `kern.log*` or `*.log` (not compressed, at most 64 MiB) that holds a `pasid dir entry:` line; in each
- * folder `dmesg*` first, then `kern.log*`, then `*.log`, each in name order. Not the dump's own files.
+ * `kern.log*` or `*.log` (not compressed, at most 64 MiB) that holds a `pasid dir entry:` line in its
+ * first 8 MiB; in each folder `dmesg*` first, then `kern.log*`, then `*.log`, each in name order. Not the
+ * dump's own files. Such a file is optional: one that cannot be read (a dangling link, no permission) is
+ * skipped and named in `skipped` with why, and the search stops after 32 MiB of candidates.
  */
-export async function findKernelLog(picked: readonly vscode.Uri[], files: DumpFiles): Promise<KernelLog | undefined> {
+export async function findKernelLog(picked: readonly vscode.Uri[], files: DumpFiles): Promise<{ log: KernelLog | undefined; skipped: SkippedLog[] }> {
+  const skipped: SkippedLog[] = [];
   const first = picked[0];
-  if (!first) return undefined;
+  if (!first) return { log: undefined, skipped };
   const isDir = ((await vscode.workspace.fs.stat(first)).type & vscode.FileType.Directory) !== 0;
   const folder = isDir ? first : vscode.Uri.joinPath(first, '..');
   const own = new Set([...files.uris.values(), ...picked].map((u) => u.toString()));
   const rank = (name: string) => (name.startsWith('dmesg') ? 0 : name.startsWith('kern.log') ? 1 : 2);
   const parent = vscode.Uri.joinPath(folder, '..');
   const places: [vscode.Uri, string][] = [[folder, ''], ...(parent.path !== folder.path ? [[parent, '../'] as [vscode.Uri, string]] : [])];
+  let examined = 0;
   for (const [dir, prefix] of places) {
     let entries: [string, vscode.FileType][];
     try {
@@ -125,12 +188,33 @@ export async function findKernelLog(picked: readonly vscode.Uri[], files: DumpFi
     for (const name of names) {
       const uri = vscode.Uri.joinPath(dir, name);
       if (own.has(uri.toString())) continue;
-      if ((await vscode.workspace.fs.stat(uri)).size > MAX_LOG_BYTES) continue;
-      const log = await readKernelLog(uri, prefix + name);
-      if (log.input.text.includes(PASID_DIR_LINE)) return log;
+      const label = prefix + name;
+      if (examined >= MAX_EXAMINED_BYTES) {
+        skipped.push({ file: label, why: `not looked into: ${MAX_EXAMINED_BYTES / 2 ** 20} MiB of logs were` });
+        continue;
+      }
+      try {
+        const size = (await vscode.workspace.fs.stat(uri)).size;
+        if (size > MAX_LOG_BYTES) {
+          skipped.push({ file: label, why: `larger than ${MAX_LOG_BYTES / 2 ** 20} MiB` });
+          continue;
+        }
+        const probe = await readStart(uri, size, Math.min(PROBE_BYTES, MAX_EXAMINED_BYTES - examined));
+        if (!probe) {
+          skipped.push({ file: label, why: `larger than ${PROBE_BYTES / 2 ** 20} MiB, all that a remote or virtual folder's logs are read for` });
+          continue;
+        }
+        examined += probe.start.length;
+        if (probe.start.indexOf(PASID_DIR_LINE) === -1) continue;
+        // The chosen one is read whole.
+        const log = probe.whole ? { uri, label, input: { path: label, text: new TextDecoder('utf-8').decode(probe.start) } } : await readKernelLog(uri, label);
+        return { log, skipped };
+      } catch (e) {
+        skipped.push({ file: label, why: whyUnread(e) });
+      }
     }
   }
-  return undefined;
+  return { log: undefined, skipped };
 }
 
 /** Reads a kernel log (one the user picked, or one found beside the dump). */

@@ -1,6 +1,7 @@
 import { createLogDecoder, type LogDecoder } from '../readers/log-decoder';
 import type { LogEvent, LogSummary } from '../readers/log-event';
 import { ALL_MARKERS, markersFor } from '../readers/log-markers';
+import { mayEndInSoftBreak } from '../readers/log-prefix';
 
 /**
  * Decodes a kernel log for the editor without blocking the extension host: lazily (only as far as someone
@@ -167,9 +168,7 @@ export class DecodedLog {
   private wanted(line: string): boolean {
     for (let i = 0; i < ALL_MARKERS.length; i++) if (line.indexOf(ALL_MARKERS[i]!) !== -1) return true;
     // A quoted-printable soft break (a mailed log) may cut a marker in two: the decoder joins the lines.
-    let e = line.length;
-    while (e > 0 && (line.charCodeAt(e - 1) === 32 || line.charCodeAt(e - 1) === 9)) e--;
-    return e > 0 && line.charCodeAt(e - 1) === 61 /* = */;
+    return mayEndInSoftBreak(line);
   }
 
   private add(events: readonly LogEvent[]): void {

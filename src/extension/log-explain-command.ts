@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import * as vscode from 'vscode';
-import { plural } from '../core/plural';
+import { agree, plural } from '../core/plural';
 import type { LogEvent, LogSummary } from '../readers/log-event';
 import { describeSummary, explainEvent } from '../readers/log-explain';
 import { byteLines, DecodedLog } from './log-decoding';
@@ -152,7 +152,7 @@ export class LogExplainer implements vscode.Disposable {
       this.diagnostics.delete(uri);
       const message =
         summary.unrecognisedIommuLines > 0
-          ? `No IOMMU event recognised in ${name}: ${summary.unrecognisedIommuLines} of its ${plural(summary.lines, 'line')} ${summary.unrecognisedIommuLines === 1 ? 'mentions' : 'mention'} an IOMMU in a format IOMMU Lab does not know (see the "${OutputChannelNames.log}" output).`
+          ? `No IOMMU event recognised in ${name}: ${summary.unrecognisedIommuLines} of its ${plural(summary.lines, 'line')} ${agree(summary.unrecognisedIommuLines, 'mentions', 'mention')} an IOMMU in a format IOMMU Lab does not know (see the "${OutputChannelNames.log}" output).`
           : `${name} has no IOMMU lines (${plural(summary.lines, 'line')} read): nothing to explain.`;
       return this.tell('info', { ok: true, uri: uri.toString(), lines: summary.lines, events: 0, problems: 0, diagnostics: 0, message });
     }

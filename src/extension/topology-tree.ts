@@ -1,4 +1,5 @@
 import * as vscode from 'vscode';
+import { plural } from '../core/plural';
 import { LANGUAGE_ID } from '../protocol/ids';
 import { CommandIds } from './manifest';
 
@@ -50,7 +51,7 @@ export class TopologyTreeProvider implements vscode.TreeDataProvider<TopologyNod
     const item = new vscode.TreeItem(labelOf(node.uri), vscode.TreeItemCollapsibleState.None);
     const problems = vscode.languages.getDiagnostics(node.uri);
     const errors = problems.filter((d) => d.severity === vscode.DiagnosticSeverity.Error).length;
-    item.description = problems.length === 0 ? 'no problems' : `${problems.length} problem${problems.length > 1 ? 's' : ''}`;
+    item.description = problems.length === 0 ? 'no problems' : plural(problems.length, 'problem');
     item.iconPath = new vscode.ThemeIcon(errors > 0 ? 'error' : 'circuit-board');
     item.tooltip = node.uri.scheme === 'file' ? node.uri.fsPath : node.uri.toString();
     item.resourceUri = node.uri;

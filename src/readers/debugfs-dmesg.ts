@@ -1,8 +1,9 @@
 import { pciRid, parsePciAddress } from '../core/pci';
+import { agree, plural } from '../core/plural';
 import { U64 } from '../core/u64';
 import type { DebugfsDiagnostic, DebugfsInput, Location } from './debugfs';
 import { hexWord } from './hex';
-import { createLogDecoder } from './log-decoder';
+import { decodeLogText } from './log-decoder';
 import type { LogEvent } from './log-event';
 
 /**
@@ -74,12 +75,7 @@ export function pasidDirEntriesOf(events: readonly LogEvent[], file: string): Pa
 
 /** Decodes a kernel log and keeps its PASID directory entries, with a note when it has none. */
 export function readPasidDirectories(log: DebugfsInput): { facts: PasidDirEntryFact[]; diagnostics: DebugfsDiagnostic[] } {
-  const decoder = createLogDecoder();
-  const events: LogEvent[] = [];
-  const lines = log.text.split('\n');
-  if (lines.length > 0 && lines[lines.length - 1] === '') lines.pop();
-  lines.forEach((l, i) => events.push(...decoder.push(l.endsWith('\r') ? l.slice(0, -1) : l, i + 1)));
-  events.push(...decoder.end());
+  const { events } = decodeLogText(log.text);
   const facts = pasidDirEntriesOf(events, log.path);
   const dumps = events.filter((e) => e.details.walk !== undefined).length;
   const diagnostics: DebugfsDiagnostic[] = [];
@@ -91,7 +87,7 @@ export function readPasidDirectories(log: DebugfsInput): { facts: PasidDirEntryF
       message:
         dumps === 0
           ? 'the log has no CONFIG_DMAR_DEBUG table dumps, so it tells nothing about PASID directories'
-          : `the log's ${dumps} table dump${dumps > 1 ? 's show' : ' shows'} no PASID directory entry (legacy mode, or the walk stopped before it)`,
+          : `the log's ${plural(dumps, 'table dump')} ${agree(dumps, 'shows', 'show')} no PASID directory entry (legacy mode, or the walk stopped before it)`,
     });
   }
   return { facts, diagnostics };

@@ -2,7 +2,7 @@ import { createAmdReader } from './amd-log';
 import { createKernelTraceReader } from './kernel-trace';
 import type { LogEvent, LogSummary } from './log-event';
 import { LOG_MARKERS, hasMarker, markersFor, namesIommu } from './log-markers';
-import { MAX_LINE, MAX_PARTS, splitLine, stripPrefixes, type StrippedLine } from './log-prefix';
+import { crParts, MAX_LINE, MAX_PARTS, splitLine, stripPrefixes, type StrippedLine } from './log-prefix';
 import { type Continuation, type LineInfo, type LineReader, MAX_JOINED, type ReadEvents, type ReadResult } from './log-reader';
 import { createQemuTraceReader } from './qemu-trace';
 import { createRatelimitReader } from './ratelimit-log';
@@ -489,8 +489,9 @@ export function decodeLogText(text: string): { events: LogEvent[]; summary: LogS
   lines.forEach((l, i) => {
     // A line of more lone-CR parts than one push reads (MAX_PARTS) goes in pieces with the same number,
     // as the CLI hands a CR-only file over.
-    const parts = l.split('\r');
-    for (let at = 0; at < parts.length; at += MAX_PARTS) all.push(...d.push(parts.slice(at, at + MAX_PARTS).join('\r'), i + 1));
+    const parts = l.indexOf('\r') === -1 ? [] : crParts(l);
+    if (parts.length <= MAX_PARTS) all.push(...d.push(l, i + 1));
+    else for (let at = 0; at < parts.length; at += MAX_PARTS) all.push(...d.push(parts.slice(at, at + MAX_PARTS).join('\r'), i + 1));
   });
   all.push(...d.end());
   return { events: all, summary: d.summary() };

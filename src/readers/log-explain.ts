@@ -1,4 +1,4 @@
-import { plural } from '../core/plural';
+import { agree, plural } from '../core/plural';
 import { faultReason } from '../core/vtd/fault-reasons';
 import { AMD_EVENT_TYPES } from './amd-log';
 import type { LogEvent, LogSummary } from './log-event';
@@ -215,7 +215,7 @@ export function describeSummary(s: LogSummary): string[] {
   const n = plural;
   const out = [
     `${n(s.lines, 'line')}: ${n(s.events, 'event')}, ${n(s.unrecognisedLines, 'line')} not recognised` +
-      (s.unrecognisedIommuLines > 0 ? ` (${s.unrecognisedIommuLines} of them ${s.unrecognisedIommuLines === 1 ? 'mentions' : 'mention'} an IOMMU)` : '') +
+      (s.unrecognisedIommuLines > 0 ? ` (${s.unrecognisedIommuLines} of them ${agree(s.unrecognisedIommuLines, 'mentions', 'mention')} an IOMMU)` : '') +
       (s.informationalLines > 0 ? `, ${s.informationalLines} informational` : '') +
       (s.suppressedMessages > 0 ? `, ${n(s.suppressedMessages, 'message')} suppressed by rate limiting` : '') +
       '.',

@@ -94,6 +94,23 @@ const HAS_CONTROL = /[\x00-\x08\x0a-\x1f\x7f\u00a0]/;
 /** Quoted-printable trailing whitespace (`=20`, `=09`) before the end of the line or a soft break. */
 const QP_TRAILING = /(?:=20|=09)+$/;
 
+/** Where the `=` of a quoted-printable soft break would be in `s`: its last character but spaces, tabs and CRs; else -1. */
+function softBreakAt(s: string): number {
+  let end = s.length;
+  for (let c = s.charCodeAt(end - 1); c === 32 || c === 9 || c === 13; c = s.charCodeAt(end - 1)) end--;
+  return end > 0 && s.charCodeAt(end - 1) === 61 /* = */ ? end - 1 : -1;
+}
+
+/**
+ * Whether a line (or a part of one between CRs) may end in a quoted-printable soft break, which the decoder
+ * joins with the next line: `=` as its last character but trailing blanks. A caller that skips lines
+ * without a marker (log-markers.ts) feeds these too, as a soft break may cut a marker in two (`DM=`, then
+ * `AR: ...`); the decoder then tells a soft break from a literal `=` (isSoftBreak).
+ */
+export function mayEndInSoftBreak(line: string): boolean {
+  return softBreakAt(line) !== -1;
+}
+
 /**
  * Whether the `=` at `at`, the last character of a line, is a quoted-printable soft break rather than an
  * `=` that a mail client wrapped the line after (`fault address =`, `qw1 =`): in a quoted-printable
@@ -115,9 +132,27 @@ function decodeEntity(_m: string, named: string | undefined, dec: string | undef
 }
 
 /**
+ * The parts of `s` between carriage returns, empty ones dropped; past `max` parts the rest stays one part,
+ * its carriage returns kept. The one way a lone CR breaks a line: the decoder (splitLine), decodeLogText
+ * and the CLI's line stream (which hands a line over in such parts) cut alike.
+ */
+export function crParts(s: string, max = Infinity): string[] {
+  if (s.indexOf('\r') === -1) return s === '' ? [] : [s];
+  const parts: string[] = [];
+  let start = 0;
+  while (start <= s.length) {
+    let cr = s.indexOf('\r', start);
+    if (cr === -1 || parts.length === max - 1) cr = s.length;
+    if (cr > start) parts.push(s.slice(start, cr));
+    start = cr + 1;
+  }
+  return parts;
+}
+
+/**
  * The parts of one line between carriage returns and HTML line breaks (a trailing CR, or several, is the
- * end of the line: CR LF, CR CR LF). Empty parts are dropped; past MAX_PARTS the rest stays together,
- * with its carriage returns read as spaces by stripPrefixes.
+ * end of the line: CR LF, CR CR LF). Empty parts are dropped (a line with nothing else is one empty part);
+ * past MAX_PARTS the rest stays together, with its carriage returns read as spaces by stripPrefixes.
  */
 export function splitLine(raw: string): string[] {
   let end = raw.length;
@@ -125,15 +160,7 @@ export function splitLine(raw: string): string[] {
   let s = end === raw.length ? raw : raw.slice(0, end);
   if (s.indexOf('<') !== -1 && HAS_HTML_BREAK.test(s)) s = s.replace(HTML_BREAK, '\r');
   if (s.indexOf('\r') === -1) return [s];
-  const parts: string[] = [];
-  let start = 0;
-  while (start <= s.length) {
-    let cr = s.indexOf('\r', start);
-    if (cr === -1 || parts.length === MAX_PARTS - 1) cr = s.length;
-    if (cr > start) parts.push(s.slice(start, cr));
-    start = cr + 1;
-  }
-  return parts;
+  return crParts(s, MAX_PARTS);
 }
 
 /** `[ 1234.567890] ` without a regular expression: by far the most common prefix. */
@@ -160,10 +187,9 @@ function clean(raw: string): { s: string; softBreak: boolean } {
   if (s.indexOf('<') !== -1) s = s.replace(HTML_TAG, '').replace(HTML_BREAK, ' ');
   if (s.indexOf('&') !== -1) s = s.replace(ENTITY, decodeEntity);
   // A soft line break is a `=` at the very end (trailing whitespace after it is not part of the body).
-  let end = s.length;
-  while (end > 0 && (s.charCodeAt(end - 1) === 32 || s.charCodeAt(end - 1) === 9)) end--;
-  const softBreak = end > 0 && s.charCodeAt(end - 1) === 61 /* = */ && isSoftBreak(s, end - 1);
-  if (softBreak) s = s.slice(0, end - 1);
+  const at = softBreakAt(s);
+  const softBreak = at !== -1 && isSoftBreak(s, at);
+  if (softBreak) s = s.slice(0, at);
   if (s.indexOf('=') !== -1) {
     if (s.indexOf('=3D') !== -1) s = s.replace(/=3D/g, '=');
     if (s.indexOf('=C2=A0') !== -1) s = s.replace(/=C2=A0/g, ' ');

@@ -2,6 +2,7 @@
 // manager or `kill` sends) and SIGINT to the whole process group (what a terminal's Ctrl-C sends). Either
 // way every process it started must go (npm's shell, the start script, the --watch build and esbuild's
 // service, code-server and every process of its group) and the port must be free for the next start.
+// Linux only: needs /proc (the processes of a group, with their parents and start times, /proc/PID/stat).
 import * as assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';

@@ -7,7 +7,7 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } f
 import { tmpdir } from 'node:os';
 import { join, posix } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
-import { expectTopologyAnswers } from '../support/workbench';
+import { expectTopologyAnswers, quickOpen } from '../support/workbench';
 import { readZip, type ZipEntry } from '../support/zip';
 import { chromiumLib, codeServerLib, root, until, type CodeServer } from './harness';
 
@@ -121,12 +121,7 @@ describe('the VSIX: npm run package, installed by code-server --install-extensio
       const pane = page.locator('.pane', { has: page.locator('.pane-header', { hasText: /Topology/i }) });
       await pane.getByText('No IOMMU topology is open.').waitFor();
 
-      await page.keyboard.press('F1');
-      const input = page.locator('.quick-input-widget input');
-      await input.waitFor();
-      await input.fill('rid-and-pasid-domains.iommu');
-      await page.locator('.quick-input-list .monaco-list-row', { hasText: 'rid-and-pasid-domains.iommu' }).first().waitFor();
-      await page.keyboard.press('Enter');
+      await quickOpen(page, 'rid-and-pasid-domains.iommu');
 
       // The file gets the extension's language, the tree (the extension's code) lists it with the
       // language server's verdict, and the server's hover answers.

@@ -2,7 +2,7 @@ import * as assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { BrowserContext, Page } from 'playwright-core';
-import { expectTopologyAnswers } from '../support/workbench';
+import { expectTopologyAnswers, quickOpen } from '../support/workbench';
 import { LOG_FORMATS } from '../../src/readers/log-formats';
 
 /** What scripts/test.mjs hands to the UI tests: the shared browser and code-server of this run. */
@@ -42,12 +42,7 @@ describe('workbench UI (Playwright in a real VS Code)', function () {
   });
 
   it('lists an opened topology file in the tree, highlighted, with server hovers', async () => {
-    await page.keyboard.press('F1');
-    const input = page.locator('.quick-input-widget input');
-    await input.waitFor();
-    await input.fill('rid-and-pasid-domains.iommu');
-    await page.locator('.quick-input-list .monaco-list-row', { hasText: 'rid-and-pasid-domains.iommu' }).first().waitFor();
-    await page.keyboard.press('Enter');
+    await quickOpen(page, 'rid-and-pasid-domains.iommu');
 
     // The grammar made the PCI address one token; the language server explains it on hover.
     await expectTopologyAnswers(page);
@@ -56,12 +51,7 @@ describe('workbench UI (Playwright in a real VS Code)', function () {
 
   it('explains a kernel log\'s DMA fault line on hover, in plain words', async () => {
     // Quick open takes an absolute path: the log fixture lives outside the examples folder.
-    await page.keyboard.press('F1');
-    const input = page.locator('.quick-input-widget input');
-    await input.waitFor();
-    await input.fill(join(harness!.root, 'test/fixtures/workspace/kernel-faults.log'));
-    await page.locator('.quick-input-list .monaco-list-row', { hasText: 'kernel-faults.log' }).first().waitFor();
-    await page.keyboard.press('Enter');
+    await quickOpen(page, join(harness!.root, 'test/fixtures/workspace/kernel-faults.log'));
 
     const line = page.locator('.view-line', { hasText: '[2f:00.1]' });
     await line.waitFor();

@@ -11,6 +11,7 @@ import { type CliIo, runCli, type Subcommand } from '../../src/cli/framework';
  * Every command against what users hand it by mistake: nothing, a missing file, a directory, an empty file,
  * binary data, one line, a terminal on stdin, unknown options. The rule (README, "The command line"): bad usage
  * is one line and status 2; a problem with the input is one line naming it and status 1; never a stack trace.
+ * The terminal comes from util-linux `script` (Debian: bsdutils).
  */
 
 const root = join(__dirname, '../../..');
@@ -28,10 +29,14 @@ function run(args: string[], input: string | Buffer = ''): Run {
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
-/** Runs the CLI with a terminal for stdin and stdout (util-linux `script`); returns the exit status and what it printed. */
+/**
+ * Runs the CLI with a terminal for stdin and stdout (util-linux `script`); returns the exit status and what it
+ * printed. Without `script` the test fails saying so.
+ */
 function runOnTerminal(args: string[]): { code: number | null; output: string } {
   const command = [process.execPath, cli, ...args].map((a) => `'${a}'`).join(' ');
   const r = spawnSync('script', ['-qec', command, '/dev/null'], { encoding: 'utf8', input: '', timeout: 30_000 });
+  if (r.error) assert.fail(`this test needs util-linux \`script\` (Debian: bsdutils) to give the CLI a terminal: ${r.error.message}`);
   return { code: r.status, output: r.stdout.replace(/\r\n/g, '\n') };
 }
 

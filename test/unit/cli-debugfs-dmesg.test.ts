@@ -1,6 +1,6 @@
 import * as assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { kernelDebugfsView, renderDebugfs } from '../../src/core/driver/debugfs';
@@ -56,6 +56,16 @@ describe('cli: debugfs with the kernel log (--dmesg)', () => {
     const alone = run(['walk', '--debugfs', dump, '--device', '6a:01.0', '--pasid', '5', '--write', '0x100abc']);
     assert.equal(alone.code, 0);
     assert.match(alone.stdout, /^Note: debugfs does not print the PASID directory/m);
+  });
+
+  it('reads a log whose lines end in a lone CR (a serial capture) as decode-log does: the dump after 100 lines is found, on line 1', () => {
+    const lines = Array.from({ length: 100 }, (_, i) => `[    ${i}.000000] usb 1-1: new high-speed USB device number ${i} using xhci_hcd`);
+    const cr = join(dir, 'serial.log');
+    writeFileSync(cr, [...lines, ...readFileSync(dmesg, 'utf8').split('\n').filter((l) => l !== '')].join('\r') + '\r');
+    const r = run(['walk', '--debugfs', dump, '--dmesg', cr, '--device', '6a:01.0', '--pasid', '5', '--write', '0x100abc']);
+    assert.equal(r.code, 0, r.stderr);
+    // Lines end at LF, as grep -n counts them: the whole file is line 1.
+    assert.match(r.stdout, /is from the kernel log \(.*serial\.log:1\); debugfs does not print it/);
   });
 
   it('imports the real 6.12 dump with its dmesg (legacy mode: no PASID directory to take)', () => {

@@ -9,6 +9,9 @@ import { decodeLogText } from '../../src/readers/log-decoder';
  * The CLI's output under pressure, as real processes: a reader slower than the command (`| less`), a reader
  * that goes away (`| head -1`), and an output that cannot be written. The large input is generated from the
  * log fixtures at test time, in a temporary directory.
+ *
+ * Linux only: needs /proc (a process's state and peak memory, /proc/PID/stat and status), /dev/full (a
+ * full disk) and bash (`set -o pipefail`).
  */
 
 const root = join(__dirname, '../../..');

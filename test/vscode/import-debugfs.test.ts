@@ -1,5 +1,5 @@
 import * as assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import * as vscode from 'vscode';
@@ -174,6 +174,20 @@ describe('"IOMMU: Import debugfs Dump" with the kernel log of the same boot', ()
     assert.ok(w.ok && w.translated && w.output === '0x100005abc', JSON.stringify(w));
     assert.ok(w.text.some((l) => l.includes('is from the kernel log (../dmesg.txt:2); debugfs does not print it')), w.text.join('\n'));
     assert.ok(readRealTable(w), w.text.join('\n'));
+  });
+
+  it('skips a side file it cannot read (a dangling link named dmesg.txt, a file no one may read), says which, and imports with the next log', async () => {
+    writeDump(join(dir, 'box3/intel'));
+    // In the order they are tried (dmesg*, kern.log*, *.log): a link to nothing, a link to a file that even
+    // root may not read (a sysctl of mode 0200: Linux only, as this suite is), then the log.
+    symlinkSync(join(dir, 'box3/gone.txt'), join(dir, 'box3/dmesg.txt'));
+    symlinkSync('/proc/sys/vm/drop_caches', join(dir, 'box3/kern.log.1'));
+    writeFileSync(join(dir, 'box3/boot.log'), dmesgText);
+    const outcome = await importDump(vscode.Uri.file(join(dir, 'box3/intel')));
+    assert.equal(outcome.ok, true, outcome.message);
+    assert.equal(outcome.kernelLog, '../boot.log');
+    assert.equal(outcome.pasidTables?.fromLog, 1);
+    assert.deepEqual(outcome.skippedLogs, [{ file: '../kern.log.1', why: 'permission denied' }]);
   });
 
   it('places the PASID tables without a log, offers to add one, and re-imports with the log picked', async () => {

@@ -2,16 +2,22 @@ import { createLogDecoder, type LogDecoder } from '../../readers/log-decoder';
 import type { LogEvent } from '../../readers/log-event';
 import { describeSummary, explainEvent } from '../../readers/log-explain';
 import { ALL_MARKERS, SEARCH_KEYS, markersFor } from '../../readers/log-markers';
+import { mayEndInSoftBreak } from '../../readers/log-prefix';
 import { choice, Exit, plural, problemLine, type Subcommand } from '../framework';
 import { requireStdinNotTerminal, STDIN } from '../input';
 import { batchedOutput, streamLines } from '../line-stream';
 
 /** How much of the start chooses the decoder's markers: as much as decodeLogText looks at. */
 const HEAD_CHARS = 65536;
-/** What lines are skipped by: the search key of every marker of every format, each once. */
-const NEEDLES: readonly string[] = [...new Set(ALL_MARKERS.map((m) => SEARCH_KEYS[m] ?? m))];
-/** A quoted-printable soft break: `=` at the end of a line. */
-const SOFT_BREAK = /=\r?$/m;
+/**
+ * What lines are skipped by: the search key of every marker of every format, each once; and `=` before a
+ * line end or a CR, which finds the lines that end in a quoted-printable soft break (mayEndInSoftBreak):
+ * in a mailed log a soft break may cut a marker in two (`DM=`, then `AR: ...`), so the line before it is
+ * read too, and the decoder joins it with the next. They are searched for in every input, not only in one
+ * whose start has a soft break: a mail may be pasted after 64 KiB of plain log. (A soft break followed by
+ * blanks, which a transport may add, is not found by them; quoted-printable encoders write none.)
+ */
+const NEEDLES: readonly string[] = [...new Set(ALL_MARKERS.map((m) => SEARCH_KEYS[m] ?? m)), '=\n', '=\r'];
 
 export const decodeLogCommand: Subcommand = {
   name: 'decode-log',
@@ -53,9 +59,7 @@ Examples:
     let decoder: LogDecoder | undefined;
     const start = (head: string) => {
       decoder = createLogDecoder({ markers: markersFor(head.slice(0, HEAD_CHARS)) });
-      // In quoted-printable text (a mailed log) a soft break may cut a marker in two: the line before it is
-      // read too, and the decoder joins it with the next.
-      return SOFT_BREAK.test(head) ? [...NEEDLES, '=\n', '=\r'] : NEEDLES;
+      return NEEDLES;
     };
     const out = batchedOutput(io);
     const write =
@@ -75,6 +79,8 @@ Examples:
       {
         onStart: start,
         crBreaks: true,
+        // A piece cut at a CR has lost the CR that `=\r` found.
+        wantsPiece: mayEndInSoftBreak,
         wantsAll: () => decoder!.wantsNextLine,
         onChunk: () => out.flush(),
       },

@@ -1,3 +1,4 @@
+import { plural } from '../plural';
 import type { DmaRequest, InterruptRequest, InterruptResult, TranslationResult, WalkStep } from './types';
 
 /**
@@ -42,17 +43,15 @@ export function describeRequest(r: DmaRequest, device: string): string {
 }
 
 /** The whole walk: the request, each step, and the outcome. */
-const reads = (n: number) => `${n} table ${n === 1 ? 'read' : 'reads'}`;
-
 export function describeWalk(request: DmaRequest, device: string, result: TranslationResult): string[] {
   const lines = [`Walk: ${describeRequest(request, device)}`];
   result.trace?.forEach((s, i) => lines.push(...stepLines(s, i + 1, '')));
   if (result.ok) {
     const perms = [result.perms.read && 'read', result.perms.write && 'write', result.perms.exec && 'exec', result.perms.priv && 'supervisor'].filter(Boolean).join('/');
     const did = result.did !== undefined ? `, DID ${result.did}` : '';
-    lines.push(`Result: ${result.output} (${sizeName(result.pageSize)} page, ${perms || 'no access'}${did}; ${result.source}, ${reads(result.reads)})`);
+    lines.push(`Result: ${result.output} (${sizeName(result.pageSize)} page, ${perms || 'no access'}${did}; ${result.source}, ${plural(result.reads, 'table read')})`);
   } else {
-    lines.push(`Result: fault 0x${result.reason.toString(16).padStart(2, '0')}: ${result.reasonText} (${reads(result.reads)})`);
+    lines.push(`Result: fault 0x${result.reason.toString(16).padStart(2, '0')}: ${result.reasonText} (${plural(result.reads, 'table read')})`);
   }
   return lines;
 }
