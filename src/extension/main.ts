@@ -28,8 +28,8 @@ const NEW_TOPOLOGY_TEMPLATE = `# IOMMU topology
 # One VT-d unit in scalable mode, one device, one paging domain.
 
 iommu dmar0 scalable {
-  cap  0x00d2008c40660462
-  ecap 0x00f050da
+  cap  0x09ed008c40780466   # a scalable-mode unit: 4-level tables, 2M/1G pages, first level, nesting
+  ecap 0x0003ef9ea6f050df   # PASID (20 bits), PRS, device TLB, pass-through, queued invalidation
 }
 
 device 00:02.0 on dmar0 { ats pri pasid 20 }
