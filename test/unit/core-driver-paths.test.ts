@@ -223,6 +223,26 @@ describe('driver model on the kernel\'s error paths', () => {
       other.k.attachDevicePasid(other.k.allocPagingDomain({ stage: 'first' }), '6b:00.0', 3);
       throwsErrno(() => other.k.releaseDevice('6b:00.0'), 'EBUSY');
     });
+
+    it('IOMMU groups: a slot\'s functions share one (pci_device_group); a group\'s number is freed when its last device leaves and the lowest free one is taken next (iommu_group_release ida_free, iommu_group_alloc ida_alloc)', () => {
+      const { m, k } = platform({ devices: { '00:02.0': {}, '00:03.0': {}, '00:03.1': {}, '00:04.0': {} } });
+      const group = (bdf: string) => k.device(bdf).group;
+      assert.deepEqual(['00:02.0', '00:03.0', '00:03.1', '00:04.0'].map(group), [0, 1, 1, 2]);
+      const added = (from: number) => k.log.lines.slice(from).map((l) => l.text).filter((t) => t.includes('iommu group'));
+      k.releaseDevice('00:03.0');
+      let at = k.log.lines.length;
+      k.probeDevice(m.endpoint('00:03.0'));
+      assert.deepEqual(added(at), ['pci 0000:00:03.0: Adding to iommu group 1'], 'its sibling kept group 1 alive');
+      k.releaseDevice('00:02.0');
+      k.releaseDevice('00:03.0');
+      k.releaseDevice('00:03.1');
+      at = k.log.lines.length;
+      k.probeDevice(m.endpoint('00:03.1'));
+      k.probeDevice(m.endpoint('00:02.0'));
+      k.probeDevice(m.endpoint('00:03.0'));
+      assert.deepEqual(added(at), ['pci 0000:00:03.1: Adding to iommu group 0', 'pci 0000:00:02.0: Adding to iommu group 1', 'pci 0000:00:03.0: Adding to iommu group 0']);
+      assert.equal(group('00:04.0'), 2);
+    });
   });
 
   describe('map and unmap: iommu_map, intel_iommu_map_pages, iommu_unmap, intel_iommu_unmap', () => {

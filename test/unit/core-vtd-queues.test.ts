@@ -1,5 +1,6 @@
 import * as assert from 'node:assert/strict';
 import type { HwEvent } from '../../src/core/hw/events';
+import type { PageRequestOutcome } from '../../src/core/hw/machine';
 import { U64 } from '../../src/core/u64';
 import { decodePageRequest, DescType, encodeDescriptor } from '../../src/core/vtd/descriptors';
 import { Reg } from '../../src/core/vtd/registers';
@@ -290,6 +291,12 @@ describe('VT-d queues and fault recording', () => {
   });
 
   describe('page request queue', () => {
+    /** A page request the device did send (narrowed to the IOMMU's answer). */
+    const sent = (o: PageRequestOutcome) => {
+      if (o.outcome === 'not-sent') assert.fail(o.reason);
+      return o;
+    };
+
     function prqRig(order = 0) {
       const r = rig();
       const ep = device(r, '00:02.0', { ats: {}, pri: {}, pasid: { width: 20 } });
@@ -314,7 +321,7 @@ describe('VT-d queues and fault recording', () => {
 
     it('a Page Group Response completes the group; Response Failure stops PRI on the device', () => {
       const { r, ep } = prqRig();
-      const a = r.machine.pageRequest('00:02.0', { pasid: 3, address: 0x1000, read: true, write: false, exec: false, priv: false, lastInGroup: false });
+      const a = sent(r.machine.pageRequest('00:02.0', { pasid: 3, address: 0x1000, read: true, write: false, exec: false, priv: false, lastInGroup: false }));
       r.machine.pageRequest('00:02.0', { pasid: 3, address: 0x2000, read: true, write: false, exec: false, priv: false, lastInGroup: true, prgIndex: a.prgIndex });
       assert.equal(ep.outstandingRequests, 2);
       r.machine.events.startRecording();
@@ -322,7 +329,7 @@ describe('VT-d queues and fault recording', () => {
       assert.equal(ep.outstandingRequests, 0);
       const resp = r.machine.events.recorded().find((e): e is Extract<HwEvent, { type: 'page-response' }> => e.type === 'page-response')!;
       assert.deepEqual([resp.sid, resp.pasid, resp.prgIndex, resp.codeName, resp.origin], [SID, 3, a.prgIndex, 'success', 'descriptor']);
-      const b = r.machine.pageRequest('00:02.0', { pasid: 3, address: 0x3000, read: true, write: false, exec: false, priv: false, lastInGroup: true });
+      const b = sent(r.machine.pageRequest('00:02.0', { pasid: 3, address: 0x3000, read: true, write: false, exec: false, priv: false, lastInGroup: true }));
       submitDescriptors(r.unit, [{ type: DescType.PAGE_GROUP_RESPONSE, fields: { PP: 1, RID: SID, PASID: 3, PRGI: b.prgIndex, LPIG: 1, RC: 0xf } }]);
       assert.equal(ep.issuesPageRequests, false);
       const c = r.machine.dma('00:02.0', { pasid: 3, addr: 0x5000 });
@@ -336,8 +343,8 @@ describe('VT-d queues and fault recording', () => {
       const req = { pasid: 3, read: true, write: false, exec: false, priv: false, lastInGroup: true };
       const respond = (prgIndex: number, code: number) =>
         submitDescriptors(r.unit, [{ type: DescType.PAGE_GROUP_RESPONSE, fields: { PP: 1, RID: SID, PASID: 3, PRGI: prgIndex, LPIG: 1, RC: code } }]);
-      const a = r.machine.pageRequest('00:02.0', { ...req, address: 0x1000 });
-      const b = r.machine.pageRequest('00:02.0', { ...req, address: 0x2000 });
+      const a = sent(r.machine.pageRequest('00:02.0', { ...req, address: 0x1000 }));
+      const b = sent(r.machine.pageRequest('00:02.0', { ...req, address: 0x2000 }));
       respond(0x1ff, 0);
       respond(a.prgIndex, 0xf);
       assert.equal(ep.priStatus, 0x0003, 'RF | UPRGI; Stopped is undefined while Enable is set');
@@ -365,8 +372,8 @@ describe('VT-d queues and fault recording', () => {
       for (const rc of [2, 7, 0xe]) {
         const { r, ep } = prqRig();
         const req = { pasid: 3, read: true, write: false, exec: false, priv: false, lastInGroup: true };
-        const a = r.machine.pageRequest('00:02.0', { ...req, address: 0x1000 });
-        const b = r.machine.pageRequest('00:02.0', { ...req, address: 0x2000 });
+        const a = sent(r.machine.pageRequest('00:02.0', { ...req, address: 0x1000 }));
+        const b = sent(r.machine.pageRequest('00:02.0', { ...req, address: 0x2000 }));
         const respond = (prgIndex: number, code: number) =>
           submitDescriptors(r.unit, [{ type: DescType.PAGE_GROUP_RESPONSE, fields: { PP: 1, RID: SID, PASID: 3, PRGI: prgIndex, LPIG: 1, RC: code } }]);
         respond(0x1ff, 0);
@@ -379,6 +386,36 @@ describe('VT-d queues and fault recording', () => {
         assert.deepEqual(ep.pendingGroups.map((g) => g.prgIndex), [b.prgIndex], 'a Success after the failure is ignored');
         assert.equal(r.machine.dma('00:02.0', { pasid: 3, addr: 0x5000 }).pageRequest, undefined, 'PRI is disabled');
       }
+    });
+
+    it('a device sends no page request while PRI Control.Enable is clear, after a Response Failure, or with a PASID while PASID is disabled: not-sent, and the PRQ sees nothing', () => {
+      // PCIe Page Request Extended Capability, Control Enable: when clear, "the Function is not permitted to
+      // issue Page Requests"; Status RF: set, the Function stops issuing them; PASID Control Enable: when clear,
+      // the Function may not send TLPs with a PASID prefix.
+      const { r, ep } = prqRig();
+      const req = { pasid: 3, address: 0x1000, read: true, write: false, exec: false, priv: false, lastInGroup: true };
+      ep.setPriControl(false);
+      assert.deepEqual(r.machine.pageRequest('00:02.0', req), { outcome: 'not-sent', reason: 'PRI is disabled on 0000:00:02.0 (PRI Control.Enable = 0): it cannot send page requests' });
+      assert.deepEqual([r.unit.pageRequestQueue.tail, ep.outstandingRequests, r.unit.readRegister('PRS').lo & 1], [0, 0, 0], 'nothing reached the IOMMU, nothing is outstanding');
+      ep.setPriControl(true);
+      const a = sent(r.machine.pageRequest('00:02.0', req));
+      submitDescriptors(r.unit, [{ type: DescType.PAGE_GROUP_RESPONSE, fields: { PP: 1, RID: SID, PASID: 3, PRGI: a.prgIndex, LPIG: 1, RC: 0xf } }]);
+      assert.deepEqual(r.machine.pageRequest('00:02.0', req), { outcome: 'not-sent', reason: '0000:00:02.0 stopped sending page requests after a Response Failure (PRI Status.RF = 1)' });
+      ep.setPriControl(false);
+      ep.setPriControl(true);
+      ep.pasidEnabled = false;
+      assert.deepEqual(r.machine.pageRequest('00:02.0', req), { outcome: 'not-sent', reason: 'PASID is disabled on 0000:00:02.0 (PASID Control.Enable = 0): it cannot send a page request with a PASID' });
+      assert.equal(sent(r.machine.pageRequest('00:02.0', { ...req, pasid: undefined })).outcome, 'queued', 'without a PASID prefix it may');
+      const none = rig();
+      device(none, '00:02.0', { ats: {}, pasid: { width: 20 } });
+      assert.deepEqual(none.machine.pageRequest('00:02.0', req), { outcome: 'not-sent', reason: '0000:00:02.0 has no PRI capability: it cannot send page requests' });
+    });
+
+    it('a device with all 512 group indices of a PASID outstanding waits: not-sent', () => {
+      const { r } = prqRig(3); // 1,024 descriptors: room for all 512
+      const req = { pasid: 3, address: 0x1000, read: true, write: false, exec: false, priv: false, lastInGroup: false };
+      for (let i = 0; i < 512; i++) sent(r.machine.pageRequest('00:02.0', req));
+      assert.deepEqual(r.machine.pageRequest('00:02.0', req), { outcome: 'not-sent', reason: '0000:00:02.0 has all 512 page request group indices outstanding for PASID 3: it waits for a response' });
     });
 
     it('sets PRO when the queue is full and answers a last-in-group request with Success', () => {

@@ -26,6 +26,8 @@ import {
   qiFaultLines,
 } from '../../src/core/driver/log';
 import { Machine } from '../../src/core/hw/machine';
+import { IQE_ANY_SLOT, ITE_WALKS_EVERY_SLOT, QI_BATCHES } from '../../src/core/driver/qi';
+import { WRITE_ONLY_LEAVES } from '../../src/core/driver/dma-pte';
 import { linuxFaultReason } from '../../src/core/vtd/fault-reasons';
 import { decodeLogText } from '../../src/readers/log-decoder';
 import type { LogEvent } from '../../src/readers/log-event';
@@ -321,4 +323,22 @@ describe('kernel versions: what the renderer prints, the reader reads', () => {
       assert.equal((prq[0]!.details.descriptor as { priv: boolean }).priv, true);
     });
   }
+});
+
+describe('kernel versions are mainline releases (src/core/driver/log.ts, "Versions")', () => {
+  it('every boundary the model gates on is a mainline major.minor, and a stable patch level is refused, not read as x.y.0', () => {
+    const boundaries: Record<string, string> = { ...FORMAT_CHANGES, QI_BATCHES, ITE_WALKS_EVERY_SLOT, IQE_ANY_SLOT, ...WRITE_ONLY_LEAVES };
+    assert.deepEqual(Object.entries(boundaries).filter(([, v]) => !/^\d+\.\d+$/.test(v)), []);
+    // 6.12.118 (the real VM) has fe89277c9ceb's ITE walk, which mainline has from 7.0: as '6.12' the model is
+    // 6.12.0, so the walk there is the old one; the model does not pretend '6.12.118' means more than that.
+    assert.equal(ITE_WALKS_EVERY_SLOT, '7.0');
+    assert.equal(isAtLeast('6.12', ITE_WALKS_EVERY_SLOT), false);
+    const m = new Machine();
+    m.addVtdUnit({ name: 'dmar0' });
+    assert.throws(() => new IommuKernel(m, { version: '6.12.118' as KernelVersion }), {
+      name: 'RangeError',
+      message: 'kernel version 6.12.118: the model follows mainline releases (major.minor, e.g. 6.12 for 6.12.0); the stable backports it knows are listed in src/core/driver/log.ts',
+    });
+    assert.equal(new IommuKernel(m, { version: '6.12' }).version, '6.12');
+  });
 });

@@ -4,6 +4,7 @@ import { contextEntryAddress, writeEntry, writeScalableContext } from '../vtd/ta
 import { VtdUnit } from '../vtd/unit';
 import { DeviceInfo } from './device';
 import { fail } from './errors';
+import { IommuGroups } from './groups';
 import type { FlushOptions } from './flush';
 import { IntelIommu } from './intel-iommu';
 import { IrqRemapping } from './irq-remapping';
@@ -15,7 +16,7 @@ import type { KernelState } from './state';
 
 /** Boot and device probe/release: intel_iommu_init, intel_iommu_probe_device and probe_finalize, iommu_release_device. */
 export class Probe {
-  private nextGroup = 0;
+  private readonly groups = new IommuGroups();
 
   constructor(private readonly k: KernelState) {}
 
@@ -47,21 +48,6 @@ export class Probe {
     const fl = this.k.iommus.every((i) => i.unit.ecap.flts === 1);
     const sl = this.k.iommus.every((i) => i.unit.ecap.slts === 1);
     return fl !== sl ? fl : true;
-  }
-
-  /**
-   * The IOMMU group a probed device joins (iommu_group_get_for_dev, pci_device_group). The model has no
-   * bridges and no ACS capability, so of pci_device_group's rules only the multi-function one applies: the
-   * functions of one slot share a group; every other device gets a new one, numbered from 0 (the group
-   * IDA) in probe order.
-   */
-  private groupFor(dev: DeviceInfo): number {
-    const a = dev.endpoint.address;
-    for (const d of this.k.devices.values()) {
-      const b = d.endpoint.address;
-      if (d !== dev && d.group >= 0 && b.segment === a.segment && b.bus === a.bus && b.device === a.device) return d.group;
-    }
-    return this.nextGroup++;
   }
 
   private iommuOf(unit: VtdUnit): IntelIommu {
@@ -118,7 +104,7 @@ export class Probe {
     // Enable's reset value is clear; the model's endpoints start with it set, for tests of the bare hardware.
     if (!dev.priEnabled) pciDisablePri(ep);
     // __iommu_probe_device -> iommu_group_add_device (drivers/iommu/iommu.c has no dev_fmt).
-    dev.group = this.groupFor(dev);
+    dev.group = this.groups.join(ep.address);
     this.k.log.info(`${devPrefix(dev)}Adding to iommu group ${dev.group}`);
     const kind = this.k.options.defaultDomain ?? 'dma';
     if (kind === 'dma') {
@@ -156,6 +142,8 @@ export class Probe {
     dev.atsEnabled = dev.endpoint.atsEnabled = false;
     dev.pasidEnabled = dev.endpoint.pasidEnabled = false;
     this.k.devices.delete(dev.sid);
+    this.groups.leave(dev.endpoint.address);
+    dev.group = -1;
     if (iommu.scalable) {
       const ctx = contextEntryAddress(iommu.contextTable(dev.sid >> 8, dev.sid & 0xff), dev.sid & 0xff, true);
       const did = (mem.readLo(ctx + 8) >>> 8) & 0xffff;

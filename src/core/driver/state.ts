@@ -12,7 +12,7 @@ import type { IntelIommu } from './intel-iommu';
 import { Interrupts } from './interrupts';
 import { Iopf, type PendingGroup } from './iopf';
 import type { IrqRemapping } from './irq-remapping';
-import { CUT_HERE, KernelLog, type KernelVersion, Ratelimit } from './log';
+import { CUT_HERE, KernelLog, type KernelVersion, mainlineVersion, Ratelimit } from './log';
 import { Mapping } from './mapping';
 import { Nesting } from './nested';
 import { PasidAllocator } from './pasid-alloc';
@@ -86,7 +86,7 @@ export class KernelState {
     readonly machine: Machine,
     readonly options: KernelOptions,
   ) {
-    this.version = options.version ?? '6.12';
+    this.version = mainlineVersion(options.version ?? '6.12');
     this.log.version = this.version;
     this.identity = new Domain({ id: this.newDomainId(), type: 'identity', name: 'identity' });
     this.blocked = new Domain({ id: this.newDomainId(), type: 'blocked', name: 'blocked' });

@@ -133,7 +133,7 @@ export class Endpoint {
 
   // ---- page request groups ----
 
-  /** The PRG index for a new group: the device picks it; any free 9-bit value. */
+  /** The PRG index for a new group: the device picks it; any free 9-bit value, or -1 when all 512 are outstanding. */
   allocatePrgIndex(pasid: number): number {
     for (let i = 0; i < 512; i++) {
       const idx = (this.nextPrgIndex + i) & 0x1ff;
@@ -142,7 +142,20 @@ export class Endpoint {
         return idx;
       }
     }
-    throw new Error(`${this.name}: all 512 page request group indices are outstanding for PASID ${pasid}`);
+    return -1;
+  }
+
+  /**
+   * Why the device cannot send a page request now (with a PASID prefix when `pasid` is given), or undefined
+   * when it can. PCIe: a Function issues Page Requests only while PRI Control.Enable is set and PRI
+   * Status.RF is clear, and a TLP with a PASID prefix only while PASID Control.Enable is set.
+   */
+  pageRequestRefusal(pasid: number | undefined): string | undefined {
+    if (!this.caps.pri) return `${this.name} has no PRI capability: it cannot send page requests`;
+    if (!this.priEnable) return `PRI is disabled on ${this.name} (PRI Control.Enable = 0): it cannot send page requests`;
+    if (this.priResponseFailure) return `${this.name} stopped sending page requests after a Response Failure (PRI Status.RF = 1)`;
+    if (pasid !== undefined && !this.pasidEnabled) return `PASID is disabled on ${this.name} (PASID Control.Enable = 0): it cannot send a page request with a PASID`;
+    return undefined;
   }
 
   get outstandingRequests(): number {

@@ -31,6 +31,14 @@ export interface DmaOutcome {
   readonly pageRequest?: { readonly prgIndex: number; readonly outcome: 'queued' | 'overflow' | 'rejected' };
 }
 
+/**
+ * What became of a page request a test injected: the IOMMU's answer (queued in the PRQ, overflow, or rejected
+ * as the hardware rejects it), or `not-sent` when the endpoint could not send it, with the reason.
+ */
+export type PageRequestOutcome =
+  | { readonly prgIndex: number; readonly outcome: 'queued' | 'overflow' | 'rejected' }
+  | { readonly outcome: 'not-sent'; readonly reason: string };
+
 export interface MachineState {
   readonly memory: SnapshotId;
   readonly events: number;
@@ -143,7 +151,9 @@ export class Machine {
     const addrNum = typeof req.addr === 'number' ? req.addr : req.addr.toNumber();
     const pasid = req.pasid ?? -1;
     const hit = ep.lookup(pasid, addrNum);
-    if (hit && (!req.write || hit.write) && (!req.exec || hit.exec) && (req.write || hit.read)) {
+    // Execute Requested is a PASID-prefix bit of reads: other requests cannot ask for it (the IOMMU walks them so).
+    const exec = req.exec === true && req.pasid !== undefined && req.write !== true;
+    if (hit && (!req.write || hit.write) && (!exec || hit.exec) && (req.write || hit.read)) {
       const translated = hit.output + (addrNum - hit.base);
       const result = unit.translate({ ...base, addr: translated, kind: 'translated' }, options);
       const stale = this.staleDeviceTlb(ep, hit, base, unit);
@@ -151,8 +161,8 @@ export class Machine {
     }
     const tr = unit.translate({ ...base, kind: 'translation-request' }, options);
     if (!tr.ok) {
-      if (ep.issuesPageRequests && (req.pasid === undefined || ep.pasidEnabled)) {
-        const prgIndex = ep.allocatePrgIndex(pasid);
+      const prgIndex = ep.pageRequestRefusal(req.pasid) === undefined ? ep.allocatePrgIndex(pasid) : -1;
+      if (prgIndex >= 0) {
         const page = Math.floor(addrNum / 4096) * 4096;
         ep.addRequest(pasid, prgIndex, page);
         const outcome = unit.receivePageRequest({
@@ -161,7 +171,7 @@ export class Machine {
           address: page,
           read: !(req.write ?? false),
           write: req.write ?? false,
-          exec: req.exec ?? false,
+          exec,
           priv: req.priv ?? false,
           lastInGroup: true,
           prgIndex,
@@ -220,11 +230,17 @@ export class Machine {
     return unit.interrupt({ sid: ep.sid, address: msg.address, data: msg.data }, options);
   }
 
-  /** A page request sent by `device` directly (PRI), outside a DMA. */
-  pageRequest(device: DeviceName, r: Omit<PriRequest, 'rid' | 'prgIndex'> & { prgIndex?: number }): { prgIndex: number; outcome: 'queued' | 'overflow' | 'rejected' } {
+  /**
+   * A page request sent by `device` directly (PRI), outside a DMA. A device whose PRI is off (or stopped by a
+   * Response Failure), or that would need a PASID prefix it may not send, sends nothing: `not-sent`.
+   */
+  pageRequest(device: DeviceName, r: Omit<PriRequest, 'rid' | 'prgIndex'> & { prgIndex?: number }): PageRequestOutcome {
     const ep = this.endpoint(device);
+    const refusal = ep.pageRequestRefusal(r.pasid);
+    if (refusal !== undefined) return { outcome: 'not-sent', reason: refusal };
     const pasid = r.pasid ?? -1;
     const prgIndex = r.prgIndex ?? ep.allocatePrgIndex(pasid);
+    if (prgIndex < 0) return { outcome: 'not-sent', reason: `${ep.name} has all 512 page request group indices outstanding${r.pasid !== undefined ? ` for PASID ${r.pasid}` : ''}: it waits for a response` };
     ep.addRequest(pasid, prgIndex, r.address);
     const outcome = this.unitFor(ep).receivePageRequest({ ...r, rid: ep.sid, prgIndex });
     return { prgIndex, outcome };

@@ -79,6 +79,10 @@ export interface PasidCacheEntry extends Verified {
   readonly flpm: number;
   readonly sre: boolean;
   readonly ere: boolean;
+  /** SLEE (qw0 bit 5): second-level X bits decide execute requests; clear, they are ignored. */
+  readonly slee: boolean;
+  /** SMEP (bit 134): supervisor execute requests need a supervisor page. */
+  readonly smep: boolean;
   readonly wpe: boolean;
   readonly nxe: boolean;
   readonly eafe: boolean;

@@ -86,13 +86,13 @@ export const PASID_ENTRY: Layout = layout({
   name: 'pasid-entry',
   words: 8,
   fields: [
-    flag('P', 0, 0), flag('FPD', 0, 1), num('AW', 0, 4, 2), num('PGTT', 0, 8, 6), flag('SSADE', 0, 9), addr('SLPTPTR', 0),
-    num('DID', 1, 15, 0), flag('PWSNP', 1, 23), flag('PGSNP', 1, 24), flag('CD', 1, 25), flag('EMTE', 1, 26),
+    flag('P', 0, 0), flag('FPD', 0, 1), num('AW', 0, 4, 2), flag('SLEE', 0, 5), num('PGTT', 0, 8, 6), flag('SSADE', 0, 9),
+    addr('SLPTPTR', 0), num('DID', 1, 15, 0), flag('PWSNP', 1, 23), flag('PGSNP', 1, 24), flag('CD', 1, 25), flag('EMTE', 1, 26),
     num('EMT', 1, 29, 27), flag('PWT', 1, 30), flag('PCD', 1, 31), num('PAT', 1, 63, 32),
     flag('SRE', 2, 0), flag('ERE', 2, 1), num('FLPM', 2, 3, 2), flag('WPE', 2, 4), flag('NXE', 2, 5), flag('SMEP', 2, 6),
     flag('EAFE', 2, 7), addr('FLPTPTR', 2),
   ],
-  reserved: [[0, 5, 5], [0, 11, 10], [0, 63, 52], [1, 22, 16], [2, 11, 8], [2, 63, 52], [3, 63, 0], [4, 63, 0], [5, 63, 0], [6, 63, 0], [7, 63, 0]],
+  reserved: [[0, 11, 10], [0, 63, 52], [1, 22, 16], [2, 11, 8], [2, 63, 52], [3, 63, 0], [4, 63, 0], [5, 63, 0], [6, 63, 0], [7, 63, 0]],
 });
 
 /** Second-level (EPT-like) paging entry. Bits 10, 52-61 and 63 are ignored by hardware. */

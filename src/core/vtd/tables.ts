@@ -134,8 +134,11 @@ export interface PasidEntryFields {
   readonly flpm?: number;
   readonly sre?: boolean;
   readonly ere?: boolean;
+  /** Second-level execute enable (qw0 bit 5): the X bits of second-level entries decide execute requests. */
+  readonly slee?: boolean;
   readonly wpe?: boolean;
   readonly nxe?: boolean;
+  readonly smep?: boolean;
   readonly eafe?: boolean;
   readonly ssade?: boolean;
   readonly pwsnp?: boolean;
@@ -148,6 +151,7 @@ export function encodePasidEntry(f: PasidEntryFields): number[] {
     FPD: f.fpd ?? false,
     AW: f.aw ?? 0,
     PGTT: f.pgtt,
+    SLEE: f.slee ?? false,
     SSADE: f.ssade ?? false,
     SLPTPTR: f.slptptr ?? 0,
     DID: f.did,
@@ -158,6 +162,7 @@ export function encodePasidEntry(f: PasidEntryFields): number[] {
     FLPM: f.flpm ?? 0,
     WPE: f.wpe ?? false,
     NXE: f.nxe ?? false,
+    SMEP: f.smep ?? false,
     EAFE: f.eafe ?? false,
     FLPTPTR: f.flptptr ?? 0,
   });

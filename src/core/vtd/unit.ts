@@ -441,6 +441,12 @@ export class VtdUnit implements IommuUnit {
   private run(q: Req, trace: WalkStep[] | null, probe: boolean): TranslationResult {
     this.stale = undefined;
     this.walker.reads = 0;
+    if (q.exec && (!q.hasPasid || q.write)) {
+      // PCIe carries Execute Requested in the PASID TLP prefix, and only reads may set it: without a PASID or
+      // on a write there is no execute request to make.
+      if (trace) trace.push(note('request', `${q.write ? 'a write' : 'a request without PASID'} cannot ask to execute (Execute Requested is a PASID-prefix bit of reads): walked as a ${q.write ? 'write' : 'read'}`, true));
+      q.exec = false;
+    }
     const useCache = this.caching && !probe;
     if (!this.translationEnabled) {
       if (trace) trace.push(note('translation', 'GSTS.TES = 0: DMA remapping is off; the address passes through untranslated', true));
@@ -485,7 +491,7 @@ export class VtdUnit implements IommuUnit {
         const width = Math.min(30 + 9 * pe.aw, this.cap.mgaw + 1);
         if (q.hi >= POW2[Math.max(0, width - 32)]!) return this.fault(q, 0x83, pe.fpd, trace, probe);
         const bucket = useCache ? this.bucketFor(pe, 'sl') : undefined;
-        return this.pagedTranslation(q, bucket, pe.did, 'sl', pe.slptptr, pe.aw + 2, SM_SL, pe.fpd, trace, probe, null, pe.ssade ? pe : null);
+        return this.pagedTranslation(q, bucket, pe.did, 'sl', pe.slptptr, pe.aw + 2, SM_SL, pe.fpd, trace, probe, null, pe.ssade ? pe : null, pe.slee);
       }
       case PGTT.FIRST_LEVEL:
       case PGTT.NESTED: {
@@ -523,6 +529,8 @@ export class VtdUnit implements IommuUnit {
     fl: { pe: PasidCacheEntry; priv: boolean } | null,
     /** A second-level-only PASID entry with SSADE: the walk sets A/D bits in the second-level entries. */
     slAd: PasidCacheEntry | null = null,
+    /** A second-level-only PASID entry's SLEE: without it an execute request needs only read permission. */
+    slee = false,
   ): TranslationResult {
     const addrBits = fl ? (levels === 5 ? 0x1ff_ffff : 0xffff) : 0xf_ffff;
     const vpn = (q.hi & addrBits) * 0x10_0000 + (q.lo >>> 12);
@@ -534,7 +542,7 @@ export class VtdUnit implements IommuUnit {
     // 1. IOTLB.
     if (bucket !== undefined) {
       const e = lookupTlb(bucket, vpn);
-      const flRules = fl ? { user, wpe: fl.pe.wpe, nxe: fl.pe.nxe, nested: mode === 'nested' } : null;
+      const flRules = fl ? { user, wpe: fl.pe.wpe, smep: fl.pe.smep, nested: mode === 'nested' } : null;
       if (e !== undefined && (e.fault !== 0 || permitted(e.perms, needAll, flRules, slAd !== null))) {
         this.checkStale(e, 'iotlb');
         if (trace) trace.push(tlbStep(e, bucket));
@@ -578,9 +586,9 @@ export class VtdUnit implements IommuUnit {
     if (ad) ad.length = 0;
     let ok: boolean;
     if (mode === 'sl') {
-      ok = w.secondLevel(table, start, vpn, offset, needAll, slCodes, trace, undefined, startPerms, slAd ? ad : null);
+      ok = w.secondLevel(table, start, vpn, offset, needAll, slCodes, trace, undefined, startPerms, slAd ? ad : null, q.exec && !slee);
     } else if (mode === 'fl') {
-      ok = w.firstLevel(table, start, levels, startPerms, vpn, offset, needAll, user, fl!.pe.wpe, fl!.pe.nxe, trace, ad);
+      ok = w.firstLevel(table, start, levels, startPerms, vpn, offset, needAll, user, fl!.pe.wpe, fl!.pe.nxe, fl!.pe.smep, trace, ad);
     } else {
       ok = this.nestedWalk(fl!.pe, vpn, offset, needAll, user, trace, ad);
     }
@@ -667,7 +675,7 @@ export class VtdUnit implements IommuUnit {
       w.output = saveOut;
       return ok ? hpa : -1;
     };
-    if (!w.firstLevel(pe.flptptr, five ? 5 : 4, five ? 5 : 4, Perm.R | Perm.W | Perm.X | Perm.U, vpn, offset, need, user, pe.wpe, pe.nxe, trace, ad, translateTable)) return false;
+    if (!w.firstLevel(pe.flptptr, five ? 5 : 4, five ? 5 : 4, Perm.R | Perm.W | Perm.X | Perm.U, vpn, offset, need, user, pe.wpe, pe.nxe, pe.smep, trace, ad, translateTable)) return false;
     // The first-level output is a guest-physical address: translate it through the second level.
     const gpa = w.output;
     const flSize = w.size;
@@ -676,7 +684,8 @@ export class VtdUnit implements IommuUnit {
     const finalTrace = trace ? ([] as WalkStep[]) : null;
     // With SSADE the second level of a nested walk is dirty-tracked too: the final translation sets its A/D.
     const slAd = pe.ssade ? ad : null;
-    if (!w.secondLevel(pe.slptptr, slLevels, Math.floor(gpa / 4096), gpa % 4096, need & ~Perm.U, SM_SL, finalTrace, 2, undefined, slAd)) {
+    // The final page is a request-with-PASID (spec 3.8.2): an execute request needs X there only with SLEE.
+    if (!w.secondLevel(pe.slptptr, slLevels, Math.floor(gpa / 4096), gpa % 4096, need & ~Perm.U, SM_SL, finalTrace, 2, undefined, slAd, (need & Perm.X) !== 0 && !pe.slee)) {
       if (trace) trace.push({ ...note('nested-output', `second-level translation of the output GPA 0x${gpa.toString(16)}`, false), nestedTrace: finalTrace! });
       return false;
     }
@@ -708,7 +717,8 @@ export class VtdUnit implements IommuUnit {
         const gpaTable = ad[i + 3]!;
         const w = this.walker;
         const save = [w.output, w.size, w.perms, w.reads];
-        const ok = w.secondLevel(pe.slptptr, pe.aw + 2, Math.floor(gpaTable / 4096), 0, Perm.W, ad[i + 4] ? NESTED_TOP : NESTED_TABLE, null, 2);
+        // An atomic A/D update of a guest entry needs R and W through the second level (spec 3.8.2).
+        const ok = w.secondLevel(pe.slptptr, pe.aw + 2, Math.floor(gpaTable / 4096), 0, Perm.R | Perm.W, ad[i + 4] ? NESTED_TOP : NESTED_TABLE, null, 2);
         [w.output, w.size, w.perms, w.reads] = save as [number, number, number, number];
         if (!ok) {
           if (trace) trace.push(note('fl-ad-update', `setting A/D at 0x${entryAddr.toString(16)} needs write access to the guest page-table page 0x${gpaTable.toString(16)} through the second level`, false));
@@ -909,6 +919,10 @@ export class VtdUnit implements IommuUnit {
       } else if (words[0]! & 0x200 && !this.ecap.slads) {
         problem = 0x5a;
         why = 'reserved bits set: SSADE (ECAP.SLADS = 0)';
+      } else if ((words[0]! & 0x20 || words[4]! & 2) && !this.ecap.ers) {
+        // The execute controls exist only on units that take execute requests.
+        problem = 0x5a;
+        why = `reserved bits set: ${words[0]! & 0x20 ? 'SLEE' : 'ERE'} (ECAP.ERS = 0)`;
       }
     }
     if (trace) trace.push(entryStep(PASID_ENTRY, 'pasid-entry', tbl, pasid & 63, words, problem ? why : `${PGTT_NAMES[pgtt]} translation, DID ${(words[2]! & 0xffff)}`, problem === 0));
@@ -932,6 +946,8 @@ export class VtdUnit implements IommuUnit {
       flpm,
       sre: (words[4]! & 1) === 1,
       ere: (words[4]! & 2) === 2,
+      slee: (words[0]! & 0x20) !== 0,
+      smep: (words[4]! & 0x40) !== 0,
       wpe: (words[4]! & 0x10) !== 0,
       nxe: (words[4]! & 0x20) !== 0,
       eafe: (words[4]! & 0x80) !== 0,
@@ -952,7 +968,7 @@ export class VtdUnit implements IommuUnit {
     if (useCache && this.cacheNotPresent && NOT_PRESENT_FAULTS.has(fault)) {
       this.pasidCache.set(ctx.sid * 0x10_0000 + pasid, {
         sid: ctx.sid, pasid, dirAddr, dirWords, entryAddr, words, fault, fpd, pgtt: 0, did: -1, aw: 0, ssade: false, pwsnp: false,
-        slptptr: 0, flptptr: 0, flpm: 0, sre: false, ere: false, wpe: false, nxe: false, eafe: false, bucket: undefined,
+        slptptr: 0, flptptr: 0, flpm: 0, sre: false, ere: false, slee: false, smep: false, wpe: false, nxe: false, eafe: false, bucket: undefined,
         deps, verifiedAt: this.memory.writeCount, valid: true,
       });
     }
@@ -1539,10 +1555,12 @@ function lookupTlb(b: IotlbBucket, vpn: number): TlbEntry | undefined {
 /**
  * Whether a cached translation allows the access (an entry that does not is treated as a miss, and the
  * walk decides). Second-level permissions are plain R/W/X. First-level ones follow the CPU's rules: user
- * requests need U/S, writes need R/W unless a supervisor request runs with WPE = 0, execute needs XD = 0
- * when NXE is set. Nested entries carry the second stage's R/W/X in the SL bits as well.
+ * requests need U/S, writes need R/W unless a supervisor request runs with WPE = 0, execute needs X (which
+ * the walk of an execute request computed from XD and NXE) and, for a supervisor request under SMEP, a
+ * supervisor page. Nested entries carry the second stage's R/W/X in the SL bits as well. An entry cached by
+ * a walk for another kind of request may lack an X that an execute request would get: that is a miss too.
  */
-function permitted(perms: number, need: number, fl: { user: boolean; wpe: boolean; nxe: boolean; nested: boolean } | null, slDirty = false): boolean {
+function permitted(perms: number, need: number, fl: { user: boolean; wpe: boolean; smep: boolean; nested: boolean } | null, slDirty = false): boolean {
   // With second-level A/D (SSADE), a write through an entry cached while the leaf was clean walks again to set D.
   if (fl === null) return (perms & need) === need && !(slDirty && need & Perm.W && !(perms & Perm.D));
   if (fl.user && !(perms & Perm.U)) return false;
@@ -1550,6 +1568,7 @@ function permitted(perms: number, need: number, fl: { user: boolean; wpe: boolea
   // A write through an entry cached before the leaf was dirty walks again, to set D (as a CPU TLB does).
   if (need & Perm.W && !(perms & Perm.D)) return false;
   if (need & Perm.X && !(perms & Perm.X)) return false;
+  if (need & Perm.X && !fl.user && fl.smep && perms & Perm.U) return false;
   if (fl.nested) {
     const sl = need & (Perm.R | Perm.W | Perm.X);
     if (((perms >>> SL_SHIFT) & sl) !== sl) return false;

@@ -12,6 +12,16 @@ import { decodeEntry, FL_PTE, FLB, rawWords, SL_PTE, SLB } from './structures';
  *
  * Fault codes depend on the mode: legacy (`codes = LEGACY_SL`) or scalable mode, and inside a nested walk on
  * whether the second-level walk translates a first-level table pointer or the final address.
+ *
+ * Execute requests (VT-d spec 3.6.2, 3.8.2; PCIe: Execute Requested sits in the PASID TLP prefix, on reads
+ * only) are instruction fetches: reads that also need execute permission. The walks get them with `need`
+ * holding R and X. First level: X is taken away by XD = 1 in any entry only when the PASID entry has NXE set
+ * (with NXE clear, fetches are allowed wherever reads are); with SMEP set, a supervisor fetch also needs
+ * U/S = 0 in at least one entry. Second level (second-level-only and the final stage of nested): with SLEE
+ * clear the X bit is ignored and a fetch needs R only (`xFromR`); with SLEE set it needs R and X in every
+ * entry. A refused fetch is 0x82 ("No execute permission for request with PASID and ER=1"); one without read
+ * permission is a refused read (0x86). The X in a result means something only for an execute request (an
+ * ATS completion's Exe answers one), so other walks leave it as the entries' raw bits.
  */
 
 const TWO_32 = 0x1_0000_0000;
@@ -25,6 +35,8 @@ export interface SlFaultCodes {
   /** A present leaf without the permission the request needs. */
   readonly noRead: number;
   readonly noWrite: number;
+  /** A present leaf that refuses an execute request that has read permission. */
+  readonly noExec: number;
   readonly reserved: number;
   /** An entry pointing beyond the host address width. */
   readonly entryBeyond: number;
@@ -32,12 +44,13 @@ export interface SlFaultCodes {
 }
 
 // Legacy mode reports permission problems as "PTE Read/Write access is not set" (0x6/0x5) whether or not the
-// entry is present, as Linux's strings and QEMU's model say.
-export const LEGACY_SL: SlFaultCodes = { access: 0x07, notPresentRead: 0x06, notPresentWrite: 0x05, noRead: 0x06, noWrite: 0x05, reserved: 0x0c, entryBeyond: 0x0c, beyond: 0x04 };
-export const SM_SL: SlFaultCodes = { access: 0x78, notPresentRead: 0x79, notPresentWrite: 0x79, noRead: 0x86, noWrite: 0x85, reserved: 0x7a, entryBeyond: 0x84, beyond: 0x83 };
+// entry is present, as Linux's strings and QEMU's model say. Its requests carry no PASID, so never ER: noExec
+// is never raised there, nor in a nested walk's table reads (requests-without-PASID, spec 3.8.2).
+export const LEGACY_SL: SlFaultCodes = { access: 0x07, notPresentRead: 0x06, notPresentWrite: 0x05, noRead: 0x06, noWrite: 0x05, noExec: 0x06, reserved: 0x0c, entryBeyond: 0x0c, beyond: 0x04 };
+export const SM_SL: SlFaultCodes = { access: 0x78, notPresentRead: 0x79, notPresentWrite: 0x79, noRead: 0x86, noWrite: 0x85, noExec: 0x82, reserved: 0x7a, entryBeyond: 0x84, beyond: 0x83 };
 /** Second-level translation of a first-level table pointer in a nested walk (top-level table / lower tables). */
-export const NESTED_TOP: SlFaultCodes = { access: 0x78, notPresentRead: 0x75, notPresentWrite: 0x77, noRead: 0x75, noWrite: 0x77, reserved: 0x7a, entryBeyond: 0x84, beyond: 0x74 };
-export const NESTED_TABLE: SlFaultCodes = { access: 0x78, notPresentRead: 0x76, notPresentWrite: 0x77, noRead: 0x76, noWrite: 0x77, reserved: 0x7a, entryBeyond: 0x84, beyond: 0x74 };
+export const NESTED_TOP: SlFaultCodes = { access: 0x78, notPresentRead: 0x75, notPresentWrite: 0x77, noRead: 0x75, noWrite: 0x77, noExec: 0x75, reserved: 0x7a, entryBeyond: 0x84, beyond: 0x74 };
+export const NESTED_TABLE: SlFaultCodes = { access: 0x78, notPresentRead: 0x76, notPresentWrite: 0x77, noRead: 0x76, noWrite: 0x77, noExec: 0x76, reserved: 0x7a, entryBeyond: 0x84, beyond: 0x74 };
 
 export const FL_CODES = {
   topAccess: 0x73,
@@ -98,12 +111,14 @@ export class Walker {
 
   /**
    * Second-level walk of the input page `vpn` (input address >> 12) from `table` with `levels` levels.
-   * `need` is the Perm bits the request needs (R for reads, W for writes, X for execute). Leaves the
-   * outcome in the walker's fields; returns false on a fault.
+   * `need` is the Perm bits the request needs (R for reads, W for writes, R and X for execute). `xFromR`
+   * (an execute request under a PASID entry with SLEE = 0) ignores the X bits: execute is allowed wherever
+   * read is. Leaves the outcome in the walker's fields; returns false on a fault.
    */
-  secondLevel(table: number, levels: number, vpn: number, offset: number, need: number, codes: SlFaultCodes, trace: WalkStep[] | null, stage?: 2, initPerms = Perm.R | Perm.W | Perm.X | Perm.U, adUpdates: number[] | null = null): boolean {
+  secondLevel(table: number, levels: number, vpn: number, offset: number, need: number, codes: SlFaultCodes, trace: WalkStep[] | null, stage?: 2, initPerms = Perm.R | Perm.W | Perm.X | Perm.U, adUpdates: number[] | null = null, xFromR = false): boolean {
     const mem = this.mem;
-    let perms = initPerms;
+    // Permissions of cached upper levels (a paging-structure cache hit) carry X as the entries have it.
+    let perms = xFromR ? (initPerms & ~Perm.X) | ((initPerms & Perm.R) << 2) : initPerms;
     for (let level = levels; level >= 1; level--) {
       const idx = levelIndex(vpn, level);
       const entryAddr = table + idx * 8;
@@ -137,13 +152,16 @@ export class Walker {
         return this.fail(codes.reserved);
       }
       // The second level has no user/supervisor distinction: U stays set.
-      perms &= (lo & 7) | Perm.U;
+      perms &= (xFromR ? (lo & 3) | ((lo & 1) << 2) : lo & 7) | Perm.U;
       if (adUpdates && (lo & SLB.A) === 0) adUpdates.push(entryAddr, hi, (lo | SLB.A) >>> 0, table, AD_SECOND_LEVEL);
       if (level === 1 || large) {
         const size = level === 1 ? 4096 : level === 2 ? 0x20_0000 : 0x4000_0000;
-        if ((need & perms) !== need) {
-          if (trace) trace.push(pteStep(SL_PTE, SL_LEVEL_NAMES[level]!, level, table, idx, hi, lo, `leaf lacks ${permWords(need & ~perms)} permission`, false, stage));
-          return this.fail(need & Perm.W && !(perms & Perm.W) ? codes.noWrite : codes.noRead);
+        const missing = need & ~perms & (Perm.R | Perm.W | Perm.X);
+        if (missing) {
+          const what = missing & Perm.W ? 'write' : missing & Perm.R ? 'read' : 'execute';
+          const why = what === 'execute' ? ' (X = 0 in an entry, and the PASID entry has SLEE = 1)' : '';
+          if (trace) trace.push(pteStep(SL_PTE, SL_LEVEL_NAMES[level]!, level, table, idx, hi, lo, `leaf lacks ${what} permission${why}`, false, stage));
+          return this.fail(what === 'write' ? codes.noWrite : what === 'read' ? codes.noRead : codes.noExec);
         }
         if (adUpdates && need & Perm.W && (lo & SLB.D) === 0) {
           const n = adUpdates.length;
@@ -180,9 +198,10 @@ export class Walker {
 
   /**
    * First-level walk. `vpn` is the page number within the 48/57-bit space (sign bits removed). `user` is
-   * true for user-mode requests. `wpe`/`nxe` come from the PASID entry. `translateTable`, for nested walks,
-   * turns a first-level table's guest-physical address into a host-physical one (or returns -1 on a fault,
-   * having set this walker's fault). A/D updates are made by the caller from `adUpdates`.
+   * true for user-mode requests; `wpe`, `nxe` and `smep` come from the PASID entry (spec 3.6.2).
+   * `translateTable`, for nested walks, turns a first-level table's guest-physical address into a
+   * host-physical one (or returns -1 on a fault, having set this walker's fault). A/D updates are made by the
+   * caller from `adUpdates`.
    */
   firstLevel(
     table: number,
@@ -194,13 +213,17 @@ export class Walker {
     need: number,
     user: boolean,
     wpe: boolean,
-    _nxe: boolean,
+    nxe: boolean,
+    smep: boolean,
     trace: WalkStep[] | null,
     adUpdates: number[] | null,
     translateTable?: (gpa: number, top: boolean, adWrite: boolean, trace: WalkStep[] | null) => number,
   ): boolean {
     const mem = this.mem;
-    let perms = initPerms;
+    // XD takes execute away only where it counts: for an execute request under NXE = 1.
+    const xdCounts = !(need & Perm.X) || nxe;
+    // Cached upper levels (a paging-structure cache hit) may have lost X to an XD that does not count here.
+    let perms = xdCounts ? initPerms : initPerms | Perm.X;
     for (let level = levels; level >= 1; level--) {
       const idx = levelIndex(vpn, level);
       const gpaTable = table;
@@ -247,7 +270,7 @@ export class Walker {
       }
       if ((lo & FLB.RW) === 0) perms &= ~Perm.W;
       if ((lo & FLB.US) === 0) perms &= ~Perm.U;
-      if ((hi & FLB.XD_HI) !== 0) perms &= ~Perm.X;
+      if ((hi & FLB.XD_HI) !== 0 && xdCounts) perms &= ~Perm.X;
       if (adUpdates && (lo & FLB.A) === 0) adUpdates.push(entryAddr, hi, (lo | FLB.A) >>> 0, gpaTable, level === topLevel ? 1 : 0);
       if (level === 1 || large) {
         const size = level === 1 ? 4096 : level === 2 ? 0x20_0000 : 0x4000_0000;
@@ -256,9 +279,15 @@ export class Walker {
           user && !(perms & Perm.U) ? FL_CODES.user
           : need & Perm.W && !(perms & Perm.W) && (user || wpe) ? FL_CODES.write
           : need & Perm.X && !(perms & Perm.X) ? FL_CODES.exec
+          : need & Perm.X && !user && smep && perms & Perm.U ? FL_CODES.exec
           : 0;
         if (problem) {
-          if (trace) trace.push(step(problem === FL_CODES.user ? 'user request to a supervisor page (U/S = 0)' : problem === FL_CODES.write ? 'write to a read-only page (R/W = 0)' : 'execute from a no-execute page (XD = 1)', false));
+          const why =
+            problem === FL_CODES.user ? 'user request to a supervisor page (U/S = 0)'
+            : problem === FL_CODES.write ? 'write to a read-only page (R/W = 0)'
+            : !(perms & Perm.X) ? 'execute from a no-execute page (XD = 1, NXE = 1)'
+            : 'supervisor execute from a user page (U/S = 1 in every entry, SMEP = 1)';
+          if (trace) trace.push(step(why, false));
           return this.fail(problem);
         }
         if (adUpdates && need & Perm.W && (lo & FLB.D) === 0) {
@@ -284,8 +313,10 @@ export class Walker {
     return this.fail(FL_CODES.reserved);
   }
 
-  // XD is never reserved: current VT-d specs honour it whatever the PASID entry's old NXE bit says (Linux
-  // stopped setting NXE when the spec dropped it), and CPU page tables used for SVA are full of NX bits.
+  // XD is never reserved. The spec revisions with execute requests reserved it under NXE = 0; the current one
+  // dropped execute requests and deprecated NXE and XD, and Linux stopped setting both (e995fcde6070
+  // "iommu/vt-d: Remove control over Execute-Requested requests", 6.11) while CPU page tables used for SVA
+  // are full of NX bits. XD restricts execute requests under NXE = 1 only (see the header).
   private flReserved(level: number, large: boolean, next: number, nested: boolean): string | undefined {
     if (!nested && next >= this.params.hawLimit) return 'address above the host address width';
     if (!large) return undefined;
