@@ -1,7 +1,7 @@
 import { formatDiagnostic } from '../../dsl/diagnostic';
 import { lex } from '../../dsl/lexer';
 import { choice, Exit, failed, InputError, type Subcommand } from '../framework';
-import { readTextFile, readTextStdin, STDIN } from '../input';
+import { readTextFile, readTextStdin, STDIN, TOPOLOGY_LIMIT } from '../input';
 
 export const checkCommand: Subcommand = {
   name: 'check',
@@ -24,7 +24,7 @@ Options:
       state.input = name;
       let text: string;
       try {
-        text = file === '-' ? await readTextStdin() : await readTextFile(file);
+        text = file === '-' ? await readTextStdin(TOPOLOGY_LIMIT) : await readTextFile(file, TOPOLOGY_LIMIT);
         if (text === '') throw new InputError(name, 'empty (0 bytes)');
       } catch (e) {
         if (!(e instanceof InputError)) throw e;
