@@ -88,7 +88,7 @@ export function requireText(name: string, bytes: Uint8Array): void {
  * given says so instead. An explicit '-' still reads the terminal.
  */
 export function requireStdinNotTerminal(what: string): void {
-  if (process.stdin.isTTY) throw new UsageError(`no input: name a FILE or pipe ${what} in (stdin is a terminal; '-' reads it anyway)`);
+  if (process.stdin.isTTY) throw new UsageError(`no input: stdin is a terminal; name a FILE, pipe ${what} in, or give '-' to read the terminal`);
 }
 
 /** Opens a file for reading, as a file descriptor; throws the problem in words when it cannot. */

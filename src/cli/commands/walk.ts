@@ -46,17 +46,17 @@ Example:
     // Everything about the request is checked before the dump is read: those are usage errors.
     if (!dumps?.length) throw new UsageError('--debugfs DIR|FILE is required');
     if (!device) throw new UsageError('--device SSSS:BB:DD.F is required');
-    if (!parsePciAddress(device)) throw new UsageError(`--device '${device}' is not a PCI address (SSSS:BB:DD.F or BB:DD.F)`);
-    if (!parseAddress(address)) throw new UsageError(`'${address}' is not an address (hex with 0x, or decimal, up to 64 bits)`);
+    if (!parsePciAddress(device)) throw new UsageError(`--device '${device}' is not a PCI address: SSSS:BB:DD.F or BB:DD.F`);
+    if (!parseAddress(address)) throw new UsageError(`'${address}' is not an address: hex with 0x, or decimal, up to 64 bits`);
     if (args.values.write && args.values.exec) throw new UsageError('--write and --exec exclude each other');
     let pasid: number | undefined;
     const pasidText = args.values.pasid as string | undefined;
     if (pasidText !== undefined) {
       pasid = /^0x[0-9a-f]+$/i.test(pasidText) ? parseInt(pasidText, 16) : /^\d+$/.test(pasidText) ? parseInt(pasidText, 10) : NaN;
-      if (!(pasid >= 0 && pasid < 2 ** 20)) throw new UsageError(`--pasid must be 0..0xfffff (got '${pasidText}')`);
+      if (!(pasid >= 0 && pasid < 2 ** 20)) throw new UsageError(`--pasid must be 0..0xfffff, not '${pasidText}'`);
     }
     if (args.values.dmesg === '-' && dumps.includes('-')) throw new UsageError('--dmesg - and a dump on stdin cannot both read it');
-    if (args.values.priv && pasid === undefined) throw new UsageError('--priv needs --pasid (only PASID requests carry privilege)');
+    if (args.values.priv && pasid === undefined) throw new UsageError('--priv needs --pasid: only PASID requests carry privilege');
     const imp = await importDebugfsInputs(dumps, state, args.values.dmesg as string | undefined);
     const outcome = walkImported(imp, {
       device,
