@@ -1,4 +1,4 @@
-import type { DmaRequest, TranslationResult } from '../core/hw/types';
+import type { DmaRequest, StaleUse, TranslationOk, TranslationResult, WalkStep } from '../core/hw/types';
 import { describeWalk, sizeName } from '../core/hw/walk-text';
 import { formatPciAddress, parsePciAddress, pciFromRid, pciRid } from '../core/pci';
 import { plural } from '../core/plural';
@@ -47,6 +47,7 @@ export interface UnitReport {
   queue: { base: string; head: number; tail: number; descriptorSize: number; descriptors: { index: number; name: string; fields: Record<string, number | string>; status: number; eras?: PageGroupResponseEras }[] } | null;
 }
 
+/** Raw entry words (and other 64-bit values) are `0x` hex strings, as in every JSON the CLI prints (see WalkJson). */
 export interface PasidReport {
   pasid: number;
   raw: string[];
@@ -81,7 +82,8 @@ export interface DomainReport {
   levels: number;
   root: string;
   users: string[];
-  mappedBytes: number;
+  /** Hex, like every byte count that can pass 32 bits. */
+  mappedBytes: string;
   ranges: MappingRange[];
   /** Ranges not listed (the report keeps the first MAX_RANGES). */
   moreRanges: number;
@@ -100,12 +102,14 @@ export interface DebugfsReport {
   domains: DomainReport[];
   interrupts: InterruptReport[];
   diagnostics: readonly DebugfsDiagnostic[];
-  summary: { units: number; devices: number; pasidEntries: number; domains: number; mappedBytes: number; unrecognisedLines: number };
+  summary: { units: number; devices: number; pasidEntries: number; domains: number; mappedBytes: string; unrecognisedLines: number };
 }
 
 const MAX_RANGES = 512;
 const MAX_DESCRIPTORS = 16;
 const hex = (n: number) => '0x' + n.toString(16);
+/** An entry's words as `0x` + 16 hex digits each, lowest first. */
+const hexWords = (w: readonly number[], n: number) => rawWords(w, n).map((x) => '0x' + x);
 
 function features(unit: VtdUnit): string[] {
   const c = unit.cap;
@@ -229,7 +233,7 @@ function domainReport(k: DomainKey, users: string[]): DomainReport {
     cur = { iova: leaf.iova, output: leaf.output, bytes: leaf.size, pages: 1, size: leaf.size, access };
   }
   flush();
-  return { id: domainId(k), unit: k.unit.name, did: k.did, format: k.format, levels: k.levels, root: hex(k.root), users, mappedBytes: mapped, ranges, moreRanges: more };
+  return { id: domainId(k), unit: k.unit.name, did: k.did, format: k.format, levels: k.levels, root: hex(k.root), users, mappedBytes: hex(mapped), ranges, moreRanges: more };
 }
 
 export function describeImport(imp: DebugfsImport): DebugfsReport {
@@ -252,7 +256,7 @@ export function describeImport(imp: DebugfsImport): DebugfsReport {
     if (ctxAt === undefined) continue;
     const layout = sm ? CONTEXT_SCALABLE : CONTEXT_LEGACY;
     const cw = words(unit, ctxAt, layout.words);
-    report.context = { raw: rawWords(cw, layout.words), fields: decodeEntry(layout, cw) };
+    report.context = { raw: hexWords(cw, layout.words), fields: decodeEntry(layout, cw) };
     if (!(cw[0]! & 1)) continue;
     if (!sm) {
       const tt = (cw[0]! >>> 2) & 3;
@@ -279,7 +283,7 @@ export function describeImport(imp: DebugfsImport): DebugfsReport {
         const user = `${dev.device} PASID ${hex(pasid)}`;
         if (pgtt === 1) domain = useDomain({ unit, did, format: 'first-level', levels: (fields.FLPM as number) === 1 ? 5 : 4, root: parseInt(fields.FLPTPTR as string, 16) }, user);
         else if (pgtt === 2 || pgtt === 3) domain = useDomain({ unit, did, format: 'second-level', levels: aw + 2, root: parseInt(fields.SLPTPTR as string, 16) }, user);
-        report.pasids.push({ pasid, raw: rawWords(pw, 3), type: PGTT_NAMES[pgtt] ?? `PGTT ${pgtt} (reserved)`, did, fields, domain });
+        report.pasids.push({ pasid, raw: hexWords(pw, 3), type: PGTT_NAMES[pgtt] ?? `PGTT ${pgtt} (reserved)`, did, fields, domain });
       }
     }
   }
@@ -296,7 +300,7 @@ export function describeImport(imp: DebugfsImport): DebugfsReport {
       devices: devices.length,
       pasidEntries,
       domains: domainReports.length,
-      mappedBytes: domainReports.reduce((s, d) => s + d.mappedBytes, 0),
+      mappedBytes: hex(domainReports.reduce((s, d) => s + parseInt(d.mappedBytes, 16), 0)),
       unrecognisedLines: imp.dump.unrecognisedLines,
     },
   };
@@ -346,14 +350,14 @@ export function reportText(r: DebugfsReport, input: string): string[] {
       out.push('  no context entry');
       continue;
     }
-    out.push(`  context ${d.context.raw.map((w) => '0x' + w).join(' ')}: ${fieldList(d.context.fields)}`);
+    out.push(`  context ${d.context.raw.join(' ')}: ${fieldList(d.context.fields)}`);
     for (const p of d.pasids) {
       out.push(`  PASID ${hex(p.pasid)} ${p.type}, DID ${p.did}: ${fieldList(p.fields, ['FPD', 'AW', 'SLPTPTR', 'FLPTPTR', 'FLPM', 'SRE', 'WPE', 'SSADE', 'PGSNP', 'PWSNP', 'EAFE'])}`);
     }
   }
   out.push('');
   for (const d of r.domains) {
-    out.push(`domain ${d.id}: ${d.levels}-level, ${humanBytes(d.mappedBytes)} mapped`);
+    out.push(`domain ${d.id}: ${d.levels}-level, ${humanBytes(parseInt(d.mappedBytes, 16))} mapped`);
     out.push(`  used by ${d.users.join(', ')}`);
     for (const m of d.ranges) out.push(`  ${m.iova.padStart(14)} -> ${m.output.padEnd(14)} ${humanBytes(parseInt(m.size, 16)).padStart(9)} in ${m.pages} x ${m.pageSize} ${m.access}`);
     if (d.moreRanges) out.push(`  ... and ${d.moreRanges} more ranges (see --format json)`);
@@ -364,7 +368,7 @@ export function reportText(r: DebugfsReport, input: string): string[] {
     for (const e of i.entries) out.push(`  [${e.index}] from ${e.source}: ${fieldList(e.fields)}`);
   }
   const s = r.summary;
-  out.push('', `${plural(s.units, 'unit')}, ${plural(s.devices, 'device')}, ${plural(s.pasidEntries, 'PASID entry', 'PASID entries')}, ${plural(s.domains, 'domain')}, ${humanBytes(s.mappedBytes)} mapped; ${plural(s.unrecognisedLines, 'line')} not understood`);
+  out.push('', `${plural(s.units, 'unit')}, ${plural(s.devices, 'device')}, ${plural(s.pasidEntries, 'PASID entry', 'PASID entries')}, ${plural(s.domains, 'domain')}, ${humanBytes(parseInt(s.mappedBytes, 16))} mapped; ${plural(s.unrecognisedLines, 'line')} not understood`);
   for (const d of r.diagnostics) out.push(diagnosticText(d, input));
   return out;
 }
@@ -424,6 +428,55 @@ export function walkImported(imp: DebugfsImport, w: WalkRequest): WalkOutcome {
   // The notes go before the result line, which stays last.
   const lines = describeWalk(request, `${device} on ${unit.name}`, result);
   return { ok: true, unit: unit.name, device, request, result, notes, text: [...lines.slice(0, -1), ...notes.map((n) => `Note: ${n}`), lines[lines.length - 1]!] };
+}
+
+/**
+ * A walk as `iommu-lab walk --format json` prints it. Every address and 64-bit value is a `0x` hex string
+ * (lowercase; raw entry words zero-padded to 16 digits, as debugfs prints them), one field per value; the
+ * request's fields are named as decode-log's events name them (pasid, address, access).
+ */
+export interface WalkJson {
+  unit: string;
+  device: string;
+  request: { pasid: number | null; address: string; access: 'read' | 'write' | 'exec'; priv: boolean };
+  result: (
+    | { ok: true; output: string; pageSize: number; perms: TranslationOk['perms']; source: TranslationOk['source']; did: number | null }
+    | { ok: false; reason: number; reasonText: string; recorded: boolean }
+  ) & { reads: number; stale: StaleJson | null; trace: StepJson[] };
+  /** What the walk used that debugfs does not show (see walkImported). */
+  notes: string[];
+}
+
+export type StepJson = Omit<WalkStep, 'raw' | 'nestedTrace'> & { raw: string[]; nestedTrace?: StepJson[] };
+export type StaleJson = Omit<StaleUse, 'cached' | 'memory'> & { cached: string[]; memory: string[] };
+
+/** A raw 64-bit word (16 hex digits, as WalkStep and StaleUse hold it) as a hex string. */
+const word = (w: string) => (w.startsWith('0x') ? w : '0x' + w);
+
+function stepJson(s: WalkStep): StepJson {
+  const { nestedTrace, ...rest } = s;
+  return { ...rest, raw: s.raw.map(word), ...(nestedTrace ? { nestedTrace: nestedTrace.map(stepJson) } : {}) };
+}
+
+function staleJson(s: StaleUse | undefined): StaleJson | null {
+  return s ? { ...s, cached: s.cached.map(word), memory: s.memory.map(word) } : null;
+}
+
+/** The JSON form of a walk (WalkJson). */
+export function walkJson(w: Extract<WalkOutcome, { ok: true }>): WalkJson {
+  const q = w.request;
+  const r = w.result;
+  const address = typeof q.addr === 'number' ? hex(q.addr) : q.addr.toString();
+  const common = { reads: r.reads, stale: staleJson(r.stale), trace: (r.trace ?? []).map(stepJson) };
+  return {
+    unit: w.unit,
+    device: w.device,
+    request: { pasid: q.pasid ?? null, address, access: q.write ? 'write' : q.exec ? 'exec' : 'read', priv: q.priv ?? false },
+    result: r.ok
+      ? { ok: true, output: r.output, pageSize: r.pageSize, perms: r.perms, source: r.source, did: r.did ?? null, ...common }
+      : { ok: false, reason: r.reason, reasonText: r.reasonText, recorded: r.recorded, ...common },
+    notes: w.notes,
+  };
 }
 
 /** What a walk through an import used that debugfs did not show: PASID directory entries. */

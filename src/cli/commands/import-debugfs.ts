@@ -20,7 +20,9 @@ no entry of the dump uses (the report says so). With --dmesg, the kernel log of 
 
 Options:
   --dmesg FILE        the kernel log of the same boot ('-' for stdin), for the PASID directories
-  --format text|json  text (default) or one JSON object
+  --format text|json  text (default) or one JSON object: {units, devices, domains, interrupts,
+                      diagnostics, summary}, with every address and 64-bit value (raw entry words,
+                      mapped bytes) a 0x hex string, as walk's and decode-log's JSON have them
 
 Example:
   sudo cp -r /sys/kernel/debug/iommu/intel dump && iommu-lab import-debugfs dump`,

@@ -1,6 +1,6 @@
 import { parsePciAddress } from '../../core/pci';
 import { diagnosticText } from '../../readers/debugfs';
-import { parseAddress, walkImported } from '../../readers/debugfs-report';
+import { parseAddress, walkImported, walkJson } from '../../readers/debugfs-report';
 import { importDebugfsInputs } from '../debugfs-files';
 import { choice, Exit, InputError, type Subcommand, UsageError } from '../framework';
 
@@ -21,7 +21,13 @@ Options:
   --pasid N           the PASID the request carries (decimal or 0x hex); none by default
   --write, --exec     the access (read by default)
   --priv              a privileged (supervisor) request; needs --pasid
-  --format text|json  text (default) or one JSON object with the request, the result and the trace
+  --format text|json  text (default) or one JSON object (below)
+
+JSON output: {unit, device, request: {pasid, address, access, priv}, result, notes}, where result is
+{ok: true, output, pageSize, perms, source, did, reads, stale, trace} or {ok: false, reason, reasonText,
+recorded, reads, stale, trace}, and each step of trace is {structure, level, table, index, entryAddress,
+raw, fields, check, ok}. Every address and 64-bit value is a 0x hex string (raw entry words with 16
+digits), as in decode-log's JSON; pasid, pageSize, reason and the fields' small numbers are numbers.
 
 Example:
   iommu-lab walk --debugfs dump --device 0000:6a:01.0 --pasid 5 --write 0x40000234`,
@@ -69,7 +75,7 @@ Example:
     // What is left to fail is the dump's: the device is not in it.
     if (!outcome.ok) throw new InputError(state.input!, outcome.error);
     for (const d of imp.diagnostics) if (d.severity !== 'info') io.err(diagnosticText(d, state.input!) + '\n');
-    if (format === 'json') await io.out(JSON.stringify({ unit: outcome.unit, device: outcome.device, request: outcome.request, result: outcome.result }) + '\n');
+    if (format === 'json') await io.out(JSON.stringify(walkJson(outcome)) + '\n');
     else await io.out(outcome.text.join('\n') + '\n');
     return outcome.result.ok ? Exit.ok : Exit.problem;
   },
