@@ -20,7 +20,7 @@ import { QI_LENGTH } from '../core/driver/qi';
 import { pasidEntryAddress } from '../core/vtd/tables';
 import type { VtdUnit } from '../core/vtd/unit';
 import { type DebugfsDiagnostic, diagnosticText } from './debugfs';
-import type { DebugfsImport } from './debugfs-import';
+import type { DebugfsImport, UnitValue } from './debugfs-import';
 import { describeQiDescriptor, type PageGroupResponseEras } from './vtd-descriptors';
 
 /**
@@ -30,19 +30,29 @@ import { describeQiDescriptor, type PageGroupResponseEras } from './vtd-descript
  * form; `walkImported` translates through the imported tables.
  */
 
+/**
+ * A unit as the dump shows it. What the dump does not hold is never given as a fact: a value the import
+ * assumed (the model runs with it) is named in `assumed`, a value nothing in the dump implies is null and
+ * named in `unknown`, each with why.
+ */
 export interface UnitReport {
   name: string;
   /** The PCI segment the unit serves (from the device files that name it; 0 when none does). */
   segment: number;
   regBase: string;
   version: string;
-  mode: 'scalable' | 'legacy';
-  translationEnabled: boolean;
-  rootTable: string;
+  mode: 'scalable' | 'legacy' | null;
+  translationEnabled: boolean | null;
+  rootTable: string | null;
   registersKnown: boolean;
   cap: string;
   ecap: string;
+  /** From cap and ecap: assumed with them. */
   features: string[];
+  /** The fields above whose values the import assumed, with why (the dump does not hold them). */
+  assumed: Partial<Record<UnitValue | 'features', string>>;
+  /** The fields above that are null because nothing in the dump tells them, with why. */
+  unknown: Partial<Record<UnitValue, string>>;
   /** The invalidation queue as its file showed it: head and tail from its header, descriptors sized by ECAP.SMTS. */
   queue: { base: string; head: number; tail: number; descriptorSize: number; descriptors: { index: number; name: string; fields: Record<string, number | string>; status: number; eras?: PageGroupResponseEras }[] } | null;
 }
@@ -59,10 +69,16 @@ export interface PasidReport {
 }
 
 export interface DeviceReport {
+  /** SSSS:BB:DD.F; the segment is the unit's (assumed with it when no device file names it). */
   device: string;
   unit: string;
+  /** The device's context entry; null when it is not present, or unknown (see `unknown`). */
   context: { raw: string[]; fields: Record<string, number | boolean | string> } | null;
   pasids: PasidReport[];
+  /** As UnitReport's: `segment` when the unit's is assumed. */
+  assumed: { segment?: string };
+  /** As UnitReport's: `context` when the dump has no context table of the unit to tell. */
+  unknown: { context?: string };
 }
 
 export interface MappingRange {
@@ -153,7 +169,7 @@ function erasText(e: PageGroupResponseEras | undefined): string {
 }
 
 function unitReport(imp: DebugfsImport, i: number): UnitReport {
-  const { unit, registersKnown, qiStatus, queue: q } = imp.units[i]!;
+  const { unit, registersKnown, assumed, unknown, qiStatus, queue: q } = imp.units[i]!;
   let queue: UnitReport['queue'] = null;
   if (qiStatus && q) {
     const size = 2 ** q.shift;
@@ -174,13 +190,15 @@ function unitReport(imp: DebugfsImport, i: number): UnitReport {
     segment: unit.segment,
     regBase: hex(unit.regBase),
     version: `${unit.version[0]}.${unit.version[1]}`,
-    mode: unit.scalableMode ? 'scalable' : 'legacy',
-    translationEnabled: unit.translationEnabled,
-    rootTable: hex(unit.rootTableAddress),
+    mode: unknown.mode ? null : unit.scalableMode ? 'scalable' : 'legacy',
+    translationEnabled: unknown.translationEnabled ? null : unit.translationEnabled,
+    rootTable: unknown.rootTable ? null : hex(unit.rootTableAddress),
     registersKnown,
     cap: unit.capRaw.toString(),
     ecap: unit.ecapRaw.toString(),
     features: features(unit),
+    assumed: { ...assumed, ...(assumed.cap || assumed.ecap ? { features: [assumed.cap, assumed.ecap].filter((x, k, a) => x && a.indexOf(x) === k).join('; ') } : {}) },
+    unknown: { ...unknown },
     queue,
   };
 }
@@ -251,8 +269,16 @@ export function describeImport(imp: DebugfsImport): DebugfsReport {
     const unit = imp.units.find((u) => u.unit.name === dev.unit)!.unit;
     const sm = unit.scalableMode;
     const ctxAt = contextAddress(unit.memory, unit.rootTableAddress, sm, dev.sid >> 8, dev.sid & 0xff);
-    const report: DeviceReport = { device: dev.device, unit: unit.name, context: null, pasids: [] };
+    const facts = imp.units.find((u) => u.unit === unit)!;
+    const report: DeviceReport = { device: dev.device, unit: unit.name, context: null, pasids: [], assumed: {}, unknown: {} };
+    if (facts.assumed.segment) report.assumed.segment = facts.assumed.segment;
     devices.push(report);
+    if (!imp.dump.translations.some((t) => t.unit === unit.name)) {
+      report.unknown.context = imp.dump.disabled.some((d) => d.unit === unit.name)
+        ? `dmar_translation_struct says DMA remapping is not enabled on ${unit.name}`
+        : `the dump has no dmar_translation_struct for ${unit.name}`;
+      continue;
+    }
     if (ctxAt === undefined) continue;
     const layout = sm ? CONTEXT_SCALABLE : CONTEXT_LEGACY;
     const cw = words(unit, ctxAt, layout.words);
@@ -331,13 +357,61 @@ function fieldList(fields: Record<string, number | boolean | string>, only?: rea
     .join(' ');
 }
 
+/**
+ * A unit's first lines: what the dump shows of it, then what the import assumed and what is unknown, each
+ * with why, so that no guess reads as a fact.
+ */
+function unitLines(u: UnitReport): string[] {
+  const segment = `PCI segment ${u.segment.toString(16).padStart(4, '0')}`;
+  // Each value as the text shows it, in this order; values that share a reason read as one phrase.
+  const items: { keys: (UnitValue | 'features')[]; text: string; unknown: string }[] = [
+    { keys: ['name'], text: `the name ${u.name}`, unknown: 'the name' },
+    { keys: ['version', 'regBase'], text: `VT-d ${u.version} at ${u.regBase}`, unknown: '' },
+    { keys: ['version'], text: `VT-d ${u.version}`, unknown: 'the version' },
+    { keys: ['regBase'], text: `registers at ${u.regBase}`, unknown: 'the register base' },
+    { keys: ['segment'], text: segment, unknown: 'the PCI segment' },
+    { keys: ['mode'], text: `${u.mode} mode`, unknown: 'the mode' },
+    { keys: ['translationEnabled'], text: `translation ${u.translationEnabled ? 'on' : 'OFF'}`, unknown: 'whether translation is on' },
+    { keys: ['rootTable'], text: `root table ${u.rootTable}`, unknown: 'the root table' },
+    { keys: ['cap', 'ecap'], text: `cap ${u.cap} ecap ${u.ecap}`, unknown: '' },
+    { keys: ['cap'], text: `cap ${u.cap}`, unknown: 'the capabilities' },
+    { keys: ['ecap'], text: `ecap ${u.ecap}`, unknown: 'the extended capabilities' },
+  ];
+  const why = (k: UnitValue | 'features') => (k === 'features' ? undefined : (u.unknown[k as UnitValue] ?? u.assumed[k]));
+  const unknown = (k: UnitValue | 'features') => k !== 'features' && u.unknown[k as UnitValue] !== undefined;
+  const done = new Set<string>();
+  const facts: string[] = [];
+  const notFacts = new Map<string, { assumed: string[]; unknown: string[] }>();
+  for (const item of items) {
+    if (item.keys.some((k) => done.has(k))) continue;
+    const reasons = item.keys.map(why);
+    // A pair is one phrase only when both halves are facts, or both were assumed for one reason.
+    if (item.keys.length > 1 && !(reasons.every((r) => r === undefined) || (reasons[0] !== undefined && reasons.every((r) => r === reasons[0]) && !item.keys.some(unknown)))) continue;
+    for (const k of item.keys) done.add(k);
+    const reason = reasons[0];
+    if (reason === undefined) {
+      // cap and ecap have a line of their own; the segment is worth saying only when it is not 0.
+      if (item.keys[0] === 'cap' || (item.keys[0] === 'segment' && u.segment === 0) || item.keys[0] === 'name') continue;
+      facts.push(item.text);
+      continue;
+    }
+    const group = notFacts.get(reason) ?? notFacts.set(reason, { assumed: [], unknown: [] }).get(reason)!;
+    if (unknown(item.keys[0]!)) group.unknown.push(item.unknown);
+    else group.assumed.push(item.text);
+  }
+  const out = [`${u.name}${facts.length > 0 ? ': ' + facts.join(', ') : ''}`];
+  for (const [reason, g] of notFacts) if (g.assumed.length > 0) out.push(`  assumed (${reason}): ${g.assumed.join(', ')}`);
+  for (const [reason, g] of notFacts) if (g.unknown.length > 0) out.push(`  unknown (${reason}): ${g.unknown.join(', ')}`);
+  if (!u.assumed.cap && !u.assumed.ecap) out.push(`  cap ${u.cap} ecap ${u.ecap}`);
+  out.push(`  ${u.assumed.features ? 'assumed features: ' : ''}${u.features.join(', ')}`);
+  return out;
+}
+
 /** The report in words; `input` names the dump as a whole in its diagnostics (see diagnosticText). */
 export function reportText(r: DebugfsReport, input: string): string[] {
   const out: string[] = [];
   for (const u of r.units) {
-    out.push(`${u.name}: VT-d ${u.version} at ${u.regBase}${u.segment !== 0 ? `, PCI segment ${u.segment.toString(16).padStart(4, '0')}` : ''}, ${u.mode} mode, translation ${u.translationEnabled ? 'on' : 'OFF'}, root table ${u.rootTable}`);
-    out.push(`  cap ${u.cap} ecap ${u.ecap}${u.registersKnown ? '' : ' (assumed: no iommu_regset in the dump)'}`);
-    out.push(`  ${u.features.join(', ')}`);
+    out.push(...unitLines(u));
     if (u.queue) {
       out.push(`  invalidation queue at ${u.queue.base}, ${u.queue.descriptorSize}-byte descriptors, head ${u.queue.head}, tail ${u.queue.tail}${u.queue.head === u.queue.tail ? ' (idle)' : ' (NOT drained)'}`);
       for (const d of u.queue.descriptors) out.push(`    [${String(d.index).padStart(3)}] ${d.name} ${fieldList(d.fields)}${erasText(d.eras)}`);
@@ -345,9 +419,9 @@ export function reportText(r: DebugfsReport, input: string): string[] {
   }
   out.push('');
   for (const d of r.devices) {
-    out.push(`${d.device} (${d.unit})`);
+    out.push(`${d.device} (${d.unit}${d.assumed.segment ? ', PCI segment assumed' : ''})`);
     if (!d.context) {
-      out.push('  no context entry');
+      out.push(d.unknown.context ? `  context entry unknown (${d.unknown.context})` : '  no context entry');
       continue;
     }
     out.push(`  context ${d.context.raw.join(' ')}: ${fieldList(d.context.fields)}`);
@@ -420,7 +494,10 @@ export function walkImported(imp: DebugfsImport, w: WalkRequest): WalkOutcome {
   const addr = parseAddress(w.address);
   if (!addr) return { ok: false, error: `'${w.address}' is not an address (hex with 0x, or decimal, up to 64 bits)` };
   if (w.pasid !== undefined && !(Number.isInteger(w.pasid) && w.pasid >= 0 && w.pasid < 2 ** 20)) return { ok: false, error: `PASID ${w.pasid} is out of range (0..0xfffff)` };
-  const unit = imp.units.find((u) => u.unit.name === known.unit)!.unit;
+  const { unit, unknown } = imp.units.find((u) => u.unit.name === known.unit)!;
+  // A walk starts at GSTS.TES and the root table: a dump that tells neither has nothing to walk through.
+  const lacking = unknown.translationEnabled ?? (unit.translationEnabled ? unknown.rootTable : undefined);
+  if (lacking !== undefined) return { ok: false, error: `${device} cannot be walked: ${lacking} (a walk starts at its root table)` };
   const exact = addr.hi < 0x20_0000 ? addr.hi * 0x1_0000_0000 + addr.lo : undefined;
   const request: DmaRequest = { sid: pciRid(a), pasid: w.pasid, addr: exact ?? addr, write: w.write ?? false, exec: w.exec ?? false, priv: w.priv ?? false };
   const result = unit.probe(request, { trace: true });

@@ -72,9 +72,10 @@ Example:
       exec: args.values.exec === true,
       priv: args.values.priv === true,
     });
-    // What is left to fail is the dump's: the device is not in it.
-    if (!outcome.ok) throw new InputError(state.input!, outcome.error);
+    // The dump's problems first: they may be why the walk cannot be made.
     for (const d of imp.diagnostics) if (d.severity !== 'info') io.err(diagnosticText(d, state.input!) + '\n');
+    // What is left to fail is the dump's: the device is not in it, or it has no tables to walk through.
+    if (!outcome.ok) throw new InputError(state.input!, outcome.error);
     if (format === 'json') await io.out(JSON.stringify(walkJson(outcome)) + '\n');
     else await io.out(outcome.text.join('\n') + '\n');
     return outcome.result.ok ? Exit.ok : Exit.problem;
