@@ -247,7 +247,7 @@ export function exitStatusHelp(failure: string): string {
     'Exit status:',
     '  0   success',
     `  1   ${failure.split('\n').join('\n      ')}`,
-    '  2   bad usage: unknown option, bad option value, missing or extra argument',
+    '  2   bad usage: unknown option, bad option value, missing, extra or empty argument',
     `  ${Exit.internal}  internal error (a bug; the one-line message names the input)`,
     "An output that cannot be written (a full disk) is status 1 too; a reader that stops early",
     "(as '| head' does) ends the command quietly, with status 0.",

@@ -17,6 +17,8 @@ Lines that are not understood are reported as FILE:LINE: warning: ...
 debugfs does not print where the PASID directories are, so their PASID tables are placed at addresses
 no entry of the dump uses (the report says so). With --dmesg, the kernel log of the same boot, the
 'pasid dir entry' lines of CONFIG_DMAR_DEBUG's fault dumps put them at their real addresses.
+A dump may lack files: what it does not hold (a unit's registers without iommu_regset, its root table
+without dmar_translation_struct too) is listed as assumed or unknown, with why, never as a fact.
 
 Options:
   --dmesg FILE        the kernel log of the same boot ('-' for stdin), for the PASID directories
@@ -26,7 +28,7 @@ Options:
 
 Example:
   sudo cp -r /sys/kernel/debug/iommu/intel dump && iommu-lab import-debugfs dump`,
-  failure: 'a problem with the input: it cannot be read, is not text, is empty, holds no VT-d table,\nor has lines that were not understood (reported as FILE:LINE: warning: ...)',
+  failure: 'a problem with the input: it cannot be read, is not text, is empty or too large, holds no VT-d\ntable, or has lines that were not understood (reported as FILE:LINE: warning: ...)',
   options: { dmesg: { type: 'string' }, format: { type: 'string' } },
   minPositionals: 1,
   async run(args, io, state) {

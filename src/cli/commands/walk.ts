@@ -31,7 +31,7 @@ digits), as in decode-log's JSON; pasid, pageSize, reason and the fields' small 
 
 Example:
   iommu-lab walk --debugfs dump --device 0000:6a:01.0 --pasid 5 --write 0x40000234`,
-  failure: 'the address faults (the walk shows where), or a problem with the dump: it cannot be read,\nis not text, is empty, holds no VT-d table, or does not hold the device',
+  failure: 'the address faults (the walk shows where), or a problem with the dump: it cannot be read,\nis not text, is empty or too large, holds no VT-d table, or does not hold the device or its tables',
   options: {
     debugfs: { type: 'string', multiple: true },
     dmesg: { type: 'string' },
