@@ -1,11 +1,24 @@
 import { readdir } from 'node:fs/promises';
 import { join, relative, sep } from 'node:path';
-import { type DebugfsImport, loadDebugfs } from '../readers/debugfs-import';
-import { type DebugfsInput, debugfsFileOrder } from '../readers/debugfs';
+import { type DebugfsImport, importDebugfs } from '../readers/debugfs-import';
+import { type DebugfsInput, debugfsFileOrder, DebugfsParser } from '../readers/debugfs';
 import { InputError, plural, type RunState } from './framework';
-import { isDirectory, osErrorText, readTextFile, readTextStdin, STDIN } from './input';
+import { DUMP_LIMIT, isDirectory, KERNEL_LOG_LIMIT, osErrorText, readTextFile, readTextStdin, type SizeLimit, STDIN, tooLarge } from './input';
+import { streamLines } from './line-stream';
 
 const MAX_DEPTH = 4;
+/**
+ * An input whose first this many lines start no debugfs table is not a dump (a kernel log given by mistake,
+ * text that never ends): reading stops there rather than at the size limit. Every debugfs file starts a table
+ * on its first line, and so do `head`'s and `grep -r .`'s concatenations of them.
+ */
+const GIVE_UP_LINES = 10_000;
+
+/** How many tables (sections) the parser has started so far. */
+function tablesOf(p: DebugfsParser): number {
+  const d = p.dump;
+  return d.regsets.length + d.translations.length + d.queues.length + d.interrupts.length + d.domains.length + d.latencies.length + d.disabled.length;
+}
 
 async function listFiles(dir: string, depth: number, out: string[]): Promise<void> {
   let entries;
@@ -22,21 +35,41 @@ async function listFiles(dir: string, depth: number, out: string[]): Promise<voi
 }
 
 /**
- * The inputs of a debugfs import from what the user named: a copied `iommu/intel` directory (its known files,
- * paths relative to it so the per-device names survive), one or more files (each parsed whole, which also
- * takes `cat *` concatenations and `grep -r .` output), or `-` for stdin. What cannot be read, or is not
- * text, is an InputError naming it.
+ * Reads a debugfs dump from what the user named into the parser: a copied `iommu/intel` directory (its known
+ * files, in the order the parser needs, each named by a path the user can open: `dump/iommu_regset`), one or
+ * more files (each a file, or a `cat *` concatenation or `grep -r .` output), or `-` for stdin. Each is
+ * streamed line by line, so no file is held whole; `limit` caps the dump as a whole. What cannot be read, or
+ * is not text, is an InputError naming it. Returns the bytes read.
  */
-export async function readDebugfsInputs(paths: readonly string[], state: RunState): Promise<DebugfsInput[]> {
-  const inputs: DebugfsInput[] = [];
+export async function parseDebugfsInputs(parser: DebugfsParser, paths: readonly string[], state: RunState, limit: SizeLimit = DUMP_LIMIT): Promise<number> {
+  let bytes = 0;
+  const read = async (source: string | undefined, name: string, argument: string) => {
+    state.input = name;
+    parser.begin(name);
+    const before = bytes;
+    const tables = tablesOf(parser);
+    const lines = parser.dump.lines;
+    const diagnostics = parser.dump.diagnostics.length;
+    const r = await streamLines(source, (text) => void parser.feed(text + '\n'), {
+      onChunk: () => {
+        if (tablesOf(parser) > tables || parser.dump.lines - lines < GIVE_UP_LINES) return;
+        const first = parser.dump.diagnostics[diagnostics];
+        const hint = first ? ` (the first, line ${first.line}: ${first.message})` : '';
+        throw new InputError(name, `no VT-d debugfs tables found in its first ${plural(parser.dump.lines - lines, 'line')}, so it was not read further${hint}`);
+      },
+      // Past the limit, the input named is the argument: a directory, or the file itself.
+      limit: { bytes: limit.bytes - before, tooLarge: () => tooLarge(argument, before > 0 ? { ...limit, why: `with the files before it, ${limit.why}` } : limit) },
+    });
+    parser.end();
+    bytes += r.bytes;
+  };
   for (const path of paths) {
-    state.input = path === '-' ? STDIN : path;
     if (path === '-') {
-      inputs.push({ path: STDIN, text: await readTextStdin() });
+      await read(undefined, STDIN, STDIN);
       continue;
     }
     if (!(await isDirectory(path))) {
-      inputs.push({ path, text: await readTextFile(path) });
+      await read(path, path, path);
       continue;
     }
     const files: string[] = [];
@@ -45,9 +78,9 @@ export async function readDebugfsInputs(paths: readonly string[], state: RunStat
     if (ordered.length === 0) {
       throw new InputError(path, `none of the VT-d debugfs files in this directory (${plural(files.length, 'file')}; expected iommu_regset, dmar_translation_struct, ...)`);
     }
-    for (const rel of ordered) inputs.push({ path: rel, text: await readTextFile(join(path, rel), join(path, rel)) });
+    for (const rel of ordered) await read(join(path, rel), join(path, rel), path);
   }
-  return inputs;
+  return bytes;
 }
 
 /**
@@ -55,16 +88,18 @@ export async function readDebugfsInputs(paths: readonly string[], state: RunStat
  * a report of zero units would only hide that the wrong file was given.
  */
 export async function importDebugfsInputs(paths: readonly string[], state: RunState, dmesgPath?: string): Promise<DebugfsImport> {
-  const inputs = await readDebugfsInputs(paths, state);
+  const parser = new DebugfsParser();
+  const bytes = await parseDebugfsInputs(parser, paths, state);
   let dmesg: DebugfsInput | undefined;
   if (dmesgPath !== undefined) {
-    state.input = dmesgPath === '-' ? STDIN : dmesgPath;
-    dmesg = { path: dmesgPath === '-' ? STDIN : dmesgPath, text: dmesgPath === '-' ? await readTextStdin() : await readTextFile(dmesgPath) };
+    const path = dmesgPath === '-' ? STDIN : dmesgPath;
+    state.input = path;
+    dmesg = { path, text: dmesgPath === '-' ? await readTextStdin(KERNEL_LOG_LIMIT) : await readTextFile(dmesgPath, KERNEL_LOG_LIMIT) };
   }
   const name = paths.map((p) => (p === '-' ? STDIN : p)).join(', ');
   state.input = name;
-  if (inputs.every((i) => i.text === '')) throw new InputError(name, 'empty (0 bytes)');
-  const imp = loadDebugfs(inputs, dmesg ? { dmesg } : {});
+  if (bytes === 0) throw new InputError(name, 'empty (0 bytes)');
+  const imp = importDebugfs(parser.finish(), dmesg ? { dmesg } : {});
   if (imp.units.length === 0 && imp.devices.length === 0) {
     throw new InputError(name, `no VT-d debugfs tables found in ${plural(imp.dump.lines, 'line')}${firstProblem(imp, name)}`);
   }

@@ -52,8 +52,26 @@ export const Exit = {
   internal: 70,
 } as const;
 
-/** A mistake in how the command was called, visible without reading any input: one line, exit status 2. */
-export class UsageError extends Error {}
+/**
+ * A mistake in how the command was called, visible without reading any input: one line, exit status 2. Every
+ * one has the same shape, `iommu-lab: CMD: what is wrong (see 'iommu-lab CMD --help')`: the message says what
+ * is wrong and `failed` adds the pointer, to the command's help by default, or to its synopsis for a wrong
+ * number of arguments (`usage: iommu-lab CMD SYNOPSIS`).
+ */
+export class UsageError extends Error {
+  constructor(
+    message: string,
+    /** What the message points to instead of the help, e.g. `usage: iommu-lab check FILE...`. */
+    readonly pointer?: string,
+  ) {
+    super(message);
+  }
+}
+
+/** The pointer a usage error of `command` (or of the top level) ends with, when it names none of its own. */
+function helpPointer(command: string | undefined): string {
+  return `see '${PROGRAM}${command ? ' ' + command : ''} --help'`;
+}
 
 /** A problem with an input as a whole (cannot be read, not text, empty): `iommu-lab: CMD: INPUT: message`, status 1. */
 export class InputError extends Error {
@@ -101,7 +119,7 @@ export async function runCli(argv: readonly string[], commands: readonly Subcomm
 export function failed(e: unknown, command: string | undefined, state: RunState, io: CliIo, options: RunOptions = {}): number {
   const prefix = `${PROGRAM}: ${command ? command + ': ' : ''}`;
   if (e instanceof UsageError) {
-    io.err(`${prefix}${e.message}\n`);
+    io.err(`${prefix}${e.message} (${e.pointer ?? helpPointer(command)})\n`);
     return Exit.usage;
   }
   if (e instanceof InputError) {
@@ -132,38 +150,48 @@ async function dispatch(
     io.err(mainHelp(commands));
     return Exit.usage;
   }
+  // `--help`, `--version` and `help [COMMAND]` take nothing more: an extra argument is bad usage, as for a command.
+  const noMore = (synopsis: string, allowed = 0) => {
+    if (rest.length > allowed) throw new UsageError(`unexpected argument '${rest[allowed]}'`, `usage: ${PROGRAM} ${synopsis}`);
+  };
   if (first === '--help' || first === '-h') {
+    noMore(first);
     await io.out(mainHelp(commands));
     return Exit.ok;
   }
   if (first === '--version' || first === '-V') {
+    noMore(first);
     await io.out(`${version}\n`);
     return Exit.ok;
   }
   if (first === 'help') {
+    noMore('help [COMMAND]', 1);
     if (rest.length === 0) {
       await io.out(mainHelp(commands));
       return Exit.ok;
     }
-    await io.out(commandHelp(find(commands, rest[0]!)));
+    const command = find(commands, rest[0]!);
+    // A failure to write the help names the command, as any other of its failures does.
+    state.command = command.name;
+    await io.out(commandHelp(command));
     return Exit.ok;
   }
-  if (first.startsWith('-')) throw new UsageError(`unknown option '${first}' (see '${PROGRAM} --help')`);
+  if (first.startsWith('-')) throw new UsageError(`unknown option '${first}'`);
   const command = find(commands, first);
+  state.command = command.name;
   if (rest.includes('--help') || rest.includes('-h')) {
     await io.out(commandHelp(command));
     return Exit.ok;
   }
-  state.command = command.name;
   return command.run(parse(command, rest), io, state);
 }
 
 function find(commands: readonly Subcommand[], name: string): Subcommand {
   const command = commands.find((c) => c.name === name);
   if (!command) {
-    const near = commands.filter((c) => c.name.startsWith(name.slice(0, 3))).map((c) => `'${c.name}'`);
+    const near = name.length === 0 ? [] : commands.filter((c) => c.name.startsWith(name.slice(0, 3))).map((c) => `'${c.name}'`);
     const hint = near.length > 0 ? `; did you mean ${near.join(' or ')}?` : '';
-    throw new UsageError(`unknown command '${name}'${hint} (see '${PROGRAM} --help')`);
+    throw new UsageError(`unknown command '${name}'${hint}`);
   }
   return command;
 }
@@ -188,14 +216,19 @@ function parse(command: Subcommand, args: string[]): ParsedArgs {
   try {
     parsed = parseArgs({ args, options: command.options, allowPositionals: true, strict: true }) as ParsedArgs;
   } catch (e) {
-    throw new UsageError(`${argumentProblem(e)} (see '${PROGRAM} ${command.name} --help')`);
+    throw new UsageError(argumentProblem(e));
+  }
+  const usage = `usage: ${PROGRAM} ${command.name} ${command.synopsis}`;
+  // An empty argument ('' from an unset shell variable) names no file and no value: said so, not looked up.
+  for (const [name, value] of Object.entries(parsed.values)) {
+    if ((Array.isArray(value) ? value : [value]).includes('')) throw new UsageError(`option '--${name}' has an empty value`);
   }
   const count = parsed.positionals.length;
-  if (command.minPositionals !== undefined && count < command.minPositionals) {
-    throw new UsageError(`missing argument (usage: ${PROGRAM} ${command.name} ${command.synopsis})`);
-  }
+  const empty = parsed.positionals.indexOf('');
+  if (empty !== -1) throw new UsageError(`argument ${empty + 1} is an empty string`, usage);
+  if (command.minPositionals !== undefined && count < command.minPositionals) throw new UsageError('missing argument', usage);
   if (command.maxPositionals !== undefined && count > command.maxPositionals) {
-    throw new UsageError(`unexpected argument '${parsed.positionals[command.maxPositionals]}' (usage: ${PROGRAM} ${command.name} ${command.synopsis})`);
+    throw new UsageError(`unexpected argument '${parsed.positionals[command.maxPositionals]}'`, usage);
   }
   return parsed;
 }
@@ -204,7 +237,8 @@ function parse(command: Subcommand, args: string[]): ParsedArgs {
 export function choice<T extends string>(option: string, value: unknown, allowed: readonly T[], fallback: T): T {
   if (value === undefined) return fallback;
   if (typeof value === 'string' && (allowed as readonly string[]).includes(value)) return value as T;
-  throw new UsageError(`--${option} must be one of ${allowed.join(', ')} (got '${String(value)}')`);
+  const list = allowed.length > 1 ? `${allowed.slice(0, -1).join(', ')} or ${allowed[allowed.length - 1]}` : allowed.join('');
+  throw new UsageError(`--${option} must be ${list}, not '${String(value)}'`);
 }
 
 /** The exit statuses, as every command's --help ends. */
@@ -213,7 +247,7 @@ export function exitStatusHelp(failure: string): string {
     'Exit status:',
     '  0   success',
     `  1   ${failure.split('\n').join('\n      ')}`,
-    '  2   bad usage: unknown option, bad option value, missing or extra argument',
+    '  2   bad usage: unknown option, bad option value, missing, extra or empty argument',
     `  ${Exit.internal}  internal error (a bug; the one-line message names the input)`,
     "An output that cannot be written (a full disk) is status 1 too; a reader that stops early",
     "(as '| head' does) ends the command quietly, with status 0.",

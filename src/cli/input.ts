@@ -1,5 +1,5 @@
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
-import { readFile, stat } from 'node:fs/promises';
+import { type FileHandle, open, stat } from 'node:fs/promises';
 import { agree, InputError, plural, UsageError } from './framework';
 
 /**
@@ -88,7 +88,7 @@ export function requireText(name: string, bytes: Uint8Array): void {
  * given says so instead. An explicit '-' still reads the terminal.
  */
 export function requireStdinNotTerminal(what: string): void {
-  if (process.stdin.isTTY) throw new UsageError(`no input: name a FILE or pipe ${what} in (stdin is a terminal; '-' reads it anyway)`);
+  if (process.stdin.isTTY) throw new UsageError(`no input: stdin is a terminal; name a FILE, pipe ${what} in, or give '-' to read the terminal`);
 }
 
 /** Opens a file for reading, as a file descriptor; throws the problem in words when it cannot. */
@@ -131,23 +131,118 @@ export async function isDirectory(path: string): Promise<boolean> {
   }
 }
 
-/** A whole text file (the topology checker and the debugfs reader parse whole files). */
-export async function readTextFile(path: string, name = path): Promise<string> {
-  let bytes: Buffer;
-  try {
-    bytes = await readFile(path);
-  } catch (e) {
-    throw new InputError(name, osErrorText(e));
+/**
+ * The most a command reads of one input that it must hold whole, with what such an input is. Real inputs stay
+ * far below (a topology file is kilobytes; a debugfs dump of a large machine, tens of megabytes; a kernel
+ * log of one boot, at most log_buf_len's 32 MiB); what is larger is the wrong file, or one that never ends
+ * (/dev/zero, a FIFO), and is refused once that much was read instead of filling the memory.
+ */
+export interface SizeLimit {
+  readonly bytes: number;
+  /** Completes "larger than N: ...". */
+  readonly why: string;
+}
+
+const MiB = 1024 * 1024;
+export const TOPOLOGY_LIMIT: SizeLimit = { bytes: 64 * MiB, why: 'more than any topology file holds (is it the right file?)' };
+/**
+ * All the files of one debugfs dump together. The import keeps every row it loads (measured: a million
+ * page-table rows, 113 MB, take 620 MB of memory), so this is also about memory: 256 MiB is 2.4 million 4 KiB
+ * mappings, 9 GiB mapped page by page, in about 1.4 GB (real dumps use 2 MiB and 1 GiB pages and are far smaller).
+ */
+export const DUMP_LIMIT: SizeLimit = { bytes: 256 * MiB, why: 'more than any debugfs dump holds (is it the right file?)' };
+/** A kernel log read whole (`--dmesg`); below the longest string JavaScript holds (2^29 - 24 characters). */
+export const KERNEL_LOG_LIMIT: SizeLimit = { bytes: 256 * MiB, why: 'more than the kernel log of one boot holds (cut out the boot the dump is from)' };
+
+/** `64 MiB`, `1 GiB`: a limit as messages state it. */
+export function sizeText(bytes: number): string {
+  return bytes >= 1024 * MiB && bytes % (1024 * MiB) === 0 ? `${bytes / (1024 * MiB)} GiB` : bytes % MiB === 0 ? `${bytes / MiB} MiB` : plural(bytes, 'byte');
+}
+
+/** The problem of an input larger than `limit`. */
+export function tooLarge(name: string, limit: SizeLimit): InputError {
+  return new InputError(name, `larger than ${sizeText(limit.bytes)}: ${limit.why}`);
+}
+
+/** How much a whole-file read asks for at a time. */
+const CHUNK_BYTES = 1024 * 1024;
+
+/**
+ * Collects an input read in chunks: whether it is text is decided from its first SNIFF_BYTES (or all of it,
+ * if shorter) before more is read, and reading stops with the "larger than" problem past the limit, so an
+ * endless input ends the command either way.
+ */
+async function collect(name: string, next: () => Promise<Uint8Array | undefined>, limit: SizeLimit): Promise<string> {
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  let sniffed = false;
+  for (;;) {
+    const chunk = await next();
+    if (chunk === undefined || chunk.length === 0) break;
+    chunks.push(chunk);
+    size += chunk.length;
+    if (!sniffed && size >= SNIFF_BYTES) {
+      requireText(name, Buffer.concat(chunks, size));
+      sniffed = true;
+    }
+    if (size > limit.bytes) throw tooLarge(name, limit);
   }
-  requireText(name, bytes);
+  const bytes = Buffer.concat(chunks, size);
+  if (!sniffed) requireText(name, bytes);
   return bytes.toString('utf8');
 }
 
-/** All of stdin as text. */
-export async function readTextStdin(): Promise<string> {
-  const chunks: Buffer[] = [];
-  for await (const c of process.stdin) chunks.push(c as Buffer);
-  const bytes = Buffer.concat(chunks);
-  requireText(STDIN, bytes);
-  return bytes.toString('utf8');
+/** Opens a file for an asynchronous read; a directory, or what cannot be opened, is the InputError in words. */
+async function openFile(path: string, name: string): Promise<FileHandle> {
+  let file: FileHandle;
+  try {
+    file = await open(path, 'r');
+  } catch (e) {
+    throw new InputError(name, osErrorText(e));
+  }
+  try {
+    if ((await file.stat()).isDirectory()) throw new InputError(name, OS_ERRORS.EISDIR!);
+  } catch (e) {
+    await file.close();
+    throw e instanceof InputError ? e : new InputError(name, osErrorText(e));
+  }
+  return file;
+}
+
+/**
+ * A whole text file, read in chunks up to `limit` (the topology checker and the kernel log of `--dmesg` are
+ * parsed whole). Works on what has no size too: a FIFO, a character device, /proc.
+ */
+export async function readTextFile(path: string, limit: SizeLimit, name = path): Promise<string> {
+  const file = await openFile(path, name);
+  const buf = Buffer.allocUnsafe(CHUNK_BYTES);
+  try {
+    return await collect(
+      name,
+      async () => {
+        let n: number;
+        try {
+          n = (await file.read(buf, 0, CHUNK_BYTES, null)).bytesRead;
+        } catch (e) {
+          throw new InputError(name, osErrorText(e));
+        }
+        // A copy of what was read: a pipe returns 64 KiB at a time, which must not each keep a whole buffer.
+        return n === 0 ? undefined : Buffer.from(buf.subarray(0, n));
+      },
+      limit,
+    );
+  } finally {
+    await file.close();
+  }
+}
+
+/** All of stdin as text, up to `limit`. */
+export async function readTextStdin(limit: SizeLimit): Promise<string> {
+  const chunks = (process.stdin as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
+  try {
+    return await collect(STDIN, async () => (await chunks.next()).value as Buffer | undefined, limit);
+  } finally {
+    // Stops reading (and lets the process end) when the input was refused before its end.
+    await chunks.return?.();
+  }
 }

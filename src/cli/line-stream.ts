@@ -35,6 +35,11 @@ export async function streamLines(
     wantsPiece?: (piece: string) => boolean;
     wantsAll?: () => boolean;
     onChunk?: () => void | Promise<void>;
+    /**
+     * The most bytes to read: past it, reading stops with `tooLarge()` thrown (for a consumer that keeps
+     * what it reads; a decoder that forgets its lines reads an endless input as long as it flows).
+     */
+    limit?: { readonly bytes: number; tooLarge(): Error };
   },
 ): Promise<{ lines: number; bytes: number }> {
   // Small enough to stay in the CPU cache while it is searched once per needle, so memory stays constant.
@@ -182,6 +187,7 @@ export async function streamLines(
     for await (const chunk of process.stdin as AsyncIterable<Buffer>) {
       if (bytes === 0) requireText(name, chunk);
       bytes += chunk.length;
+      if (opts.limit && bytes > opts.limit.bytes) throw opts.limit.tooLarge();
       let off = 0;
       while (off < chunk.length) {
         const n = chunk.copy(buf, len, off);
@@ -201,6 +207,7 @@ export async function streamLines(
         if (n === 0) break;
         if (bytes === 0) requireText(name, buf.subarray(0, n));
         bytes += n;
+        if (opts.limit && bytes > opts.limit.bytes) throw opts.limit.tooLarge();
         len += n;
         const wait = consume();
         if (wait) await wait;

@@ -7,6 +7,7 @@ import { TableImport } from './debugfs-import-tables';
 // The third phase of the import: the page tables of domain_translation_struct, written a few thousand rows a step.
 
 const ROWS_PER_STEP = 4096;
+const PER_PASID_FILE = /(?:^|[\\/])(?:[0-9a-f]{4,5}:)?[0-9a-f]{2}:[0-9a-f]{2}\.[0-7][\\/][0-9a-f]{1,5}[\\/]domain_translation_struct$/i;
 
 export class PageTableImport extends TableImport {
   // ---- page tables ----
@@ -25,11 +26,18 @@ export class PageTableImport extends TableImport {
       return;
     }
     const dev = this.device(d.segment, d.sid, unitName);
-    const perPasid = /[\\/][0-9a-fA-F]{1,5}[\\/]domain_translation_struct$/.test(d.at.file);
+    // A 6.7+ per-PASID file: <device>/<PASID in hex>/domain_translation_struct (whatever folder holds the dump).
+    const perPasid = PER_PASID_FILE.test(d.at.file);
     if (d.pasid === undefined || !perPasid) dev.ridFile = true;
     if (d.pasid !== undefined && perPasid) dev.pasidFiles.push(d.pasid);
-    const inTables = this.dump.translations.some((t) => t.unit === unitName && t.rows.some((r) => ((r.bus << 8) | r.devfn) === d.sid));
-    if (!inTables) {
+    const tables = this.dump.translations.find((t) => t.unit === unitName);
+    if (!tables) {
+      // Not a contradiction: the dump lacks the file that holds the root and context tables.
+      const why = this.dump.disabled.some((x) => x.unit === unitName)
+        ? `dmar_translation_struct says DMA remapping is not enabled on ${unitName}`
+        : `the dump has no dmar_translation_struct for ${unitName} (its root and context tables)`;
+      this.note('info', d.at, `${why}: ${dev.device}'s page tables here are loaded, but no context entry of the dump leads a request to them`);
+    } else if (!tables.rows.some((r) => ((r.bus << 8) | r.devfn) === d.sid)) {
       // dmar_translation_struct stops a bus at the first context-table half that is missing, so in scalable
       // mode devices 80-ff of a bus with no device 00-7f never appear there, though their tables exist.
       const why = (d.sid & 0x80) !== 0 && d.pasid !== undefined ? ' (the kernel does not list devices 80-ff of a bus whose devices 00-7f have no context table)' : '';

@@ -2,7 +2,7 @@ import { Machine } from '../core/hw/machine';
 import { U64 } from '../core/u64';
 import type { VtdUnit } from '../core/vtd/unit';
 import type { DebugfsDiagnostic, DebugfsDump, Location } from './debugfs';
-import type { ImportedDevice, ImportedQueue, ImportOptions, PasidTablePlacement } from './debugfs-import';
+import type { ImportedDevice, ImportedQueue, ImportOptions, PasidTablePlacement, UnitValue } from './debugfs-import';
 import type { PasidDirEntryFact } from './debugfs-dmesg';
 
 // What the phases of the import share (debugfs-import.ts): the machine being filled, the diagnostics, every
@@ -57,6 +57,8 @@ function freeGib(named: readonly number[], limit: number): number {
 export interface UnitState {
   unit: VtdUnit;
   registersKnown: boolean;
+  assumed: Partial<Record<UnitValue, string>>;
+  unknown: Partial<Record<UnitValue, string>>;
   qiStatus?: number[];
   queue?: ImportedQueue;
 }

@@ -1,4 +1,5 @@
 import { formatPciAddress, pciFromRid } from '../core/pci';
+import { agree, plural } from '../core/plural';
 import { U64 } from '../core/u64';
 import { contextEntryAddress, pasidDirEntryAddress, pasidEntryAddress, rootEntryAddress } from '../core/vtd/tables';
 import type { DebugfsInput, Location, TranslationDump } from './debugfs';
@@ -116,9 +117,9 @@ export class TableImport extends UnitImport {
     const at = this.dump.translations[0]?.at ?? { file: '', line: 0 };
     if (placed.length > 0) {
       const hint = this.options.dmesg ? ' (the kernel log has no walk dump for them)' : '; a dmesg with CONFIG_DMAR_DEBUG table dumps of these devices gives the real ones';
-      this.note('info', at, `debugfs shows PASID entries but not the tables that hold them: ${placed.length} PASID table${placed.length > 1 ? 's were' : ' was'} placed at 0x${placed[0]!.table.toString(16)} and up${hint}; the entries are as dumped`);
+      this.note('info', at, `debugfs shows PASID entries but not the tables that hold them: ${plural(placed.length, 'PASID table')} ${agree(placed.length, 'was', 'were')} placed at 0x${placed[0]!.table.toString(16)} and up${hint}; the entries are as dumped`);
     }
-    if (fromLog > 0) this.note('info', at, `${fromLog} PASID table${fromLog > 1 ? 's are' : ' is'} at the address the kernel log's PASID directory entries give`);
+    if (fromLog > 0) this.note('info', at, `${plural(fromLog, 'PASID table')} ${agree(fromLog, 'is', 'are')} at the address the kernel log's PASID directory entries give`);
     const unused = [...this.dirFacts.values()].filter((f) => !this.usedFacts.has(f));
     for (const f of unused) {
       this.note('info', f.at, `the PASID directory entry printed here (${f.unit} RID 0x${f.sid.toString(16)}, PASIDs 0x${((f.pasid >>> 6) * 64).toString(16)}-0x${((f.pasid >>> 6) * 64 + 63).toString(16)}) belongs to no PASID entry of the dump`);

@@ -4,7 +4,7 @@ import { capabilitiesOf } from '../core/vtd/cap';
 import { GSTS, Reg } from '../core/vtd/registers';
 import type { VtdUnit } from '../core/vtd/unit';
 import type { Location, QueueDump, TranslationDump } from './debugfs';
-import { addrOf, ImportState } from './debugfs-import-state';
+import { addrOf, ImportState, type UnitState } from './debugfs-import-state';
 
 // The first phase of the import: the units, with their registers (or what the rest of the dump implies of them).
 
@@ -58,7 +58,9 @@ export class UnitImport extends ImportState {
 
   protected createUnits(): void {
     const names = this.unitNames();
-    if (names.length === 0 && this.dump.domains.length > 0) names.push('dmar0');
+    // Only the device files name no unit: one unit serves them, under the name the kernel gives the first.
+    const named = names.length > 0;
+    if (!named && this.dump.domains.length > 0) names.push('dmar0');
     const segments = this.unitSegments(names);
     names.forEach((name, index) => {
       const regset = this.dump.regsets.find((r) => r.unit === name);
@@ -67,23 +69,25 @@ export class UnitImport extends ImportState {
       const ecap = reg('ECAP');
       const ver = reg('VER');
       const translation = this.dump.translations.find((t) => t.unit === name);
+      const disabled = this.dump.disabled.some((d) => d.unit === name);
       const queue = this.dump.queues.find((q) => q.unit === name);
       const scalable = translation ? translation.rows.some((r) => r.pasid >= 0) || queue?.wide === true : queue?.wide ?? true;
       const known = cap !== undefined && ecap !== undefined;
-      const at = regset?.at ?? translation?.at ?? { file: '', line: 0 };
+      const at = regset?.at ?? translation?.at ?? this.dump.disabled.find((d) => d.unit === name)?.at ?? this.dump.domains[0]?.at ?? { file: '', line: 0 };
       this.at = at;
-      if (!known) {
-        this.note('info', at, `no CAP/ECAP for ${name} in the dump (iommu_regset): assuming a ${scalable ? 'scalable-mode' : 'legacy'} unit with 4- and 5-level tables, 2M/1G pages and 20-bit PASIDs`);
-      }
+      const caps = `those of a ${scalable ? 'scalable-mode capable' : 'legacy'} unit with 4- and 5-level tables, 2M/1G pages and 20-bit PASIDs`;
+      if (!regset) this.note('info', at, `the dump has no iommu_regset for ${name}: its CAP/ECAP are assumed, ${caps}`);
+      else if (!known) this.note('info', at, `iommu_regset has no CAP/ECAP for ${name}: assuming ${caps}`);
+      const { assumed, unknown } = this.unitFacts(name, { named, segment: segments.has(name), regset: regset !== undefined, reg, translation, disabled });
       // No device file names the unit's segment when it has none: segment 0, as on most machines.
       const segment = segments.get(name) ?? 0;
-      const assumed = capabilitiesOf({ scalableMode: scalable, agaws: [39, 48, 57], mgaw: 57, firstLevel5Level: true, interruptRemapping: this.dump.interrupts.some((i) => i.unit === name) });
+      const assumedCaps = capabilitiesOf({ scalableMode: scalable, agaws: [39, 48, 57], mgaw: 57, firstLevel5Level: true, interruptRemapping: this.dump.interrupts.some((i) => i.unit === name) });
       const unit = this.machine.addVtdUnit({
         name,
         segment,
         regBase: regset?.base ?? 0xfed9_0000 + index * 0x1000,
-        cap: cap ?? assumed.cap,
-        ecap: ecap ?? assumed.ecap,
+        cap: cap ?? assumedCaps.cap,
+        ecap: ecap ?? assumedCaps.ecap,
         version: ver ? [(ver.lo >>> 4) & 0xf, ver.lo & 0xf] : undefined,
       });
       const values: { offset: number; value: U64 }[] = [];
@@ -91,7 +95,6 @@ export class UnitImport extends ImportState {
         for (const r of regset.registers) values.push({ offset: r.offset, value: isRegister64(r.name) ? r.value : new U64(0, r.value.lo) });
       } else {
         // What a dump without the regset still implies: the root table in use, translation on, the queue.
-        const disabled = this.dump.disabled.some((d) => d.unit === name);
         let gsts = 0;
         if (translation) {
           values.push({ offset: Reg.RTADDR, value: U64.fromNumber(translation.rootTable + (scalable ? 1 << 10 : 0)) });
@@ -113,8 +116,41 @@ export class UnitImport extends ImportState {
       }
       unit.loadRegisterFile(values);
       this.checkRegisters(unit, translation?.rootTable, translation?.at, queue);
-      this.units.set(name, { unit, registersKnown: known });
+      this.units.set(name, { unit, registersKnown: known, assumed, unknown });
     });
+  }
+
+  /**
+   * Which of a unit's values the dump does not hold, and why: those the import assumes (the model runs with
+   * them) and those nothing in the dump implies. A regset gives the register base, the version (VER), the
+   * capabilities, the root table and mode (RTADDR) and whether translation is on (GSTS); without one,
+   * dmar_translation_struct gives the root table, the mode (its PASID column: -1 in legacy mode) and that
+   * translation is on (or, `DMA Remapping is not enabled`, off).
+   */
+  private unitFacts(
+    name: string,
+    d: { named: boolean; segment: boolean; regset: boolean; reg: (n: string) => U64 | undefined; translation: TranslationDump | undefined; disabled: boolean },
+  ): { assumed: UnitState['assumed']; unknown: UnitState['unknown'] } {
+    const assumed: UnitState['assumed'] = {};
+    const unknown: UnitState['unknown'] = {};
+    const noRegset = `the dump has no iommu_regset for ${name}`;
+    if (!d.named) assumed.name = 'the dump names no unit';
+    if (!d.segment) assumed.segment = `no device file of ${name} names its PCI segment`;
+    if (!d.regset) assumed.regBase = noRegset;
+    const missing = (['VER', 'CAP', 'ECAP'] as const).filter((r) => d.reg(r) === undefined);
+    const noRegisters = d.regset ? `its iommu_regset has no ${missing.join(', ')}` : noRegset;
+    for (const r of missing) assumed[r === 'VER' ? 'version' : r === 'CAP' ? 'cap' : 'ecap'] = noRegisters;
+    const neither = d.disabled
+      ? `dmar_translation_struct says DMA remapping is not enabled on ${name}, and the dump has no iommu_regset for it`
+      : `the dump has neither iommu_regset nor dmar_translation_struct for ${name}`;
+    if (d.reg('RTADDR') === undefined && !d.translation) {
+      unknown.rootTable = neither;
+      unknown.mode = neither;
+    } else if (d.reg('RTADDR') === undefined && d.translation!.rows.length === 0) {
+      unknown.mode = `dmar_translation_struct lists no entry of ${name} and the dump has no iommu_regset for it`;
+    }
+    if (d.reg('GSTS') === undefined && !d.translation && !d.disabled) unknown.translationEnabled = neither;
+    return { assumed, unknown };
   }
 
   private checkRegisters(unit: VtdUnit, rootTable: number | undefined, at: Location | undefined, queue: QueueDump | undefined): void {

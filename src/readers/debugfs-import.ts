@@ -33,10 +33,21 @@ export interface ImportOptions {
   readonly dmesg?: DebugfsInput;
 }
 
+/**
+ * A unit's values that the report shows (UnitReport's field names). The dump need not hold them: a unit
+ * without `iommu_regset` has no register base, version or capabilities in it; without
+ * `dmar_translation_struct` nothing says its mode, whether it translates, or where its root table is.
+ */
+export type UnitValue = 'name' | 'segment' | 'regBase' | 'version' | 'cap' | 'ecap' | 'mode' | 'translationEnabled' | 'rootTable';
+
 export interface ImportedUnit {
   readonly unit: VtdUnit;
   /** Whether CAP/ECAP and the register file came from `iommu_regset` (else they are assumed). */
   readonly registersKnown: boolean;
+  /** Values the dump does not hold that the import chose (the model runs with them), each with why. */
+  readonly assumed: Readonly<Partial<Record<UnitValue, string>>>;
+  /** Values the dump does not hold and nothing in it implies (the model's are no fact), each with why. */
+  readonly unknown: Readonly<Partial<Record<UnitValue, string>>>;
   /** The driver's per-slot status words, when the dump has the unit's invalidation queue. */
   readonly qiStatus: readonly number[] | undefined;
   /** The queue as its own file showed it (head and tail can differ from the registers, read at another time). */
@@ -115,7 +126,7 @@ class Importer extends QueueImport {
   }
 
   private result(): DebugfsImport {
-    const units = [...this.units.values()].map((u) => ({ unit: u.unit, registersKnown: u.registersKnown, qiStatus: u.qiStatus, queue: u.queue }));
+    const units = [...this.units.values()].map((u) => ({ unit: u.unit, registersKnown: u.registersKnown, assumed: u.assumed, unknown: u.unknown, qiStatus: u.qiStatus, queue: u.queue }));
     const devices = [...this.devices.values()].sort((a, b) => a.segment - b.segment || a.sid - b.sid);
     const regsetLayout = regsetLayoutOf(this.dump);
     return {

@@ -1,6 +1,5 @@
-import type { DmaRequest, TranslationResult } from '../core/hw/types';
-import { describeWalk, sizeName } from '../core/hw/walk-text';
-import { formatPciAddress, parsePciAddress, pciFromRid, pciRid } from '../core/pci';
+import { sizeName } from '../core/hw/walk-text';
+import { formatPciAddress, pciFromRid } from '../core/pci';
 import { plural } from '../core/plural';
 import { U64 } from '../core/u64';
 import { pasidCount, supportedAgaws } from '../core/vtd/cap';
@@ -20,33 +19,46 @@ import { QI_LENGTH } from '../core/driver/qi';
 import { pasidEntryAddress } from '../core/vtd/tables';
 import type { VtdUnit } from '../core/vtd/unit';
 import { type DebugfsDiagnostic, diagnosticText } from './debugfs';
-import type { DebugfsImport } from './debugfs-import';
+import type { DebugfsImport, UnitValue } from './debugfs-import';
 import { describeQiDescriptor, type PageGroupResponseEras } from './vtd-descriptors';
+
+export { parseAddress, type StaleJson, type StepJson, walkImported, walkJson, type WalkJson, type WalkOutcome, type WalkRequest } from './debugfs-walk';
 
 /**
  * What an imported debugfs dump holds, decoded: units and their capabilities, devices with their context
  * and PASID entries, the domains those entries point to with their mappings, the invalidation queue and
  * interrupt remapping entries. One JSON-able object (`iommu-lab import-debugfs --format json`) and its text
- * form; `walkImported` translates through the imported tables.
+ * form; `walkImported` (debugfs-walk.ts, re-exported here) translates through the imported tables.
  */
 
+/**
+ * A unit as the dump shows it. What the dump does not hold is never given as a fact: a value the import
+ * assumed (the model runs with it) is named in `assumed`, a value nothing in the dump implies is null and
+ * named in `unknown`, each with why.
+ */
 export interface UnitReport {
   name: string;
   /** The PCI segment the unit serves (from the device files that name it; 0 when none does). */
   segment: number;
   regBase: string;
   version: string;
-  mode: 'scalable' | 'legacy';
-  translationEnabled: boolean;
-  rootTable: string;
+  mode: 'scalable' | 'legacy' | null;
+  translationEnabled: boolean | null;
+  rootTable: string | null;
   registersKnown: boolean;
   cap: string;
   ecap: string;
+  /** From cap and ecap: assumed with them. */
   features: string[];
+  /** The fields above whose values the import assumed, with why (the dump does not hold them). */
+  assumed: Partial<Record<UnitValue | 'features', string>>;
+  /** The fields above that are null because nothing in the dump tells them, with why. */
+  unknown: Partial<Record<UnitValue, string>>;
   /** The invalidation queue as its file showed it: head and tail from its header, descriptors sized by ECAP.SMTS. */
   queue: { base: string; head: number; tail: number; descriptorSize: number; descriptors: { index: number; name: string; fields: Record<string, number | string>; status: number; eras?: PageGroupResponseEras }[] } | null;
 }
 
+/** Raw entry words (and other 64-bit values) are `0x` hex strings, as in every JSON the CLI prints (see WalkJson). */
 export interface PasidReport {
   pasid: number;
   raw: string[];
@@ -58,10 +70,16 @@ export interface PasidReport {
 }
 
 export interface DeviceReport {
+  /** SSSS:BB:DD.F; the segment is the unit's (assumed with it when no device file names it). */
   device: string;
   unit: string;
+  /** The device's context entry; null when it is not present, or unknown (see `unknown`). */
   context: { raw: string[]; fields: Record<string, number | boolean | string> } | null;
   pasids: PasidReport[];
+  /** As UnitReport's: `segment` when the unit's is assumed. */
+  assumed: { segment?: string };
+  /** As UnitReport's: `context` when the dump has no context table of the unit to tell. */
+  unknown: { context?: string };
 }
 
 export interface MappingRange {
@@ -81,7 +99,8 @@ export interface DomainReport {
   levels: number;
   root: string;
   users: string[];
-  mappedBytes: number;
+  /** Hex, like every byte count that can pass 32 bits. */
+  mappedBytes: string;
   ranges: MappingRange[];
   /** Ranges not listed (the report keeps the first MAX_RANGES). */
   moreRanges: number;
@@ -100,12 +119,14 @@ export interface DebugfsReport {
   domains: DomainReport[];
   interrupts: InterruptReport[];
   diagnostics: readonly DebugfsDiagnostic[];
-  summary: { units: number; devices: number; pasidEntries: number; domains: number; mappedBytes: number; unrecognisedLines: number };
+  summary: { units: number; devices: number; pasidEntries: number; domains: number; mappedBytes: string; unrecognisedLines: number };
 }
 
 const MAX_RANGES = 512;
 const MAX_DESCRIPTORS = 16;
 const hex = (n: number) => '0x' + n.toString(16);
+/** An entry's words as `0x` + 16 hex digits each, lowest first. */
+const hexWords = (w: readonly number[], n: number) => rawWords(w, n).map((x) => '0x' + x);
 
 function features(unit: VtdUnit): string[] {
   const c = unit.cap;
@@ -149,7 +170,7 @@ function erasText(e: PageGroupResponseEras | undefined): string {
 }
 
 function unitReport(imp: DebugfsImport, i: number): UnitReport {
-  const { unit, registersKnown, qiStatus, queue: q } = imp.units[i]!;
+  const { unit, registersKnown, assumed, unknown, qiStatus, queue: q } = imp.units[i]!;
   let queue: UnitReport['queue'] = null;
   if (qiStatus && q) {
     const size = 2 ** q.shift;
@@ -170,13 +191,15 @@ function unitReport(imp: DebugfsImport, i: number): UnitReport {
     segment: unit.segment,
     regBase: hex(unit.regBase),
     version: `${unit.version[0]}.${unit.version[1]}`,
-    mode: unit.scalableMode ? 'scalable' : 'legacy',
-    translationEnabled: unit.translationEnabled,
-    rootTable: hex(unit.rootTableAddress),
+    mode: unknown.mode ? null : unit.scalableMode ? 'scalable' : 'legacy',
+    translationEnabled: unknown.translationEnabled ? null : unit.translationEnabled,
+    rootTable: unknown.rootTable ? null : hex(unit.rootTableAddress),
     registersKnown,
     cap: unit.capRaw.toString(),
     ecap: unit.ecapRaw.toString(),
     features: features(unit),
+    assumed: { ...assumed, ...(assumed.cap || assumed.ecap ? { features: [assumed.cap, assumed.ecap].filter((x, k, a) => x && a.indexOf(x) === k).join('; ') } : {}) },
+    unknown: { ...unknown },
     queue,
   };
 }
@@ -229,7 +252,7 @@ function domainReport(k: DomainKey, users: string[]): DomainReport {
     cur = { iova: leaf.iova, output: leaf.output, bytes: leaf.size, pages: 1, size: leaf.size, access };
   }
   flush();
-  return { id: domainId(k), unit: k.unit.name, did: k.did, format: k.format, levels: k.levels, root: hex(k.root), users, mappedBytes: mapped, ranges, moreRanges: more };
+  return { id: domainId(k), unit: k.unit.name, did: k.did, format: k.format, levels: k.levels, root: hex(k.root), users, mappedBytes: hex(mapped), ranges, moreRanges: more };
 }
 
 export function describeImport(imp: DebugfsImport): DebugfsReport {
@@ -247,12 +270,20 @@ export function describeImport(imp: DebugfsImport): DebugfsReport {
     const unit = imp.units.find((u) => u.unit.name === dev.unit)!.unit;
     const sm = unit.scalableMode;
     const ctxAt = contextAddress(unit.memory, unit.rootTableAddress, sm, dev.sid >> 8, dev.sid & 0xff);
-    const report: DeviceReport = { device: dev.device, unit: unit.name, context: null, pasids: [] };
+    const facts = imp.units.find((u) => u.unit === unit)!;
+    const report: DeviceReport = { device: dev.device, unit: unit.name, context: null, pasids: [], assumed: {}, unknown: {} };
+    if (facts.assumed.segment) report.assumed.segment = facts.assumed.segment;
     devices.push(report);
+    if (!imp.dump.translations.some((t) => t.unit === unit.name)) {
+      report.unknown.context = imp.dump.disabled.some((d) => d.unit === unit.name)
+        ? `dmar_translation_struct says DMA remapping is not enabled on ${unit.name}`
+        : `the dump has no dmar_translation_struct for ${unit.name}`;
+      continue;
+    }
     if (ctxAt === undefined) continue;
     const layout = sm ? CONTEXT_SCALABLE : CONTEXT_LEGACY;
     const cw = words(unit, ctxAt, layout.words);
-    report.context = { raw: rawWords(cw, layout.words), fields: decodeEntry(layout, cw) };
+    report.context = { raw: hexWords(cw, layout.words), fields: decodeEntry(layout, cw) };
     if (!(cw[0]! & 1)) continue;
     if (!sm) {
       const tt = (cw[0]! >>> 2) & 3;
@@ -279,7 +310,7 @@ export function describeImport(imp: DebugfsImport): DebugfsReport {
         const user = `${dev.device} PASID ${hex(pasid)}`;
         if (pgtt === 1) domain = useDomain({ unit, did, format: 'first-level', levels: (fields.FLPM as number) === 1 ? 5 : 4, root: parseInt(fields.FLPTPTR as string, 16) }, user);
         else if (pgtt === 2 || pgtt === 3) domain = useDomain({ unit, did, format: 'second-level', levels: aw + 2, root: parseInt(fields.SLPTPTR as string, 16) }, user);
-        report.pasids.push({ pasid, raw: rawWords(pw, 3), type: PGTT_NAMES[pgtt] ?? `PGTT ${pgtt} (reserved)`, did, fields, domain });
+        report.pasids.push({ pasid, raw: hexWords(pw, 3), type: PGTT_NAMES[pgtt] ?? `PGTT ${pgtt} (reserved)`, did, fields, domain });
       }
     }
   }
@@ -296,7 +327,7 @@ export function describeImport(imp: DebugfsImport): DebugfsReport {
       devices: devices.length,
       pasidEntries,
       domains: domainReports.length,
-      mappedBytes: domainReports.reduce((s, d) => s + d.mappedBytes, 0),
+      mappedBytes: hex(domainReports.reduce((s, d) => s + parseInt(d.mappedBytes, 16), 0)),
       unrecognisedLines: imp.dump.unrecognisedLines,
     },
   };
@@ -327,13 +358,61 @@ function fieldList(fields: Record<string, number | boolean | string>, only?: rea
     .join(' ');
 }
 
+/**
+ * A unit's first lines: what the dump shows of it, then what the import assumed and what is unknown, each
+ * with why, so that no guess reads as a fact.
+ */
+function unitLines(u: UnitReport): string[] {
+  const segment = `PCI segment ${u.segment.toString(16).padStart(4, '0')}`;
+  // Each value as the text shows it, in this order; values that share a reason read as one phrase.
+  const items: { keys: (UnitValue | 'features')[]; text: string; unknown: string }[] = [
+    { keys: ['name'], text: `the name ${u.name}`, unknown: 'the name' },
+    { keys: ['version', 'regBase'], text: `VT-d ${u.version} at ${u.regBase}`, unknown: '' },
+    { keys: ['version'], text: `VT-d ${u.version}`, unknown: 'the version' },
+    { keys: ['regBase'], text: `registers at ${u.regBase}`, unknown: 'the register base' },
+    { keys: ['segment'], text: segment, unknown: 'the PCI segment' },
+    { keys: ['mode'], text: `${u.mode} mode`, unknown: 'the mode' },
+    { keys: ['translationEnabled'], text: `translation ${u.translationEnabled ? 'on' : 'OFF'}`, unknown: 'whether translation is on' },
+    { keys: ['rootTable'], text: `root table ${u.rootTable}`, unknown: 'the root table' },
+    { keys: ['cap', 'ecap'], text: `cap ${u.cap} ecap ${u.ecap}`, unknown: '' },
+    { keys: ['cap'], text: `cap ${u.cap}`, unknown: 'the capabilities' },
+    { keys: ['ecap'], text: `ecap ${u.ecap}`, unknown: 'the extended capabilities' },
+  ];
+  const why = (k: UnitValue | 'features') => (k === 'features' ? undefined : (u.unknown[k as UnitValue] ?? u.assumed[k]));
+  const unknown = (k: UnitValue | 'features') => k !== 'features' && u.unknown[k as UnitValue] !== undefined;
+  const done = new Set<string>();
+  const facts: string[] = [];
+  const notFacts = new Map<string, { assumed: string[]; unknown: string[] }>();
+  for (const item of items) {
+    if (item.keys.some((k) => done.has(k))) continue;
+    const reasons = item.keys.map(why);
+    // A pair is one phrase only when both halves are facts, or both were assumed for one reason.
+    if (item.keys.length > 1 && !(reasons.every((r) => r === undefined) || (reasons[0] !== undefined && reasons.every((r) => r === reasons[0]) && !item.keys.some(unknown)))) continue;
+    for (const k of item.keys) done.add(k);
+    const reason = reasons[0];
+    if (reason === undefined) {
+      // cap and ecap have a line of their own; the segment is worth saying only when it is not 0.
+      if (item.keys[0] === 'cap' || (item.keys[0] === 'segment' && u.segment === 0) || item.keys[0] === 'name') continue;
+      facts.push(item.text);
+      continue;
+    }
+    const group = notFacts.get(reason) ?? notFacts.set(reason, { assumed: [], unknown: [] }).get(reason)!;
+    if (unknown(item.keys[0]!)) group.unknown.push(item.unknown);
+    else group.assumed.push(item.text);
+  }
+  const out = [`${u.name}${facts.length > 0 ? ': ' + facts.join(', ') : ''}`];
+  for (const [reason, g] of notFacts) if (g.assumed.length > 0) out.push(`  assumed (${reason}): ${g.assumed.join(', ')}`);
+  for (const [reason, g] of notFacts) if (g.unknown.length > 0) out.push(`  unknown (${reason}): ${g.unknown.join(', ')}`);
+  if (!u.assumed.cap && !u.assumed.ecap) out.push(`  cap ${u.cap} ecap ${u.ecap}`);
+  out.push(`  ${u.assumed.features ? 'assumed features: ' : ''}${u.features.join(', ')}`);
+  return out;
+}
+
 /** The report in words; `input` names the dump as a whole in its diagnostics (see diagnosticText). */
 export function reportText(r: DebugfsReport, input: string): string[] {
   const out: string[] = [];
   for (const u of r.units) {
-    out.push(`${u.name}: VT-d ${u.version} at ${u.regBase}${u.segment !== 0 ? `, PCI segment ${u.segment.toString(16).padStart(4, '0')}` : ''}, ${u.mode} mode, translation ${u.translationEnabled ? 'on' : 'OFF'}, root table ${u.rootTable}`);
-    out.push(`  cap ${u.cap} ecap ${u.ecap}${u.registersKnown ? '' : ' (assumed: no iommu_regset in the dump)'}`);
-    out.push(`  ${u.features.join(', ')}`);
+    out.push(...unitLines(u));
     if (u.queue) {
       out.push(`  invalidation queue at ${u.queue.base}, ${u.queue.descriptorSize}-byte descriptors, head ${u.queue.head}, tail ${u.queue.tail}${u.queue.head === u.queue.tail ? ' (idle)' : ' (NOT drained)'}`);
       for (const d of u.queue.descriptors) out.push(`    [${String(d.index).padStart(3)}] ${d.name} ${fieldList(d.fields)}${erasText(d.eras)}`);
@@ -341,19 +420,19 @@ export function reportText(r: DebugfsReport, input: string): string[] {
   }
   out.push('');
   for (const d of r.devices) {
-    out.push(`${d.device} (${d.unit})`);
+    out.push(`${d.device} (${d.unit}${d.assumed.segment ? ', PCI segment assumed' : ''})`);
     if (!d.context) {
-      out.push('  no context entry');
+      out.push(d.unknown.context ? `  context entry unknown (${d.unknown.context})` : '  no context entry');
       continue;
     }
-    out.push(`  context ${d.context.raw.map((w) => '0x' + w).join(' ')}: ${fieldList(d.context.fields)}`);
+    out.push(`  context ${d.context.raw.join(' ')}: ${fieldList(d.context.fields)}`);
     for (const p of d.pasids) {
       out.push(`  PASID ${hex(p.pasid)} ${p.type}, DID ${p.did}: ${fieldList(p.fields, ['FPD', 'AW', 'SLPTPTR', 'FLPTPTR', 'FLPM', 'SRE', 'WPE', 'SSADE', 'PGSNP', 'PWSNP', 'EAFE'])}`);
     }
   }
   out.push('');
   for (const d of r.domains) {
-    out.push(`domain ${d.id}: ${d.levels}-level, ${humanBytes(d.mappedBytes)} mapped`);
+    out.push(`domain ${d.id}: ${d.levels}-level, ${humanBytes(parseInt(d.mappedBytes, 16))} mapped`);
     out.push(`  used by ${d.users.join(', ')}`);
     for (const m of d.ranges) out.push(`  ${m.iova.padStart(14)} -> ${m.output.padEnd(14)} ${humanBytes(parseInt(m.size, 16)).padStart(9)} in ${m.pages} x ${m.pageSize} ${m.access}`);
     if (d.moreRanges) out.push(`  ... and ${d.moreRanges} more ranges (see --format json)`);
@@ -364,7 +443,7 @@ export function reportText(r: DebugfsReport, input: string): string[] {
     for (const e of i.entries) out.push(`  [${e.index}] from ${e.source}: ${fieldList(e.fields)}`);
   }
   const s = r.summary;
-  out.push('', `${plural(s.units, 'unit')}, ${plural(s.devices, 'device')}, ${plural(s.pasidEntries, 'PASID entry', 'PASID entries')}, ${plural(s.domains, 'domain')}, ${humanBytes(s.mappedBytes)} mapped; ${plural(s.unrecognisedLines, 'line')} not understood`);
+  out.push('', `${plural(s.units, 'unit')}, ${plural(s.devices, 'device')}, ${plural(s.pasidEntries, 'PASID entry', 'PASID entries')}, ${plural(s.domains, 'domain')}, ${humanBytes(parseInt(s.mappedBytes, 16))} mapped; ${plural(s.unrecognisedLines, 'line')} not understood`);
   for (const d of r.diagnostics) out.push(diagnosticText(d, input));
   return out;
 }
@@ -374,71 +453,4 @@ function humanBytes(n: number): string {
     if (n >= size) return n % size === 0 ? `${n / size} ${unit}` : `${(n / size).toFixed(2)} ${unit}`;
   }
   return `${n} B`;
-}
-
-// ---------------------------------------------------------------------------------------------------------
-// Walks through an import
-// ---------------------------------------------------------------------------------------------------------
-
-export interface WalkRequest {
-  /** `SSSS:BB:DD.F` or `BB:DD.F`. */
-  readonly device: string;
-  /** Hex (`0x` optional) or decimal; up to 64 bits. */
-  readonly address: string;
-  readonly pasid?: number;
-  readonly write?: boolean;
-  readonly exec?: boolean;
-  readonly priv?: boolean;
-}
-
-export type WalkOutcome =
-  | { ok: true; unit: string; device: string; request: DmaRequest; result: TranslationResult; notes: string[]; text: string[] }
-  | { ok: false; error: string };
-
-/** Parses an address as a user types it: `0x` hex, plain hex with a-f digits, or decimal. */
-export function parseAddress(text: string): U64 | undefined {
-  const t = text.trim().replace(/_/g, '');
-  if (/^0x[0-9a-f]{1,16}$/i.test(t) || /^[0-9a-f]*[a-f][0-9a-f]*$/i.test(t)) return U64.fromHex(t.replace(/^0x/i, ''));
-  if (/^\d{1,20}$/.test(t)) {
-    const big = BigInt(t);
-    return big < 2n ** 64n ? U64.fromBigInt(big) : undefined;
-  }
-  return undefined;
-}
-
-/** Translates through the imported tables with no side effect (a probe), with the full trace. */
-export function walkImported(imp: DebugfsImport, w: WalkRequest): WalkOutcome {
-  const a = parsePciAddress(w.device);
-  if (!a) return { ok: false, error: `'${w.device}' is not a PCI address (SSSS:BB:DD.F)` };
-  const device = formatPciAddress(a);
-  const known = imp.devices.find((d) => d.segment === a.segment && d.sid === pciRid(a));
-  if (!known) return { ok: false, error: `${device} is not in the dump (devices: ${imp.devices.map((d) => d.device).join(', ') || 'none'})` };
-  const addr = parseAddress(w.address);
-  if (!addr) return { ok: false, error: `'${w.address}' is not an address (hex with 0x, or decimal, up to 64 bits)` };
-  if (w.pasid !== undefined && !(Number.isInteger(w.pasid) && w.pasid >= 0 && w.pasid < 2 ** 20)) return { ok: false, error: `PASID ${w.pasid} is out of range (0..0xfffff)` };
-  const unit = imp.units.find((u) => u.unit.name === known.unit)!.unit;
-  const exact = addr.hi < 0x20_0000 ? addr.hi * 0x1_0000_0000 + addr.lo : undefined;
-  const request: DmaRequest = { sid: pciRid(a), pasid: w.pasid, addr: exact ?? addr, write: w.write ?? false, exec: w.exec ?? false, priv: w.priv ?? false };
-  const result = unit.probe(request, { trace: true });
-  const notes = walkNotes(imp, result);
-  // The notes go before the result line, which stays last.
-  const lines = describeWalk(request, `${device} on ${unit.name}`, result);
-  return { ok: true, unit: unit.name, device, request, result, notes, text: [...lines.slice(0, -1), ...notes.map((n) => `Note: ${n}`), lines[lines.length - 1]!] };
-}
-
-/** What a walk through an import used that debugfs did not show: PASID directory entries. */
-function walkNotes(imp: DebugfsImport, result: TranslationResult): string[] {
-  const notes: string[] = [];
-  for (const step of result.trace ?? []) {
-    if (step.structure !== 'pasid-dir-entry' || step.entryAddress === undefined) continue;
-    const p = imp.pasidTables.find((t) => hex(t.dirEntryAddress) === step.entryAddress);
-    if (!p) continue;
-    if (p.from) notes.push(`the PASID directory entry at ${step.entryAddress} is from the kernel log (${p.from.file}:${p.from.line}); debugfs does not print it`);
-    else {
-      notes.push(
-        `debugfs does not print the PASID directory: the entry at ${step.entryAddress} and the PASID table at ${hex(p.table)} were placed by the import (the PASID entry in it is as dumped); a dmesg with CONFIG_DMAR_DEBUG's table dump for ${p.device} gives the real addresses`,
-      );
-    }
-  }
-  return notes;
 }

@@ -1,6 +1,6 @@
 import * as assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
@@ -96,7 +96,7 @@ describe('cli: bad input', () => {
       it('a terminal on stdin with no FILE is bad usage, not a wait for input nobody types', () => {
         const r = runOnTerminal([command]);
         assert.equal(r.code, 2);
-        assert.match(r.output, new RegExp(`^iommu-lab: ${command}: no input: name a FILE or pipe .+ in \\(stdin is a terminal; '-' reads it anyway\\)\\n$`));
+        assert.match(r.output, new RegExp(`^iommu-lab: ${command}: no input: stdin is a terminal; name a FILE, pipe .+ in, or give '-' to read the terminal \\(see 'iommu-lab ${command} --help'\\)\\n$`));
       });
 
       it('unknown options, extra arguments: bad usage, status 2, in lower case like every other message', () => {
@@ -189,10 +189,10 @@ describe('cli: bad input', () => {
 
   it('walk: a malformed request is bad usage before any dump is read; a device the dump does not hold is the dump\'s problem', () => {
     // The dump does not exist: the request is still checked first.
-    assert.deepEqual(run(['walk', '--debugfs', f.missing!, '--device', 'zz', '0x1000']), { code: 2, stdout: '', stderr: "iommu-lab: walk: --device 'zz' is not a PCI address (SSSS:BB:DD.F or BB:DD.F)\n" });
-    assert.deepEqual(run(['walk', '--debugfs', f.missing!, '--device', '00:02.0', '0xzz']), { code: 2, stdout: '', stderr: "iommu-lab: walk: '0xzz' is not an address (hex with 0x, or decimal, up to 64 bits)\n" });
-    assert.deepEqual(run(['walk', '--device', '00:02.0', '0x1000']), { code: 2, stdout: '', stderr: 'iommu-lab: walk: --debugfs DIR|FILE is required\n' });
-    assert.deepEqual(run(['walk', '--debugfs', f.missing!, '0x1000']), { code: 2, stdout: '', stderr: 'iommu-lab: walk: --device SSSS:BB:DD.F is required\n' });
+    assert.deepEqual(run(['walk', '--debugfs', f.missing!, '--device', 'zz', '0x1000']), { code: 2, stdout: '', stderr: "iommu-lab: walk: --device 'zz' is not a PCI address: SSSS:BB:DD.F or BB:DD.F (see 'iommu-lab walk --help')\n" });
+    assert.deepEqual(run(['walk', '--debugfs', f.missing!, '--device', '00:02.0', '0xzz']), { code: 2, stdout: '', stderr: "iommu-lab: walk: '0xzz' is not an address: hex with 0x, or decimal, up to 64 bits (see 'iommu-lab walk --help')\n" });
+    assert.deepEqual(run(['walk', '--device', '00:02.0', '0x1000']), { code: 2, stdout: '', stderr: "iommu-lab: walk: --debugfs DIR|FILE is required (see 'iommu-lab walk --help')\n" });
+    assert.deepEqual(run(['walk', '--debugfs', f.missing!, '0x1000']), { code: 2, stdout: '', stderr: "iommu-lab: walk: --device SSSS:BB:DD.F is required (see 'iommu-lab walk --help')\n" });
     assert.deepEqual(run(['walk', '--debugfs']), { code: 2, stdout: '', stderr: "iommu-lab: walk: option '--debugfs' needs a value (see 'iommu-lab walk --help')\n" });
     assert.deepEqual(run(['walk', '--debugfs', f.missing!, '--device', '00:02.0', '--write', '--exec', '0x0']).code, 2);
     // The workspace dump holds 00:02.0 and 6a:01.0 (its per-device folders), not 00:03.0.
@@ -212,6 +212,95 @@ describe('cli: bad input', () => {
     assert.deepEqual(run(['decode']), { code: 2, stdout: '', stderr: "iommu-lab: unknown command 'decode'; did you mean 'decode-log'? (see 'iommu-lab --help')\n" });
     assert.deepEqual(run(['help', 'frob']), { code: 2, stdout: '', stderr: "iommu-lab: unknown command 'frob' (see 'iommu-lab --help')\n" });
     assert.deepEqual(run(['-x']), { code: 2, stdout: '', stderr: "iommu-lab: unknown option '-x' (see 'iommu-lab --help')\n" });
+    // --help, --version and help COMMAND take nothing more (README: an extra argument is status 2).
+    assert.deepEqual(run(['--version', 'extra']), { code: 2, stdout: '', stderr: "iommu-lab: unexpected argument 'extra' (usage: iommu-lab --version)\n" });
+    assert.deepEqual(run(['-V', 'extra']), { code: 2, stdout: '', stderr: "iommu-lab: unexpected argument 'extra' (usage: iommu-lab -V)\n" });
+    assert.deepEqual(run(['--help', 'extra']), { code: 2, stdout: '', stderr: "iommu-lab: unexpected argument 'extra' (usage: iommu-lab --help)\n" });
+    assert.deepEqual(run(['help', 'check', 'extra']), { code: 2, stdout: '', stderr: "iommu-lab: unexpected argument 'extra' (usage: iommu-lab help [COMMAND])\n" });
+  });
+
+  it('every usage error of every command has one shape: "iommu-lab: CMD: what is wrong (see \'iommu-lab CMD --help\')", or (usage: ...) for the arguments', () => {
+    const dump = join(root, 'test/fixtures/workspace/debugfs-dump');
+    const walk = (...extra: string[]) => ['walk', '--debugfs', dump, '--device', '00:02.0', ...extra];
+    const cases: string[][] = [];
+    for (const c of commands) {
+      const base = c.name === 'walk' ? walk('0x1000') : [c.name, f['one-line']!];
+      cases.push(
+        [...base, '--frob'],
+        [...base, '-x'],
+        [...base, '--format'],
+        [...base, '--format', 'xml'],
+        [...base, '--format='],
+        [...base, ''],
+      );
+      if (c.maxPositionals !== undefined) cases.push([...base, 'a', 'b', 'c']);
+      if ((c.minPositionals ?? 0) > 0) cases.push([c.name]);
+    }
+    cases.push(
+      walk(),
+      ['walk', '--device', '00:02.0', '0x1000'],
+      ['walk', '--debugfs', dump, '0x1000'],
+      ['walk', '--debugfs', '', '--device', '00:02.0', '0x1000'],
+      ['walk', '--debugfs', dump, '--device', '', '0x1000'],
+      walk('--dmesg', '', '0x1000'),
+      ['walk', '--debugfs', dump, '--device', 'zz', '0x1000'],
+      walk('0xzz'),
+      walk('--write', '--exec', '0x0'),
+      walk('--pasid', 'zz', '0x0'),
+      walk('--pasid', '0x100000', '0x0'),
+      walk('--priv', '0x0'),
+      ['walk', '--debugfs', '-', '--dmesg', '-', '--device', '00:02.0', '0x0'],
+      ['import-debugfs', '--dmesg', '-', '-'],
+      ['import-debugfs', '--dmesg', '', dump],
+      ['check', '--format', 'json', ''],
+    );
+    for (const args of cases) {
+      const r = run(args);
+      const name = args[0]!;
+      const what = args.map((a) => `'${a}'`).join(' ');
+      assert.equal(r.code, 2, `${what}: ${r.stderr}`);
+      assert.equal(r.stdout, '', what);
+      const m = new RegExp(`^iommu-lab: ${name}: ([^\\n]+) \\((?:see 'iommu-lab ${name} --help'|usage: iommu-lab ${name} [^\\n]+)\\)\\n$`).exec(r.stderr);
+      assert.ok(m, `${what}: ${r.stderr}`);
+      assert.doesNotMatch(m[1]!, /\((see|usage)|\)$/, `${what}: one pointer, at the end, after the message: ${r.stderr}`);
+    }
+    // An empty argument is said to be one, not looked up as a file named ''.
+    assert.equal(run(['decode-log', '']).stderr, "iommu-lab: decode-log: argument 1 is an empty string (usage: iommu-lab decode-log [--format text|json] [FILE|-])\n");
+    assert.equal(run(['walk', '--debugfs', '', '--device', '00:02.0', '0x0']).stderr, "iommu-lab: walk: option '--debugfs' has an empty value (see 'iommu-lab walk --help')\n");
+  });
+
+  it('an output that cannot be written names the command, for its help too', () => {
+    const out = openSync('/dev/full', 'w');
+    try {
+      for (const args of [['decode-log', '--help'], ['help', 'lspci'], ['walk', '-h']]) {
+        const r = spawnSync(process.execPath, [cli, ...args], { stdio: ['ignore', out, 'pipe'], encoding: 'utf8', timeout: 30_000 });
+        const name = args[0] === 'help' ? args[1] : args[0];
+        assert.deepEqual([r.status, r.stderr], [1, `iommu-lab: ${name}: cannot write the output: no space left on device\n`], args.join(' '));
+      }
+      const top = spawnSync(process.execPath, [cli, '--help'], { stdio: ['ignore', out, 'pipe'], encoding: 'utf8', timeout: 30_000 });
+      assert.deepEqual([top.status, top.stderr], [1, 'iommu-lab: cannot write the output: no space left on device\n']);
+    } finally {
+      closeSync(out);
+    }
+  });
+
+  it('a dump given as a directory names its files as the user can open them, DIR/FILE:LINE', () => {
+    const dump = join(dir, 'dd');
+    mkdirSync(join(dump, '0000:00:02.0'), { recursive: true });
+    // An iommu_regset (Linux 6.12 debugfs.c: the title, the column header) with a third line that is no register row.
+    writeFileSync(join(dump, 'iommu_regset'), 'IOMMU: dmar0 Register Base Address: fed90000\nName\t\t\tOffset\t\tContents\nbogus\n');
+    writeFileSync(join(dump, '0000:00:02.0', 'domain_translation_struct'), 'Device 0000:00:02.0 @0x10016000\nIOVA_PFN\t\tPML5E\t\t\tPML4E\t\t\tPDPE\t\t\tPDE\t\t\tPTE\nbogus\n');
+    const r = run(['import-debugfs', dump]);
+    assert.equal(r.code, 1, r.stderr);
+    const warnings = r.stdout.split('\n').filter((l) => l.includes(': warning: not a '));
+    assert.deepEqual(
+      warnings.map((l) => l.split(': warning: ')[0]),
+      [`${dump}/iommu_regset:3`, `${dump}/0000:00:02.0/domain_translation_struct:3`],
+      r.stdout,
+    );
+    for (const w of warnings) assert.ok(existsSync(w.replace(/:\d+: warning: .*$/, '')), w);
+    const walk = run(['walk', '--debugfs', dump, '--device', '00:02.0', '0x0']);
+    assert.ok(walk.stderr.split('\n').some((l) => l.startsWith(`${dump}/iommu_regset:3: warning: `)), walk.stderr);
   });
 
   it('no command prints a stack trace on any of these inputs', () => {

@@ -78,6 +78,6 @@ describe('cli: debugfs with the kernel log (--dmesg)', () => {
     const missing = run(['import-debugfs', dump, '--dmesg', join(dir, 'nope.txt')]);
     assert.deepEqual([missing.code, missing.stderr], [1, `iommu-lab: import-debugfs: ${join(dir, 'nope.txt')}: no such file or directory\n`]);
     const both = run(['walk', '--debugfs', '-', '--dmesg', '-', '--device', '6a:01.0', '0x1000']);
-    assert.deepEqual([both.code, both.stderr], [2, 'iommu-lab: walk: --dmesg - and a dump on stdin cannot both read it\n']);
+    assert.deepEqual([both.code, both.stderr], [2, "iommu-lab: walk: --dmesg - and a dump on stdin cannot both read it (see 'iommu-lab walk --help')\n"]);
   });
 });

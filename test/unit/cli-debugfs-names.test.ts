@@ -31,19 +31,22 @@ describe('cli: where import-debugfs and walk say a problem is', () => {
   });
 
   it('gives a problem of the whole input no line number', () => {
-    // Without iommu_regset a unit's registers are assumed; dmar1 appears in no file's line (debugfs says it is off).
+    // Without iommu_regset a unit's registers are assumed, said where the dump names the unit: dmar0's title,
+    // dmar1's "DMA Remapping is not enabled" line. "10 more problems" is about the whole input.
     const junk = Array.from({ length: 210 }, (_, i) => `junk ${i}`).join('\n');
     const r = run(['import-debugfs', '-'], file('dmar_translation_struct') + junk + '\n');
     const lines = r.stdout.split('\n');
     assert.ok(lines.includes('<stdin>: info: 10 more problems not listed'), r.stdout);
-    assert.ok(lines.some((l) => /^<stdin>: info: no CAP\/ECAP for dmar1 /.test(l)), r.stdout);
-    assert.ok(lines.some((l) => /^<stdin>:1: info: no CAP\/ECAP for dmar0 /.test(l)), r.stdout);
+    const off = file('dmar_translation_struct').split('\n').findIndex((l) => l.startsWith('DMA Remapping is not enabled on dmar1')) + 1;
+    assert.ok(off > 0);
+    assert.ok(lines.includes(`<stdin>:${off}: info: the dump has no iommu_regset for dmar1: its CAP/ECAP are assumed, those of a scalable-mode capable unit with 4- and 5-level tables, 2M/1G pages and 20-bit PASIDs`), r.stdout);
+    assert.ok(lines.some((l) => /^<stdin>:1: info: the dump has no iommu_regset for dmar0: /.test(l)), r.stdout);
     assert.doesNotMatch(r.stdout, /<input>|:0:/);
   });
 
   it('names a file given by name with its path, and a whole-dump problem with what was named', () => {
     const r = run(['import-debugfs', join(legacy, 'dmar_translation_struct')]);
-    assert.ok(r.stdout.includes(`\n${join(legacy, 'dmar_translation_struct')}:1: info: no CAP/ECAP for dmar0 `), r.stdout);
+    assert.ok(r.stdout.includes(`\n${join(legacy, 'dmar_translation_struct')}:1: info: the dump has no iommu_regset for dmar0: `), r.stdout);
     assert.doesNotMatch(r.stdout, /<input>|:0:/);
   });
 });

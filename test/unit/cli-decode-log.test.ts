@@ -108,7 +108,7 @@ describe('cli: decode-log', () => {
     assert.deepEqual(run(['decode-log', missing]), { code: 1, stdout: '', stderr: `iommu-lab: decode-log: ${missing}: no such file or directory\n` });
     const bad = run(['decode-log', '--format', 'xml', join(logs, 'amd-vi.log')]);
     assert.equal(bad.code, 2);
-    assert.equal(bad.stderr, "iommu-lab: decode-log: --format must be one of text, json (got 'xml')\n");
+    assert.equal(bad.stderr, "iommu-lab: decode-log: --format must be text or json, not 'xml' (see 'iommu-lab decode-log --help')\n");
     assert.deepEqual(run(['decode-log', dir]), { code: 1, stdout: '', stderr: `iommu-lab: decode-log: ${dir}: is a directory\n` });
   });
 

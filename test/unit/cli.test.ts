@@ -48,7 +48,7 @@ describe('cli shell', () => {
     assert.equal(a.stderr, "iommu-lab: check: unknown option '--frob' (see 'iommu-lab check --help')\n");
     const b = runCli(['check', '--format', 'xml', 'x.iommu']);
     assert.equal(b.code, 2);
-    assert.equal(b.stderr, "iommu-lab: check: --format must be one of text, json (got 'xml')\n");
+    assert.equal(b.stderr, "iommu-lab: check: --format must be text or json, not 'xml' (see 'iommu-lab check --help')\n");
     const c = runCli(['--bogus']);
     assert.equal(c.code, 2);
     assert.equal(c.stderr, "iommu-lab: unknown option '--bogus' (see 'iommu-lab --help')\n");

@@ -1,7 +1,7 @@
 import { formatDiagnostic } from '../../dsl/diagnostic';
 import { lex } from '../../dsl/lexer';
 import { choice, Exit, failed, InputError, type Subcommand } from '../framework';
-import { readTextFile, readTextStdin, STDIN } from '../input';
+import { readTextFile, readTextStdin, sizeText, STDIN, TOPOLOGY_LIMIT } from '../input';
 
 export const checkCommand: Subcommand = {
   name: 'check',
@@ -9,11 +9,12 @@ export const checkCommand: Subcommand = {
   synopsis: '[--format text|json] FILE...',
   help: `Checks each topology file ('-' reads stdin) and prints one line per problem, gcc style:
   FILE:LINE:COL: error: MESSAGE [CODE]
-A file that cannot be read, is not text or is empty is reported on stderr and the others are still checked.
+A file that cannot be read, is not text, is empty or is larger than ${sizeText(TOPOLOGY_LIMIT.bytes)} is reported on stderr and the
+others are still checked.
 
 Options:
   --format text|json  text (default) or one JSON object per file`,
-  failure: 'a file has an error, or cannot be read, is not text, or is empty',
+  failure: `a file has an error, or cannot be read, is not text, is empty, or is larger than ${sizeText(TOPOLOGY_LIMIT.bytes)}`,
   options: { format: { type: 'string' } },
   minPositionals: 1,
   async run(args, io, state) {
@@ -24,7 +25,7 @@ Options:
       state.input = name;
       let text: string;
       try {
-        text = file === '-' ? await readTextStdin() : await readTextFile(file);
+        text = file === '-' ? await readTextStdin(TOPOLOGY_LIMIT) : await readTextFile(file, TOPOLOGY_LIMIT);
         if (text === '') throw new InputError(name, 'empty (0 bytes)');
       } catch (e) {
         if (!(e instanceof InputError)) throw e;

@@ -17,14 +17,18 @@ Lines that are not understood are reported as FILE:LINE: warning: ...
 debugfs does not print where the PASID directories are, so their PASID tables are placed at addresses
 no entry of the dump uses (the report says so). With --dmesg, the kernel log of the same boot, the
 'pasid dir entry' lines of CONFIG_DMAR_DEBUG's fault dumps put them at their real addresses.
+A dump may lack files: what it does not hold (a unit's registers without iommu_regset, its root table
+without dmar_translation_struct too) is listed as assumed or unknown, with why, never as a fact.
 
 Options:
   --dmesg FILE        the kernel log of the same boot ('-' for stdin), for the PASID directories
-  --format text|json  text (default) or one JSON object
+  --format text|json  text (default) or one JSON object: {units, devices, domains, interrupts,
+                      diagnostics, summary}, with every address and 64-bit value (raw entry words,
+                      mapped bytes) a 0x hex string, as walk's and decode-log's JSON have them
 
 Example:
   sudo cp -r /sys/kernel/debug/iommu/intel dump && iommu-lab import-debugfs dump`,
-  failure: 'a problem with the input: it cannot be read, is not text, is empty, holds no VT-d table,\nor has lines that were not understood (reported as FILE:LINE: warning: ...)',
+  failure: 'a problem with the input: it cannot be read, is not text, is empty or too large, holds no VT-d\ntable, or has lines that were not understood (reported as FILE:LINE: warning: ...)',
   options: { dmesg: { type: 'string' }, format: { type: 'string' } },
   minPositionals: 1,
   async run(args, io, state) {
