@@ -1,5 +1,6 @@
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { type FileHandle, open, stat } from 'node:fs/promises';
+import { MAX_DUMP_BYTES } from '../readers/debugfs-dump';
 import { agree, InputError, plural, UsageError } from './framework';
 
 /**
@@ -145,12 +146,8 @@ export interface SizeLimit {
 
 const MiB = 1024 * 1024;
 export const TOPOLOGY_LIMIT: SizeLimit = { bytes: 64 * MiB, why: 'more than any topology file holds (is it the right file?)' };
-/**
- * All the files of one debugfs dump together. The import keeps every row it loads (measured: a million
- * page-table rows, 113 MB, take 620 MB of memory), so this is also about memory: 256 MiB is 2.4 million 4 KiB
- * mappings, 9 GiB mapped page by page, in about 1.4 GB (real dumps use 2 MiB and 1 GiB pages and are far smaller).
- */
-export const DUMP_LIMIT: SizeLimit = { bytes: 256 * MiB, why: 'more than any debugfs dump holds (is it the right file?)' };
+/** All the files of one debugfs dump together (MAX_DUMP_BYTES says why this much). */
+export const DUMP_LIMIT: SizeLimit = { bytes: MAX_DUMP_BYTES, why: 'more than any debugfs dump holds (is it the right file?)' };
 /** A kernel log read whole (`--dmesg`); below the longest string JavaScript holds (2^29 - 24 characters). */
 export const KERNEL_LOG_LIMIT: SizeLimit = { bytes: 256 * MiB, why: 'more than the kernel log of one boot holds (cut out the boot the dump is from)' };
 

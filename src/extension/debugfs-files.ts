@@ -1,6 +1,7 @@
 import { open } from 'node:fs/promises';
 import * as vscode from 'vscode';
 import { type DebugfsInput, debugfsFileOrder } from '../readers/debugfs';
+import { MAX_DUMP_BYTES } from '../readers/debugfs-dump';
 
 /**
  * The inputs of a debugfs import from what the user picked, read through `vscode.workspace.fs` (so remote
@@ -12,7 +13,6 @@ import { type DebugfsInput, debugfsFileOrder } from '../readers/debugfs';
 /** The depth of `<dev>/<pasid>/domain_translation_struct` under the root, with room for one more level. */
 const MAX_DEPTH = 4;
 /** Above this the extension host would hold too much at once; the CLI reads any size. */
-const MAX_TOTAL_BYTES = 512 * 1024 * 1024;
 
 export interface DumpFiles {
   readonly inputs: DebugfsInput[];
@@ -58,7 +58,7 @@ export async function readDumpFiles(picked: readonly vscode.Uri[], token?: vscod
     if (token?.isCancellationRequested) return { error: 'cancelled' };
     const bytes = await vscode.workspace.fs.readFile(f.uri);
     total += bytes.length;
-    if (total > MAX_TOTAL_BYTES) return { error: `The dump is larger than ${MAX_TOTAL_BYTES / 2 ** 20} MiB; import it with \`iommu-lab import-debugfs\`, which has no such limit.` };
+    if (total > MAX_DUMP_BYTES) return { error: `The dump is larger than ${MAX_DUMP_BYTES / 2 ** 20} MiB: more than any debugfs dump holds (is it the right folder?).` };
     inputs.push({ path: f.path, text: utf8.decode(bytes) });
     if (!uris.has(f.path)) uris.set(f.path, f.uri);
   }

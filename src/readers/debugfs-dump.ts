@@ -1,5 +1,13 @@
 import type { U64 } from '../core/u64';
 
+/**
+ * The most a whole debugfs dump may hold, for every reader of one (CLI and extension). The import keeps every
+ * row it loads (measured: a million page-table rows, 113 MB, take 620 MB of memory), so this is also about
+ * memory: 256 MiB is 2.4 million 4 KiB mappings, 9 GiB mapped page by page, in about 1.4 GB (real dumps use
+ * 2 MiB and 1 GiB pages and are far smaller).
+ */
+export const MAX_DUMP_BYTES = 256 * 1024 * 1024;
+
 // What the debugfs parser (debugfs.ts) makes of a dump: its inputs, the locations and diagnostics it reports,
 // and each file's sections as the kernel printed them.
 
