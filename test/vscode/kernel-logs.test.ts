@@ -64,6 +64,9 @@ describe('kernel logs in the editor: hovers and "Explain Faults in This Log"', (
     assert.match(text, /Why: fault reason 0x06 "PTE Read access is not set"/);
     assert.match(text, /Check next: Check that the IOVA was mapped/);
     assert.match(text, /Format `vtd-dma-5\.15`: Linux 5\.15 and later/);
+    // The versions are in the format line only: the title stays short.
+    assert.equal(text.split('Linux 5.15 and later').length, 2, text);
+    assert.match(text, /^Intel VT-d DMA fault at 3713481\.750962 \(line 4\)$/m);
   });
 
   it('explains every line of a two-line fault, the older formats and AMD-Vi, and nothing else', async () => {
