@@ -177,7 +177,7 @@ function faultLines(e: LogEvent, out: string[]): void {
   if (e.reason) {
     const r = faultReason(e.reason.code);
     // The dump printed with the fault says more than the reason's general meaning: where the walk stopped, or what the leaf allows.
-    const meaning = reading?.finding ? ` ${capitalise(reading.finding)}` : r ? `: ${r.meaning}` : '.';
+    const meaning = reading?.finding ? ` ${capitalise(reading.finding)}` : r ? `: ${r.meaning}` : ': the VT-d fault reasons have no entry for this code.';
     out.push(`  why:   fault reason ${hex2(e.reason.code)} "${e.reason.text}"${reading?.finding ? '.' : ''}${meaning}`);
     const check = reading?.finding ? (reading.check ?? r?.check) : r?.check;
     if (check) out.push(`  next:  ${check}`);

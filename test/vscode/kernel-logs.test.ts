@@ -147,6 +147,32 @@ describe('kernel logs in the editor: hovers and "Explain Faults in This Log"', (
     await vscode.commands.executeCommand('workbench.action.revertAndCloseActiveEditor');
   });
 
+  it('a traced fault QEMU did not record is information, not another warning, and its hover says why', async () => {
+    // Lines 1343-1344 and 1348-1349 of the real trace (test/fixtures/real-vm): a fault and its record, then a
+    // fault of the same source id with no vtd_frr_new after it (QEMU compressed it).
+    const content = [
+      'vtd_dmar_fault sid 0x8 fault 6 addr 0x1234000 write 0',
+      'vtd_frr_new index 0 high 0x40ffff0600000008 low 0x1234000',
+      'vtd_dmar_fault sid 0x8 fault 6 addr 0x1234004 write 0',
+      'vtd_iotlb_cc_hit IOTLB context hit bus 0x0 devfn 0x8 high 0x302 low 0x18f9001 gen 1',
+      '',
+    ].join('\n');
+    const doc = await vscode.workspace.openTextDocument({ language: 'log', content });
+    await vscode.window.showTextDocument(doc);
+    const outcome = await vscode.commands.executeCommand<ExplainOutcome>('iommu.explainLog');
+    assert.deepEqual([outcome.events, outcome.problems], [3, 1]);
+    const diagnostics = await waitFor('the explained events', vscode.languages.onDidChangeDiagnostics, () => {
+      const d = ourDiagnostics(doc.uri);
+      return d.length === 3 ? d : undefined;
+    });
+    const W = vscode.DiagnosticSeverity.Warning;
+    const I = vscode.DiagnosticSeverity.Information;
+    assert.deepEqual(diagnostics.map((d) => [d.range.start.line + 1, d.severity]), [[1, W], [3, I], [4, I]]);
+    assert.match(await hoverText(doc.uri, 2), /not recorded by QEMU: .* the guest does not see it\./);
+    assert.match(await hoverText(doc.uri, 0), /QEMU recorded it in fault recording register 0/);
+    await vscode.commands.executeCommand('workbench.action.revertAndCloseActiveEditor');
+  });
+
   it('decodes a large log lazily: a hover near the top reads only the first slices', async () => {
     const total = 100_000;
     const doc = await vscode.workspace.openTextDocument({ language: 'log', content: bigLog(total, 100) });
