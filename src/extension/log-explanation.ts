@@ -1,6 +1,6 @@
 import * as vscode from 'vscode';
 import type { EventKind, LogEvent } from '../readers/log-event';
-import { explainEvent } from '../readers/log-explain';
+import { eventTitle, explainEvent } from '../readers/log-explain';
 import { LOG_FORMATS } from '../readers/log-formats';
 
 /**
@@ -22,11 +22,14 @@ const PROBLEM_KINDS: ReadonlySet<EventKind> = new Set<EventKind>([
 ]);
 
 export function isProblem(e: LogEvent): boolean {
+  // A fault QEMU traced but did not record (compressed behind a pending one) never reached the guest: a
+  // storm of them is one incident, the recorded fault, not a warning each.
+  if (e.format === 'qemu-trace' && e.details.recorded === false) return false;
   return PROBLEM_KINDS.has(e.kind);
 }
 
 export interface Explanation {
-  /** What the event is, without the line numbers: `Intel VT-d DMA fault on dmar1 at 12.345`. */
+  /** What the event is, without the line numbers and the format (the format line has it): `Intel VT-d DMA fault on dmar1 at 12.345`. */
   readonly title: string;
   /** `what`, `why`, `next`, `note`, ... in the readers' order. */
   readonly parts: readonly { readonly label: string; readonly text: string }[];
@@ -41,8 +44,8 @@ const LABELS: Record<string, string> = { what: 'What', why: 'Why', next: 'Check 
 export function explanationOf(e: LogEvent): Explanation {
   const [header = '', ...rest] = explainEvent(e);
   const fmt = LOG_FORMATS[e.format];
-  let title = header.replace(/^lines? \d+(?:-\d+)?: /, '');
-  if (fmt) title = title.replace(` (${e.format}: ${fmt.versions})`, '');
+  // A one-line explanation (a trace event, a fault QEMU did not record) is its own title.
+  const title = rest.length > 0 ? eventTitle(e, false) : header.replace(/^lines? \d+(?:-\d+)?: /, '');
   const parts: { label: string; text: string }[] = [];
   for (const line of rest) {
     const m = /^\s+(\w+):\s+(.*)$/.exec(line);

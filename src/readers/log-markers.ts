@@ -17,7 +17,9 @@
  * - `callbacks suppressed`: rate limiting, whose line names only the function;
  * - `iommu`: the IOMMU core's lines (`iommu: Default domain type: ...`, `... Adding to iommu group N`) and
  *   the kernel command line's IOMMU parameters, which the VT-d reader counts as informational.
- * In QEMU output also `vtd_` (trace events, error reports); in trace text (ftrace, trace-cmd, perf) also
+ * In QEMU output also `vtd_` (trace events, error reports) and `is not recorded`, `is not generated` (the
+ * error reports of its fault-recording path, which name no function: `New fault is not recorded due to
+ * compression of faults`, `Interrupt Mask set, irq is not generated`, ...); in trace text (ftrace, trace-cmd, perf) also
  * `dmar` (the intel_iommu tracepoints name their unit and nothing else a marker catches); in a Xen
  * console also `(XEN)` (Xen's AMD-Vi driver prints its non-page-fault events as a bare name and four
  * words, `ILLEGAL_DEV_TABLE_ENTRY 000000a0 ...`).
@@ -29,7 +31,7 @@
 /** The markers that name an IOMMU: an unrecognised line with one is a format this reader does not know. */
 const IOMMU_MARKERS: readonly string[] = ['DMAR', 'VT-D', 'INTR-REMAP', 'IOMMU', 'AMD-Vi', '-smmu', 'SMMUv3'];
 export const LOG_MARKERS: readonly string[] = [...IOMMU_MARKERS, 'dmar: ', 'Inval', 'PASID', 'Unexpected page request', 'Execution request', 'Event logged [', 'iopf with', 'callbacks suppressed', 'iommu'];
-export const QEMU_MARKERS: readonly string[] = [...LOG_MARKERS, 'vtd_'];
+export const QEMU_MARKERS: readonly string[] = [...LOG_MARKERS, 'vtd_', 'is not recorded', 'is not generated'];
 export const TRACE_MARKERS: readonly string[] = [...LOG_MARKERS, 'dmar'];
 export const XEN_MARKERS: readonly string[] = [...LOG_MARKERS, '(XEN)'];
 const QEMU_XEN_MARKERS: readonly string[] = [...QEMU_MARKERS, '(XEN)'];
@@ -39,7 +41,7 @@ const TRACE_XEN_MARKERS: readonly string[] = [...TRACE_MARKERS, '(XEN)'];
  * another format than the start (`cat kern.log qemu.trace`), while the decoder keeps `markersFor` of the
  * start. Skipping fewer lines than the decoder's markers allow changes nothing.
  */
-export const ALL_MARKERS: readonly string[] = [...LOG_MARKERS, 'vtd_', 'dmar', '(XEN)'];
+export const ALL_MARKERS: readonly string[] = [...LOG_MARKERS, 'vtd_', 'is not recorded', 'is not generated', 'dmar', '(XEN)'];
 
 const TRACE_START = /^(?:# tracer:|cpus=\d|version = \d|\s*\S{1,64}-\d{1,8}\s+(?:\(\s*[\d-]{1,8}\)\s+)?\[\d{1,4}\]\s)/m;
 const QEMU_START = /vtd_|qemu-system|QEMU/;
@@ -77,6 +79,8 @@ export const SEARCH_KEYS: Readonly<Record<string, string>> = {
   'callbacks suppressed': 'ks supp',
   iommu: 'ommu',
   vtd_: 'vtd_',
+  'is not recorded': 'not rec',
+  'is not generated': 'not gen',
   dmar: 'dmar',
 };
 

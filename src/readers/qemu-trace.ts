@@ -9,7 +9,7 @@ import { describeQiDescriptor } from './vtd-descriptors';
  * QEMU's intel-iommu trace events (hw/i386/trace-events, `-trace 'vtd_*'`) as the log backend prints
  * them: `vtd_<event> <formatted text>`, with `<pid>@<sec>.<usec>:` in front when timestamps are on. Every
  * vtd_* event is recognised; the ones a fault-queue view needs are decoded into the common fields.
- * Also QEMU's own error_report lines about VT-d translation failures.
+ * Also QEMU's own error_report lines of its VT-d translation and fault-recording paths (see errorReport).
  *
  * Every number is checked against the range its format can print (`%d` of an int can be negative, a
  * 16-bit `PRIx16` cannot exceed 0xffff): a value out of range is kept as printed, named in
@@ -17,7 +17,6 @@ import { describeQiDescriptor } from './vtd-descriptors';
  */
 
 const TRACE = /^(?:(\d{1,10})@(\d{1,12}\.\d{1,9}):)?(vtd_[a-z0-9_]{1,64})(?:\s(.*))?$/;
-const ERROR_REPORT = /^(?:qemu-system-\S{1,32}: )?(?:\S{1,64}: )?(detected translation failure|detected slpte permission error|detected IOVA overflow|invalid inv desc)\b(.*)$/;
 const PAIRS = /\b(sid|source id|domain|addr|mask|pasid|iova|gpa|index|slpte|level|high|low|hi|lo|perm|gen|data|value|size|granularity|fault|write|status)[ =](0x[0-9a-fA-F]{1,16}|-?\d{1,20})/g;
 const DEV = /\b(?:dev|device|Device)[:= ]\s*([0-9a-fA-F]{2}):([0-9a-fA-F]{2})[.:]([0-9a-fA-F]{2}|[0-7])\b/;
 const BUS_DEVFN = /\bbus (0x[0-9a-fA-F]{1,2}|\d{1,3}) devfn (0x[0-9a-fA-F]{1,2}|\d{1,3})\b/;
@@ -162,7 +161,7 @@ function pageOf(address: string): string | null {
 export function createQemuTraceReader(): LineReader {
   return {
     read(msg: string, info: LineInfo): ReadResult {
-      if (msg.indexOf('vtd_') === -1) return null;
+      if (msg.indexOf('vtd_') === -1) return msg.indexOf(' is not ') === -1 ? null : errorReport(msg, info);
       const m = TRACE.exec(msg);
       if (!m) return errorReport(msg, info);
       const e = traceEvent(m, info);
@@ -287,14 +286,79 @@ function invalidationDescriptor(e: LogEvent, fields: Record<string, number | str
   e.address = d.address;
 }
 
+/**
+ * QEMU's error_report_once lines of the VT-d translation and fault paths (hw/i386/intel_iommu.c), each
+ * printed at most once per QEMU run, whatever the number of requests it concerns. A line prints no fault
+ * reason; where the code path that prints it returns exactly one, that code is `details.impliedReason`
+ * (not `reason`: the line does not carry it), with QEMU's name for it:
+ * - vtd_iova_to_slpte: `detected slpte permission error (iova=, level=, slpte=, write=[, pasid=])` returns
+ *   `is_write ? -VTD_FR_WRITE : -VTD_FR_READ` for any entry without the permission the request needs, a
+ *   not-present entry (R = W = 0) included, so an unmapped read is 0x06 and an unmapped write 0x05;
+ *   `detected splte reserve non-zero iova=..., level=0x%xslpte=...)` (no separator after the level, as QEMU
+ *   prints it) returns VTD_FR_PAGING_ENTRY_RSVD; `detected IOVA overflow (iova=...)` VTD_FR_ADDR_BEYOND_MGAW;
+ *   `detected read error on DMAR slpte (iova=...)` VTD_FR_CONTEXT_ENTRY_INV at the top level and
+ *   VTD_FR_PAGING_ENTRY_INV below it (two codes: none implied);
+ * - vtd_iova_to_flpte (first-stage walks, QEMU 9.x and later): `detected flpte reserved non-zero ...`
+ *   (`fspte` after the first-stage rename) returns VTD_FR_FS_PAGING_ENTRY_RSVD;
+ * - vtd_root_entry_rsvd_bits_check `invalid root entry: hi=0x, lo=0x` VTD_FR_ROOT_ENTRY_RSVD;
+ *   vtd_context_entry_rsvd_bits_check `invalid context entry: ... (reserved nonzero)`
+ *   VTD_FR_CONTEXT_ENTRY_RSVD; vtd_dev_to_context_entry `invalid context entry: ... (level %d not supported)`
+ *   and vtd_ce_type_check (`DT specified but not supported`, `PT specified ...`, `unknown ce type: %u`)
+ *   VTD_FR_CONTEXT_ENTRY_INV;
+ * - vtd_iommu_translate `detected translation failure (dev=BB:DD:FF, iova=)` follows any failed
+ *   translation: its reason is the one of the walk line before it (when that one was printed at all).
+ * The fault-recording path (vtd_report_dmar_fault, vtd_report_frcd_fault since QEMU 9.x, and
+ * vtd_generate_fault_event) prints, without a function name: `New fault is not recorded due to Primary Fault
+ * Overflow` and `Next Fault Recording Reg is used, new fault is not recorded, set PFO field` (the fault is
+ * dropped; queue-overflow), `New fault is not recorded due to compression of faults` (dropped: a fault of
+ * the same source id is pending), `There are pending faults already, fault event is not generated`,
+ * `There are previous interrupt conditions to be serviced by software, fault event is not generated` and
+ * `Interrupt Mask set, irq is not generated` (recorded, no interrupt now).
+ */
+const ERROR_REPORT = /^(?:[\w.-]{1,40}: )?(?:(vtd_[a-z0-9_]{1,48}): )?(detected translation failure|detected slpte permission error|detected IOVA overflow|detected read error on DMAR [a-z]{2}pte|detected splte reserve non-zero|detected f[ls]pte reserved non-zero|invalid root entry|invalid context entry|DT specified but not supported|PT specified but not supported|unknown ce type|invalid inv desc)\b(.*)$/;
+const FAULT_PATH = /^(?:[\w.-]{1,40}: )?(New fault is not recorded due to Primary Fault Overflow|New fault is not recorded due to compression of faults|Next Fault Recording Reg is used, new fault is not recorded, set PFO field|There are pending faults already, fault event is not generated|There are previous interrupt conditions to be serviced by software, fault event is not generated|Interrupt Mask set, irq is not generated)\s*$/;
+
+/** What each fault-path line says happened to the fault (`recorded`) and its event kind. */
+const FAULT_PATH_KINDS: Record<string, { kind: EventKind; recorded: boolean }> = {
+  'New fault is not recorded due to Primary Fault Overflow': { kind: 'queue-overflow', recorded: false },
+  'Next Fault Recording Reg is used, new fault is not recorded, set PFO field': { kind: 'queue-overflow', recorded: false },
+  'New fault is not recorded due to compression of faults': { kind: 'register', recorded: false },
+  'There are pending faults already, fault event is not generated': { kind: 'register', recorded: true },
+  'There are previous interrupt conditions to be serviced by software, fault event is not generated': { kind: 'register', recorded: true },
+  'Interrupt Mask set, irq is not generated': { kind: 'register', recorded: true },
+};
+
+/** The fault reason the code path of an error line returns, with QEMU's name for it. */
+function impliedReason(error: string, rest: string, write: boolean | null): { code: number; name: string } | null {
+  if (error === 'detected slpte permission error') return write === null ? null : write ? { code: 0x05, name: 'VTD_FR_WRITE' } : { code: 0x06, name: 'VTD_FR_READ' };
+  if (error === 'detected splte reserve non-zero') return { code: 0x0c, name: 'VTD_FR_PAGING_ENTRY_RSVD' };
+  if (error.startsWith('detected f') && error.endsWith('reserved non-zero')) return { code: 0x72, name: 'VTD_FR_FS_PAGING_ENTRY_RSVD' };
+  if (error === 'detected IOVA overflow') return { code: 0x04, name: 'VTD_FR_ADDR_BEYOND_MGAW' };
+  if (error === 'invalid root entry') return { code: 0x0a, name: 'VTD_FR_ROOT_ENTRY_RSVD' };
+  if (error === 'invalid context entry') return /reserved nonzero/.test(rest) ? { code: 0x0b, name: 'VTD_FR_CONTEXT_ENTRY_RSVD' } : /not supported/.test(rest) ? { code: 0x03, name: 'VTD_FR_CONTEXT_ENTRY_INV' } : null;
+  if (error === 'DT specified but not supported' || error === 'PT specified but not supported' || error === 'unknown ce type') return { code: 0x03, name: 'VTD_FR_CONTEXT_ENTRY_INV' };
+  return null;
+}
+
 function errorReport(msg: string, info: LineInfo): ReadResult {
+  const path = FAULT_PATH.exec(msg);
+  if (path) {
+    const what = FAULT_PATH_KINDS[path[1]!]!;
+    const e = newEvent(info.lineNo, 'intel', what.kind, 'qemu-error');
+    e.timestamp = info.timestamp;
+    e.details = { error: path[1]!, text: '', recorded: what.recorded };
+    return events(e);
+  }
   const m = ERROR_REPORT.exec(msg);
   if (!m) return null;
-  const invalidation = m[1] === 'invalid inv desc';
-  const e = newEvent(info.lineNo, 'intel', invalidation ? 'invalidation-error' : 'dma-fault', 'qemu-error');
+  const error = m[2]!;
+  // A failed translation or page walk is a DMA fault; a bad root or context entry, a configuration error.
+  const kind: EventKind = error === 'invalid inv desc' ? 'invalidation-error' : error.startsWith('detected') ? 'dma-fault' : 'config-error';
+  const e = newEvent(info.lineNo, 'intel', kind, 'qemu-error');
   e.timestamp = info.timestamp;
-  const rest = m[2]!;
-  e.details = { error: m[1]!, text: rest.trim() };
+  const rest = m[3]!;
+  // `invalid root entry: hi=...`: the words after the message's own colon.
+  e.details = { error, text: rest.replace(/^:\s*/, '').trim(), ...(m[1] !== undefined ? { function: m[1] } : {}) };
   const dev = /dev=([0-9a-fA-F]{2}):([0-9a-fA-F]{2}):([0-9a-fA-F]{2})/.exec(rest);
   if (dev) e.device = bdfToDevice(dev[1]!, dev[2]!, String(parseInt(dev[3]!, 16)));
   const iova = /iova=0x([0-9a-fA-F]{1,16})/.exec(rest);
@@ -305,11 +369,24 @@ function errorReport(msg: string, info: LineInfo): ReadResult {
     const n = parseInt(pasid[1]!, 16);
     if (n !== NO_PASID && n <= 0xf_ffff) e.pasid = n;
     else if (n !== NO_PASID) problems.push(`pasid 0x${pasid[1]} is wider than a PASID (20 bits)`);
+    // The line says whether the request had a PASID (PCI_NO_PASID, -1, when it had none).
+    e.details.pasidPrinted = true;
   }
+  // `level=0x%x`, followed by `, ` or (in the reserved-bit lines) directly by the entry's name.
+  const level = /level=0x([0-9a-fA-F]{1,8}?)(?=[sf][lps]pte=|[^0-9a-fA-F]|$)/.exec(rest);
+  if (level) {
+    const n = parseInt(level[1]!, 16);
+    if (n >= 1 && n <= 5) e.details.level = n;
+    else problems.push(`level 0x${level[1]} is out of range (1..5)`);
+  }
+  const entry = /(?:sl|fl|fs)pte=0x([0-9a-fA-F]{1,16})\b/.exec(rest);
+  if (entry) e.details.entry = normalizeHex(entry[1]!);
   // `write=%d` of a bool.
   const write = /write=(-?\d{1,20})\b/.exec(rest);
   if (write && (write[1] === '0' || write[1] === '1')) e.access = write[1] === '1' ? 'write' : 'read';
   else if (write) problems.push(`write ${write[1]} is out of range (0..0x1)`);
+  const implied = impliedReason(error, rest, e.access === null ? null : e.access === 'write');
+  if (implied) e.details.impliedReason = { code: implied.code, text: linuxFaultReason(implied.code).text, qemu: implied.name };
   if (problems.length > 0) e.details.problems = problems;
   return events(e);
 }

@@ -428,7 +428,8 @@ describe('VT-d interrupt remapping (hardware)', () => {
       '      fields  address=0xfee00038 data=0x00000000 format=remappable handle=1 SHV index=1',
       '      ok      remappable format: handle 0x1 + subhandle 0x0 = index 1',
       ` 2. irte[1] @ ${hex(table + 16)}`,
-      '      raw     0x0000000700400001 0x0000000000040010',
+      // High word first, labelled, as debugfs's ir_translation_struct prints an IRTE (IRTE_high, IRTE_low).
+      '      raw     hi 0x0000000000040010, lo 0x0000000700400001',
       '      fields  P V=0x40 DST=7 SID=0x10 SVT=1',
       '      ok      SVT = 01b: requester 00:02.0 matches SID 00:02.0 (SQ = 0: all 16 bits); remapped: vector 0x40 to x2APIC ID 0x7 (physical, fixed, edge)',
       'Result: vector 0x40 to APIC ID 0x7 (physical, fixed, edge); remapped by IRTE 1',

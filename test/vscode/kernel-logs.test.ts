@@ -64,6 +64,9 @@ describe('kernel logs in the editor: hovers and "Explain Faults in This Log"', (
     assert.match(text, /Why: fault reason 0x06 "PTE Read access is not set"/);
     assert.match(text, /Check next: Check that the IOVA was mapped/);
     assert.match(text, /Format `vtd-dma-5\.15`: Linux 5\.15 and later/);
+    // The versions are in the format line only: the title stays short.
+    assert.equal(text.split('Linux 5.15 and later').length, 2, text);
+    assert.match(text, /^Intel VT-d DMA fault at 3713481\.750962 \(line 4\)$/m);
   });
 
   it('explains every line of a two-line fault, the older formats and AMD-Vi, and nothing else', async () => {
@@ -141,6 +144,32 @@ describe('kernel logs in the editor: hovers and "Explain Faults in This Log"', (
     await editor.edit((b) => b.insert(new vscode.Position(0, 0), 'moved down by one line\n'));
     await waitFor('the stale events to be dropped', vscode.languages.onDidChangeDiagnostics, () => ourDiagnostics(doc.uri).length === 0);
     assert.match(await hoverText(doc.uri, 3), /device 0000:6a:01\.0/, 'the hover follows the edit');
+    await vscode.commands.executeCommand('workbench.action.revertAndCloseActiveEditor');
+  });
+
+  it('a traced fault QEMU did not record is information, not another warning, and its hover says why', async () => {
+    // Lines 1343-1344 and 1348-1349 of the real trace (test/fixtures/real-vm): a fault and its record, then a
+    // fault of the same source id with no vtd_frr_new after it (QEMU compressed it).
+    const content = [
+      'vtd_dmar_fault sid 0x8 fault 6 addr 0x1234000 write 0',
+      'vtd_frr_new index 0 high 0x40ffff0600000008 low 0x1234000',
+      'vtd_dmar_fault sid 0x8 fault 6 addr 0x1234004 write 0',
+      'vtd_iotlb_cc_hit IOTLB context hit bus 0x0 devfn 0x8 high 0x302 low 0x18f9001 gen 1',
+      '',
+    ].join('\n');
+    const doc = await vscode.workspace.openTextDocument({ language: 'log', content });
+    await vscode.window.showTextDocument(doc);
+    const outcome = await vscode.commands.executeCommand<ExplainOutcome>('iommu.explainLog');
+    assert.deepEqual([outcome.events, outcome.problems], [3, 1]);
+    const diagnostics = await waitFor('the explained events', vscode.languages.onDidChangeDiagnostics, () => {
+      const d = ourDiagnostics(doc.uri);
+      return d.length === 3 ? d : undefined;
+    });
+    const W = vscode.DiagnosticSeverity.Warning;
+    const I = vscode.DiagnosticSeverity.Information;
+    assert.deepEqual(diagnostics.map((d) => [d.range.start.line + 1, d.severity]), [[1, W], [3, I], [4, I]]);
+    assert.match(await hoverText(doc.uri, 2), /not recorded by QEMU: .* the guest does not see it\./);
+    assert.match(await hoverText(doc.uri, 0), /QEMU recorded it in fault recording register 0/);
     await vscode.commands.executeCommand('workbench.action.revertAndCloseActiveEditor');
   });
 

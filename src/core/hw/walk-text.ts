@@ -3,8 +3,8 @@ import type { DmaRequest, InterruptRequest, InterruptResult, TranslationResult, 
 
 /**
  * A walk trace in plain text, step by step, for terminals and output channels: which structure was read,
- * where, its raw words (qw0 first, as debugfs prints them), the fields that are set, and what the hardware
- * concluded. The webview panels draw the same WalkStep list; this is its text form.
+ * where, its raw words (labelled, in the order the kernel prints them), the fields that are set, and what
+ * the hardware concluded. The webview panels draw the same WalkStep list; this is its text form.
  */
 
 /** `4 KiB`, `2 MiB`, `1 GiB`. */
@@ -22,13 +22,25 @@ function fieldsText(fields: WalkStep['fields']): string {
   return parts.length ? parts.join(' ') : '(all zero)';
 }
 
+/**
+ * An entry's words as the kernel prints them: a 128-bit entry high word first and labelled, as the DMAR_DEBUG
+ * dump (`context entry: hi 0x..., low 0x...`) and debugfs (`hi:lo`, `IRTE_high IRTE_low`) print it; a wider
+ * one (a PASID entry, a scalable-mode context entry) word by word from 0, as the dump's
+ * `pasid table entry[i]` lines; one word alone.
+ */
+function rawText(raw: readonly string[]): string {
+  if (raw.length === 1) return '0x' + raw[0]!;
+  if (raw.length === 2) return `hi 0x${raw[1]!}, lo 0x${raw[0]!}`;
+  return raw.map((w, i) => `[${i}] 0x${w}`).join(' ');
+}
+
 function stepLines(step: WalkStep, n: number, indent: string): string[] {
   const where = step.entryAddress ? ` @ ${step.entryAddress}` : '';
   const index = step.index !== undefined ? `[${step.index}]` : '';
   const stage = step.stage ? ` (stage ${step.stage})` : '';
   const cached = step.cached ? ` (from the ${step.cached})` : '';
   const lines = [`${indent}${String(n).padStart(2)}. ${step.structure}${index}${stage}${where}${cached}`];
-  if (step.raw.length) lines.push(`${indent}      raw     ${step.raw.map((w) => '0x' + w).join(' ')}`);
+  if (step.raw.length) lines.push(`${indent}      raw     ${rawText(step.raw)}`);
   if (Object.keys(step.fields).length) lines.push(`${indent}      fields  ${fieldsText(step.fields)}`);
   lines.push(`${indent}      ${(step.ok ? 'ok' : 'FAIL').padEnd(8)}${step.check}`);
   step.nestedTrace?.forEach((s, i) => lines.push(...stepLines(s, i + 1, indent + '        ')));
