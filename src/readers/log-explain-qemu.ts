@@ -118,5 +118,6 @@ export function qemuTraceNote(e: LogEvent): string {
     const index = d.event === 'vtd_frr_new' ? d.index : d.recordIndex;
     return `  note:  QEMU recorded it in fault recording register ${String(index)} (vtd_frr_new): the guest's fault handler reads it there.`;
   }
+  if (d.recorded === null) return '  note:  traced by QEMU\'s emulated IOMMU; whether QEMU recorded it for the guest the trace does not say (no vtd_frr_new in it so far: was that event traced?).';
   return '  note:  traced by QEMU\'s emulated IOMMU; the trace ends before it says whether QEMU recorded it (vtd_frr_new).';
 }

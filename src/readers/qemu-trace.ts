@@ -103,7 +103,9 @@ function value(key: string, text: string, problems: string[]): number | string {
  * pending ("New fault is not recorded due to compression of faults") or the registers overflowed, so the
  * guest sees only the recorded ones. A `vtd_dmar_fault` therefore takes the `vtd_frr_new` line right after it
  * (same source id and page) as its record, and says `details.recorded`: true with the record, false when the
- * next line is anything else. A `vtd_frr_new` alone (a trace of that event only) is a fault of its own.
+ * next line is anything else in a trace that records faults at all (a `vtd_frr_new` was seen before), and null
+ * (not known) before any: a trace taken without `vtd_frr_new` says nothing about recording. A `vtd_frr_new`
+ * alone (a trace of that event only) is a fault of its own.
  */
 class FaultRecordFollows implements Continuation {
   done = false;
@@ -113,6 +115,7 @@ class FaultRecordFollows implements Continuation {
     private readonly fault: LogEvent,
     private text: string,
     private readonly parse: (msg: string, info: LineInfo) => LogEvent | null,
+    private readonly records: { seen: boolean },
   ) {}
   absorb(msg: string, info: LineInfo): boolean {
     // A tail wrapped off the fault's own line (mail, a bug tracker) comes first: the line read whole again.
@@ -139,9 +142,10 @@ class FaultRecordFollows implements Continuation {
     const rec = next?.details.record as { sid: number } | undefined;
     const samePage = next?.address !== null && f.address !== null && next?.address === pageOf(f.address);
     if (!next || !rec || rec.sid !== f.details.sid || !samePage) {
-      f.details.recorded = false;
+      f.details.recorded = this.records.seen ? false : null;
       return false;
     }
+    this.records.seen = true;
     f.details.recorded = true;
     f.details.record = rec;
     f.details.recordIndex = next.details.index;
@@ -159,17 +163,20 @@ function pageOf(address: string): string | null {
 }
 
 export function createQemuTraceReader(): LineReader {
+  // Whether this trace records faults at all (a vtd_frr_new was seen): only then is a fault without one unrecorded.
+  const records = { seen: false };
   return {
     read(msg: string, info: LineInfo): ReadResult {
       if (msg.indexOf('vtd_') === -1) return msg.indexOf(' is not ') === -1 ? null : errorReport(msg, info);
       const m = TRACE.exec(msg);
       if (!m) return errorReport(msg, info);
       const e = traceEvent(m, info);
+      if (e.details.event === 'vtd_frr_new') records.seen = true;
       if (e.details.event === 'vtd_dmar_fault' && typeof e.details.sid === 'number') {
         return { events: [e], more: new FaultRecordFollows(e, msg, (next, nextInfo) => {
           const n = TRACE.exec(next);
           return n ? traceEvent(n, nextInfo) : null;
-        }) };
+        }, records) };
       }
       return events(e);
     },

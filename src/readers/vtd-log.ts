@@ -124,7 +124,8 @@ export function createVtdReader(): { read(msg: string, info: LineInfo): ReadResu
           // The PASID is printed with %d: IOMMU_NO_PASID (0) for a request without one.
           const pasid = Number(a[3]);
           if (pasid > 0 && pasid <= 0xf_ffff) e.pasid = pasid;
-          e.details.problem = 'no handler took the fault; the group was answered with a failure';
+          // iommu_report_device_fault's err_abort: no attach handle or fault handler at that PASID, or the handler failed the group.
+          e.details.problem = 'the fault was not handled (no domain with a fault handler at that PASID, or its handler failed it); the group was answered with a failure';
           return events(e);
         }
       }

@@ -73,6 +73,14 @@ describe('readers: QEMU vtd_* traces', () => {
     assert.match((at(27).details.problems as string[])[0]!, /^PP was set by QEMU before the FRCD fix/);
   });
 
+  it('does not call a fault unrecorded in a trace that never shows a fault record (vtd_frr_new not traced)', () => {
+    const fault = (t: string, addr: string) => `12345@1700000000.${t}:vtd_dmar_fault sid 0x18 fault 2 addr ${addr} write 0`;
+    const without = decodeLogText([fault('000001', '0x7f000'), fault('000002', '0x7f004'), fault('000003', '0x7f008'), ''].join('\n')).events;
+    assert.deepEqual(without.map((e) => e.details.recorded), [null, null, undefined]);
+    const withRecords = decodeLogText([fault('000001', '0x7f000'), '12345@1700000000.000001:vtd_frr_new index 0 high 0x4000000200000018 low 0x7f000', fault('000002', '0x7f004'), fault('000003', '0x7f008'), ''].join('\n')).events;
+    assert.deepEqual(withRecords.map((e) => e.details.recorded), [true, false, undefined]);
+  });
+
   it('reads an interrupt-remapping fault record as an interrupt fault: no address, the index (FI 63:48) in details.faultIndex', () => {
     // FR 0x22 (IRTE not present), SID 6a:01.0; FI holds the interrupt index 0x11 in bits 63:48 (VT-d spec, FRCD).
     const { events } = decodeLogText('12345@1700000003.000000:vtd_frr_new index 4 high 0x2200006a08 low 0x11000000000000\n');
