@@ -170,8 +170,9 @@ describe('driver model: PCI segments (the same BDF behind two DRHDs of two segme
     const seen: string[] = [];
     const a = k.allocPagingDomain({ stage: 'first', name: 'a' });
     const b = k.allocPagingDomain({ stage: 'first', name: 'b' });
-    a.iopfHandler = (g: PageFault[]) => (seen.push(`a: ${g.map((f) => `${f.device.name} PASID ${f.pasid} 0x${f.address.toString(16)}`).join(', ')}`), 'success');
-    b.iopfHandler = (g: PageFault[]) => (seen.push(`b: ${g.map((f) => `${f.device.name} PASID ${f.pasid} 0x${f.address.toString(16)}`).join(', ')}`), 'deferred');
+    const group = (g: readonly PageFault[]) => g.map((f) => `${f.device.name} PASID ${f.pasid} 0x${f.address.toString(16)}`).join(', ');
+    a.iopfHandler = (g) => (seen.push(`a: ${group(g)}`), 'success');
+    b.iopfHandler = (g) => (seen.push(`b: ${group(g)}`), 'deferred');
     k.attachDevicePasid(a, '6a:01.0', 5);
     k.attachDevicePasid(b, '0001:6a:01.0', 5);
     let zero, one;
