@@ -21,6 +21,14 @@ export function pciRid(a: PciAddress): number {
   return (a.bus << 8) | (a.device << 3) | a.fn;
 }
 
+/**
+ * One number per (segment, RID), for maps of devices: RIDs repeat in every PCI segment, so the pair is a
+ * function's identity. Segments are 16 bits and RIDs 16, so the key stays below 2^32.
+ */
+export function pciDeviceKey(segment: number, rid: number): number {
+  return segment * 0x1_0000 + rid;
+}
+
 export function pciFromRid(rid: number, segment = 0): PciAddress {
   return { segment, bus: (rid >> 8) & 0xff, device: (rid >> 3) & 0x1f, fn: rid & 7 };
 }

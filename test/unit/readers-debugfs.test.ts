@@ -15,6 +15,7 @@ import { importDebugfs, loadDebugfs } from '../../src/readers/debugfs-import';
 import { describeImport, reportText, walkImported } from '../../src/readers/debugfs-report';
 import { debugfsKernel, type DebugfsScenario, faultDump } from '../support/debugfs-kernel';
 import { kernelRegsetLists } from '../support/kernel-tables';
+import { twoSegmentPlatform } from '../support/kernel-platform';
 import { fixtureFiles } from '../support/make-debugfs-fixture';
 import { runCli } from './cli.test';
 
@@ -371,6 +372,47 @@ describe('readers: Intel debugfs dumps', () => {
     assert.match(text, /^dmar1: PCI segment 0001, legacy mode, translation on, root table 0x11000\n {2}assumed \(the dump has no iommu_regset for dmar1\): VT-d [\d.]+ at 0x[0-9a-f]+, cap 0x[0-9a-f]+ ecap 0x[0-9a-f]+$/m);
     const none = walkImported(imp, { device: '0002:00:02.0', address: '0x0' });
     assert.ok(!none.ok && /0002:00:02\.0 is not in the dump/.test(none.error));
+  });
+
+  it('reads back the model\'s own two-segment dump: each device on its unit and segment, rendered the same byte for byte, translating the same', () => {
+    // The driver model's two DRHDs (dmar0 for segment 0, dmar1 for segment 1), 6a:01.0 behind each on its own
+    // domain, one of them at a PASID too: the device files name the segments, the only place debugfs does.
+    const { k } = twoSegmentPlatform();
+    const a = k.allocPagingDomain({ stage: 'first', name: 'a' });
+    const b = k.allocPagingDomain({ stage: 'second', name: 'b' });
+    k.map(a, 0x10_0000, 0x9000_0000, 0x1000);
+    k.map(b, 0x10_0000, 0xa000_0000, 0x20_0000);
+    k.attachDevice(a, '6a:01.0');
+    k.attachDevice(b, '0001:6a:01.0');
+    k.attachDevicePasid(b, '0001:6a:01.0', 0x2a);
+    const before = renderDebugfs(kernelDebugfsView(k));
+    const imp = loadDebugfs(inputsOf(before));
+    assert.deepEqual(imp.diagnostics.filter((d) => d.severity !== 'info'), []);
+    assert.equal(imp.dump.unrecognisedLines, 0);
+    assert.deepEqual(imp.units.map((u) => [u.unit.name, u.unit.segment]), [['dmar0', 0], ['dmar1', 1]]);
+    assert.deepEqual(imp.devices.map((d) => [d.device, d.unit]).sort(), [
+      ['0000:00:02.0', 'dmar0'],
+      ['0000:6a:01.0', 'dmar0'],
+      ['0001:00:02.0', 'dmar1'],
+      ['0001:00:02.1', 'dmar1'],
+      ['0001:6a:01.0', 'dmar1'],
+    ]);
+    const after = renderDebugfs(imp.view);
+    assert.deepEqual([...after.keys()].sort(), [...before.keys()].sort());
+    for (const [path, text] of before) assert.equal(after.get(path), text, path);
+    // The same RID, 0x6a08, walked on each side: the import's machine answers as the model's does.
+    for (const [device, pasid] of [['0000:6a:01.0', undefined], ['0001:6a:01.0', undefined], ['0001:6a:01.0', 0x2a]] as const) {
+      for (const addr of [0x10_0123, 0x20_0fff, 0x30_0000]) {
+        const req: DmaRequest = { sid: 0x6a08, ...(pasid !== undefined ? { pasid } : {}), addr, write: true };
+        const original = k.machine.unitFor(device).probe(req);
+        const imported = imp.machine.unitFor(device).probe(req);
+        assert.equal(outcome(imported), outcome(original), `${device} PASID ${pasid} 0x${addr.toString(16)}`);
+      }
+    }
+    const zero = walkImported(imp, { device: '0000:6a:01.0', address: '0x100123' });
+    const one = walkImported(imp, { device: '0001:6a:01.0', address: '0x100123' });
+    assert.ok(zero.ok && zero.result.ok && one.ok && one.result.ok);
+    assert.deepEqual([zero.unit, zero.result.output, one.unit, one.result.output], ['dmar0', '0x90000123', 'dmar1', '0xa0000123']);
   });
 
   it('entries of all ones neither crash the import nor a walk through them, in the library or the CLI', () => {

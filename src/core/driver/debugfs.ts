@@ -56,8 +56,8 @@ export function kernelDebugfsView(kernel: IommuKernel): DebugfsView {
     regsetLayout: regsetLayoutFor(kernel.version),
     units: kernel.iommus.map((i) => ({ unit: i.unit, qiStatus: (index: number) => i.qi.status(index) })),
     devices: [...kernel.devices.values()]
-      .sort((a, b) => a.sid - b.sid)
-      .map((d) => ({ segment: d.iommu.unit.segment, sid: d.sid, pasids: [...d.pasidDomains.keys()].sort((a, b) => a - b) })),
+      .sort((a, b) => a.key - b.key)
+      .map((d) => ({ segment: d.segment, sid: d.sid, pasids: [...d.pasidDomains.keys()].sort((a, b) => a - b) })),
   };
 }
 

@@ -1,4 +1,5 @@
 import type { Endpoint } from '../hw/endpoint';
+import { pciDeviceKey } from '../pci';
 import type { Domain } from './domain';
 import type { IntelIommu } from './intel-iommu';
 
@@ -51,8 +52,19 @@ export class DeviceInfo {
     this.label = endpoint.name;
   }
 
+  /** The requester ID, unique only within the device's PCI segment. */
   get sid(): number {
     return this.endpoint.sid;
+  }
+
+  /** The PCI segment (the DRHD's segment number, the same as its IOMMU's). */
+  get segment(): number {
+    return this.endpoint.address.segment;
+  }
+
+  /** The device's identity across segments (pci.ts pciDeviceKey): what the kernel's device maps are keyed by. */
+  get key(): number {
+    return pciDeviceKey(this.segment, this.sid);
   }
 
   get name(): string {

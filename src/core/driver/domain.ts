@@ -190,15 +190,15 @@ export class Domain {
   }
 
   attachedAt(device: DeviceInfo, pasid: number | undefined): Attachment | undefined {
-    return this.attached.get(`${device.sid}:${pasid ?? -1}`);
+    return this.attached.get(`${device.key}:${pasid ?? -1}`);
   }
 
   addAttachment(a: Attachment): void {
-    this.attached.set(`${a.device.sid}:${a.pasid ?? -1}`, a);
+    this.attached.set(`${a.device.key}:${a.pasid ?? -1}`, a);
   }
 
   removeAttachment(device: DeviceInfo, pasid: number | undefined): void {
-    this.attached.delete(`${device.sid}:${pasid ?? -1}`);
+    this.attached.delete(`${device.key}:${pasid ?? -1}`);
   }
 
   setFaultHandler(handler: FaultHandler): void {

@@ -19,7 +19,7 @@ export class Interrupts {
   /** DMA from a device, then the interrupts it raised are serviced (fault handler, PRQ thread). */
   dma(which: string | number | DeviceInfo, req: DeviceDma): DmaOutcome {
     const dev = this.k.device(which);
-    const out = this.k.machine.dma(dev.sid, req);
+    const out = this.k.machine.dma(dev.endpoint, req);
     this.serviceInterrupts();
     return out;
   }
@@ -41,7 +41,7 @@ export class Interrupts {
   /** The device writes an MSI (address 0xfeeXXXXX, data); the IOMMU remaps it; its faults are handled. */
   interrupt(which: string | number | DeviceInfo, msg: { readonly address: number; readonly data: number }, options?: TranslateOptions): InterruptResult {
     const dev = this.k.device(which);
-    const r = this.k.machine.interrupt(dev.sid, msg, options);
+    const r = this.k.machine.interrupt(dev.endpoint, msg, options);
     this.serviceInterrupts();
     return r;
   }
@@ -67,7 +67,7 @@ export class Interrupts {
       const { base } = unit.faultRecordingRegisters;
       unit.writeRegister(base + rec.index * 16 + 8, unit.readRegister(base + rec.index * 16 + 8).withField(63, 63, 1));
       if (intr) continue; // dmar_fault_do_one returns after printing an interrupt-remapping fault
-      const dev = this.k.devices.get(rec.sid);
+      const dev = this.k.deviceOn(iommu, rec.sid);
       const domain = dev?.domainAt(pasid);
       if (dev && domain) {
         const att = domain.attachedAt(dev, pasid);

@@ -139,7 +139,7 @@ export class Iopf {
     const rc = code === 'success' ? 0 : code === 'invalid' ? 1 : 2;
     iommu.qi.submit([Descs.pageGroupResponse(rid, pasid, prgIndex, last, rc)]);
     if (rc === 2) {
-      const who = this.k.devices.get(rid)?.name ?? `RID 0x${rid.toString(16)}`;
+      const who = this.k.deviceOn(iommu, rid)?.name ?? `RID 0x${rid.toString(16)}`;
       this.k.findings.push({
         kind: 'silent',
         function: 'intel_iommu_page_response',

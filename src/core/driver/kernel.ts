@@ -44,6 +44,7 @@ export class IommuKernel {
   readonly log: KernelLog;
   readonly version: KernelVersion;
   readonly iommus: IntelIommu[];
+  /** The probed devices by (segment, RID): pci.ts pciDeviceKey, DeviceInfo.key. */
   readonly devices: Map<number, DeviceInfo>;
   readonly pasids: PasidAllocator;
   readonly domains: Domain[];
@@ -98,9 +99,12 @@ export class IommuKernel {
     this.s.probe.releaseDevice(which, options);
   }
 
-  /** A device by PCI address (`BB:DD.F` or `SSSS:BB:DD.F`), RID or label. */
-  device(which: string | number | DeviceInfo): DeviceInfo {
-    return this.s.device(which);
+  /**
+   * A device by PCI address (`SSSS:BB:DD.F`, or `BB:DD.F` in segment 0), RID or label; a bare RID is looked up
+   * in `segment` (0 unless given).
+   */
+  device(which: string | number | DeviceInfo, segment = 0): DeviceInfo {
+    return this.s.device(which, segment);
   }
 
   // ---- domains (domain-alloc.ts) ----

@@ -66,7 +66,7 @@ export class Probe {
     if (!(unit instanceof VtdUnit)) fail('ENODEV', `${ep.name} is not behind a VT-d unit`);
     const iommu = this.iommuOf(unit);
     const dev = new DeviceInfo(ep, iommu);
-    this.k.devices.set(ep.sid, dev);
+    this.k.devices.set(dev.key, dev);
     const mem = unit.memory;
     if (iommu.scalable) {
       // PASID directory sized by the device's PASID width (one page at least), as intel_pasid_alloc_table.
@@ -141,7 +141,7 @@ export class Probe {
     dev.priEnabled = false;
     dev.atsEnabled = dev.endpoint.atsEnabled = false;
     dev.pasidEnabled = dev.endpoint.pasidEnabled = false;
-    this.k.devices.delete(dev.sid);
+    this.k.devices.delete(dev.key);
     this.groups.leave(dev.endpoint.address);
     dev.group = -1;
     if (iommu.scalable) {

@@ -16,7 +16,8 @@ export class PageRequests {
   /**
    * prq_event_thread (6.17 prq.c): clear PPR, then for each descriptor from PQH to PQT: a non-canonical
    * address, a privileged request with read or write, or an execute request with read is a bad request (its
-   * "IOMMU: <iommu>:" line), as is one from a RID no device has; handle_bad_prq_event prints "<iommu>:
+   * "IOMMU: <iommu>:" line), as is one from a RID no device behind this IOMMU has (device_rbtree_find: the
+   * unit's own devices, so a RID of its segment, never a function with the same RID in another segment); handle_bad_prq_event prints "<iommu>:
    * Invalid page request: <qw0> <qw1>" for every bad request and answers INVALID only a last-in-group one.
    * Stop markers are dropped. Everything else goes to iommu_report_device_fault. Then PQH = PQT, and an
    * overflow is reported (ratelimited) and, once the queue is empty, partial groups are discarded and PRO
@@ -57,7 +58,7 @@ export class PageRequests {
         continue;
       }
       if (req.lastInGroup && !req.read && !req.write) continue; // stop marker
-      const dev = this.k.devices.get(req.rid);
+      const dev = this.k.deviceOn(iommu, req.rid);
       if (!dev) {
         bad('no-device');
         continue;

@@ -1,5 +1,5 @@
 import type { Machine } from '../hw/machine';
-import { parsePciAddress, pciRid } from '../pci';
+import { formatPciAddress, parsePciAddress, pciDeviceKey, pciFromRid, pciRid } from '../pci';
 import { Attachments } from './attach';
 import { Compat } from './compat';
 import { DeviceInfo } from './device';
@@ -54,6 +54,10 @@ export class KernelState {
   readonly log = new KernelLog();
   readonly version: KernelVersion;
   readonly iommus: IntelIommu[] = [];
+  /**
+   * The probed devices by (segment, RID) (pci.ts pciDeviceKey; DeviceInfo.key): two functions with the same
+   * bus:device.function in two segments, behind two DRHDs, are two devices.
+   */
   readonly devices = new Map<number, DeviceInfo>();
   readonly pasids = new PasidAllocator();
   readonly domains: Domain[] = [];
@@ -97,15 +101,36 @@ export class KernelState {
     return this.nextId++;
   }
 
-  /** A device by PCI address (`BB:DD.F` or `SSSS:BB:DD.F`), RID or label. */
-  device(which: string | number | DeviceInfo): DeviceInfo {
+  /**
+   * A device by PCI address (`SSSS:BB:DD.F`, or `BB:DD.F` in segment 0), RID or label. A bare RID is looked
+   * up in `segment` (0 unless given), as Machine.endpoint does.
+   */
+  device(which: string | number | DeviceInfo, segment = 0): DeviceInfo {
     if (which instanceof DeviceInfo) return which;
-    if (typeof which === 'number') return this.devices.get(which) ?? fail('ENODEV', `no device with RID 0x${which.toString(16)}`);
+    if (typeof which === 'number') {
+      const what = segment === 0 ? `with RID 0x${which.toString(16)}` : formatPciAddress(pciFromRid(which, segment));
+      return this.deviceAt(segment, which) ?? fail('ENODEV', `no device ${what}`);
+    }
     const a = parsePciAddress(which);
-    const byAddr = a ? this.devices.get(pciRid(a)) : undefined;
+    const byAddr = a ? this.deviceAt(a.segment, pciRid(a)) : undefined;
     if (byAddr) return byAddr;
     for (const d of this.devices.values()) if (d.label === which) return d;
     return fail('ENODEV', `no device ${which}`);
+  }
+
+  /** The device with requester ID `rid` in PCI segment `segment`, if one is probed. */
+  deviceAt(segment: number, rid: number): DeviceInfo | undefined {
+    return this.devices.get(pciDeviceKey(segment, rid));
+  }
+
+  /**
+   * The probed device behind `iommu` with requester ID `rid` (6.12's device_rbtree_find: each IOMMU keeps its
+   * own devices by RID). What a unit reports (a fault record, a page request) carries only the RID, which
+   * names a function of the unit's own segment, and only one behind the unit itself.
+   */
+  deviceOn(iommu: IntelIommu, rid: number): DeviceInfo | undefined {
+    const dev = this.deviceAt(iommu.unit.segment, rid);
+    return dev?.iommu === iommu ? dev : undefined;
   }
 
   /**

@@ -32,7 +32,7 @@ export function attachmentTree(dev: DeviceInfo, domains: readonly Domain[], pasi
     // This domain's attachments and those of nested domains built on it, in attach order.
     const all: Attachment[] = [...domain.attachments];
     for (const child of domains) if (child.parent === domain) all.push(...child.attachments);
-    const devices = [...new Set(all.map((a) => a.device))].sort((a, b) => (a === dev ? -1 : b === dev ? 1 : a.sid - b.sid));
+    const devices = [...new Set(all.map((a) => a.device))].sort((a, b) => (a === dev ? -1 : b === dev ? 1 : a.key - b.key));
     for (const d of devices) {
       lines.push(`${pad}|      |`);
       const mine = all.filter((a) => a.device === d).sort((a, b) => (a.pasid === undefined ? -1 : b.pasid === undefined ? 1 : 0));

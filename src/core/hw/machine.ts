@@ -1,4 +1,4 @@
-import { type PciAddress, formatPciAddress, parsePciAddress, pciFromRid, pciRid } from '../pci';
+import { type PciAddress, formatPciAddress, parsePciAddress, pciDeviceKey, pciFromRid, pciRid } from '../pci';
 import { hex64 } from '../vtd/walk';
 import type { PriRequest } from './types';
 import { translationWith, VtdUnit, type VtdUnitConfig } from '../vtd/unit';
@@ -53,11 +53,6 @@ export interface MachineState {
  */
 export type DeviceName = string | number | PciAddress | Endpoint;
 
-/** One number per (segment, RID): segments are 16 bits, RIDs 16 bits. */
-function deviceKey(segment: number, rid: number): number {
-  return segment * 0x1_0000 + rid;
-}
-
 export class Machine {
   readonly memory: PhysicalMemory;
   readonly events = new EventStream();
@@ -84,7 +79,7 @@ export class Machine {
   /** Adds a unit of any vendor; it shares this machine's memory and event stream, and sees the endpoints of its segment. */
   addUnit<U extends IommuUnit>(unit: U): U {
     if (this.unitList.some((u) => u.name === unit.name)) throw new Error(`an IOMMU named ${unit.name} already exists`);
-    unit.connect((sid) => this.endpointMap.get(deviceKey(unit.segment, sid)));
+    unit.connect((sid) => this.endpointMap.get(pciDeviceKey(unit.segment, sid)));
     this.unitList.push(unit);
     return unit;
   }
@@ -112,7 +107,7 @@ export class Machine {
     if (!a) throw new Error(`not a PCI address: ${String(address)}`);
     const u = typeof unit === 'string' ? this.unit(unit) : unit;
     if (u.segment !== a.segment) throw new Error(`${formatPciAddress(a)} is in PCI segment ${a.segment}, but ${u.name} serves segment ${u.segment}`);
-    const key = deviceKey(a.segment, pciRid(a));
+    const key = pciDeviceKey(a.segment, pciRid(a));
     if (this.endpointMap.has(key)) throw new Error(`device ${formatPciAddress(a)} already exists`);
     const ep = new Endpoint(a, caps);
     this.endpointMap.set(key, ep);
@@ -135,7 +130,7 @@ export class Machine {
 
   /** The unit that translates for `device`; a bare RID is looked up in `segment` (0 by default). */
   unitFor(device: DeviceName, segment = 0): IommuUnit {
-    const key = device instanceof Endpoint ? deviceKey(device.address.segment, device.sid) : keyOf(device, segment);
+    const key = device instanceof Endpoint ? pciDeviceKey(device.address.segment, device.sid) : keyOf(device, segment);
     const u = this.unitOf.get(key);
     if (!u) throw new Error(`no IOMMU serves ${nameOfKey(key)}`);
     return u;
@@ -270,10 +265,10 @@ export class Machine {
 }
 
 function keyOf(device: string | number | PciAddress, segment: number): number {
-  if (typeof device === 'number') return deviceKey(segment, device);
+  if (typeof device === 'number') return pciDeviceKey(segment, device);
   const a = typeof device === 'string' ? parsePciAddress(device) : device;
   if (!a) throw new Error(`not a PCI address: ${String(device)}`);
-  return deviceKey(a.segment, pciRid(a));
+  return pciDeviceKey(a.segment, pciRid(a));
 }
 
 function nameOfKey(key: number): string {
