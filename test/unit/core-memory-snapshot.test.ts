@@ -1,6 +1,6 @@
 import * as assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { PhysicalMemory } from '../../src/core/hw/memory';
+import { type PhysicalMemory, SparseMemory } from '../../src/core/hw/memory';
 import type { HwEvent } from '../../src/core/hw/events';
 import { DescType } from '../../src/core/vtd/descriptors';
 import { submitDescriptors } from '../../src/core/vtd/tables';
@@ -14,7 +14,7 @@ function contents(mem: PhysicalMemory): string[] {
 
 describe('simulated memory', () => {
   it('reads zeros where nothing was written and keeps 52-bit addresses apart', () => {
-    const m = new PhysicalMemory({ hostAddressWidth: 52 });
+    const m = new SparseMemory({ hostAddressWidth: 52 });
     assert.equal(m.readLo(0x1234_5678_9000), 0);
     m.write64(0xf_ffff_ffff_f000, 0xdead_beef, 0x1234_5678);
     m.write64(0x0_ffff_ffff_f000, 1, 2);
@@ -24,8 +24,8 @@ describe('simulated memory', () => {
   });
 
   it('allocates table pages deterministically and reuses freed ones first', () => {
-    const a = new PhysicalMemory();
-    const b = new PhysicalMemory();
+    const a = new SparseMemory();
+    const b = new SparseMemory();
     const seqA = [a.allocPage(), a.allocPage(), a.allocPage()];
     const seqB = [b.allocPage(), b.allocPage(), b.allocPage()];
     assert.deepEqual(seqA, seqB);
@@ -50,7 +50,7 @@ describe('simulated memory', () => {
         ),
         fc.nat(),
         (ops, pick) => {
-          const m = new PhysicalMemory();
+          const m = new SparseMemory();
           const snaps: { id: number; state: string[] }[] = [];
           const allocated: number[] = [];
           for (const o of ops) {

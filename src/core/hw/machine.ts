@@ -4,7 +4,7 @@ import type { PriRequest } from './types';
 import { translationWith, VtdUnit, type VtdUnitConfig } from '../vtd/unit';
 import { Endpoint, type EndpointCapabilities, type EndpointState } from './endpoint';
 import { EventStream } from './events';
-import { type MemoryOptions, PhysicalMemory, type SnapshotId } from './memory';
+import { type MemoryOptions, type PhysicalMemory, SparseMemory, type SnapshotId } from './memory';
 import type { DmaRequest, InterruptResult, IommuUnit, TranslationResult, TranslateOptions } from './types';
 
 /**
@@ -61,8 +61,9 @@ export class Machine {
   private readonly endpointMap = new Map<number, Endpoint>();
   private readonly unitOf = new Map<number, IommuUnit>();
 
-  constructor(options: MemoryOptions = {}) {
-    this.memory = new PhysicalMemory(options);
+  /** `memory`: the address space the machine's units and endpoints see (a VM passes its guest-physical memory). */
+  constructor(options: MemoryOptions & { readonly memory?: PhysicalMemory } = {}) {
+    this.memory = options.memory ?? new SparseMemory(options);
     // Table writes become events only while someone watches the stream.
     this.events.onActiveChange = (active) => {
       this.memory.observer = active

@@ -54,7 +54,40 @@ export interface MemoryOptions {
 
 export type SnapshotId = number;
 
-export class PhysicalMemory {
+/**
+ * What the IOMMU model, the driver and the VMM need of a physical address space. Host memory is a
+ * SparseMemory; a VM's guest-physical memory (vmm/guest-memory.ts) is a view of host pages through the VM's
+ * GPA-to-HPA map, so a table the guest writes is where the host hardware reads it in a nested walk.
+ */
+export interface PhysicalMemory {
+  readonly hostAddressWidth: number;
+  /** Incremented on every write; caches compare it to decide whether to re-verify an entry. */
+  readonly writeCount: number;
+  observer: ((addr: number, beforeHi: number, beforeLo: number, hi: number, lo: number, what: string) => void) | undefined;
+  readonly hasHoles: boolean;
+  readonly populatedPages: number;
+  readonly bytesUsed: number;
+  addHole(base: number, size: number): void;
+  accessible(addr: number): boolean;
+  /** The page holding `addr` as 1024 32-bit words, or undefined when nothing was ever written there. */
+  pageForRead(addr: number): Uint32Array | undefined;
+  readLo(addr: number): number;
+  readHi(addr: number): number;
+  read32(addr: number): number;
+  write64(addr: number, hi: number, lo: number, what?: string): void;
+  write32(addr: number, value: number, what?: string): void;
+  zeroPage(addr: number): void;
+  allocPage(): number;
+  allocContiguous(pages: number): number;
+  freePage(addr: number): void;
+  pages(): Generator<{ addr: number; data: Uint32Array }>;
+  snapshot(): SnapshotId;
+  restore(id: SnapshotId): void;
+  release(id: SnapshotId): void;
+}
+
+/** Host physical memory: sparse pages in 16 MiB chunks (see the file comment). */
+export class SparseMemory implements PhysicalMemory {
   readonly hostAddressWidth: number;
   private readonly limit: number;
   private readonly chunks = new Map<number, Chunk>();
