@@ -1,0 +1,214 @@
+import type { DeviceInfo } from '../driver/device';
+import type { Domain } from '../driver/domain';
+import { IommuKernel, type KernelOptions } from '../driver/kernel';
+import type { Endpoint, EndpointCapabilities } from '../hw/endpoint';
+import { Machine } from '../hw/machine';
+import type { DmaRequest, TranslationResult } from '../hw/types';
+import { formatPciAddress, type PciAddress, parsePciAddress, pciRid } from '../pci';
+import type { VtdUnit } from '../vtd/unit';
+import { GuestMemory } from './guest-memory';
+import type { Host } from './host';
+import { VmmLog } from './vmm-log';
+
+/**
+ * A virtual machine on a host: guest RAM backed by host memory (guest-memory.ts), and, when it has one, a
+ * virtual IOMMU that is the same VT-d hardware model running over guest memory, programmed by a guest
+ * kernel running the same driver model as the host. The VMM's part (what QEMU's intel-iommu emulation and
+ * VFIO do) is in viommu-vmm.ts; this file holds the VM's parts and its devices.
+ */
+
+/** What the vIOMMU advertises (QEMU's `-device intel-iommu,...` properties, in words). */
+export interface VIommuConfig {
+  /** x-scalable-mode (default true). */
+  readonly scalableMode?: boolean;
+  /** caching-mode (default true: device assignment needs it). */
+  readonly cachingMode?: boolean;
+  /** First-level translation (x-flts): the guest may use first-level tables, which the host runs nested. */
+  readonly firstLevel?: boolean;
+  /** Second-level translation (default true). */
+  readonly secondLevel?: boolean;
+  /** ECAP.NEST advertised to the guest (default false; QEMU never advertises it). */
+  readonly nesting?: boolean;
+  /** PASID width in bits (0: no PASID support); default 20 in scalable mode. */
+  readonly pasidBits?: number;
+  /** aw-bits: 39, 48 or 57 (default 48). */
+  readonly addressWidth?: 39 | 48 | 57;
+  /**
+   * Where QEMU and the specification differ (fault reasons in scalable mode, see qemu-faults.ts), which one
+   * the vIOMMU follows. Default 'spec'.
+   */
+  readonly behaviour?: 'spec' | 'qemu-7.2';
+}
+
+export interface VmConfig {
+  readonly name: string;
+  /** Guest RAM in bytes (default 1 GiB). */
+  readonly memory?: number;
+  /** The vIOMMU; omit for a VM without one (assigned devices then DMA to guest-physical addresses). */
+  readonly viommu?: VIommuConfig;
+  /** The guest kernel's driver model options (version, scalable mode, default domain...). */
+  readonly kernel?: KernelOptions;
+}
+
+/** A device the VMM gave the guest: a host device assigned with VFIO (a PF or VF), or a mediated device. */
+export interface VmDevice {
+  readonly kind: 'vfio-pci' | 'mdev';
+  /** Where the guest sees it. */
+  readonly address: PciAddress;
+  /** The virtual endpoint behind the vIOMMU (none in a VM without a vIOMMU: the guest's IOMMU model has nothing to probe). */
+  readonly guest: Endpoint | undefined;
+  /** The host device that does the DMA (for an mdev, its parent). */
+  readonly host: DeviceInfo;
+  /** For an mdev: the host PASID that marks the subdevice on its parent's RID. */
+  readonly hostPasid?: number;
+  /** How the host translates the device's requests without PASID now (QEMU's address-space switch). */
+  space: { readonly kind: 'gpa' } | { readonly kind: 'shadow'; readonly guestDid: number; readonly domain: Domain } | { readonly kind: 'nested'; readonly domain: Domain };
+}
+
+export class VmError extends Error {}
+
+const QEMU_VTD_REG_BASE = 0xfed9_0000;
+
+export class Vm {
+  readonly name: string;
+  readonly memory: GuestMemory;
+  /** The guest platform: guest memory, the vIOMMU, virtual endpoints. */
+  readonly machine: Machine;
+  readonly viommu: VtdUnit | undefined;
+  readonly kernel: IommuKernel;
+  readonly log = new VmmLog();
+  readonly devices: VmDevice[] = [];
+  readonly config: VmConfig;
+  private gpa: Domain | undefined;
+
+  constructor(
+    readonly host: Host,
+    config: VmConfig,
+  ) {
+    this.config = config;
+    this.name = config.name;
+    const size = config.memory ?? 0x4000_0000;
+    const aw = config.viommu?.addressWidth ?? 48;
+    this.memory = new GuestMemory(host.machine.memory, { size, hostBase: host.reserveRam(size), addressWidth: Math.min(aw, 52) });
+    this.machine = new Machine({ memory: this.memory });
+    if (config.viommu) {
+      const v = config.viommu;
+      const sm = v.scalableMode ?? true;
+      this.viommu = this.machine.addVtdUnit({
+        name: 'dmar0',
+        regBase: QEMU_VTD_REG_BASE,
+        version: [1, 0],
+        features: {
+          scalableMode: sm,
+          cachingMode: v.cachingMode ?? true,
+          agaws: aw === 57 ? [48, 57] : aw === 48 ? [39, 48] : [39],
+          mgaw: aw,
+          firstLevel: sm && (v.firstLevel ?? false),
+          secondLevel: v.secondLevel ?? true,
+          nested: v.nesting ?? false,
+          pasidBits: sm ? (v.pasidBits ?? 20) : 0,
+          // QEMU exposes one fault recording register (VTD_FRCD_REG_NR).
+          faultRecordingRegisters: 1,
+          pageRequests: sm,
+          deviceTlb: true,
+          queuedInvalidation: true,
+          interruptRemapping: true,
+          passThrough: true,
+        },
+      });
+    }
+    this.kernel = new IommuKernel(this.machine, config.kernel ?? {});
+  }
+
+  /**
+   * The VM's guest-physical address space on the host: a paging domain (a nest parent, so nested binds can
+   * sit on it) mapping all of guest RAM to its host pages, as VFIO maps the VM's memory for assigned devices.
+   * Made when the first device is assigned.
+   */
+  get gpaDomain(): Domain {
+    if (!this.gpa) {
+      const k = this.host.kernel;
+      const d = k.allocPagingDomain({ name: `${this.name}-gpa`, description: `${this.name} guest-physical memory (GPA to HPA)`, nestParent: true });
+      k.map(d, 0, this.memory.hostBase, this.memory.size, { read: true, write: true });
+      this.gpa = d;
+      this.log.add({ vm: this.name, side: 'vmm', action: 'map-guest-memory', detail: `GPA 0x0-0x${(this.memory.size - 1).toString(16)} to HPA 0x${this.memory.hostBase.toString(16)} in ${d.name}` });
+    }
+    return this.gpa;
+  }
+
+  /**
+   * vfio-pci assignment of a host device to the guest at `guestAddress` (QEMU `-device vfio-pci,host=...`).
+   * With a vIOMMU that does not report caching mode QEMU 7.2 refuses to start (vtd_panic_require_caching_mode):
+   * without CM the guest never tells the VMM about new mappings, so the host could not shadow them.
+   */
+  assign(hostDevice: string, guestAddress: string, caps?: EndpointCapabilities): VmDevice {
+    if (this.viommu && this.viommu.cap.cm !== 1) {
+      throw new VmError('We need to set caching-mode=on for intel-iommu to enable device assignment with IOMMU protection.');
+    }
+    const dev = this.host.kernel.device(hostDevice);
+    return this.addDevice('vfio-pci', dev, guestAddress, caps ?? dev.endpoint.caps, undefined);
+  }
+
+  /**
+   * A mediated device: a subdevice of `parent` marked by `hostPasid` on the parent's RID (SIOV/mdev). The
+   * parent driver allocated the PASID from the parent's per-RID space, so it is the host's, not the guest's
+   * (seed 003). The guest sees an ordinary PCI function at `guestAddress`.
+   */
+  addMdev(parent: string, hostPasid: number, guestAddress: string, caps: EndpointCapabilities = { pasid: { width: 20 } }): VmDevice {
+    const dev = this.host.kernel.device(parent);
+    return this.addDevice('mdev', dev, guestAddress, caps, hostPasid);
+  }
+
+  private addDevice(kind: VmDevice['kind'], dev: DeviceInfo, guestAddress: string, caps: EndpointCapabilities, hostPasid: number | undefined): VmDevice {
+    const a = parsePciAddress(guestAddress);
+    if (!a) throw new VmError(`not a PCI address: ${guestAddress}`);
+    if (this.devices.some((d) => pciRid(d.address) === pciRid(a))) throw new VmError(`${this.name} already has a device at ${formatPciAddress(a)}`);
+    const guest = this.viommu ? this.machine.addEndpoint(a, caps, this.viommu) : undefined;
+    const k = this.host.kernel;
+    const gpa = this.gpaDomain;
+    if (kind === 'vfio-pci') k.attachDevice(gpa, dev, { note: `vfio-pci for ${this.name}` });
+    else k.attachDevicePasid(gpa, dev, hostPasid!, { note: `mdev of ${this.name}` });
+    const d: VmDevice = { kind, address: a, guest, host: dev, ...(hostPasid !== undefined ? { hostPasid } : {}), space: { kind: 'gpa' } };
+    this.devices.push(d);
+    this.log.add({
+      vm: this.name,
+      side: 'vmm',
+      action: kind === 'mdev' ? 'add-mdev' : 'assign-device',
+      detail: `${dev.name}${hostPasid !== undefined ? ` PASID ${hostPasid}` : ''} as ${formatPciAddress(a)} in ${this.name}, DMA to guest-physical addresses (${gpa.name})`,
+      ...(hostPasid !== undefined ? { pasid: { host: hostPasid } } : {}),
+    });
+    return d;
+  }
+
+  /** The VM device at the guest's `address`. */
+  device(address: string): VmDevice {
+    const a = parsePciAddress(address);
+    const d = a && this.devices.find((x) => pciRid(x.address) === pciRid(a));
+    if (!d) throw new VmError(`${this.name} has no device at ${address}`);
+    return d;
+  }
+
+  /**
+   * DMA by a VM device as the host hardware sees it: the request leaves the physical device (the mdev's
+   * parent with its host PASID; an assigned function with whatever PASID the guest programmed into it) and
+   * goes through the host IOMMU. The result's address is host-physical; `gpa` says where that is in the guest.
+   */
+  dma(address: string, req: { readonly pasid?: number; readonly addr: DmaRequest['addr']; readonly write?: boolean; readonly exec?: boolean; readonly priv?: boolean }): { result: TranslationResult; gpa: number | null; wirePasid: number | undefined } {
+    const d = this.device(address);
+    const wirePasid = d.kind === 'mdev' ? this.mdevWirePasid(d, req.pasid) : req.pasid;
+    const out = this.host.kernel.dma(d.host, { ...req, ...(wirePasid !== undefined ? { pasid: wirePasid } : {}) });
+    const r = out.result;
+    return { result: r, gpa: r.ok ? this.memory.gpa(r.address) : null, wirePasid };
+  }
+
+  /** An mdev's DMA carries its host PASID, or the host PASID the device model programmed for a guest PASID. */
+  protected mdevWirePasid(d: VmDevice, guestPasid: number | undefined): number | undefined {
+    return guestPasid === undefined ? d.hostPasid : guestPasid;
+  }
+
+  /** Boots the guest kernel (probing the VM's devices behind the vIOMMU). */
+  boot(): this {
+    this.kernel.boot();
+    return this;
+  }
+}

@@ -1,0 +1,50 @@
+/**
+ * What the VMM layer did, step by step: every trap, replay, bind, PASID lookup and forwarded request, with
+ * the side that did it. The seeds argue about exactly this (who looks up which PASID, in which direction,
+ * on which path), so each step names it rather than leaving it to be inferred from table writes.
+ */
+
+/** Who acted: the guest kernel, the VMM (QEMU), the host IOMMU driver, a device model (VDCM), the CPU, the device. */
+export type Side = 'guest' | 'vmm' | 'host-driver' | 'device-model' | 'cpu' | 'device';
+
+export interface PasidLookup {
+  readonly direction: 'G-to-H' | 'H-to-G';
+  /** `fast`: a table kept for this direction; `reverse`: a search of the table kept for the other one. */
+  readonly kind: 'fast' | 'reverse';
+  readonly from: number;
+  readonly to: number | null;
+}
+
+export interface VmmStep {
+  readonly seq: number;
+  readonly vm: string;
+  readonly side: Side;
+  /** e.g. `trap-descriptor`, `replay-map`, `bind-gpasid`, `iommufd-hwpt-alloc`, `inject-page-request`. */
+  readonly action: string;
+  readonly detail: string;
+  /** The PASID on this hop, per namespace, when the step carries one. */
+  readonly pasid?: { readonly guest?: number; readonly host?: number; readonly wire?: number };
+  readonly lookup?: PasidLookup;
+  /** Which interface ran, where there are several (seed-era bind vs iommufd nesting; invalidation choice a or b). */
+  readonly path?: string;
+}
+
+export class VmmLog {
+  readonly steps: VmmStep[] = [];
+  private seq = 0;
+
+  add(step: Omit<VmmStep, 'seq'>): VmmStep {
+    const s = { seq: ++this.seq, ...step };
+    this.steps.push(s);
+    return s;
+  }
+
+  /** Steps after `seq` (for a caller that wants what one operation did). */
+  since(seq: number): VmmStep[] {
+    return this.steps.filter((s) => s.seq > seq);
+  }
+
+  get last(): number {
+    return this.seq;
+  }
+}
