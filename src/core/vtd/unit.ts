@@ -55,6 +55,7 @@ import {
   ROOT_LEGACY,
   ROOT_SCALABLE,
 } from './structures';
+import type { VtdDescriptorEvent, VtdRegisterWrite, VtdTraps } from './traps';
 import { AD_SECOND_LEVEL, FL_CODES, LEGACY_SL, LEVEL_PAGES, NESTED_TABLE, NESTED_TOP, SM_SL, type SlFaultCodes, Walker } from './walk';
 
 /**
@@ -151,6 +152,7 @@ export class VtdUnit implements IommuUnit {
   private readonly adUpdates: number[] = [];
   private stale: StaleUse | undefined;
   private readonly hawLimit: number;
+  private traps: VtdTraps | undefined;
 
   constructor(
     readonly memory: PhysicalMemory,
@@ -238,9 +240,36 @@ export class VtdUnit implements IommuUnit {
   }
 
   /** Writes a register with the side effects the hardware gives that write. */
+  /** Lets a VMM observe and trap software's register writes and invalidation descriptors (one trapper at a time). */
+  trap(traps: VtdTraps): () => void {
+    if (this.traps) throw new Error(`${this.name} is already trapped`);
+    this.traps = traps;
+    return () => {
+      if (this.traps === traps) this.traps = undefined;
+    };
+  }
+
+  /** A hardware-side register update (no software-write semantics): for registers a VMM emulates. */
+  setRegisterValue(offset: number, value: U64): void {
+    this.setReg(offset, value.hi, value.lo);
+  }
+
   writeRegister(which: RegName | number, value: U64 | number): void {
     const offset = typeof which === 'number' ? which : Reg[which];
     const v = typeof value === 'number' ? U64.fromNumber(value) : value;
+    const t = this.traps;
+    if (t !== undefined) {
+      const name = (Object.keys(Reg) as RegName[]).find((n) => Reg[n] === offset);
+      const w: VtdRegisterWrite = { offset, name: name ?? this.frcdName(offset), width: name !== undefined && REG64.has(name) ? 64 : 32, value: v };
+      if (t.registerWrite?.(w) === 'handled') return;
+      this.writeRegisterNow(offset, v);
+      t.registerWritten?.(w);
+      return;
+    }
+    this.writeRegisterNow(offset, v);
+  }
+
+  private writeRegisterNow(offset: number, v: U64): void {
     if (this.events.active) {
       const name = (Object.keys(Reg) as RegName[]).find((n) => Reg[n] === offset) ?? this.frcdName(offset);
       this.events.emit({ type: 'register-write', unit: this.name, register: name, offset, value: v.toString() });
@@ -1204,7 +1233,15 @@ export class VtdUnit implements IommuUnit {
         this.queueError('IQE', head, `${d.name} at index ${head}: ${d.invalid}`, { iqei: d.iqei ?? IQEI.RESERVED_FIELD });
         return;
       }
-      const result = this.execute(d.type, d.fields, head, w, d);
+      const t = this.traps;
+      let de: VtdDescriptorEvent | undefined;
+      if (t !== undefined) {
+        const qwords: U64[] = [];
+        for (let i = 0; i < words; i++) qwords.push(new U64(w[i * 2 + 1]! >>> 0, w[i * 2]! >>> 0));
+        de = { index: head, type: d.type, typeName: d.name, qwords, fields: d.fields };
+      }
+      const result = t?.descriptor?.(de!) === 'handled' ? 'ok' : this.execute(d.type, d.fields, head, w, d);
+      if (de !== undefined && result !== 'invalid') t!.descriptorDone?.(de);
       if (result === 'invalid') return; // IQE: IQH stays on the descriptor
       head = (head + 1) % q.entries;
       this.setReg(Reg.IQH, 0, head * q.descSize);
