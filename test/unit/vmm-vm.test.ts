@@ -37,3 +37,42 @@ describe('VMs: guest memory, the vIOMMU and device assignment', () => {
     assert.equal(vm.dma('00:03.0', { addr: 0x4000_0000 }).result.ok, false);
   });
 });
+
+describe('caching mode: the VMM traps the guest\'s invalidations and shadows its second-level tables', () => {
+  const setup = () => {
+    const host = vmHost();
+    // No first-level support advertised: the guest's DMA domains are second-level, which the VMM must shadow.
+    const vm = new Vm(host, { name: 'vm1', memory: 0x4000_0000, viommu: { cachingMode: true, firstLevel: false } });
+    vm.assign('6b:00.0', '00:03.0');
+    vm.boot();
+    return { host, vm, dom: vm.kernel.device('00:03.0').ridDomain! };
+  };
+
+  it('a guest map is trapped (the guest flushes under CM) and replayed as a host map: DMA reaches the guest page', () => {
+    const { vm, dom } = setup();
+    assert.equal(dom.stage, 'second');
+    assert.equal(vm.device('00:03.0').space.kind, 'shadow');
+    vm.kernel.map(dom, 0x10000, 0x20_0000, 0x1000, { read: true, write: true });
+    const r = vm.dma('00:03.0', { addr: 0x10010, write: true });
+    assert.ok(r.result.ok, JSON.stringify(r.result));
+    assert.equal(r.result.address, vm.memory.hostBase + 0x20_0010);
+    assert.equal(r.gpa, 0x20_0010);
+    assert.ok(vm.log.steps.some((s) => s.action === 'replay' && /1 mapped/.test(s.detail)));
+  });
+
+  it('a guest unmap is replayed as a host unmap: the device faults on the host afterwards', () => {
+    const { vm, dom } = setup();
+    vm.kernel.map(dom, 0x10000, 0x20_0000, 0x2000, { read: true, write: false });
+    assert.equal(vm.dma('00:03.0', { addr: 0x11000 }).result.ok, true);
+    assert.equal(vm.dma('00:03.0', { addr: 0x11000, write: true }).result.ok, false, 'read-only in the guest, read-only on the host');
+    vm.kernel.unmap(dom, 0x10000, 0x2000);
+    assert.equal(vm.dma('00:03.0', { addr: 0x11000 }).result.ok, false);
+    assert.equal(vm.vmm!.shadowOf('00:03.0')!.size, 0);
+  });
+
+  it('an invalidation the guest skips leaves the host without the mapping (the bug class caching mode exposes)', () => {
+    const { vm, dom } = setup();
+    vm.kernel.map(dom, 0x10000, 0x20_0000, 0x1000, { read: true, write: true }, { skipInvalidation: true });
+    assert.equal(vm.dma('00:03.0', { addr: 0x10000 }).result.ok, false, 'the VMM never heard of the mapping');
+  });
+});

@@ -5,7 +5,7 @@ import type { AttachOptions } from './attach';
 import type { DeviceInfo } from './device';
 import type { IotlbGather } from './dirty';
 import type { DirtyHarvest, ReadAndClearDirtyOptions } from './dirty-tracking';
-import type { Domain, PageResponseCode, Stage, VtdS1 } from './domain';
+import type { Domain, IopfHandler, PageResponseCode, Stage, VtdS1 } from './domain';
 import type { KernelError } from './errors';
 import type { DriverFinding } from './findings';
 import { type FlushOptions, flushAll } from './flush';
@@ -158,7 +158,7 @@ export class IommuKernel {
   // ---- nesting (nested.ts) ----
 
   /** iommu_bind_pgtable_pasid(parent, dev, addr, pasid): a nested domain for the user table, attached at (RID, PASID). */
-  bindPgtablePasid(parent: Domain, which: string | number | DeviceInfo, pgtblAddr: number, pasid: number, o: AttachOptions & { s1?: Partial<VtdS1> } = {}): Domain {
+  bindPgtablePasid(parent: Domain, which: string | number | DeviceInfo, pgtblAddr: number, pasid: number, o: AttachOptions & { s1?: Partial<VtdS1>; iopfHandler?: IopfHandler } = {}): Domain {
     return this.s.nested.bindPgtablePasid(parent, which, pgtblAddr, pasid, o);
   }
 

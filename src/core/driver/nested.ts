@@ -1,6 +1,6 @@
 import type { AttachOptions } from './attach';
 import type { DeviceInfo } from './device';
-import type { Domain, VtdS1 } from './domain';
+import type { Domain, IopfHandler, VtdS1 } from './domain';
 import { fail, KernelError } from './errors';
 import { type FlushOptions, linuxPsiAligned, psiFlushDescriptors, submitBatches } from './flush';
 import type { KernelState } from './state';
@@ -14,8 +14,10 @@ export class Nesting {
    * (RID, PASID). Binding creates a new reference to the parent: the attachment tree shows the PASID under
    * the parent domain, as the seed draws it.
    */
-  bindPgtablePasid(parent: Domain, which: string | number | DeviceInfo, pgtblAddr: number, pasid: number, o: AttachOptions & { s1?: Partial<VtdS1> } = {}): Domain {
+  bindPgtablePasid(parent: Domain, which: string | number | DeviceInfo, pgtblAddr: number, pasid: number, o: AttachOptions & { s1?: Partial<VtdS1>; iopfHandler?: IopfHandler } = {}): Domain {
     const nested = this.k.alloc.allocNestedDomain(parent, { sre: false, eafe: false, wpe: false, addrWidth: 48, ...o.s1, pgtblAddr }, { name: `${parent.name}-s1-${pasid}` });
+    // The binder's fault handler (a VMM's): set before the attach, which enables IOPF for a domain that has one.
+    if (o.iopfHandler) nested.iopfHandler = o.iopfHandler;
     try {
       this.k.attach.attachDevicePasid(nested, which, pasid, o);
     } catch (e) {

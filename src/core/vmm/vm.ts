@@ -8,6 +8,7 @@ import { formatPciAddress, type PciAddress, parsePciAddress, pciRid } from '../p
 import type { VtdUnit } from '../vtd/unit';
 import { GuestMemory } from './guest-memory';
 import type { Host } from './host';
+import { Vmm, type VmmOptions } from './viommu-vmm';
 import { VmmLog } from './vmm-log';
 
 /**
@@ -48,6 +49,8 @@ export interface VmConfig {
   readonly viommu?: VIommuConfig;
   /** The guest kernel's driver model options (version, scalable mode, default domain...). */
   readonly kernel?: KernelOptions;
+  /** How the VMM behind the vIOMMU propagates what it traps. */
+  readonly vmm?: VmmOptions;
 }
 
 /** A device the VMM gave the guest: a host device assigned with VFIO (a PF or VF), or a mediated device. */
@@ -76,6 +79,8 @@ export class Vm {
   readonly machine: Machine;
   readonly viommu: VtdUnit | undefined;
   readonly kernel: IommuKernel;
+  /** The VMM trapping the vIOMMU (when there is one). */
+  readonly vmm: Vmm | undefined;
   readonly log = new VmmLog();
   readonly devices: VmDevice[] = [];
   readonly config: VmConfig;
@@ -118,6 +123,7 @@ export class Vm {
       });
     }
     this.kernel = new IommuKernel(this.machine, config.kernel ?? {});
+    this.vmm = this.viommu ? new Vmm(this, config.vmm) : undefined;
   }
 
   /**

@@ -1,0 +1,342 @@
+import type { Domain, PageFault, PageResponseCode } from '../driver/domain';
+import type { Desc } from '../driver/qi';
+import { formatPciAddress, pciRid } from '../pci';
+import { DescType } from '../vtd/descriptors';
+import type { VtdDescriptorEvent, VtdRegisterWrite } from '../vtd/traps';
+import { guestTranslation, type GuestTranslation } from './guest-tables';
+import { ShadowSpace } from './shadow';
+import type { Vm, VmDevice } from './vm';
+
+/**
+ * The VMM behind a vIOMMU with caching mode (QEMU's intel_iommu.c with VFIO): it traps the guest's register
+ * writes and invalidation descriptors on the vIOMMU, and keeps the host in step.
+ * - Address spaces (vtd_switch_address_space): a device whose guest translation is off or pass-through DMAs to
+ *   GPA (the VM's GPA domain); second-level translation is shadowed into a host domain (shadow.ts); a
+ *   first-level table is bound nested over the GPA domain, the host walking the guest's table.
+ * - PASID-cache invalidations re-read guest PASID entries and bind or unbind nested PASIDs on the host.
+ * - First-level (PASID-based) IOTLB invalidations are forwarded to the host, as a raw descriptor with the
+ *   DID and PASID replaced (seed 002, choice a) or as a generic record the host re-assembles (choice b).
+ * - Page requests from the host are injected into the guest's page request queue with the guest PASID, and
+ *   the guest's page group responses go back to the host with the host PASID.
+ */
+
+export interface VmmOptions {
+  /** How a guest first-level invalidation reaches the host (seed 002): `raw` (a) or `generic` (b). */
+  readonly invalidationPropagation?: 'raw' | 'generic';
+}
+
+/** Seed 002's generic invalidation record (`struct tlb_invalidate_info` with its Intel opaque part). */
+export interface GenericInvalidation {
+  readonly model: 'intel';
+  readonly granularity: 'pasid' | 'page';
+  readonly pasid: number;
+  readonly addr: number;
+  readonly size: number;
+  readonly opaque: { readonly invType: number; readonly ih: boolean };
+}
+
+interface NestedBind {
+  readonly device: VmDevice;
+  readonly guestPasid: number;
+  readonly hostPasid: number;
+  readonly domain: Domain;
+  readonly root: number;
+}
+
+export class Vmm {
+  readonly propagation: 'raw' | 'generic';
+  private readonly shadows = new Map<VmDevice, ShadowSpace>();
+  private readonly binds = new Map<string, NestedBind>();
+  /** Page requests the VMM injected into the guest, by (guest RID, guest PASID, PRG index): where they came from. */
+  private readonly pending = new Map<string, { device: VmDevice; hostPasid: number | undefined; prgIndex: number }>();
+  private detach: (() => void) | undefined;
+  private translating = false;
+
+  constructor(
+    readonly vm: Vm,
+    options: VmmOptions = {},
+  ) {
+    this.propagation = options.invalidationPropagation ?? 'raw';
+    const viommu = vm.viommu;
+    if (!viommu) throw new Error(`${vm.name} has no vIOMMU to trap`);
+    this.detach = viommu.trap({
+      registerWritten: (w) => this.registerWritten(w),
+      descriptorDone: (d) => this.descriptorDone(d),
+    });
+  }
+
+  stop(): void {
+    this.detach?.();
+    this.detach = undefined;
+  }
+
+  private step(side: 'vmm' | 'host-driver' | 'guest', action: string, detail: string, extra: Partial<Parameters<Vm['log']['add']>[0]> = {}): void {
+    this.vm.log.add({ vm: this.vm.name, side, action, detail, ...extra });
+  }
+
+  // ---- traps ----
+
+  private registerWritten(w: VtdRegisterWrite): void {
+    if (w.name !== 'GCMD') return;
+    const on = this.vm.viommu!.translationEnabled;
+    if (on !== this.translating) {
+      this.translating = on;
+      this.step('vmm', 'trap-register', `guest ${on ? 'enabled' : 'disabled'} DMA remapping (GCMD.TE): every device switches address space`);
+      for (const d of this.vm.devices) this.switchAddressSpace(d);
+    }
+  }
+
+  private descriptorDone(d: VtdDescriptorEvent): void {
+    const f = d.fields;
+    switch (d.type) {
+      case DescType.CONTEXT_CACHE:
+        this.step('vmm', 'trap-descriptor', `${d.typeName} (${['', 'global', 'domain', 'device'][f.G!] ?? f.G})`);
+        for (const dev of this.devicesFor(f.G === 3 ? f.SID : undefined)) this.switchAddressSpace(dev);
+        return;
+      case DescType.IOTLB: {
+        const range = f.G === 3 ? { start: f.ADDR! * 4096, end: f.ADDR! * 4096 + 4096 * 2 ** f.AM! } : { start: 0, end: 2 ** 57 };
+        this.step('vmm', 'trap-descriptor', `${d.typeName} (${['', 'global', 'domain', 'page'][f.G!]}${f.G !== 1 ? ` DID ${f.DID}` : ''}${f.G === 3 ? ` 0x${range.start.toString(16)}+0x${(range.end - range.start).toString(16)}` : ''}): replay`);
+        for (const dev of this.vm.devices) {
+          const space = dev.space;
+          if (space.kind !== 'shadow' || (f.G !== 1 && space.guestDid !== f.DID)) continue;
+          this.replay(dev, range.start, range.end);
+        }
+        return;
+      }
+      case DescType.PASID_CACHE: {
+        this.step('vmm', 'trap-descriptor', `${d.typeName} (${({ 0: 'domain', 1: 'pasid', 3: 'global' } as Record<number, string>)[f.G!]}${f.G === 1 ? ` PASID ${f.PASID}` : ''})`, f.G === 1 ? { pasid: { guest: f.PASID! } } : {});
+        for (const dev of this.vm.devices) this.pasidCacheSync(dev, f.G === 1 ? f.PASID : undefined, f.G === 0 ? f.DID : undefined);
+        return;
+      }
+      case DescType.PASID_IOTLB:
+        this.forwardPiotlb(d);
+        return;
+      case DescType.PAGE_GROUP_RESPONSE:
+        this.forwardResponse(f.RID!, f.PP ? f.PASID! : undefined, f.PRGI!, f.RC!);
+        return;
+      default:
+        return;
+    }
+  }
+
+  private devicesFor(guestRid: number | undefined): VmDevice[] {
+    return this.vm.devices.filter((d) => d.kind === 'vfio-pci' && (guestRid === undefined || pciRid(d.address) === guestRid));
+  }
+
+  private guest(dev: VmDevice, pasid?: number): GuestTranslation {
+    const u = this.vm.viommu!;
+    return guestTranslation({ memory: this.vm.memory, rootTable: u.rootTableAddress, scalable: u.scalableMode, translationEnabled: u.translationEnabled }, pciRid(dev.address), pasid);
+  }
+
+  // ---- address spaces of requests without PASID ----
+
+  /** vtd_switch_address_space + replay: what the host does for the device's requests without PASID. */
+  private switchAddressSpace(dev: VmDevice): void {
+    if (dev.kind !== 'vfio-pci') return;
+    const g = this.guest(dev);
+    const k = this.vm.host.kernel;
+    const name = formatPciAddress(dev.address);
+    const gpa = this.vm.gpaDomain;
+    if (g.kind === 'pass-through' || g.kind === 'absent') {
+      // QEMU: translation off or pass-through uses system memory (GPA); a missing entry leaves the vIOMMU
+      // address space, whose translations fault in the guest's vIOMMU; on the host the device stays on GPA.
+      if (dev.space.kind === 'gpa' && dev.host.ridDomain === gpa) return;
+      this.dropShadow(dev);
+      k.attachDevice(gpa, dev.host, { note: `${this.vm.name} ${name}: GPA` });
+      dev.space = { kind: 'gpa' };
+      this.step('vmm', 'switch-address-space', `${name}: ${g.kind === 'absent' ? g.why + '; ' : ''}DMA to guest-physical addresses (${gpa.name})`);
+      return;
+    }
+    if (g.kind === 'second-level') {
+      if (dev.space.kind === 'shadow' && dev.space.guestDid === g.did) {
+        this.replay(dev, 0, 2 ** 57);
+        return;
+      }
+      this.dropShadow(dev);
+      const domain = k.allocPagingDomain({ name: `${this.vm.name}-${name}-shadow`, description: `${this.vm.name} ${name} guest IOVA (shadow of guest DID ${g.did})`, device: dev.host });
+      k.attachDevice(domain, dev.host, { note: `${this.vm.name} ${name}: shadow` });
+      dev.space = { kind: 'shadow', guestDid: g.did, domain };
+      this.shadows.set(dev, new ShadowSpace(domain, k, this.vm.memory));
+      this.step('vmm', 'switch-address-space', `${name}: guest second-level table at GPA 0x${g.root.toString(16)} (guest DID ${g.did}) shadowed in ${domain.name}`, { path: 'shadow' });
+      this.replay(dev, 0, 2 ** 57);
+      return;
+    }
+    if (g.kind === 'first-level') {
+      if (dev.space.kind === 'nested') return;
+      this.dropShadow(dev);
+      if (dev.host.ridDomain !== gpa) k.attachDevice(gpa, dev.host, { note: `${this.vm.name} ${name}: GPA` });
+      const domain = k.bindPgtable(gpa, dev.host, g.root, { s1: { sre: g.sre, wpe: g.wpe, eafe: g.eafe, addrWidth: g.levels === 5 ? 57 : 48 } });
+      dev.space = { kind: 'nested', domain };
+      this.step('host-driver', 'bind-pgtable', `${name}: guest first-level table at GPA 0x${g.root.toString(16)} nested over ${gpa.name} (${domain.name})`, { path: 'bind' });
+    }
+  }
+
+  private replay(dev: VmDevice, start: number, end: number): void {
+    const g = this.guest(dev);
+    const shadow = this.shadows.get(dev);
+    if (!shadow || g.kind !== 'second-level') return;
+    const r = shadow.replay(g.root, g.levels, start, end);
+    this.step('vmm', 'replay', `${formatPciAddress(dev.address)}: ${r.mapped} mapped, ${r.unmapped} unmapped${r.outsideRam ? `, ${r.outsideRam} outside guest RAM (skipped)` : ''}`, { path: 'shadow' });
+  }
+
+  private dropShadow(dev: VmDevice): void {
+    const s = this.shadows.get(dev);
+    if (!s) return;
+    this.shadows.delete(dev);
+    s.clear();
+    const k = this.vm.host.kernel;
+    k.attachDevice(this.vm.gpaDomain, dev.host);
+    k.freeDomain(s.domain);
+  }
+
+  /** The shadow of a device (tests and views). */
+  shadowOf(address: string): ShadowSpace | undefined {
+    return this.shadows.get(this.vm.device(address));
+  }
+
+  // ---- PASIDs ----
+
+  /** G-to-H as the VMM keeps it (identity until a PASID table says otherwise). */
+  hostPasid(guestPasid: number): number {
+    return guestPasid;
+  }
+
+  /** vtd_pasid_cache_sync for one device: re-read the guest PASID entries the invalidation names. */
+  private pasidCacheSync(dev: VmDevice, pasid: number | undefined, did: number | undefined): void {
+    if (dev.kind !== 'vfio-pci' || !this.vm.viommu!.scalableMode) return;
+    const candidates = pasid !== undefined ? [pasid] : [...new Set([...this.bindsOf(dev).map((b) => b.guestPasid), ...this.presentGuestPasids(dev)])];
+    for (const p of candidates) {
+      if (p === 0) {
+        this.switchAddressSpace(dev);
+        continue;
+      }
+      const g = this.guest(dev, p);
+      if (did !== undefined && g.kind !== 'absent' && 'did' in g && g.did !== did) continue;
+      const key = `${pciRid(dev.address)}:${p}`;
+      const bound = this.binds.get(key);
+      if (g.kind === 'first-level') {
+        if (bound && bound.root === g.root) continue;
+        if (bound) this.unbind(bound);
+        this.bind(dev, p, g);
+      } else if (bound) {
+        this.unbind(bound);
+      }
+    }
+  }
+
+  private bindsOf(dev: VmDevice): NestedBind[] {
+    return [...this.binds.values()].filter((b) => b.device === dev);
+  }
+
+  /** The guest PASIDs with a present PASID entry (QEMU walks the guest PASID directory the same way). */
+  private presentGuestPasids(dev: VmDevice): number[] {
+    const out: number[] = [];
+    const max = 2 ** Math.min(20, dev.guest?.caps.pasid?.width ?? 0);
+    for (let p = 1; p < Math.min(max, 4096); p++) if (this.guest(dev, p).kind !== 'absent') out.push(p);
+    return out;
+  }
+
+  private bind(dev: VmDevice, guestPasid: number, g: Extract<GuestTranslation, { kind: 'first-level' }>): void {
+    const k = this.vm.host.kernel;
+    const hostPasid = this.hostPasid(guestPasid);
+    this.step('vmm', 'pasid-lookup', `guest PASID ${guestPasid} is host PASID ${hostPasid}`, { pasid: { guest: guestPasid, host: hostPasid }, lookup: { direction: 'G-to-H', kind: 'fast', from: guestPasid, to: hostPasid } });
+    const domain = k.bindPgtablePasid(this.vm.gpaDomain, dev.host, g.root, hostPasid, {
+      s1: { sre: g.sre, wpe: g.wpe, eafe: g.eafe, addrWidth: g.levels === 5 ? 57 : 48 },
+      privateData: { vm: this.vm.name, guestPasid },
+      iopfHandler: (group) => this.hostPageRequest(dev, group),
+    });
+    this.binds.set(`${pciRid(dev.address)}:${guestPasid}`, { device: dev, guestPasid, hostPasid, domain, root: g.root });
+    this.step('host-driver', 'bind-gpasid', `${dev.host.name} PASID ${hostPasid}: guest first-level table at GPA 0x${g.root.toString(16)} nested over ${this.vm.gpaDomain.name}; guest PASID ${guestPasid} kept as the bind's private data (H-to-G)`, { pasid: { guest: guestPasid, host: hostPasid }, path: 'bind' });
+  }
+
+  private unbind(b: NestedBind): void {
+    const k = this.vm.host.kernel;
+    k.detachDevicePasid(b.device.host, b.hostPasid);
+    k.freeDomain(b.domain);
+    this.binds.delete(`${pciRid(b.device.address)}:${b.guestPasid}`);
+    this.step('host-driver', 'unbind-gpasid', `${b.device.host.name} PASID ${b.hostPasid} (guest PASID ${b.guestPasid}) unbound`, { pasid: { guest: b.guestPasid, host: b.hostPasid }, path: 'bind' });
+  }
+
+  /** What the host binds for a guest PASID of a device (tests and views). */
+  bindOf(address: string, guestPasid: number): { hostPasid: number; domain: Domain } | undefined {
+    const b = this.binds.get(`${pciRid(this.vm.device(address).address)}:${guestPasid}`);
+    return b && { hostPasid: b.hostPasid, domain: b.domain };
+  }
+
+  // ---- first-level invalidation, forwarded ----
+
+  private forwardPiotlb(d: VtdDescriptorEvent): void {
+    const f = d.fields;
+    const gpasid = f.PASID!;
+    const targets = [...this.binds.values()].filter((b) => b.guestPasid === gpasid);
+    this.step('vmm', 'trap-descriptor', `${d.typeName} (${f.G === 3 ? 'page' : 'pasid'} PASID ${gpasid}): forwarded to ${targets.length} host bind${targets.length === 1 ? '' : 's'}`, { pasid: { guest: gpasid }, path: this.propagation === 'raw' ? 'raw (seed 002 choice a)' : 'generic (seed 002 choice b)' });
+    for (const b of targets) {
+      const iommu = b.device.host.iommu;
+      const did = this.vm.host.kernel.didOf(b.domain, iommu);
+      if (did === undefined) continue;
+      const desc = this.propagation === 'raw' ? rawForHost(f, did, b.hostPasid) : reassemble(toGeneric(f, b.hostPasid), did);
+      iommu.qi.submit([desc]);
+      this.step('host-driver', 'invalidate', `PASID-based IOTLB invalidation on ${iommu.name}: DID ${did} PASID ${b.hostPasid}${f.G === 3 ? ` 0x${(f.ADDR! * 4096).toString(16)} AM ${f.AM}` : ''}`, { pasid: { guest: gpasid, host: b.hostPasid } });
+    }
+  }
+
+  // ---- page requests ----
+
+  /**
+   * The host's IOPF handler for a nested bind (seed 000, PRQ steps 1-3): the host reports the request with
+   * the host PASID and the guest PASID from the bind's private data, so the VMM needs no lookup; it injects
+   * the request into the guest's page request queue with the guest RID and guest PASID.
+   */
+  private hostPageRequest(dev: VmDevice, group: readonly PageFault[]): PageResponseCode | 'deferred' {
+    const first = group[0]!;
+    const guestPasid = first.privateData?.guestPasid;
+    const hostPasid = first.pasid;
+    const viommu = this.vm.viommu!;
+    if (typeof guestPasid !== 'number') {
+      this.step('vmm', 'page-request', `host PASID ${hostPasid} has no guest PASID: answered invalid`, { ...(hostPasid !== undefined ? { pasid: { host: hostPasid } } : {}) });
+      return 'invalid';
+    }
+    this.step('vmm', 'pasid-lookup', `host PASID ${hostPasid} is guest PASID ${guestPasid} (from the bind's private data)`, { pasid: { guest: guestPasid, ...(hostPasid !== undefined ? { host: hostPasid } : {}) }, lookup: { direction: 'H-to-G', kind: 'fast', from: hostPasid ?? -1, to: guestPasid } });
+    const rid = pciRid(dev.address);
+    for (const f of group) {
+      const outcome = viommu.receivePageRequest({ rid, pasid: guestPasid, address: f.address, read: f.read, write: f.write, exec: f.exec, priv: f.priv, lastInGroup: f.lastPage, prgIndex: f.prgIndex });
+      this.step('vmm', 'inject-page-request', `${formatPciAddress(dev.address)} PASID ${guestPasid} address 0x${f.address.toString(16)} PRG ${f.prgIndex}: ${outcome} in the guest's page request queue`, { pasid: { guest: guestPasid, ...(hostPasid !== undefined ? { host: hostPasid } : {}) } });
+    }
+    this.pending.set(`${rid}:${guestPasid}:${first.prgIndex}`, { device: dev, hostPasid, prgIndex: first.prgIndex });
+    return 'deferred';
+  }
+
+  /** The guest answered a page request: G-to-H, then the host's page response (seed 000, PR response 1-3). */
+  private forwardResponse(guestRid: number, guestPasid: number | undefined, prgIndex: number, code: number): void {
+    const key = `${guestRid}:${guestPasid}:${prgIndex}`;
+    const p = this.pending.get(key);
+    if (!p) {
+      this.step('vmm', 'page-response', `guest response for PRG ${prgIndex} PASID ${guestPasid} matches no request the VMM injected: dropped`);
+      return;
+    }
+    this.pending.delete(key);
+    const hostPasid = guestPasid === undefined ? undefined : this.hostPasid(guestPasid);
+    if (guestPasid !== undefined) this.step('vmm', 'pasid-lookup', `guest PASID ${guestPasid} is host PASID ${hostPasid}`, { pasid: { guest: guestPasid, host: hostPasid! }, lookup: { direction: 'G-to-H', kind: 'fast', from: guestPasid, to: hostPasid! } });
+    const codeName: PageResponseCode = code === 0 ? 'success' : code === 1 ? 'invalid' : 'failure';
+    this.vm.host.kernel.pageResponse(p.device.host, hostPasid, prgIndex, codeName);
+    this.step('host-driver', 'page-response', `${p.device.host.name} PASID ${hostPasid} PRG ${prgIndex}: ${codeName}`, { pasid: { ...(guestPasid !== undefined ? { guest: guestPasid } : {}), ...(hostPasid !== undefined ? { host: hostPasid } : {}) } });
+  }
+}
+
+/** Choice a: the guest's descriptor as it is, with the fields only the host knows replaced. */
+function rawForHost(f: Readonly<Record<string, number>>, hostDid: number, hostPasid: number): Desc {
+  return { type: DescType.PASID_IOTLB, fields: { ...f, DID: hostDid, PASID: hostPasid } };
+}
+
+/** Choice b, guest side: parse into the generic record. */
+export function toGeneric(f: Readonly<Record<string, number>>, hostPasid: number): GenericInvalidation {
+  const page = f.G === 3;
+  return { model: 'intel', granularity: page ? 'page' : 'pasid', pasid: hostPasid, addr: page ? f.ADDR! * 4096 : 0, size: page ? 4096 * 2 ** f.AM! : 0, opaque: { invType: DescType.PASID_IOTLB, ih: f.IH === 1 } };
+}
+
+/** Choice b, host side: the host driver re-assembles a descriptor from the record. */
+export function reassemble(g: GenericInvalidation, hostDid: number): Desc {
+  if (g.granularity === 'pasid') return { type: DescType.PASID_IOTLB, fields: { G: 2, DID: hostDid, PASID: g.pasid } };
+  const am = Math.log2(g.size / 4096);
+  return { type: DescType.PASID_IOTLB, fields: { G: 3, DID: hostDid, PASID: g.pasid, ADDR: g.addr / 4096, AM: am, IH: g.opaque.ih ? 1 : 0 } };
+}
