@@ -76,3 +76,56 @@ describe('caching mode: the VMM traps the guest\'s invalidations and shadows its
     assert.equal(vm.dma('00:03.0', { addr: 0x10000 }).result.ok, false, 'the VMM never heard of the mapping');
   });
 });
+
+describe('seed 002: vSVM, the guest\'s first-level tables nested over the host\'s GPA to HPA second level', () => {
+  const setup = () => {
+    const host = vmHost();
+    const vm = new Vm(host, { name: 'vm1', memory: 0x4000_0000, viommu: { cachingMode: true, firstLevel: true } });
+    vm.assign('6b:00.0', '00:03.0');
+    vm.boot();
+    const app = vm.kernel.newProcess('app');
+    app.mmap(0x7f00_0000_0000, 0x10_0000, { write: true });
+    return { host, vm, app };
+  };
+
+  it('guest sva_bind_mm: the trapped PASID-cache invalidation binds the guest table on the host; GVA to GPA to HPA', () => {
+    const { host, vm, app } = setup();
+    app.touch(0x7f00_0000_3000, true);
+    const gpa = app.pageTable.lookup(0x7f00_0000_3000)!.output; // where the guest's CPU page table put the page
+    const sva = vm.kernel.svaBind('00:03.0', app);
+    const bind = vm.vmm!.bindOf('00:03.0', sva.pasid);
+    assert.ok(bind, 'the VMM bound the guest PASID on the host');
+    assert.equal(bind.domain.type, 'nested');
+    assert.equal(bind.domain.parent, vm.gpaDomain);
+    const r = vm.dma('00:03.0', { pasid: sva.pasid, addr: 0x7f00_0000_3040, write: true });
+    assert.ok(r.result.ok, JSON.stringify(r.result));
+    assert.equal(r.gpa, gpa + 0x40);
+    assert.equal(r.result.address, vm.memory.hostBase + gpa + 0x40);
+    // The host walked the guest's 4-level first level over its own second level, which maps guest RAM with
+    // 1 GiB pages (2 reads per GPA): n(m+1) + m = 4*3 + 2 = 14 reads on a full miss (reference 1.11).
+    const walk = host.machine.unit('dmar0').probe({ sid: 0x6b00, pasid: sva.pasid, addr: 0x7f00_0000_3040, write: true });
+    assert.ok(walk.ok);
+    assert.equal(walk.reads, 4 + 14, 'root, context, PASID directory and PASID entry, then the 14 reads of the nested walk');
+    const lookups = vm.log.steps.filter((s) => s.lookup);
+    assert.deepEqual(lookups.map((s) => [s.side, s.lookup!.direction, s.lookup!.kind]), [['vmm', 'G-to-H', 'fast']]);
+  });
+
+  it('PRQ and response (seed 000): the host reports the host PASID with the guest PASID as private data; the guest answers; the host completes', () => {
+    const { vm, app } = setup();
+    const sva = vm.kernel.svaBind('00:03.0', app);
+    // The page is not present yet: the device's ATS request fails, it sends a page request.
+    const first = vm.dma('00:03.0', { pasid: sva.pasid, addr: 0x7f00_0000_5000, write: true });
+    assert.equal(first.result.ok, false);
+    const steps = vm.log.steps.map((s) => s.action);
+    assert.ok(steps.includes('inject-page-request'), steps.join(' '));
+    assert.ok(steps.includes('page-response'), 'the guest answered and the VMM forwarded it');
+    const h2g = vm.log.steps.find((s) => s.lookup?.direction === 'H-to-G')!;
+    assert.equal(h2g.lookup!.kind, 'fast');
+    assert.equal(h2g.lookup!.to, sva.pasid);
+    // The guest's fault handler made the page present: the retry translates.
+    assert.ok(app.pageTable.lookup(0x7f00_0000_5000), 'the guest process has the page');
+    const again = vm.dma('00:03.0', { pasid: sva.pasid, addr: 0x7f00_0000_5000, write: true });
+    assert.ok(again.result.ok, JSON.stringify(again.result));
+    assert.equal(again.gpa, app.pageTable.lookup(0x7f00_0000_5000)!.output);
+  });
+});

@@ -203,6 +203,9 @@ export class Vm {
     const d = this.device(address);
     const wirePasid = d.kind === 'mdev' ? this.mdevWirePasid(d, req.pasid) : req.pasid;
     const out = this.host.kernel.dma(d.host, { ...req, ...(wirePasid !== undefined ? { pasid: wirePasid } : {}) });
+    // What the VMM injected (page requests into the vIOMMU's queue) raises the guest's interrupts: its vCPUs
+    // run the handlers before anything else happens.
+    this.kernel.serviceInterrupts();
     const r = out.result;
     return { result: r, gpa: r.ok ? this.memory.gpa(r.address) : null, wirePasid };
   }
