@@ -129,3 +129,37 @@ describe('seed 002: vSVM, the guest\'s first-level tables nested over the host\'
     assert.equal(again.gpa, app.pageTable.lookup(0x7f00_0000_5000)!.output);
   });
 });
+
+describe('seed 002: a guest first-level invalidation forwarded to the host, raw (choice a) or generic (choice b)', () => {
+  const run = (propagation: 'raw' | 'generic') => {
+    const host = vmHost();
+    const vm = new Vm(host, { name: 'vm1', memory: 0x4000_0000, viommu: { cachingMode: true, firstLevel: true }, vmm: { invalidationPropagation: propagation } });
+    vm.assign('6b:00.0', '00:03.0');
+    vm.boot();
+    const app = vm.kernel.newProcess('app');
+    app.mmap(0x7f00_0000_0000, 0x10_0000, { write: true });
+    for (let i = 0; i < 8; i++) app.touch(0x7f00_0000_0000 + i * 0x1000, true);
+    const sva = vm.kernel.svaBind('00:03.0', app);
+    for (let i = 0; i < 8; i++) assert.ok(vm.dma('00:03.0', { pasid: sva.pasid, addr: 0x7f00_0000_0000 + i * 0x1000 }).result.ok);
+    // munmap: the guest's MMU notifier flushes the range with PASID-based invalidations, which the VMM forwards.
+    app.munmap(0x7f00_0000_2000, 0x3000);
+    return { host, vm, sva };
+  };
+
+  it('after the guest unmaps, the host IOTLB no longer translates the range (no stale use), either way', () => {
+    for (const p of ['raw', 'generic'] as const) {
+      const { vm, sva } = run(p);
+      const r = vm.dma('00:03.0', { pasid: sva.pasid, addr: 0x7f00_0000_3000 });
+      assert.equal(r.result.ok, false, `${p}: a page the guest unmapped`);
+      assert.equal(r.result.stale, undefined, `${p}: no stale IOTLB use`);
+      assert.ok(vm.dma('00:03.0', { pasid: sva.pasid, addr: 0x7f00_0000_6000 }).result.ok, `${p}: a page still mapped`);
+      assert.ok(vm.log.steps.some((s) => s.path === (p === 'raw' ? 'raw (seed 002 choice a)' : 'generic (seed 002 choice b)')));
+    }
+  });
+
+  it('both choices leave the host IOMMU in the same state (caches and registers)', () => {
+    const a = run('raw');
+    const b = run('generic');
+    assert.deepEqual(JSON.parse(JSON.stringify(b.host.machine.unit('dmar0').capture())), JSON.parse(JSON.stringify(a.host.machine.unit('dmar0').capture())));
+  });
+});

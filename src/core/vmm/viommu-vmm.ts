@@ -111,6 +111,10 @@ export class Vmm {
       case DescType.PASID_IOTLB:
         this.forwardPiotlb(d);
         return;
+      case DescType.DEVICE_TLB:
+      case DescType.PASID_DEVICE_TLB:
+        this.forwardDevTlb(d);
+        return;
       case DescType.PAGE_GROUP_RESPONSE:
         this.forwardResponse(f.RID!, f.PP ? f.PASID! : undefined, f.PRGI!, f.RC!);
         return;
@@ -280,6 +284,30 @@ export class Vmm {
     }
   }
 
+  /**
+   * A guest device-TLB invalidation reaches the physical device only through the host: the VMM sends it with
+   * the host's source ID (and PFSID) and, with a PASID, the host PASID. Without it the device keeps using
+   * translations the guest has taken away (the model reports that as stale device-TLB use).
+   */
+  private forwardDevTlb(d: VtdDescriptorEvent): void {
+    const f = d.fields;
+    const dev = this.devicesFor(f.SID).find((x) => x.host.atsEnabled);
+    const withPasid = d.type === DescType.PASID_DEVICE_TLB;
+    const gpasid = withPasid ? f.PASID! : undefined;
+    if (!dev) {
+      this.step('vmm', 'trap-descriptor', `${d.typeName} for guest SID 0x${f.SID!.toString(16)}: no assigned device with ATS there, nothing to forward`);
+      return;
+    }
+    const hostPasid = gpasid === undefined ? undefined : this.bindOf(formatPciAddress(dev.address), gpasid)?.hostPasid ?? this.hostPasid(gpasid);
+    const sid = dev.host.sid;
+    const qdep = dev.host.endpoint.caps.ats?.invalidateQueueDepth ?? 0;
+    const host: Desc = withPasid
+      ? { type: DescType.PASID_DEVICE_TLB, fields: { ...raw(f), SID: sid, PFSID_LO: sid & 0xf, PFSID_HI: sid >>> 4, PASID: hostPasid!, QDEP: qdep >= 32 ? 0 : qdep } }
+      : { type: DescType.DEVICE_TLB, fields: { ...raw(f), SID: sid, PFSID_LO: sid & 0xf, PFSID_HI: sid >>> 4, QDEP: qdep >= 32 ? 0 : qdep } };
+    dev.host.iommu.qi.submit([host]);
+    this.step('vmm', 'trap-descriptor', `${d.typeName} for ${formatPciAddress(dev.address)}${gpasid !== undefined ? ` PASID ${gpasid}` : ''}: forwarded to ${dev.host.name}${hostPasid !== undefined ? ` PASID ${hostPasid}` : ''}`, { ...(gpasid !== undefined ? { pasid: { guest: gpasid, host: hostPasid! } } : {}) });
+  }
+
   // ---- page requests ----
 
   /**
@@ -325,7 +353,13 @@ export class Vmm {
 
 /** Choice a: the guest's descriptor as it is, with the fields only the host knows replaced. */
 function rawForHost(f: Readonly<Record<string, number>>, hostDid: number, hostPasid: number): Desc {
-  return { type: DescType.PASID_IOTLB, fields: { ...f, DID: hostDid, PASID: hostPasid } };
+  return { type: DescType.PASID_IOTLB, fields: { ...raw(f), DID: hostDid, PASID: hostPasid } };
+}
+
+/** Decoded fields back into encoder input: a decoded ADDR is the field itself (bits 63:12), which the encoder takes as ADDR_PAGE. */
+function raw(f: Readonly<Record<string, number>>): Record<string, number> {
+  const { ADDR, ...rest } = f;
+  return ADDR === undefined ? rest : { ...rest, ADDR_PAGE: ADDR };
 }
 
 /** Choice b, guest side: parse into the generic record. */
@@ -338,5 +372,5 @@ export function toGeneric(f: Readonly<Record<string, number>>, hostPasid: number
 export function reassemble(g: GenericInvalidation, hostDid: number): Desc {
   if (g.granularity === 'pasid') return { type: DescType.PASID_IOTLB, fields: { G: 2, DID: hostDid, PASID: g.pasid } };
   const am = Math.log2(g.size / 4096);
-  return { type: DescType.PASID_IOTLB, fields: { G: 3, DID: hostDid, PASID: g.pasid, ADDR: g.addr / 4096, AM: am, IH: g.opaque.ih ? 1 : 0 } };
+  return { type: DescType.PASID_IOTLB, fields: { G: 3, DID: hostDid, PASID: g.pasid, ADDR: g.addr, AM: am, IH: g.opaque.ih ? 1 : 0 } };
 }
