@@ -19,11 +19,19 @@ export type GuestTranslation =
 /** One entry read from guest memory, its fields by name (flags 0/1, addresses as numbers). */
 function entry(mem: PhysicalMemory, addr: number, layout: Layout): (name: string) => number {
   const words = readEntry(mem, addr, layout);
+  const fields = byName(layout);
   return (name) => {
-    const f = layout.fields.find((x) => x.name === name);
+    const f = fields.get(name);
     if (!f) throw new Error(`${layout.name} has no field ${name}`);
     return getField(words, f);
   };
+}
+
+const BY_NAME = new Map<Layout, Map<string, Layout['fields'][number]>>();
+function byName(layout: Layout): Map<string, Layout['fields'][number]> {
+  let m = BY_NAME.get(layout);
+  if (!m) BY_NAME.set(layout, (m = new Map(layout.fields.map((f) => [f.name, f]))));
+  return m;
 }
 
 export interface GuestRoot {

@@ -227,6 +227,23 @@ export function decodeDescriptor(w: DescWords, words: 2 | 4): DecodedDescriptor 
 }
 
 /**
+ * Sets bits [msb:lsb] of 64-bit word `word` to `v` (< 2^53), where they are still zero: fields of a layout do
+ * not overlap, so adding each half is setting it. Arithmetic, not shifts, because halves reach bit 31 and
+ * values exceed 32 bits; no allocation, because every submitted descriptor comes through here.
+ */
+function put(w: number[], word: number, msb: number, lsb: number, v: number): void {
+  const i = word * 2;
+  if (lsb < 32) {
+    const span = 2 ** (Math.min(msb, 31) - lsb + 1);
+    w[i] = w[i]! + (v % span) * 2 ** lsb;
+    v = Math.floor(v / span);
+    if (msb >= 32) w[i + 1] = w[i + 1]! + v;
+  } else {
+    w[i + 1] = w[i + 1]! + v * 2 ** (lsb - 32);
+  }
+}
+
+/**
  * Builds a descriptor. `values` names fields of the type's layout; addresses (ADDR) are byte addresses
  * (page-aligned for invalidations, 4-byte aligned for the wait status address).
  */
@@ -234,14 +251,10 @@ export function encodeDescriptor(type: number, values: Readonly<Record<string, n
   const layout = COMPILED.get(type);
   if (!layout) throw new Error(`unknown descriptor type ${type}`);
   const w = new Array<number>(words * 2).fill(0);
-  const put = (word: number, msb: number, lsb: number, v: number) => {
-    const [hi, lo] = setField(w[word * 2 + 1]!, w[word * 2]!, msb, lsb, v);
-    w[word * 2] = lo;
-    w[word * 2 + 1] = hi;
-  };
-  put(0, 3, 0, type & 0xf);
-  put(0, 11, 9, type >> 4);
-  for (const [key, raw] of Object.entries(values)) {
+  put(w, 0, 3, 0, type & 0xf);
+  put(w, 0, 11, 9, type >> 4);
+  for (const key in values) {
+    const raw = values[key]!;
     // ADDR is a byte address; ADDR_PAGE gives the field itself (bits 63:12), for addresses beyond 2^53.
     const name = key === 'ADDR_PAGE' ? 'ADDR' : key;
     const f = layout.byName.get(name);
@@ -250,7 +263,7 @@ export function encodeDescriptor(type: number, values: Readonly<Record<string, n
     let v = raw;
     if (key === 'ADDR') v = type === DescType.WAIT ? raw / 4 : raw / 4096;
     if (!Number.isInteger(v) || v < 0 || v >= 2 ** Math.min(53, f.msb - f.lsb + 1)) throw new RangeError(`${name}=${raw} does not fit`);
-    put(f.word, f.msb, f.lsb, v);
+    put(w, f.word, f.msb, f.lsb, v);
   }
   return w;
 }
