@@ -1,4 +1,5 @@
 import * as assert from 'node:assert/strict';
+import { migrate } from '../../src/core/vmm/migration';
 import { Vm, VmError } from '../../src/core/vmm/vm';
 import { vmHost } from '../support/vm-platform';
 
@@ -161,5 +162,67 @@ describe('seed 002: a guest first-level invalidation forwarded to the host, raw 
     const a = run('raw');
     const b = run('generic');
     assert.deepEqual(JSON.parse(JSON.stringify(b.host.machine.unit('dmar0').capture())), JSON.parse(JSON.stringify(a.host.machine.unit('dmar0').capture())));
+  });
+});
+
+describe('live migration', () => {
+  const setup = () => {
+    const src = vmHost({ name: 'src' });
+    const dst = vmHost({ name: 'dst' });
+    const vm = new Vm(src, { name: 'vm1', memory: 0x4000_0000, viommu: { cachingMode: true, firstLevel: false } });
+    vm.assign('6b:00.0', '00:03.0');
+    vm.boot();
+    return { src, dst, vm };
+  };
+
+  it('a shadowed device translates the same guest addresses after migration, and the source keeps nothing of the VM', () => {
+    const { src, dst, vm } = setup();
+    const dom = vm.kernel.device('00:03.0').ridDomain!;
+    vm.kernel.map(dom, 0x10000, 0x20_0000, 0x4000, { read: true, write: true });
+    vm.memory.write64(0x20_0000, 0x1234, 0x5678_9abc); // guest data the device will read
+    const before = [0x10000, 0x13ff8].map((a) => vm.dma('00:03.0', { addr: a }).gpa);
+    const oldBase = vm.memory.hostBase;
+    const report = migrate(vm, dst);
+    assert.equal(report.to, 'dst');
+    assert.equal(vm.host, dst);
+    const after = [0x10000, 0x13ff8].map((a) => vm.dma('00:03.0', { addr: a }).gpa);
+    assert.deepEqual(after, before);
+    const r = vm.dma('00:03.0', { addr: 0x10000 });
+    assert.ok(r.result.ok);
+    assert.equal(dst.machine.memory.readLo(r.result.address), 0x5678_9abc, 'the guest page came along');
+    assert.equal(vm.dma('00:03.0', { addr: 0x14000 }).result.ok, false, 'unmapped stays unmapped');
+    // The source: no domain of the VM, no guest RAM page, the device blocked.
+    assert.deepEqual(src.kernel.domains.filter((d) => d.name.startsWith('vm1')).map((d) => d.name), []);
+    assert.equal([...src.machine.memory.pages()].filter((p) => p.addr >= oldBase && p.addr < oldBase + vm.memory.size).length, 0);
+    assert.equal(src.kernel.device('6b:00.0').ridDomain, src.kernel.blocked);
+  });
+
+  it('nested SVA binds are rebuilt on the destination: the device still reaches the process\'s pages', () => {
+    const src = vmHost({ name: 'src' });
+    const dst = vmHost({ name: 'dst' });
+    const vm = new Vm(src, { name: 'vm1', viommu: { cachingMode: true, firstLevel: true } });
+    vm.assign('6b:00.0', '00:03.0');
+    vm.boot();
+    const app = vm.kernel.newProcess('app');
+    app.mmap(0x7f00_0000_0000, 0x10_0000, { write: true });
+    app.touch(0x7f00_0000_1000, true);
+    const sva = vm.kernel.svaBind('00:03.0', app);
+    const gpa = vm.dma('00:03.0', { pasid: sva.pasid, addr: 0x7f00_0000_1008 }).gpa;
+    migrate(vm, dst);
+    assert.ok(vm.vmm!.bindOf('00:03.0', sva.pasid), 'bound again on the destination');
+    const r = vm.dma('00:03.0', { pasid: sva.pasid, addr: 0x7f00_0000_1008 });
+    assert.ok(r.result.ok);
+    assert.equal(r.gpa, gpa);
+    // A page request after migration goes through the destination and back.
+    const pr = vm.dma('00:03.0', { pasid: sva.pasid, addr: 0x7f00_0000_8000, write: true });
+    assert.equal(pr.result.ok, false);
+    assert.ok(vm.dma('00:03.0', { pasid: sva.pasid, addr: 0x7f00_0000_8000, write: true }).result.ok, 'served by the guest through the destination host');
+    assert.deepEqual(src.kernel.domains.filter((d) => d.name.startsWith('vm1')).map((d) => d.name), []);
+  });
+
+  it('refuses a destination without the device, before anything moves', () => {
+    const { dst, vm } = setup();
+    assert.throws(() => migrate(vm, dst, { devices: { '0000:6b:00.0': '0000:6c:00.0' } }), (e: unknown) => e instanceof VmError && /dst has no device 0000:6c:00.0/.test(e.message));
+    assert.notEqual(vm.host, dst);
   });
 });

@@ -30,7 +30,8 @@ const PAGE = 4096;
 export class GuestMemory implements PhysicalMemory {
   readonly hostAddressWidth: number;
   readonly size: number;
-  readonly hostBase: number;
+  /** Where guest RAM is on the host; moves when the VM migrates (rebase). */
+  hostBase: number;
   observer: ((addr: number, beforeHi: number, beforeLo: number, hi: number, lo: number, what: string) => void) | undefined;
   private holes: { base: number; end: number }[] = [];
   private next: number;
@@ -39,10 +40,10 @@ export class GuestMemory implements PhysicalMemory {
   private readonly saved = new Map<SnapshotId, { next: number; free: number[] }>();
   private nextSnapshot = 1;
 
-  constructor(
-    readonly host: PhysicalMemory,
-    ram: GuestRam,
-  ) {
+  private hostMemory: PhysicalMemory;
+
+  constructor(host: PhysicalMemory, ram: GuestRam) {
+    this.hostMemory = host;
     if (ram.size <= 0 || ram.size % 0x20_0000 !== 0) throw new RangeError(`guest RAM size 0x${ram.size.toString(16)} is not a positive multiple of 2 MiB`);
     if (ram.hostBase % 0x20_0000 !== 0) throw new RangeError(`guest RAM host base 0x${ram.hostBase.toString(16)} is not 2 MiB aligned`);
     if (ram.hostBase + ram.size > 2 ** host.hostAddressWidth) throw new RangeError(`guest RAM at 0x${ram.hostBase.toString(16)} does not fit the host's ${host.hostAddressWidth}-bit address space`);
@@ -52,6 +53,27 @@ export class GuestMemory implements PhysicalMemory {
     if (2 ** this.hostAddressWidth < ram.size) throw new RangeError(`a ${this.hostAddressWidth}-bit guest cannot address 0x${ram.size.toString(16)} bytes of RAM`);
     this.tableBase = ram.tableBase ?? ram.size / 2;
     this.next = this.tableBase;
+  }
+
+  get host(): PhysicalMemory {
+    return this.hostMemory;
+  }
+
+  /**
+   * Live migration's RAM copy: every populated guest page is written to `host` at `hostBase` + its GPA, the
+   * source pages are zeroed (the source host gets its memory back), and from now on the guest's accesses go
+   * to the destination. The guest sees the same bytes at the same guest-physical addresses.
+   */
+  rebase(host: PhysicalMemory, hostBase: number): number {
+    if (hostBase % 0x20_0000 !== 0 || hostBase + this.size > 2 ** host.hostAddressWidth) throw new RangeError(`guest RAM cannot move to 0x${hostBase.toString(16)}`);
+    const pages = [...this.pages()].map((p) => ({ gpa: p.addr, data: p.data.slice() }));
+    for (const p of pages) {
+      for (let i = 0; i < 1024; i += 2) if (p.data[i] !== 0 || p.data[i + 1] !== 0) host.write64(hostBase + p.gpa + i * 4, p.data[i + 1]!, p.data[i]!, 'migration');
+      this.hostMemory.zeroPage(this.hostBase + p.gpa);
+    }
+    this.hostMemory = host;
+    this.hostBase = hostBase;
+    return pages.length;
   }
 
   /** The host-physical address behind `gpa`, or -1 when no RAM is there. */
@@ -71,7 +93,7 @@ export class GuestMemory implements PhysicalMemory {
   }
 
   get writeCount(): number {
-    return this.host.writeCount;
+    return this.hostMemory.writeCount;
   }
 
   get hasHoles(): boolean {
@@ -89,40 +111,40 @@ export class GuestMemory implements PhysicalMemory {
   }
 
   pageForRead(gpa: number): Uint32Array | undefined {
-    return gpa >= 0 && gpa < this.size ? this.host.pageForRead(this.hostBase + gpa) : undefined;
+    return gpa >= 0 && gpa < this.size ? this.hostMemory.pageForRead(this.hostBase + gpa) : undefined;
   }
 
   readLo(gpa: number): number {
-    return gpa >= 0 && gpa < this.size ? this.host.readLo(this.hostBase + gpa) : 0;
+    return gpa >= 0 && gpa < this.size ? this.hostMemory.readLo(this.hostBase + gpa) : 0;
   }
 
   readHi(gpa: number): number {
-    return gpa >= 0 && gpa < this.size ? this.host.readHi(this.hostBase + gpa) : 0;
+    return gpa >= 0 && gpa < this.size ? this.hostMemory.readHi(this.hostBase + gpa) : 0;
   }
 
   read32(gpa: number): number {
-    return gpa >= 0 && gpa < this.size ? this.host.read32(this.hostBase + gpa) : 0;
+    return gpa >= 0 && gpa < this.size ? this.hostMemory.read32(this.hostBase + gpa) : 0;
   }
 
   write64(gpa: number, hi: number, lo: number, what = 'memory'): void {
     const hpa = this.backing(gpa);
-    if (this.observer !== undefined) this.observer(gpa, this.host.readHi(hpa), this.host.readLo(hpa), hi >>> 0, lo >>> 0, what);
-    this.host.write64(hpa, hi, lo, what);
+    if (this.observer !== undefined) this.observer(gpa, this.hostMemory.readHi(hpa), this.hostMemory.readLo(hpa), hi >>> 0, lo >>> 0, what);
+    this.hostMemory.write64(hpa, hi, lo, what);
   }
 
   write32(gpa: number, value: number, what = 'memory'): void {
     const hpa = this.backing(gpa);
     if (this.observer !== undefined) {
       const q = hpa - (hpa & 4);
-      const lo = (hpa & 4) === 0 ? value >>> 0 : this.host.readLo(q);
-      const hi = (hpa & 4) === 0 ? this.host.readHi(q) : value >>> 0;
-      this.observer(gpa - (gpa & 4), this.host.readHi(q), this.host.readLo(q), hi, lo, what);
+      const lo = (hpa & 4) === 0 ? value >>> 0 : this.hostMemory.readLo(q);
+      const hi = (hpa & 4) === 0 ? this.hostMemory.readHi(q) : value >>> 0;
+      this.observer(gpa - (gpa & 4), this.hostMemory.readHi(q), this.hostMemory.readLo(q), hi, lo, what);
     }
-    this.host.write32(hpa, value, what);
+    this.hostMemory.write32(hpa, value, what);
   }
 
   zeroPage(gpa: number): void {
-    this.host.zeroPage(this.backing(gpa - (gpa % PAGE)));
+    this.hostMemory.zeroPage(this.backing(gpa - (gpa % PAGE)));
   }
 
   /** The guest kernel's page allocator: zeroed pages from the table region of guest RAM, freed pages first. */
@@ -151,7 +173,7 @@ export class GuestMemory implements PhysicalMemory {
   }
 
   *pages(): Generator<{ addr: number; data: Uint32Array }> {
-    for (const p of this.host.pages()) {
+    for (const p of this.hostMemory.pages()) {
       const g = this.gpa(p.addr);
       if (g >= 0) yield { addr: g, data: p.data };
     }

@@ -65,6 +65,55 @@ export class Vmm {
     });
   }
 
+  /**
+   * Everything the VMM made on the host for this VM, undone: nested binds, shadows, nested RID domains, the
+   * devices' attachments and the GPA domain. Page requests still injected and unanswered are answered
+   * invalid on the host first (a drain: nothing may be left in flight on a host the VM leaves).
+   */
+  teardown(): void {
+    const k = this.vm.host.kernel;
+    for (const p of this.pending.values()) k.pageResponse(p.device.host, p.hostPasid, p.prgIndex, 'invalid');
+    if (this.pending.size) this.step('vmm', 'drain', `${this.pending.size} page request group${this.pending.size === 1 ? '' : 's'} in flight answered invalid on ${this.vm.host.name}`);
+    this.pending.clear();
+    for (const b of [...this.binds.values()]) this.unbind(b);
+    for (const dev of this.vm.devices) {
+      this.dropShadow(dev);
+      if (dev.space.kind === 'nested') {
+        const nested = dev.space.domain;
+        k.attachDevice(this.vm.gpaDomain, dev.host);
+        k.freeDomain(nested);
+      }
+      if (dev.kind === 'mdev') k.detachDevicePasid(dev.host, dev.hostPasid!);
+      else k.detachDevice(dev.host);
+      dev.space = { kind: 'gpa' };
+    }
+    this.vm.releaseGpaDomain();
+  }
+
+  /**
+   * Rebuilds the host side from the guest's tables alone, as QEMU does on the destination of a migration:
+   * devices attached to the new GPA domain, then every address space and every present guest PASID
+   * re-read, with host PASIDs from the new host.
+   */
+  rebuild(): void {
+    const k = this.vm.host.kernel;
+    const gpa = this.vm.gpaDomain;
+    for (const dev of this.vm.devices) {
+      if (dev.kind === 'mdev') k.attachDevicePasid(gpa, dev.host, dev.hostPasid!, { note: `mdev of ${this.vm.name}` });
+      else k.attachDevice(gpa, dev.host, { note: `vfio-pci for ${this.vm.name}` });
+    }
+    this.translating = this.vm.viommu!.translationEnabled;
+    for (const dev of this.vm.devices) {
+      this.switchAddressSpace(dev);
+      this.pasidCacheSync(dev, undefined, undefined);
+    }
+  }
+
+  /** What the VMM holds on the host (for the "nothing left" invariant). */
+  get hostState(): { binds: number; shadows: number; pending: number } {
+    return { binds: this.binds.size, shadows: this.shadows.size, pending: this.pending.size };
+  }
+
   stop(): void {
     this.detach?.();
     this.detach = undefined;

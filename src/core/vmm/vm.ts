@@ -60,10 +60,10 @@ export interface VmDevice {
   readonly address: PciAddress;
   /** The virtual endpoint behind the vIOMMU (none in a VM without a vIOMMU: the guest's IOMMU model has nothing to probe). */
   readonly guest: Endpoint | undefined;
-  /** The host device that does the DMA (for an mdev, its parent). */
-  readonly host: DeviceInfo;
-  /** For an mdev: the host PASID that marks the subdevice on its parent's RID. */
-  readonly hostPasid?: number;
+  /** The host device that does the DMA (for an mdev, its parent); another one after migration. */
+  host: DeviceInfo;
+  /** For an mdev: the host PASID that marks the subdevice on its parent's RID (re-allocated by migration). */
+  hostPasid?: number;
   /** How the host translates the device's requests without PASID now (QEMU's address-space switch). */
   space: { readonly kind: 'gpa' } | { readonly kind: 'shadow'; readonly guestDid: number; readonly domain: Domain } | { readonly kind: 'nested'; readonly domain: Domain };
 }
@@ -86,10 +86,11 @@ export class Vm {
   readonly config: VmConfig;
   private gpa: Domain | undefined;
 
-  constructor(
-    readonly host: Host,
-    config: VmConfig,
-  ) {
+  /** The host the VM runs on (live migration moves it). */
+  host: Host;
+
+  constructor(host: Host, config: VmConfig) {
+    this.host = host;
     this.config = config;
     this.name = config.name;
     const size = config.memory ?? 0x4000_0000;
@@ -132,14 +133,26 @@ export class Vm {
    * Made when the first device is assigned.
    */
   get gpaDomain(): Domain {
-    if (!this.gpa) {
+    return this.gpa ?? this.makeGpaDomain();
+  }
+
+  /** The GPA domain if one exists (teardown frees it; the next use makes a new one on the current host). */
+  releaseGpaDomain(): void {
+    const d = this.gpa;
+    if (!d) return;
+    this.gpa = undefined;
+    this.host.kernel.unmap(d, 0, this.memory.size);
+    this.host.kernel.freeDomain(d);
+    this.log.add({ vm: this.name, side: 'vmm', action: 'unmap-guest-memory', detail: `${d.name} unmapped and freed on ${this.host.name}` });
+  }
+
+  private makeGpaDomain(): Domain {
       const k = this.host.kernel;
       const d = k.allocPagingDomain({ name: `${this.name}-gpa`, description: `${this.name} guest-physical memory (GPA to HPA)`, nestParent: true });
       k.map(d, 0, this.memory.hostBase, this.memory.size, { read: true, write: true });
       this.gpa = d;
-      this.log.add({ vm: this.name, side: 'vmm', action: 'map-guest-memory', detail: `GPA 0x0-0x${(this.memory.size - 1).toString(16)} to HPA 0x${this.memory.hostBase.toString(16)} in ${d.name}` });
-    }
-    return this.gpa;
+      this.log.add({ vm: this.name, side: 'vmm', action: 'map-guest-memory', detail: `GPA 0x0-0x${(this.memory.size - 1).toString(16)} to HPA 0x${this.memory.hostBase.toString(16)} in ${d.name} on ${this.host.name}` });
+    return d;
   }
 
   /**
@@ -213,6 +226,35 @@ export class Vm {
   /** An mdev's DMA carries its host PASID, or the host PASID the device model programmed for a guest PASID. */
   protected mdevWirePasid(d: VmDevice, guestPasid: number | undefined): number | undefined {
     return guestPasid === undefined ? d.hostPasid : guestPasid;
+  }
+
+  /** Why the VM cannot migrate, or undefined when it can. */
+  migrationBlocker(): string | undefined {
+    return undefined;
+  }
+
+  /** The guest's name for a device (its BDF in the guest). */
+  deviceName(d: VmDevice): string {
+    return formatPciAddress(d.address);
+  }
+
+  /** Without a vIOMMU the host side is only the GPA domain and the attachments. */
+  teardownWithoutVmm(): void {
+    const k = this.host.kernel;
+    for (const d of this.devices) {
+      if (d.kind === 'mdev') k.detachDevicePasid(d.host, d.hostPasid!);
+      else k.detachDevice(d.host);
+    }
+    this.releaseGpaDomain();
+  }
+
+  rebuildWithoutVmm(): void {
+    const k = this.host.kernel;
+    const gpa = this.gpaDomain;
+    for (const d of this.devices) {
+      if (d.kind === 'mdev') k.attachDevicePasid(gpa, d.host, d.hostPasid!, { note: `mdev of ${this.name}` });
+      else k.attachDevice(gpa, d.host, { note: `vfio-pci for ${this.name}` });
+    }
   }
 
   /** Boots the guest kernel (probing the VM's devices behind the vIOMMU). */

@@ -1,4 +1,4 @@
-import { field, hexPad, setField } from '../u64';
+import { field, hexPad } from '../u64';
 import type { PriRequest } from '../hw/types';
 
 /**
