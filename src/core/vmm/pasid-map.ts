@@ -292,8 +292,8 @@ export class PasidMap {
     if (guest !== undefined) {
       const mapped = this.byGuest.get(guest)?.host;
       if (mapped === host) return undefined;
-      const now = mapped === undefined ? 'no G-to-H entry' : `G-to-H maps it to host PASID ${mapped}`;
-      return this.note('present-without-mapping', `host PASID ${host} made present for guest PASID ${guest}, which has ${now}`, guest, host);
+      const now = mapped === undefined ? 'it has no G-to-H entry' : `G-to-H maps it to host PASID ${mapped}`;
+      return this.note('present-without-mapping', `host PASID ${host} made present for guest PASID ${guest}, but ${now}`, guest, host);
     }
     for (const e of this.byGuest.values()) if (e.host === host) return undefined;
     return this.note('present-without-mapping', `host PASID ${host} made present with no guest PASID mapped to it`, undefined, host);
