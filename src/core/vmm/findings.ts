@@ -1,0 +1,30 @@
+/**
+ * What the VMM's PASID machinery notices but must not throw for: a broken invariant of the guest/host PASID
+ * tables (seed 000, reference §4.4 and §7.4) or a guest that breaks the virtual-command protocol. A real VMM
+ * would go on, so the model goes on too and keeps the finding beside its state, as the driver model keeps
+ * its `DriverFinding`s beside dmesg (src/core/driver/findings.ts).
+ */
+export type VmmFindingCode =
+  /** Two guest PASIDs of one VM map to the same host PASID: G-to-H is no longer a bijection. */
+  | 'not-bijective'
+  /** A host PASID was handed out while a device still had it bound or the CPU table still mapped it. */
+  | 'host-pasid-reused'
+  /** A host PASID went back to the host allocator while still bound or mapped: the next allocation reuses it. */
+  | 'host-pasid-freed-while-attached'
+  /** A host PASID entry is about to become present (or was bound) with no G-to-H entry leading to it. */
+  | 'present-without-mapping'
+  /** State left after unbind or teardown: a G-to-H entry, a user reference, a bind, a CPU-table entry. */
+  | 'leftover'
+  /** The guest wrote VCMD while the previous command was still in progress (VCRSP.IP set). */
+  | 'vcmd-write-while-busy'
+  /** The guest wrote a command the virtual command interface does not offer, or used it without VCCAP.PAS. */
+  | 'vcmd-unsupported';
+
+export interface VmmFinding {
+  readonly code: VmmFindingCode;
+  /** The VM it concerns. */
+  readonly vm: string;
+  readonly message: string;
+  readonly guestPasid?: number;
+  readonly hostPasid?: number;
+}
