@@ -1,7 +1,8 @@
 import type { PhysicalMemory } from '../hw/memory';
 import { compatibilityMsi, remappableMsi } from '../vtd/interrupt-remap';
 import { GSTS } from '../vtd/registers';
-import { clearIrte, enableInterruptRemapping, encodeIrte, setCompatibilityFormatInterrupts, setInterruptRemapTable, writeIrte } from '../vtd/tables';
+import { decodeEntry, IRTE_REMAPPED } from '../vtd/structures';
+import { clearIrte, enableInterruptRemapping, encodeIrte, encodePostedIrte, setCompatibilityFormatInterrupts, setInterruptRemapTable, writeIrte } from '../vtd/tables';
 import type { DeviceInfo } from './device';
 import { fail } from './errors';
 import type { IntelIommu } from './intel-iommu';
@@ -13,7 +14,8 @@ import { Descs } from './qi';
  * unit (IRTA with S = 15, EIME in x2APIC mode), SIRTP, a global IEC flush, then IRE with compatibility-format
  * interrupts blocked; per MSI, an entry allocated from the table's bitmap (aligned blocks for multi-MSI),
  * written with source-id verification (SVT = 01b, SQ = 0, SID = the requester ID) and flushed from the
- * interrupt entry cache by index, and the remappable-format message the device is programmed with.
+ * interrupt entry cache by index, and the remappable-format message the device is programmed with. For an
+ * assigned device's interrupt KVM can switch the entry to posted format for a vCPU (setVcpuAffinity).
  */
 
 /** Linux INTR_REMAP_TABLE_ENTRIES, INTR_REMAP_PAGE_ORDER (a 1 MiB table) and INTR_REMAP_TABLE_REG_SIZE (S = 15). */
@@ -92,6 +94,14 @@ export interface MsiVector {
   readonly destination: number;
 }
 
+/** Linux `struct vcpu_data` (asm/irq_remapping.h): what KVM hands irq_set_vcpu_affinity to post to a vCPU. */
+export interface VcpuData {
+  /** pi_desc_addr: physical address of the vCPU's posted-interrupt descriptor (64-byte aligned). */
+  readonly piDescAddr: number;
+  /** The guest vector of the interrupt. */
+  readonly vector: number;
+}
+
 /** Linux `irq_2_iommu` for a device's MSI block. */
 export interface MsiAllocation {
   readonly device: DeviceInfo;
@@ -109,13 +119,22 @@ export interface MsiAllocation {
 export class IrqRemapping {
   /** eim_mode: x2APIC mode, when the platform allows it and every unit has ECAP.EIM. */
   readonly eim: boolean;
+  /**
+   * IRQ_POSTING_CAP (set_irq_posting_cap): every unit has CAP.PI. Linux also needs CMPXCHG16B (X86_FEATURE_CX16,
+   * which every CPU with posted interrupts has) and no intremap=nopost; the model assumes both.
+   */
+  readonly posting: boolean;
   private readonly tables = new Map<IntelIommu, IrTable>();
+  /** ir_data->irte_entry: the remapped-format entry of each vector, which a vCPU's posting replaces for a while. */
+  private readonly remappedEntry = new WeakMap<MsiVector, readonly number[]>();
 
   private constructor(
     private readonly log: KernelLog,
     eim: boolean,
+    posting: boolean,
   ) {
     this.eim = eim;
+    this.posting = posting;
   }
 
   /**
@@ -132,7 +151,7 @@ export class IrqRemapping {
       }
     }
     if (eim) log.info('DMAR-IR: Queued invalidation will be enabled to support x2apic and Intr-remapping.');
-    const ir = new IrqRemapping(log, eim);
+    const ir = new IrqRemapping(log, eim, iommus.every((i) => i.unit.cap.pi === 1));
     // intel_setup_irq_remapping: the table, then iommu_set_irq_remapping (IRTA, SIRTP, global IEC flush).
     for (const i of iommus) {
       const table = new IrTable(i.unit.memory);
@@ -189,9 +208,50 @@ export class IrqRemapping {
         sid: o.sourceId ?? dev.sid,
       });
       this.modifyIrte(iommu, table, index + sub, words);
-      vectors.push({ index: index + sub, subhandle: sub, address: msg.address, data: msg.data | sub, vector, destination: o.destination });
+      const v: MsiVector = { index: index + sub, subhandle: sub, address: msg.address, data: msg.data | sub, vector, destination: o.destination };
+      this.remappedEntry.set(v, words);
+      vectors.push(v);
     }
     return { device: dev, remapped: true, index, mask, vectors, address: msg.address, data: msg.data, freed: false };
+  }
+
+  /**
+   * intel_ir_set_vcpu_affinity, as KVM calls it for an assigned device's interrupt (vmx_pi_update_irte). With a
+   * vCPU: a posted-format entry built from the shared fields of the remapped one (dmar_copy_shared_irte: P,
+   * FPD, AVAIL, SID, SQ, SVT), with IM = 1, URG = 0, the guest vector and the descriptor address split into
+   * PDA_L (bits 31:6) and PDA_H (bits 63:32). With null: back to the remapped entry (__intel_ir_reconfigure_irte
+   * with force_host). Either way modify_irte writes it and flushes its IEC entry. KVM only asks when
+   * IRQ_POSTING_CAP is set, so without it this fails with EOPNOTSUPP rather than write an entry the hardware
+   * would reject (fault 0x24).
+   */
+  setVcpuAffinity(a: MsiAllocation, subhandle: number, vcpu: VcpuData | null): void {
+    const v = a.vectors[subhandle];
+    if (!a.remapped || a.freed || !v || v.index === undefined) fail('EINVAL', `no remapped interrupt ${subhandle} in this allocation`);
+    if (!this.posting) fail('EOPNOTSUPP', 'interrupt posting is not available: not every DMAR unit has CAP.PI');
+    const iommu = a.device.iommu;
+    const table = this.tables.get(iommu)!;
+    const remapped = this.remappedEntry.get(v)!;
+    if (vcpu === null) {
+      this.modifyIrte(iommu, table, v.index, remapped);
+      return;
+    }
+    if (!Number.isInteger(vcpu.piDescAddr) || vcpu.piDescAddr < 0 || vcpu.piDescAddr % 64 !== 0) fail('EINVAL', `pi_desc address 0x${vcpu.piDescAddr.toString(16)} is not 64-byte aligned`);
+    if (!Number.isInteger(vcpu.vector) || vcpu.vector < 0 || vcpu.vector > 0xff) fail('EINVAL', `guest vector ${vcpu.vector}`);
+    const shared = decodeEntry(IRTE_REMAPPED, remapped);
+    const words = encodePostedIrte({
+      present: shared.P === true,
+      fpd: shared.FPD === true,
+      avail: shared.AVAIL as number,
+      sid: shared.SID as number,
+      sq: shared.SQ as number,
+      svt: shared.SVT as number,
+      urgent: false,
+      vector: vcpu.vector,
+      descriptor: vcpu.piDescAddr,
+    });
+    // Linux writes a posted entry with one cmpxchg16b (PDA crosses the qwords); no request can come between
+    // the model's two qword writes.
+    this.modifyIrte(iommu, table, v.index, words);
   }
 
   /** modify_irte: low qword, then high qword, then qi_flush_iec(index, 0). */

@@ -4,7 +4,7 @@
  * the same inputs always give the same events. 64-bit values are hex strings so events cross process and
  * webview boundaries unchanged.
  */
-import type { InterruptResult, StaleUse, WalkStep } from './types';
+import type { InterruptPosted, InterruptResult, StaleUse, WalkStep } from './types';
 
 interface EventBase {
   /** Position in the stream, from 1. */
@@ -63,6 +63,17 @@ export interface InterruptRemapEvent extends EventBase {
   readonly fault: number | null;
   readonly stale?: StaleUse;
   readonly trace?: readonly WalkStep[];
+}
+
+/**
+ * An interrupt posted through a posted-format IRTE: the hardware's update of the descriptor (PIR[vector], ON)
+ * and whether it sent the notification event (NV to NDST). Emitted before the request's `interrupt-remap` event.
+ */
+export interface PostedInterruptEvent
+  extends EventBase,
+    Pick<InterruptPosted, 'index' | 'descriptor' | 'vector' | 'urgent' | 'pirWasSet' | 'onWasSet' | 'suppressNotification' | 'notification' | 'notificationVector' | 'notificationDestination'> {
+  readonly type: 'posted-interrupt';
+  readonly sid: number;
 }
 
 export interface PageRequestEvent extends EventBase {
@@ -141,6 +152,7 @@ export type HwEvent =
   | TranslationEvent
   | FaultEvent
   | InterruptRemapEvent
+  | PostedInterruptEvent
   | PageRequestEvent
   | PageResponseEvent
   | InvalidationEvent

@@ -160,7 +160,7 @@ interface InterruptResultBase {
   readonly index?: number;
   readonly stale?: StaleUse;
   readonly trace?: readonly WalkStep[];
-  /** Memory reads made (0 when served from the interrupt entry cache). */
+  /** Memory reads made: the IRTE's (none when served from the interrupt entry cache), and a posted interrupt's descriptor. */
   readonly reads: number;
 }
 
@@ -172,7 +172,11 @@ export interface InterruptRemapped extends InterruptResultBase, InterruptDeliver
   readonly source: 'walk' | 'interrupt-entry-cache';
 }
 
-/** Remapped through an entry in posted format: posted to a descriptor in memory (VT-d posted interrupts). */
+/**
+ * Remapped through an entry in posted format: posted to a descriptor in memory (VT-d posted interrupts). The
+ * hardware set PIR[vector] in the descriptor, and ON with a notification event (NV to NDST) when ON was clear
+ * and the entry is urgent or SN is clear.
+ */
 export interface InterruptPosted extends InterruptResultBase {
   readonly ok: true;
   readonly outcome: 'posted';
@@ -180,8 +184,22 @@ export interface InterruptPosted extends InterruptResultBase {
   readonly source: 'walk' | 'interrupt-entry-cache';
   /** Physical address of the posted-interrupt descriptor (hex). */
   readonly descriptor: string;
+  /** The entry's virtual vector: the PIR bit that was set. */
   readonly vector: number;
   readonly urgent: boolean;
+  /** PIR[vector] was already set: the interrupt merged with one still pending. */
+  readonly pirWasSet: boolean;
+  /** ON and SN as the hardware read them. */
+  readonly onWasSet: boolean;
+  readonly suppressNotification: boolean;
+  /**
+   * `sent`: ON was clear and URG = 1 or SN = 0, so ON is now set and the notification event went out;
+   * `outstanding`: ON was already set, no new notification; `suppressed`: SN = 1 and URG = 0, ON stays clear.
+   */
+  readonly notification: 'sent' | 'outstanding' | 'suppressed';
+  /** The descriptor's NV, and its NDST as an APIC ID (NDST[15:8] in xAPIC mode, all 32 bits in x2APIC mode). */
+  readonly notificationVector: number;
+  readonly notificationDestination: number;
 }
 
 /** Not remapped: remapping is off, or a compatibility-format request that the unit lets through. */
@@ -194,7 +212,7 @@ export interface InterruptPassThrough extends InterruptResultBase, InterruptDeli
 export interface InterruptFault extends InterruptResultBase {
   readonly ok: false;
   readonly outcome: 'fault';
-  /** Vendor fault reason code (VT-d: FRCD.FR, 0x20-0x26). */
+  /** Vendor fault reason code (VT-d: FRCD.FR, 0x20-0x28). */
   readonly reason: number;
   readonly reasonText: string;
   /** False when the entry's FPD suppressed recording (or for a probe). */

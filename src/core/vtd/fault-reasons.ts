@@ -135,6 +135,32 @@ CATALOGUE.set(FR_INTERRUPT_ADDR, {
   check: 'A DMA buffer mapped over the MSI window; check the IOVA allocator\'s reserved regions.',
 });
 
+/**
+ * Interrupt posting's two fault conditions (VT-d spec, interrupt-remapping fault conditions, after 0x26):
+ * 0x27, the posted-interrupt descriptor could not be accessed through the IRTE's PDA; 0x28, reserved fields
+ * set in the descriptor. Both are qualified: the IRTE's FPD suppresses them (as VirtualBox's VT-d model's
+ * vtdIrFaultIsQualified has them). Linux's irq_remap_fault_reasons stops at 0x26, so dmar_get_fault_reason
+ * answers "Unknown" of type UNKNOWN and dmar_fault_do_one prints them in the DMA form.
+ */
+export const FR_PID_ACCESS = 0x27;
+export const FR_PID_RESERVED = 0x28;
+CATALOGUE.set(FR_PID_ACCESS, {
+  code: FR_PID_ACCESS,
+  text: 'Unknown',
+  type: 'unknown',
+  qualified: true,
+  meaning: 'An interrupt through a posted-format IRTE could not be posted: the posted-interrupt descriptor its PDA points at cannot be accessed.',
+  check: 'Check the IRTE\'s PDA (pda_h, pda_l << 6) against the vCPU\'s pi_desc address; a descriptor freed with the vCPU while the IRTE still posts to it looks like this.',
+});
+CATALOGUE.set(FR_PID_RESERVED, {
+  code: FR_PID_RESERVED,
+  text: 'Unknown',
+  type: 'unknown',
+  qualified: true,
+  meaning: 'An interrupt through a posted-format IRTE could not be posted: the posted-interrupt descriptor has reserved bits set.',
+  check: 'Dump the 64-byte descriptor: bits 271:258, 287:280 and 511:320 must be 0, and in xAPIC mode NDST holds the APIC ID in bits 15:8 only.',
+});
+
 /** Every fault reason the model knows, by code. */
 export const FAULT_REASONS: ReadonlyMap<number, FaultReason> = CATALOGUE;
 

@@ -13,7 +13,8 @@ import type {
 } from '../hw/types';
 import { hexPad } from '../u64';
 import { firstMismatch, type Verified } from './caches';
-import { FAULT_REASONS, linuxFaultReason } from './fault-reasons';
+import { FAULT_REASONS, FR_PID_ACCESS, FR_PID_RESERVED, linuxFaultReason } from './fault-reasons';
+import { decodePiDescriptor, piDescriptorProblems, post, readPiDescriptor } from './posted-interrupt';
 import { GSTS } from './registers';
 import { decodeEntry, IRTE_POSTED, IRTE_REMAPPED, type Layout, rawWords, reservedViolations } from './structures';
 
@@ -28,8 +29,11 @@ import { decodeEntry, IRTE_POSTED, IRTE_REMAPPED, type Layout, rawWords, reserve
  *   inside the table IRTA latched, 2^(S+1) entries (0x21); the entry is read from the table (0x23 when the
  *   read fails), must be present (0x22) with no reserved bit set, including the conditionally reserved ones:
  *   destination bits an xAPIC-mode unit does not use, reserved delivery modes and SVT, the posted format on a
- *   unit without CAP.PI (0x24); then the requester is checked against SID/SQ/SVT (0x26). 0x22, 0x24 and 0x26
- *   are qualified: the entry's FPD suppresses recording.
+ *   unit without CAP.PI (0x24); then the requester is checked against SID/SQ/SVT (0x26). A remapped-format
+ *   entry then gives the delivery; a posted-format one (IM = 1) has its vector posted to the descriptor at
+ *   its PDA (posted-interrupt.ts: PIR, ON, the notification event), which must be accessible (0x27) and
+ *   free of reserved bits (0x28). 0x22, 0x24, 0x26, 0x27 and 0x28 are qualified: the entry's FPD suppresses
+ *   recording.
  *
  * Faults are recorded in the fault recording registers like DMA faults, with the interrupt index in FI bits
  * 63:48 (Linux prints `fault index 0x%llx` from `addr >> 48`) and T = 0. Entries are cached in the interrupt
@@ -297,12 +301,12 @@ export class InterruptRemapper {
     }
 
     if (posted) {
+      // PDA: PDA_H (qw1 63:32) is descriptor bits 63:32, PDA_L (qw0 63:38) bits 31:6.
       const descriptor = words[3]! * 0x1_0000_0000 + ((hi0 & 0xffff_ffc0) >>> 0);
       const vector = (lo0 >>> 16) & 0xff;
       const urgent = ((lo0 >>> 14) & 1) === 1;
       step(`${sidCheck}; posted format: vector 0x${hexPad(vector, 2)}${urgent ? ' (urgent)' : ''} to the descriptor at 0x${descriptor.toString(16)}`, true);
-      const r: InterruptPosted = { ok: true, outcome: 'posted', index, source, descriptor: '0x' + descriptor.toString(16), vector, urgent, reads: this.reads, ...this.extras(trace) };
-      return r;
+      return this.postTo(req, index, fpd, source, descriptor, vector, urgent, trace, probe);
     }
     const delivery: InterruptDelivery = {
       vector: (lo0 >>> 16) & 0xff,
@@ -315,6 +319,36 @@ export class InterruptRemapper {
     step(`${sidCheck}; remapped: vector 0x${hexPad(delivery.vector, 2)} to ${this.eime ? 'x2APIC' : 'APIC'} ID 0x${delivery.destination.toString(16)} (${delivery.destinationMode}, ${delivery.deliveryMode}, ${delivery.triggerMode})`, true);
     const r: InterruptRemapped = { ok: true, outcome: 'remapped', index, source, ...delivery, reads: this.reads, ...this.extras(trace) };
     return r;
+  }
+
+  /**
+   * Interrupt posting (posted-interrupt.ts): the atomic update of the descriptor at `descriptor`, or fault 0x27
+   * (not accessible) or 0x28 (reserved bits set), both qualified by the IRTE's FPD. A probe writes nothing.
+   */
+  private postTo(req: InterruptRequest, index: number, fpd: boolean, source: InterruptPosted['source'], descriptor: number, vector: number, urgent: boolean, trace: WalkStep[] | null, probe: boolean): InterruptPosted | InterruptFault {
+    const at = '0x' + descriptor.toString(16);
+    // 64-byte aligned, so the descriptor never crosses a page: one check covers it.
+    if (!this.host.readable(descriptor)) {
+      if (trace) trace.push({ structure: 'posted-interrupt-descriptor', entryAddress: at, raw: [], fields: {}, check: `the posted-interrupt descriptor at ${at} (the entry's PDA) cannot be accessed`, ok: false });
+      return this.fault(req, FR_PID_ACCESS, index, fpd, trace, probe);
+    }
+    const m = this.host.memory;
+    const words = readPiDescriptor(m, descriptor);
+    this.reads++;
+    const pidStep = (check: string, ok: boolean): WalkStep => ({ structure: 'posted-interrupt-descriptor', entryAddress: at, raw: rawWords(words, 8), fields: decodePiDescriptor(words), check, ok });
+    const bad = piDescriptorProblems(words, this.eime);
+    if (bad.length) {
+      if (trace) trace.push(pidStep(`reserved bits set: ${bad.join(', ')}`, false));
+      return this.fault(req, FR_PID_RESERVED, index, fpd, trace, probe);
+    }
+    const p = post(words, vector, urgent, this.eime);
+    if (!probe) {
+      for (const q of p.changed) m.write64(descriptor + q * 8, p.after[q * 2 + 1]!, p.after[q * 2]!, q === 4 ? 'pi-desc.control' : `pi-desc.pir[${q}]`);
+    }
+    if (trace) trace.push(pidStep(probe ? `${p.text} (probe: the descriptor is not written)` : p.text, true));
+    const events = this.host.events;
+    if (!probe && events.active) events.emit({ type: 'posted-interrupt', unit: this.host.name, sid: req.sid & 0xffff, index, descriptor: at, vector, urgent, ...p.outcome });
+    return { ok: true, outcome: 'posted', index, source, descriptor: at, vector, urgent, ...p.outcome, reads: this.reads, ...this.extras(trace) };
   }
 
   /** Reserved bits of the layout, and the fields that are reserved only in some configurations. */
@@ -406,7 +440,9 @@ export class InterruptRemapper {
     }
     if (trace) {
       const why = outcome === 'suppressed-fpd' && !probe ? ' (not recorded: FPD is set in the entry)' : outcome === 'overflow' ? ' (not recorded: fault recording registers full, PFO set)' : '';
-      trace.push({ structure: 'fault', raw: [], fields: {}, check: `fault reason 0x${reason.toString(16).padStart(2, '0')}: ${info.text}${why}`, ok: false });
+      // Codes Linux has no string for (posting's 0x27, 0x28) are explained in the catalogue's words.
+      const text = info.text === 'Unknown' ? `${FAULT_REASONS.get(reason)?.meaning ?? 'Unknown'} (Linux prints "Unknown")` : info.text;
+      trace.push({ structure: 'fault', raw: [], fields: {}, check: `fault reason 0x${reason.toString(16).padStart(2, '0')}: ${text}${why}`, ok: false });
     }
     const events = this.host.events;
     if (!probe && events.active) {

@@ -11,6 +11,7 @@ import {
   type Layout,
   PASID_DIR_ENTRY,
   PASID_ENTRY,
+  PI_DESCRIPTOR,
   ROOT_LEGACY,
   ROOT_SCALABLE,
 } from './structures';
@@ -246,6 +247,33 @@ export function encodePostedIrte(f: PostedIrteFields): number[] {
     SQ: f.sq ?? 0,
     SVT: f.svt ?? 0,
   });
+}
+
+export interface PiDescriptorFields {
+  /** NV: the notification vector. */
+  readonly nv: number;
+  /** NDST as the field holds it: the APIC ID in bits 15:8 in xAPIC mode, all 32 bits in x2APIC mode. */
+  readonly ndst: number;
+  readonly on?: boolean;
+  readonly sn?: boolean;
+  /** Vectors pending in PIR. */
+  readonly pending?: readonly number[];
+}
+
+/** A posted-interrupt descriptor (64 bytes) as 16 words, memory order: PIR bits, then ON, SN, NV, NDST. */
+export function encodePiDescriptor(f: PiDescriptorFields): number[] {
+  const w = encodeEntry(PI_DESCRIPTOR, { ON: f.on ?? false, SN: f.sn ?? false, NV: f.nv, NDST: f.ndst >>> 0 });
+  for (const v of f.pending ?? []) {
+    if (!Number.isInteger(v) || v < 0 || v > 0xff) throw new RangeError(`PIR vector ${v} is not 8-bit`);
+    w[v >>> 5] = (w[v >>> 5]! | (1 << (v & 31))) >>> 0;
+  }
+  return w;
+}
+
+/** Writes a posted-interrupt descriptor, as KVM sets one up for a vCPU (or Linux one per CPU for posted MSIs). */
+export function writePiDescriptor(mem: PhysicalMemory, addr: number, f: PiDescriptorFields): void {
+  if (addr % 64 !== 0) throw new RangeError(`posted-interrupt descriptor 0x${addr.toString(16)} is not 64-byte aligned`);
+  writeEntry(mem, addr, encodePiDescriptor(f), 'pi-desc');
 }
 
 export function irteAddress(table: number, index: number): number {
