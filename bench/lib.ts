@@ -41,68 +41,77 @@ function reportMissing(name: string, value: number | null, unit: string, note: s
 //
 // A native twin is a C program in bench/native/ doing the same work as a benchmark, the physical limit its
 // figures are compared against. It is compiled with -O2 by the system's C compiler ($CC, else cc, gcc or
-// clang) into a temporary directory when the benchmark runs (never into the checkout, and never by the
-// build or the tests), run once with a time limit, and removed. It prints one JSON line
-// {"name","value","unit"} per figure (ns/op, median of 11 rounds after a warm-up, as nsPerOp) after
-// checking some translations it knows the answer to, and exits non-zero if one is wrong.
+// clang) into a temporary directory the first time the benchmark asks for it (never into the checkout, and
+// never by the build or the tests; the directory goes when the process exits), and run with a time limit,
+// once per group of figures, right before the JavaScript figures compared with them so both see the same
+// machine load. It prints one JSON line {"name","value","unit"} per figure (ns/op, median of 11 rounds after
+// a warm-up, as nsPerOp) after checking translations it knows the answer to, and exits non-zero if one is
+// wrong.
 //
 // Without a compiler (CI machines may have none), or if the twin fails to build, run or check itself, the
 // figures compared with it still print, with "baseline": null, "ratio": null and a "note" saying why, and
-// one line goes to stderr: the benchmark carries on and still exits 0.
+// a line goes to stderr: the benchmark carries on and still exits 0.
 
 /** A native twin's figures (ns/op by name), or why it has none. */
 export type NativeTwin = { readonly ok: true; readonly figures: ReadonlyMap<string, number> } | { readonly ok: false; readonly why: string };
 
+export interface NativeProgram {
+  /** Runs the twin, with `group` as its argument when given (each twin says which groups it has). */
+  measure(group?: string): NativeTwin;
+}
+
 const COMPILE_MS = 60_000;
 const RUN_MS = 120_000;
 
-/** Builds and runs the native twin `bench/native/<source>` (see above). */
-export function nativeTwin(source: string): NativeTwin {
-  const twin = measureNative(source);
-  if (!twin.ok) process.stderr.write(`bench: native twin ${source}: ${twin.why}\n`);
-  return twin;
+/** The native twin `bench/native/<source>`, built on first use (see above). */
+export function nativeProgram(source: string): NativeProgram {
+  let exe: string | { why: string } | undefined;
+  return {
+    measure(group) {
+      exe ??= build(source);
+      const twin = typeof exe === 'string' ? run(exe, group) : { ok: false as const, why: exe.why };
+      if (!twin.ok) process.stderr.write(`bench: native twin ${source}${group ? ' ' + group : ''}: ${twin.why}\n`);
+      return twin;
+    },
+  };
 }
 
-function measureNative(source: string): NativeTwin {
+function build(source: string): string | { why: string } {
   // The bundle runs from out/bench/; the sources stay in bench/native/.
   const path = [join(__dirname, 'native', source), join(__dirname, '..', '..', 'bench', 'native', source)].find((p) => existsSync(p));
-  if (path === undefined) return { ok: false, why: `bench/native/${source} not found` };
+  if (path === undefined) return { why: `bench/native/${source} not found` };
   const compilers = process.env.CC ? [process.env.CC] : ['cc', 'gcc', 'clang'];
   const dir = mkdtempSync(join(tmpdir(), 'iommu-lab-native-'));
-  try {
-    const exe = join(dir, source.replace(/\.c$/, ''));
-    let built = false;
-    let why = `no C compiler found (tried ${compilers.join(', ')})`;
-    for (const cc of compilers) {
-      const r = spawnSync(cc, ['-O2', '-std=gnu11', '-o', exe, path], { encoding: 'utf8', timeout: COMPILE_MS });
-      if (r.error && (r.error as NodeJS.ErrnoException).code === 'ENOENT') continue;
-      if (r.status === 0) {
-        built = true;
-        break;
-      }
-      why = r.error ? `${cc}: ${r.error.message}` : `${cc} failed: ${firstLines(r.stderr)}`;
-    }
-    if (!built) return { ok: false, why };
-    const r = spawnSync(exe, [], { encoding: 'utf8', timeout: RUN_MS, maxBuffer: 1 << 20 });
-    if (r.stderr) process.stderr.write(r.stderr);
-    if (r.error) return { ok: false, why: `did not finish: ${r.error.message}` };
-    if (r.status !== 0) return { ok: false, why: `exited with ${r.status ?? r.signal}: ${firstLines(r.stderr)}` };
-    const figures = new Map<string, number>();
-    for (const line of r.stdout.split('\n')) {
-      if (line.trim() === '') continue;
-      let f: { name?: unknown; value?: unknown } | undefined;
-      try {
-        f = JSON.parse(line) as { name?: unknown; value?: unknown };
-      } catch {
-        return { ok: false, why: `printed a line that is not JSON: ${line.slice(0, 80)}` };
-      }
-      if (typeof f.name !== 'string' || typeof f.value !== 'number' || !(f.value > 0)) return { ok: false, why: `printed a line that is not a figure: ${line.slice(0, 80)}` };
-      figures.set(f.name, f.value);
-    }
-    return { ok: true, figures };
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
+  process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
+  const exe = join(dir, source.replace(/\.c$/, ''));
+  let why = `no C compiler found (tried ${compilers.join(', ')})`;
+  for (const cc of compilers) {
+    const r = spawnSync(cc, ['-O2', '-std=gnu11', '-o', exe, path], { encoding: 'utf8', timeout: COMPILE_MS });
+    if (r.error && (r.error as NodeJS.ErrnoException).code === 'ENOENT') continue;
+    if (r.status === 0) return exe;
+    why = r.error ? `${cc}: ${r.error.message}` : `${cc} failed: ${firstLines(r.stderr)}`;
   }
+  return { why };
+}
+
+function run(exe: string, group: string | undefined): NativeTwin {
+  const r = spawnSync(exe, group ? [group] : [], { encoding: 'utf8', timeout: RUN_MS, maxBuffer: 1 << 20 });
+  if (r.error) return { ok: false, why: `did not finish: ${r.error.message}` };
+  if (r.status !== 0) return { ok: false, why: `exited with ${r.status ?? r.signal}: ${firstLines(r.stderr)}` };
+  if (r.stderr) process.stderr.write(r.stderr);
+  const figures = new Map<string, number>();
+  for (const line of r.stdout.split('\n')) {
+    if (line.trim() === '') continue;
+    let f: { name?: unknown; value?: unknown } | undefined;
+    try {
+      f = JSON.parse(line) as { name?: unknown; value?: unknown };
+    } catch {
+      return { ok: false, why: `printed a line that is not JSON: ${line.slice(0, 80)}` };
+    }
+    if (typeof f.name !== 'string' || typeof f.value !== 'number' || !(f.value > 0)) return { ok: false, why: `printed a line that is not a figure: ${line.slice(0, 80)}` };
+    figures.set(f.name, f.value);
+  }
+  return { ok: true, figures };
 }
 
 function firstLines(text: string): string {

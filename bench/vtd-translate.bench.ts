@@ -12,8 +12,9 @@
 //   native.sl4_walk_flat                          the C walk over a flat array vs over the chunked sparse
 //                                                 memory both sides use: what the sparse layout costs
 // Both sides translate the same 65,536 addresses (rng(7)) over 1 GiB of 4 KiB pages built the same way. The
-// C program is built with the system's compiler when the benchmark runs; without one (or if it fails its own
-// checks) the *_vs_native figures still print, with baseline and ratio null and a "note" (see bench/lib.ts).
+// C program is built with the system's compiler when the benchmark runs and measures each group of figures
+// right before the JavaScript ones; without a compiler (or if the twin fails its own checks) the *_vs_native
+// figures still print, with baseline and ratio null and a "note" (see bench/native/README.md).
 // Bytes allocated per translation with tracing off (target 0) are reported for the uncached walk, the nested
 // walk and the IOTLB hit, each against the same translation with a trace.
 import { Machine } from '../src/core/hw/machine';
@@ -22,7 +23,7 @@ import { IoPageTable } from '../src/core/vtd/page-table';
 import { enableTranslation, setRootTable, writePasidDirEntry, writePasidEntry, writeScalableContext, writeScalableRootEntry } from '../src/core/vtd/tables';
 import { Perm } from '../src/core/vtd/caches';
 import { SM_SL, Walker } from '../src/core/vtd/walk';
-import { consume, mapGetBaseline, msPerRun, nativeTwin, nsPerOp, paired, report, reportNative, reportVsNative, rng } from './lib';
+import { consume, mapGetBaseline, msPerRun, nativeProgram, nsPerOp, paired, report, reportNative, reportVsNative, rng } from './lib';
 
 const GIB = 0x4000_0000;
 const PAGES = GIB / 4096;
@@ -126,12 +127,13 @@ function allocated(translate: (i: number) => number, n: number): number {
   return samples.sort((a, b) => a - b)[2]!;
 }
 
-const native = nativeTwin('vtd-translate.c');
+const twin = nativeProgram('vtd-translate.c');
 
 {
   const { unit } = slDomain(true);
   for (const r of reqs) unit.translate(r); // fill the IOTLB
   for (const i of [1, 9974, 19947]) expectTranslation(unit, reqs, i, 0x1_0000_0000, 0, 'IOTLB');
+  const native = twin.measure('iotlb');
   const m = paired((ops) => {
     let acc = 0;
     for (let i = 0; i < ops; i++) acc += unit.translate(reqs[i & 0xffff]!).reads;
@@ -146,6 +148,7 @@ const native = nativeTwin('vtd-translate.c');
 {
   const { unit, mem, pt } = slDomain(false);
   for (const i of [0, 9973, 19946]) expectTranslation(unit, reqs, i, 0x1_0000_0000, 8, 'second-level');
+  const native = twin.measure('sl');
   const m = paired((ops) => {
     let acc = 0;
     for (let i = 0; i < ops; i++) acc += unit.translate(reqs[i & 0xffff]!).reads;
@@ -197,6 +200,7 @@ const native = nativeTwin('vtd-translate.c');
   writePasidEntry(p.mem, p.pasidTable, 1, { pgtt: 3, did: 2, aw: 2, slptptr: s2.root, flptptr: s1.root });
   const nreqs: DmaRequest[] = addrs.map((addr) => ({ sid: SID, pasid: 1, addr }));
   for (const i of [0, 9973, 19946]) expectTranslation(p.unit, nreqs, i, 0x3_0000_0000, 28, 'nested');
+  const native = twin.measure('nested');
   const m = paired((ops) => {
     let acc = 0;
     for (let i = 0; i < ops; i++) acc += p.unit.translate(nreqs[i & 0xffff]!).reads;

@@ -21,7 +21,8 @@
  *   native.nested_4over4_translate_nocache   the same for PGTT = 3: structures + 24 paging reads
  *   native.iotlb_hit                 a cached translation: context cache, PASID cache, IOTLB hash lookup by
  *                                    (DID/PASID bucket, page number), permission and staleness checks
- * Before timing it checks known translations and exits 1 if one is wrong.
+ * Before timing it checks known translations and exits 1 if one is wrong. `vtd-translate sl|iotlb|nested`
+ * measures one group of figures (the benchmark measures each right before its JavaScript counterpart).
  */
 #include "measure.h"
 #include "memory.h"
@@ -625,11 +626,24 @@ static void addresses(request_t *reqs, unsigned pasid) {
   }
 }
 
-int main(void) {
+/* With an argument (sl, iotlb or nested) only that group of figures is measured, so a benchmark can measure
+ * each right before its JavaScript counterpart, under the same machine load; without one, all of them. */
+static const char *group;
+
+static int want(const char *g) {
+  return group == NULL || strcmp(group, g) == 0;
+}
+
+int main(int argc, char **argv) {
   static bench_t b;
+  group = argc >= 2 ? argv[1] : NULL;
+  if (argc > 2 || (group && strcmp(group, "sl") && strcmp(group, "iotlb") && strcmp(group, "nested"))) {
+    fprintf(stderr, "usage: vtd-translate [sl|iotlb|nested]\n");
+    return 2;
+  }
 
   /* Second level: IOVA x -> 0x1_0000_0000 + x. */
-  {
+  if (want("sl") || want("iotlb")) {
     static platform_t p;
     platform_init(&p);
     b.p = &p;
@@ -659,32 +673,35 @@ int main(void) {
     w = (walk_t){0};
     check(sl_walk_flat(flat, base, bytes, p.mem.limit, b.root, 4, b.reqs[5].addr >> 12, b.reqs[5].addr & 0xfff, P_R, &w) && w.output == 0x100000000ull + b.reqs[5].addr, "flat walk output");
 
-    print_figure("native.sl4_walk", ns_per_op(round_walk, &b, 1u << 18), 4);
-    print_figure("native.sl4_walk_flat", ns_per_op(round_walk_flat, &b, 1u << 18), 4);
-    print_figure("native.sl4_translate_nocache", ns_per_op(round_translate, &b, 1u << 17), 8);
+    if (want("sl")) {
+      print_figure("native.sl4_walk", ns_per_op(round_walk, &b, 1u << 18), 4);
+      print_figure("native.sl4_walk_flat", ns_per_op(round_walk_flat, &b, 1u << 18), 4);
+      print_figure("native.sl4_translate_nocache", ns_per_op(round_translate, &b, 1u << 17), 8);
+    }
 
     /* IOTLB: the same domain with caches on, filled by translating every address once. */
-    static cached_unit_t cu;
-    cu.u = &p.unit;
-    cu.m = &p.mem;
-    cu.pasid_pool = xcalloc(16, sizeof *cu.pasid_pool);
-    iotlb_bucket_t *bk = iotlb_bucket(&cu.iotlb, 1, 0, 0);
-    tlb_table_init(&bk->small, 2 * NADDR); /* room for every address at load <= 1/2 */
-    tlb_table_init(&bk->mid, 16);
-    tlb_table_init(&bk->big, 16);
-    b.cu = &cu;
-    for (unsigned i = 0; i < NADDR; i++) translate_cached(&cu, &b.reqs[i], &w);
-    for (unsigned i = 0; i < 4; i++) {
-      const request_t *q = &b.reqs[i * 9973 + 1];
-      check(translate_cached(&cu, q, &w) && w.reads == 0 && w.output == 0x100000000ull + q->addr, "IOTLB hit output");
+    if (want("iotlb")) {
+      static cached_unit_t cu;
+      cu.u = &p.unit;
+      cu.m = &p.mem;
+      cu.pasid_pool = xcalloc(16, sizeof *cu.pasid_pool);
+      iotlb_bucket_t *bk = iotlb_bucket(&cu.iotlb, 1, 0, 0);
+      tlb_table_init(&bk->small, 2 * NADDR); /* room for every address at load <= 1/2 */
+      tlb_table_init(&bk->mid, 16);
+      tlb_table_init(&bk->big, 16);
+      b.cu = &cu;
+      for (unsigned i = 0; i < NADDR; i++) translate_cached(&cu, &b.reqs[i], &w);
+      for (unsigned i = 0; i < 4; i++) {
+        const request_t *q = &b.reqs[i * 9973 + 1];
+        check(translate_cached(&cu, q, &w) && w.reads == 0 && w.output == 0x100000000ull + q->addr, "IOTLB hit output");
+      }
+      print_figure("native.iotlb_hit", ns_per_op(round_cached, &b, 1u << 20), 0);
     }
-    print_figure("native.iotlb_hit", ns_per_op(round_cached, &b, 1u << 20), 0);
-    fprintf(stderr, "native bench: IOTLB holds %zu entries\n", bk->small.count);
   }
 
   /* Nested: first level IOVA x -> GPA 0x2_0000_0000 + x; second level identity over the first-level tables and
    * GPA 0x2_0000_0000 + x -> HPA 0x3_0000_0000 + x. */
-  {
+  if (want("nested")) {
     static platform_t p;
     platform_init(&p);
     uint64_t s2 = mem_alloc_page(&p.mem);
