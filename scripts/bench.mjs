@@ -1,5 +1,7 @@
 // `npm run bench`: builds, then runs every bench/*.bench.ts as its own process. Each prints one JSON line
-// per figure: {"name","value","unit","baseline","ratio"}. Lines that are not figures go to stderr.
+// per figure: {"name","value","unit","baseline","ratio"} (baseline and ratio null, with a "note", when the
+// native twin a figure is compared with could not be built or run: see bench/native/README.md). Lines that
+// are not figures go to stderr.
 // Benchmarks are measurements, not tests: they never fail the build. Option: a name filter, e.g.
 // `npm run bench -- walk`.
 import { spawn, spawnSync } from 'node:child_process';
