@@ -21,6 +21,8 @@ export interface MigrationReport {
   readonly to: string;
   readonly pagesCopied: number;
   readonly devices: readonly { readonly guest: string; readonly from: string; readonly to: string }[];
+  /** Each host PASID on the source and the one that replaced it on the destination. */
+  readonly hostPasids: readonly { readonly from: number; readonly to: number }[];
 }
 
 export function migrate(vm: Vm, dest: Host, options: MigrationOptions = {}): MigrationReport {
@@ -37,10 +39,11 @@ export function migrate(vm: Vm, dest: Host, options: MigrationOptions = {}): Mig
     }
   });
   const from = vm.host;
-  vm.vmm?.teardown();
+  vm.vmm?.teardown({ keepGuestPasids: true });
   if (!vm.vmm) vm.teardownWithoutVmm();
   const pagesCopied = vm.memory.rebase(dest.machine.memory, dest.reserveRam(vm.memory.size));
   vm.host = dest;
+  const remap = vm.movePasids(dest);
   const devices = moves.map(({ d, dev }) => {
     const rec = { guest: vm.deviceName(d), from: d.host.name, to: dev.name };
     d.host = dev;
@@ -49,5 +52,5 @@ export function migrate(vm: Vm, dest: Host, options: MigrationOptions = {}): Mig
   vm.log.add({ vm: vm.name, side: 'vmm', action: 'migrate', detail: `${vm.name} from ${from.name} to ${dest.name}: ${pagesCopied} guest page${pagesCopied === 1 ? '' : 's'} copied` });
   if (vm.vmm) vm.vmm.rebuild();
   else vm.rebuildWithoutVmm();
-  return { from: from.name, to: dest.name, pagesCopied, devices };
+  return { from: from.name, to: dest.name, pagesCopied, devices, hostPasids: [...remap].map(([a, b]) => ({ from: a, to: b })) };
 }

@@ -70,12 +70,12 @@ export class Vmm {
    * devices' attachments and the GPA domain. Page requests still injected and unanswered are answered
    * invalid on the host first (a drain: nothing may be left in flight on a host the VM leaves).
    */
-  teardown(): void {
+  teardown(o: { readonly keepGuestPasids?: boolean } = {}): void {
     const k = this.vm.host.kernel;
     for (const p of this.pending.values()) k.pageResponse(p.device.host, p.hostPasid, p.prgIndex, 'invalid');
     if (this.pending.size) this.step('vmm', 'drain', `${this.pending.size} page request group${this.pending.size === 1 ? '' : 's'} in flight answered invalid on ${this.vm.host.name}`);
     this.pending.clear();
-    for (const b of [...this.binds.values()]) this.unbind(b);
+    for (const b of [...this.binds.values()]) this.unbind(b, o.keepGuestPasids === true);
     for (const dev of this.vm.devices) {
       this.dropShadow(dev);
       if (dev.space.kind === 'nested') {
@@ -249,9 +249,32 @@ export class Vmm {
 
   // ---- PASIDs ----
 
-  /** G-to-H as the VMM keeps it (identity until a PASID table says otherwise). */
-  hostPasid(guestPasid: number): number {
-    return guestPasid;
+  /**
+   * The VMM's G-to-H for a device starting to use a guest PASID: its table entry (a new host PASID for the
+   * first user under non-identity), the device counted as a user; then the keyed lookup, traced.
+   */
+  private useGuestPasid(dev: VmDevice, guestPasid: number, why: string): number {
+    const pasids = this.vm.pasids;
+    const user = dev.host.name;
+    const entry = pasids.entries().find((e) => e.guest === guestPasid);
+    if (!entry?.users.some((u) => u.name === user)) pasids.map(guestPasid, { name: user, maxPasids: dev.host.maxPasids });
+    const h = pasids.vmmGuestToHost(guestPasid, why)!;
+    this.lookups();
+    return h;
+  }
+
+  /** Copies the PASID lookups made since the last call into the VM's step log. */
+  private lookups(): void {
+    for (const l of this.vm.pasidTrace.take()) {
+      this.vm.log.add({
+        vm: this.vm.name,
+        side: l.side,
+        action: 'pasid-lookup',
+        detail: `${l.side} ${l.direction} ${l.kind === 'fast' ? 'lookup' : 'search'}${l.why ? ` (${l.why})` : ''}: ${l.direction === 'G-to-H' ? 'guest' : 'host'} PASID ${l.from} is ${l.direction === 'G-to-H' ? 'host' : 'guest'} PASID ${l.to ?? 'unknown'}${l.requester ? `, asked by the ${l.requester}` : ''}`,
+        lookup: l,
+        ...(l.to !== undefined ? { pasid: l.direction === 'G-to-H' ? { guest: l.from, host: l.to } : { guest: l.to, host: l.from } } : {}),
+      });
+    }
   }
 
   /** vtd_pasid_cache_sync for one device: re-read the guest PASID entries the invalidation names. */
@@ -291,8 +314,9 @@ export class Vmm {
 
   private bind(dev: VmDevice, guestPasid: number, g: Extract<GuestTranslation, { kind: 'first-level' }>): void {
     const k = this.vm.host.kernel;
-    const hostPasid = this.hostPasid(guestPasid);
-    this.step('vmm', 'pasid-lookup', `guest PASID ${guestPasid} is host PASID ${hostPasid}`, { pasid: { guest: guestPasid, host: hostPasid }, lookup: { direction: 'G-to-H', kind: 'fast', from: guestPasid, to: hostPasid } });
+    const hostPasid = this.useGuestPasid(dev, guestPasid, 'PASID-cache flush');
+    // bind_gpasid: the host driver keeps the guest PASID with the bind (its H-to-G), checking that G-to-H leads here first.
+    this.vm.pasids.bind(hostPasid, guestPasid, dev.host.name);
     const domain = k.bindPgtablePasid(this.vm.gpaDomain, dev.host, g.root, hostPasid, {
       s1: { sre: g.sre, wpe: g.wpe, eafe: g.eafe, addrWidth: g.levels === 5 ? 57 : 48 },
       privateData: { vm: this.vm.name, guestPasid },
@@ -302,10 +326,12 @@ export class Vmm {
     this.step('host-driver', 'bind-gpasid', `${dev.host.name} PASID ${hostPasid}: guest first-level table at GPA 0x${g.root.toString(16)} nested over ${this.vm.gpaDomain.name}; guest PASID ${guestPasid} kept as the bind's private data (H-to-G)`, { pasid: { guest: guestPasid, host: hostPasid }, path: 'bind' });
   }
 
-  private unbind(b: NestedBind): void {
+  private unbind(b: NestedBind, keepGuestPasid = false): void {
     const k = this.vm.host.kernel;
     k.detachDevicePasid(b.device.host, b.hostPasid);
     k.freeDomain(b.domain);
+    this.vm.pasids.unbind(b.hostPasid, b.device.host.name);
+    if (!keepGuestPasid) this.vm.pasids.unmap(b.guestPasid, b.device.host.name);
     this.binds.delete(`${pciRid(b.device.address)}:${b.guestPasid}`);
     this.step('host-driver', 'unbind-gpasid', `${b.device.host.name} PASID ${b.hostPasid} (guest PASID ${b.guestPasid}) unbound`, { pasid: { guest: b.guestPasid, host: b.hostPasid }, path: 'bind' });
   }
@@ -347,7 +373,12 @@ export class Vmm {
       this.step('vmm', 'trap-descriptor', `${d.typeName} for guest SID 0x${f.SID!.toString(16)}: no assigned device with ATS there, nothing to forward`);
       return;
     }
-    const hostPasid = gpasid === undefined ? undefined : this.bindOf(formatPciAddress(dev.address), gpasid)?.hostPasid ?? this.hostPasid(gpasid);
+    const hostPasid = gpasid === undefined ? undefined : this.vm.pasids.vmmGuestToHost(gpasid, 'device-TLB invalidation');
+    this.lookups();
+    if (gpasid !== undefined && hostPasid === undefined) {
+      this.step('vmm', 'trap-descriptor', `${d.typeName} for guest PASID ${gpasid}, which maps to no host PASID: nothing to forward`, { pasid: { guest: gpasid } });
+      return;
+    }
     const sid = dev.host.sid;
     const qdep = dev.host.endpoint.caps.ats?.invalidateQueueDepth ?? 0;
     const host: Desc = withPasid
@@ -366,14 +397,15 @@ export class Vmm {
    */
   private hostPageRequest(dev: VmDevice, group: readonly PageFault[]): PageResponseCode | 'deferred' {
     const first = group[0]!;
-    const guestPasid = first.privateData?.guestPasid;
     const hostPasid = first.pasid;
+    // The host driver's fast H-to-G: the guest PASID it kept as the bind's private data.
+    const guestPasid = hostPasid === undefined ? undefined : this.vm.pasids.driverHostToGuest(hostPasid, dev.host.name, 'page request');
+    this.lookups();
     const viommu = this.vm.viommu!;
     if (typeof guestPasid !== 'number') {
       this.step('vmm', 'page-request', `host PASID ${hostPasid} has no guest PASID: answered invalid`, { ...(hostPasid !== undefined ? { pasid: { host: hostPasid } } : {}) });
       return 'invalid';
     }
-    this.step('vmm', 'pasid-lookup', `host PASID ${hostPasid} is guest PASID ${guestPasid} (from the bind's private data)`, { pasid: { guest: guestPasid, ...(hostPasid !== undefined ? { host: hostPasid } : {}) }, lookup: { direction: 'H-to-G', kind: 'fast', from: hostPasid ?? -1, to: guestPasid } });
     const rid = pciRid(dev.address);
     for (const f of group) {
       const outcome = viommu.receivePageRequest({ rid, pasid: guestPasid, address: f.address, read: f.read, write: f.write, exec: f.exec, priv: f.priv, lastInGroup: f.lastPage, prgIndex: f.prgIndex });
@@ -392,8 +424,8 @@ export class Vmm {
       return;
     }
     this.pending.delete(key);
-    const hostPasid = guestPasid === undefined ? undefined : this.hostPasid(guestPasid);
-    if (guestPasid !== undefined) this.step('vmm', 'pasid-lookup', `guest PASID ${guestPasid} is host PASID ${hostPasid}`, { pasid: { guest: guestPasid, host: hostPasid! }, lookup: { direction: 'G-to-H', kind: 'fast', from: guestPasid, to: hostPasid! } });
+    const hostPasid = guestPasid === undefined ? undefined : this.vm.pasids.vmmGuestToHost(guestPasid, 'page response');
+    this.lookups();
     const codeName: PageResponseCode = code === 0 ? 'success' : code === 1 ? 'invalid' : 'failure';
     this.vm.host.kernel.pageResponse(p.device.host, hostPasid, prgIndex, codeName);
     this.step('host-driver', 'page-response', `${p.device.host.name} PASID ${hostPasid} PRG ${prgIndex}: ${codeName}`, { pasid: { ...(guestPasid !== undefined ? { guest: guestPasid } : {}), ...(hostPasid !== undefined ? { host: hostPasid } : {}) } });

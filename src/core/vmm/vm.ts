@@ -8,6 +8,9 @@ import { formatPciAddress, type PciAddress, parsePciAddress, pciRid } from '../p
 import type { VtdUnit } from '../vtd/unit';
 import { GuestMemory } from './guest-memory';
 import type { Host } from './host';
+import { PasidMap } from './pasid-map';
+import { PasidSplit } from './pasid-split';
+import { PasidTrace } from './pasid-trace';
 import { Vmm, type VmmOptions } from './viommu-vmm';
 import { VmmLog } from './vmm-log';
 
@@ -49,6 +52,13 @@ export interface VmConfig {
   readonly viommu?: VIommuConfig;
   /** The guest kernel's driver model options (version, scalable mode, default domain...). */
   readonly kernel?: KernelOptions;
+  /**
+   * Guest and host PASIDs (seeds 000 and 003). `identity`: the guest's PASIDs are the device's (an assigned
+   * PF or VF with its PASID space delegated). `non-identity`: the VMM gives each guest PASID a host PASID
+   * from the host's global space, optionally above a local/global split (`globalMin`). `host-exposed`: the
+   * guest uses host-allocated PASID values directly, which works but cannot migrate (seed 003).
+   */
+  readonly pasids?: { readonly policy?: 'identity' | 'non-identity' | 'host-exposed'; readonly globalMin?: number };
   /** How the VMM behind the vIOMMU propagates what it traps. */
   readonly vmm?: VmmOptions;
 }
@@ -82,6 +92,10 @@ export class Vm {
   /** The VMM trapping the vIOMMU (when there is one). */
   readonly vmm: Vmm | undefined;
   readonly log = new VmmLog();
+  /** Every guest/host PASID lookup, in order (who did it, which direction, fast or a search). */
+  readonly pasidTrace = new PasidTrace();
+  /** The G-to-H table (and the host driver's H-to-G binds); replaced on migration. */
+  pasids: PasidMap;
   readonly devices: VmDevice[] = [];
   readonly config: VmConfig;
   private gpa: Domain | undefined;
@@ -124,6 +138,7 @@ export class Vm {
       });
     }
     this.kernel = new IommuKernel(this.machine, config.kernel ?? {});
+    this.pasids = this.newPasidMap(host);
     this.vmm = this.viommu ? new Vmm(this, config.vmm) : undefined;
   }
 
@@ -228,8 +243,34 @@ export class Vm {
     return guestPasid === undefined ? d.hostPasid : guestPasid;
   }
 
+  private newPasidMap(host: Host): PasidMap {
+    const p = this.config.pasids;
+    const policy = p?.policy === 'non-identity' ? 'non-identity' : 'identity';
+    return new PasidMap({
+      vm: this.name,
+      policy,
+      trace: this.pasidTrace,
+      ...(policy === 'non-identity' ? { allocator: host.kernel.pasids } : {}),
+      ...(policy === 'non-identity' && p?.globalMin !== undefined ? { split: new PasidSplit(p.globalMin) } : {}),
+    });
+  }
+
+  /**
+   * Moves the PASID table to `dest` (migration): the same guest PASIDs, host PASIDs allocated afresh there; the
+   * source's host PASIDs go back to the source's allocator.
+   */
+  movePasids(dest: Host): Map<number, number> {
+    const { map, hostRemap } = this.pasids.rebuild({ trace: this.pasidTrace, ...(this.pasids.policy === 'non-identity' ? { allocator: dest.kernel.pasids } : {}), devices: this.pasids.devices });
+    this.pasids.teardown();
+    this.pasids = map;
+    return hostRemap;
+  }
+
   /** Why the VM cannot migrate, or undefined when it can. */
   migrationBlocker(): string | undefined {
+    if (this.config.pasids?.policy === 'host-exposed') {
+      return `${this.name} exposes host-allocated PASIDs to the guest: they are the source host's and cannot be re-allocated on another host, so the guest's PASID state does not migrate (only guest-allocated PASIDs migrate; host PASIDs are hidden from the guest and rebuilt on the destination, seed 003)`;
+    }
     return undefined;
   }
 

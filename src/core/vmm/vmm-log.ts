@@ -4,16 +4,10 @@
  * on which path), so each step names it rather than leaving it to be inferred from table writes.
  */
 
-/** Who acted: the guest kernel, the VMM (QEMU), the host IOMMU driver, a device model (VDCM), the CPU, the device. */
-export type Side = 'guest' | 'vmm' | 'host-driver' | 'device-model' | 'cpu' | 'device';
+import type { LookupSide, PasidLookup } from './pasid-trace';
 
-export interface PasidLookup {
-  readonly direction: 'G-to-H' | 'H-to-G';
-  /** `fast`: a table kept for this direction; `reverse`: a search of the table kept for the other one. */
-  readonly kind: 'fast' | 'reverse';
-  readonly from: number;
-  readonly to: number | null;
-}
+/** Who acted: the guest kernel, the VMM (QEMU), the host IOMMU driver, the device model (VDCM), the CPU, the device. */
+export type Side = LookupSide | 'device';
 
 export interface VmmStep {
   readonly seq: number;
