@@ -19,7 +19,8 @@ import type { Word64 } from './qemu-trace';
  * qualified; eb9da9d26328 "intel_iommu: Implement stage-1 translation" (with the x-flts property,
  * aa68a9fbdb81) walks first-level tables with 0x70-0x73, 0x81, 0x85; 305e469b7188 "Check if the input
  * address is canonical" adds 0x80; 65c4f0999991 "Set accessed and dirty bits during stage-1 translation"
- * 0x91. Neither touches the second-level walk: its permission faults stay 0x05/0x06.
+ * 0x91. a84e37af36ca leaves the second-level walk alone, and the stage-1 patches add a walk of their own
+ * (vtd_iova_to_flpte, as their patch mails show it): a second-level permission fault stays 0x05/0x06.
  */
 
 export interface QemuCode {
