@@ -23,6 +23,11 @@ export const MAX_PASID_BITS = 20;
  */
 export class PasidAllocator {
   readonly global = new Ida(FIRST_GLOBAL_PASID, 2 ** MAX_PASID_BITS - 1, 'global PASID');
+  /**
+   * A custom allocator (ioasid_register_allocator): in a guest whose vIOMMU offers virtual commands, global
+   * PASIDs come from the VMM (driver/vcmd-pasid.ts) and the IDA is not consulted.
+   */
+  custom: { readonly name: string; alloc(): number; free(pasid: number): void } | undefined;
   private readonly perDevice = new Map<PasidCapable, Ida>();
 
   /** `iommu_alloc_global_pasid(dev)`: lowest free PASID in [1, max_pasids - 1] not used by any device space. */
@@ -31,6 +36,15 @@ export class PasidAllocator {
     if (devs.length === 0) fail('EINVAL', 'a global PASID is allocated for at least one device');
     for (const d of devs) if (d.maxPasids === 0) fail('EOPNOTSUPP', `${d.name} has no PASID support`);
     const max = Math.min(...devs.map((d) => d.maxPasids)) - 1;
+    if (this.custom) {
+      const p = this.custom.alloc();
+      if (p < min || p > max) {
+        this.custom.free(p);
+        fail('ENOSPC', `${this.custom.name} gave PASID ${p}, outside [${min}, ${max}]`);
+      }
+      this.global.take(p);
+      return p;
+    }
     if (min > max) fail('ENOSPC', `no global PASID can be at least ${min}: ${devs.map((d) => `${d.name} supports ${d.maxPasids}`).join(', ')}`);
     for (let p = min; p <= max; p++) {
       if (this.global.has(p) || this.usedByAnyDevice(p)) continue;
@@ -42,6 +56,7 @@ export class PasidAllocator {
 
   freeGlobal(pasid: number): void {
     this.global.free(pasid);
+    this.custom?.free(pasid);
   }
 
   private usedByAnyDevice(pasid: number): boolean {

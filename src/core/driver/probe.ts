@@ -6,6 +6,7 @@ import { DeviceInfo } from './device';
 import { fail } from './errors';
 import { IommuGroups } from './groups';
 import type { FlushOptions } from './flush';
+import { registerPasidAllocator } from './vcmd-pasid';
 import { IntelIommu } from './intel-iommu';
 import { IrqRemapping } from './irq-remapping';
 import { capabilityLine, devPrefix, dmarPrefix } from './log';
@@ -29,7 +30,13 @@ export class Probe {
       this.k.log.info(`${prefix}DRHD base: 0x${hexPad(u.regBase, 14)} flags: 0x0`);
       this.k.log.info(capabilityLine({ name: u.name, seq, regBase: u.regBase.toString(16), version: u.version, cap: u.capRaw.toHex(1), ecap: u.ecapRaw.toHex(1) }, this.k.version));
     });
-    units.forEach((u, i) => this.k.iommus.push(new IntelIommu(u, i, this.k.log, this.k.options.scalableMode ?? true, this.k.version, this.k.findings)));
+    units.forEach((u, i) => {
+      const iommu = new IntelIommu(u, i, this.k.log, this.k.options.scalableMode ?? true, this.k.version, this.k.findings);
+      this.k.iommus.push(iommu);
+      // init_dmars: register_pasid_allocator after the unit's queued invalidation is up, before its root table.
+      const custom = registerPasidAllocator(u, iommu.scalable, this.k.version, this.k.log);
+      if (custom && !this.k.pasids.custom) this.k.pasids.custom = custom;
+    });
     if (this.k.options.interruptRemapping) this.k.irq = IrqRemapping.enable(this.k.iommus, this.k.log, { x2apic: this.k.options.x2apic });
     for (const i of this.k.iommus) i.announce(this.k.log, { gbpages: this.k.options.cpu?.gbpages ?? true, la57: this.k.options.cpu?.la57 ?? false });
     // intel_iommu_init: strict mode where caching mode meets second-stage DMA domains (pr_info_once), then

@@ -1,6 +1,7 @@
 /**
- * What the VMM's PASID machinery notices but must not throw for: a broken invariant of the guest/host PASID
- * tables (seed 000, reference §4.4 and §7.4) or a guest that breaks the virtual-command protocol. A real VMM
+ * What the VMM notices but must not throw for: a broken invariant of the guest/host PASID tables (seed 000,
+ * reference §4.4 and §7.4), a guest that breaks the virtual-command protocol, page requests and responses
+ * that match nothing, and configurations the seeds warn about. A real VMM
  * would go on, so the model goes on too and keeps the finding beside its state, as the driver model keeps
  * its `DriverFinding`s beside dmesg (src/core/driver/findings.ts).
  */
@@ -18,7 +19,15 @@ export type VmmFindingCode =
   /** The guest wrote VCMD while the previous command was still in progress (VCRSP.IP set). */
   | 'vcmd-write-while-busy'
   /** The guest wrote a command the virtual command interface does not offer, or used it without VCCAP.PAS. */
-  | 'vcmd-unsupported';
+  | 'vcmd-unsupported'
+  /** A page request arrived for a host PASID with no guest mapping: answered invalid on the host. */
+  | 'unmapped-page-request'
+  /** A page response from the guest matched no request the VMM injected (stale or forged cookie). */
+  | 'stale-page-response'
+  /** One device model fed both guest-physical and IOVA mappings (seed 004). */
+  | 'mixed-address-spaces'
+  /** Guest IOVA and guest SVM on one device, which the hardware cannot do (seed 002's limitation). */
+  | 'iova-and-svm';
 
 export interface VmmFinding {
   readonly code: VmmFindingCode;

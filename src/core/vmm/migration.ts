@@ -46,6 +46,11 @@ export function migrate(vm: Vm, dest: Host, options: MigrationOptions = {}): Mig
   const remap = vm.movePasids(dest);
   const devices = moves.map(({ d, dev }) => {
     const rec = { guest: vm.deviceName(d), from: d.host.name, to: dev.name };
+    // A mediated device's mark is the parent driver's PASID: given back on the source, allocated anew there.
+    if (d.kind === 'mdev') {
+      from.kernel.pasids.freeDevice(d.host, d.hostPasid!);
+      d.hostPasid = dest.kernel.pasids.allocDevice(dev);
+    }
     d.host = dev;
     return rec;
   });

@@ -90,6 +90,8 @@ export const QEMU_FAULTS: readonly QemuFaultRow[] = [
   { spec: 0x0b, situation: 'reserved bits in the context entry', qemu72: c(0x0b, 'VTD_FR_CONTEXT_ENTRY_RSVD'), source: 'vtd_context_entry_rsvd_bits_check l.1389-1396; not in vtd_qualified_faults (l.1718-1736), so FPD does not suppress it' },
   { spec: 0x0c, situation: 'reserved bits (or an address beyond the width) in a second-level entry', qemu72: c(0x0c, 'VTD_FR_PAGING_ENTRY_RSVD'), source: SL_RSVD },
   { spec: 0x0d, situation: 'a translation request or translated request with TT != 01b', qemu72: { kind: 'unreachable', note: 'QEMU 7.2 has no ATS translation or translated requests from devices; VTD_FR_CONTEXT_ENTRY_TT is never returned' }, source: 'vtd_qualified_faults l.1732 is its only use' },
+  { spec: 0x27, situation: 'a posted interrupt whose posted-interrupt descriptor cannot be read', qemu72: { kind: 'unreachable', note: 'QEMU 7.2 has no interrupt posting: CAP.PI is never set and no posted-interrupt descriptor is ever read' }, source: 'intel_iommu.c has no posted-interrupt code; vtd_irte_get l.3303-3390 decodes every IRTE in remapped format' },
+  { spec: 0x28, situation: 'a posted interrupt whose posted-interrupt descriptor has reserved bits set', qemu72: { kind: 'unreachable', note: 'QEMU 7.2 has no interrupt posting (CAP.PI is never set)' }, source: 'intel_iommu.c has no posted-interrupt code' },
   { spec: 0x0e, situation: 'legacy mode: the translation lands in the interrupt range', qemu72: c(0x0e, 'VTD_FR_INTERRUPT_ADDR'), source: 'vtd_iova_to_slpte l.1118-1134; chosen by the x-scalable-mode property (s->scalable_mode), not RTADDR.TTM: on a QEMU with scalable mode on, a guest in legacy mode gets 0x87 (see qemu72Fault)' },
 
   // Scalable mode: root and context.

@@ -1,10 +1,13 @@
 import type { Domain, PageFault, PageResponseCode } from '../driver/domain';
 import type { Desc } from '../driver/qi';
+import type { VmmFinding } from './findings';
 import { formatPciAddress, pciRid } from '../pci';
 import { DescType } from '../vtd/descriptors';
 import type { VtdDescriptorEvent, VtdRegisterWrite } from '../vtd/traps';
 import { guestTranslation, type GuestTranslation } from './guest-tables';
 import { ShadowSpace } from './shadow';
+import { VirtualCommand } from './vcmd';
+import { VCMD_LAYOUT_VTD_3_1, VCMD_LAYOUT_VTD_3_3 } from '../vtd/vcmd-registers';
 import type { Vm, VmDevice } from './vm';
 
 /**
@@ -23,6 +26,12 @@ import type { Vm, VmDevice } from './vm';
 export interface VmmOptions {
   /** How a guest first-level invalidation reaches the host (seed 002): `raw` (a) or `generic` (b). */
   readonly invalidationPropagation?: 'raw' | 'generic';
+  /**
+   * Keep feeding an mdev's device model guest-RAM (GPA) mappings after the vIOMMU starts translating for
+   * it: the situation seed 004 asks about, reported as a finding. Default false (QEMU skips RAM sections
+   * for an address space the vIOMMU translates).
+   */
+  readonly mdevKeepsGpaView?: boolean;
 }
 
 /** Seed 002's generic invalidation record (`struct tlb_invalidate_info` with its Intel opaque part). */
@@ -41,6 +50,8 @@ interface NestedBind {
   readonly hostPasid: number;
   readonly domain: Domain;
   readonly root: number;
+  /** Under a local/global split, the extra host entry at the guest's local PASID (devices without ENQCMD). */
+  readonly local?: { readonly pasid: number; readonly domain: Domain };
 }
 
 export class Vmm {
@@ -51,6 +62,8 @@ export class Vmm {
   private readonly pending = new Map<string, { device: VmDevice; hostPasid: number | undefined; prgIndex: number }>();
   private detach: (() => void) | undefined;
   private translating = false;
+  /** The virtual command handler, when the vIOMMU offers ECAP.VCS. */
+  private vcmd: VirtualCommand | undefined;
 
   constructor(
     readonly vm: Vm,
@@ -59,10 +72,28 @@ export class Vmm {
     this.propagation = options.invalidationPropagation ?? 'raw';
     const viommu = vm.viommu;
     if (!viommu) throw new Error(`${vm.name} has no vIOMMU to trap`);
+    this.makeVcmd();
     this.detach = viommu.trap({
+      registerWrite: (w) => {
+        const outcome = this.vcmd?.trap({ registerWrite: w });
+        if (outcome === undefined) return 'pass';
+        if (outcome !== 'pending') {
+          const pasid = outcome.guestPasid !== undefined ? { guest: outcome.guestPasid, ...(outcome.hostPasid !== undefined ? { host: outcome.hostPasid } : {}) } : undefined;
+          this.step('vmm', 'virtual-command', `${outcome.command === 'alloc' ? 'ALLOC_PASID' : outcome.command === 'free' ? 'FREE_PASID' : 'unknown command'}: status ${outcome.status}${outcome.guestPasid !== undefined ? `, guest PASID ${outcome.guestPasid}` : ''}${outcome.hostPasid !== undefined ? ` (host PASID ${outcome.hostPasid} allocated behind it)` : ''}${outcome.error ? `: ${outcome.error}` : ''}`, pasid ? { pasid } : {});
+        }
+        return 'handled';
+      },
       registerWritten: (w) => this.registerWritten(w),
       descriptorDone: (d) => this.descriptorDone(d),
     });
+  }
+
+  /** The VMM's side of the virtual command registers, over the VM's current PASID table. */
+  private makeVcmd(): void {
+    const u = this.vm.viommu!;
+    if (u.ecap.vcs !== 1) return;
+    const layout = this.vm.config.viommu?.virtualCommand === 'vt-d-3.1' ? VCMD_LAYOUT_VTD_3_1 : VCMD_LAYOUT_VTD_3_3;
+    this.vcmd = new VirtualCommand({ map: this.vm.pasids, registers: u, layout });
   }
 
   /**
@@ -80,7 +111,8 @@ export class Vmm {
       this.dropShadow(dev);
       if (dev.space.kind === 'nested') {
         const nested = dev.space.domain;
-        k.attachDevice(this.vm.gpaDomain, dev.host);
+        if (dev.kind === 'mdev') k.detachDevicePasid(dev.host, dev.hostPasid!);
+        this.attachStream(dev, this.vm.gpaDomain, `${this.vm.name}: GPA`);
         k.freeDomain(nested);
       }
       if (dev.kind === 'mdev') k.detachDevicePasid(dev.host, dev.hostPasid!);
@@ -96,12 +128,10 @@ export class Vmm {
    * re-read, with host PASIDs from the new host.
    */
   rebuild(): void {
-    const k = this.vm.host.kernel;
+    // The handler answers from the destination's PASID table from now on.
+    this.makeVcmd();
     const gpa = this.vm.gpaDomain;
-    for (const dev of this.vm.devices) {
-      if (dev.kind === 'mdev') k.attachDevicePasid(gpa, dev.host, dev.hostPasid!, { note: `mdev of ${this.vm.name}` });
-      else k.attachDevice(gpa, dev.host, { note: `vfio-pci for ${this.vm.name}` });
-    }
+    for (const dev of this.vm.devices) this.attachStream(dev, gpa, `${dev.kind} of ${this.vm.name}`);
     this.translating = this.vm.viommu!.translationEnabled;
     for (const dev of this.vm.devices) {
       this.switchAddressSpace(dev);
@@ -173,7 +203,26 @@ export class Vmm {
   }
 
   private devicesFor(guestRid: number | undefined): VmDevice[] {
-    return this.vm.devices.filter((d) => d.kind === 'vfio-pci' && (guestRid === undefined || pciRid(d.address) === guestRid));
+    return this.vm.devices.filter((d) => guestRid === undefined || pciRid(d.address) === guestRid);
+  }
+
+  /**
+   * Puts the device's requests without PASID on `domain` on the host: the RID of an assigned function, or
+   * the (parent RID, PASID) that marks a mediated device.
+   */
+  private attachStream(dev: VmDevice, domain: Domain, note: string): void {
+    const k = this.vm.host.kernel;
+    if (dev.kind === 'vfio-pci') {
+      k.attachDevice(domain, dev.host, { note });
+      return;
+    }
+    if (dev.host.pasidDomains.get(dev.hostPasid!) === domain) return;
+    if (dev.host.pasidDomains.has(dev.hostPasid!)) k.replaceDevicePasid(domain, dev.host, dev.hostPasid!, { note });
+    else k.attachDevicePasid(domain, dev.host, dev.hostPasid!, { note });
+  }
+
+  private streamDomain(dev: VmDevice): Domain | undefined {
+    return dev.kind === 'vfio-pci' ? dev.host.ridDomain : dev.host.pasidDomains.get(dev.hostPasid!);
   }
 
   private guest(dev: VmDevice, pasid?: number): GuestTranslation {
@@ -185,7 +234,6 @@ export class Vmm {
 
   /** vtd_switch_address_space + replay: what the host does for the device's requests without PASID. */
   private switchAddressSpace(dev: VmDevice): void {
-    if (dev.kind !== 'vfio-pci') return;
     const g = this.guest(dev);
     const k = this.vm.host.kernel;
     const name = formatPciAddress(dev.address);
@@ -193,9 +241,9 @@ export class Vmm {
     if (g.kind === 'pass-through' || g.kind === 'absent') {
       // QEMU: translation off or pass-through uses system memory (GPA); a missing entry leaves the vIOMMU
       // address space, whose translations fault in the guest's vIOMMU; on the host the device stays on GPA.
-      if (dev.space.kind === 'gpa' && dev.host.ridDomain === gpa) return;
+      if (dev.space.kind === 'gpa' && this.streamDomain(dev) === gpa) return;
       this.dropShadow(dev);
-      k.attachDevice(gpa, dev.host, { note: `${this.vm.name} ${name}: GPA` });
+      this.attachStream(dev, gpa, `${this.vm.name} ${name}: GPA`);
       dev.space = { kind: 'gpa' };
       this.step('vmm', 'switch-address-space', `${name}: ${g.kind === 'absent' ? g.why + '; ' : ''}DMA to guest-physical addresses (${gpa.name})`);
       return;
@@ -207,8 +255,9 @@ export class Vmm {
       }
       this.dropShadow(dev);
       const domain = k.allocPagingDomain({ name: `${this.vm.name}-${name}-shadow`, description: `${this.vm.name} ${name} guest IOVA (shadow of guest DID ${g.did})`, device: dev.host });
-      k.attachDevice(domain, dev.host, { note: `${this.vm.name} ${name}: shadow` });
+      this.attachStream(dev, domain, `${this.vm.name} ${name}: shadow`);
       dev.space = { kind: 'shadow', guestDid: g.did, domain };
+      this.vm.deviceModelSwitched(dev);
       this.shadows.set(dev, new ShadowSpace(domain, k, this.vm.memory));
       this.step('vmm', 'switch-address-space', `${name}: guest second-level table at GPA 0x${g.root.toString(16)} (guest DID ${g.did}) shadowed in ${domain.name}`, { path: 'shadow' });
       this.replay(dev, 0, 2 ** 57);
@@ -217,8 +266,15 @@ export class Vmm {
     if (g.kind === 'first-level') {
       if (dev.space.kind === 'nested') return;
       this.dropShadow(dev);
-      if (dev.host.ridDomain !== gpa) k.attachDevice(gpa, dev.host, { note: `${this.vm.name} ${name}: GPA` });
-      const domain = k.bindPgtable(gpa, dev.host, g.root, { s1: { sre: g.sre, wpe: g.wpe, eafe: g.eafe, addrWidth: g.levels === 5 ? 57 : 48 } });
+      const s1 = { sre: g.sre, wpe: g.wpe, eafe: g.eafe, addrWidth: g.levels === 5 ? 57 : 48 };
+      let domain: Domain;
+      if (dev.kind === 'vfio-pci') {
+        if (dev.host.ridDomain !== gpa) k.attachDevice(gpa, dev.host, { note: `${this.vm.name} ${name}: GPA` });
+        domain = k.bindPgtable(gpa, dev.host, g.root, { s1 });
+      } else {
+        if (dev.host.pasidDomains.has(dev.hostPasid!)) k.detachDevicePasid(dev.host, dev.hostPasid!);
+        domain = k.bindPgtablePasid(gpa, dev.host, g.root, dev.hostPasid!, { s1 });
+      }
       dev.space = { kind: 'nested', domain };
       this.step('host-driver', 'bind-pgtable', `${name}: guest first-level table at GPA 0x${g.root.toString(16)} nested over ${gpa.name} (${domain.name})`, { path: 'bind' });
     }
@@ -237,9 +293,8 @@ export class Vmm {
     if (!s) return;
     this.shadows.delete(dev);
     s.clear();
-    const k = this.vm.host.kernel;
-    k.attachDevice(this.vm.gpaDomain, dev.host);
-    k.freeDomain(s.domain);
+    this.attachStream(dev, this.vm.gpaDomain, `${this.vm.name}: GPA`);
+    this.vm.host.kernel.freeDomain(s.domain);
   }
 
   /** The shadow of a device (tests and views). */
@@ -263,6 +318,16 @@ export class Vmm {
     return h;
   }
 
+  /** What the VMM noticed (the virtual command handler's protocol findings). */
+  get findings(): VmmFinding[] {
+    return this.vcmd ? [...this.vcmd.findings] : [];
+  }
+
+  /** Copies the PASID lookups made elsewhere (the device model, the CPU) into the step log. */
+  flushLookups(): void {
+    this.lookups();
+  }
+
   /** Copies the PASID lookups made since the last call into the VM's step log. */
   private lookups(): void {
     for (const l of this.vm.pasidTrace.take()) {
@@ -279,7 +344,7 @@ export class Vmm {
 
   /** vtd_pasid_cache_sync for one device: re-read the guest PASID entries the invalidation names. */
   private pasidCacheSync(dev: VmDevice, pasid: number | undefined, did: number | undefined): void {
-    if (dev.kind !== 'vfio-pci' || !this.vm.viommu!.scalableMode) return;
+    if (!this.vm.viommu!.scalableMode) return;
     const candidates = pasid !== undefined ? [pasid] : [...new Set([...this.bindsOf(dev).map((b) => b.guestPasid), ...this.presentGuestPasids(dev)])];
     for (const p of candidates) {
       if (p === 0) {
@@ -314,25 +379,57 @@ export class Vmm {
 
   private bind(dev: VmDevice, guestPasid: number, g: Extract<GuestTranslation, { kind: 'first-level' }>): void {
     const k = this.vm.host.kernel;
+    // Seed 002's hardware limitation: without the capability, one device cannot have guest IOVA (a shadowed
+    // second level at its RID) and guest SVM (nested PASIDs) at once.
+    if (this.vm.config.viommu?.iovaWithSvm === false && dev.space.kind === 'shadow') {
+      this.vm.note({ code: 'iova-and-svm', vm: this.vm.name, guestPasid, message: `${formatPciAddress(dev.address)} uses guest IOVA (shadowed second level), so guest PASID ${guestPasid} cannot be bound for SVM: the hardware cannot use gIOVA and vSVM on one device at once (seed 002); the host keeps the PASID unbound and its DMA faults` });
+      this.step('vmm', 'refuse-bind', `${formatPciAddress(dev.address)} guest PASID ${guestPasid}: gIOVA and vSVM at once are not supported by this hardware`, { pasid: { guest: guestPasid } });
+      return;
+    }
     const hostPasid = this.useGuestPasid(dev, guestPasid, 'PASID-cache flush');
+    const s1 = { sre: g.sre, wpe: g.wpe, eafe: g.eafe, addrWidth: g.levels === 5 ? 57 : 48 };
+    const iopfHandler = (group: readonly PageFault[]) => this.hostPageRequest(dev, group);
     // bind_gpasid: the host driver keeps the guest PASID with the bind (its H-to-G), checking that G-to-H leads here first.
     this.vm.pasids.bind(hostPasid, guestPasid, dev.host.name);
-    const domain = k.bindPgtablePasid(this.vm.gpaDomain, dev.host, g.root, hostPasid, {
-      s1: { sre: g.sre, wpe: g.wpe, eafe: g.eafe, addrWidth: g.levels === 5 ? 57 : 48 },
-      privateData: { vm: this.vm.name, guestPasid },
-      iopfHandler: (group) => this.hostPageRequest(dev, group),
-    });
-    this.binds.set(`${pciRid(dev.address)}:${guestPasid}`, { device: dev, guestPasid, hostPasid, domain, root: g.root });
+    const domain = k.bindPgtablePasid(this.vm.gpaDomain, dev.host, g.root, hostPasid, { s1, privateData: { vm: this.vm.name, guestPasid }, iopfHandler });
     this.step('host-driver', 'bind-gpasid', `${dev.host.name} PASID ${hostPasid}: guest first-level table at GPA 0x${g.root.toString(16)} nested over ${this.vm.gpaDomain.name}; guest PASID ${guestPasid} kept as the bind's private data (H-to-G)`, { pasid: { guest: guestPasid, host: hostPasid }, path: 'bind' });
+    // Seed 003: a device without ENQCMD gets its local entry too (the guest programs it with its own PASID).
+    let local: NestedBind['local'];
+    const split = this.vm.pasids.split;
+    if (split && dev.kind === 'vfio-pci' && hostPasid !== guestPasid) {
+      const slots = split.entriesToProgram({ name: dev.host.name, maxPasids: dev.host.maxPasids, enqcmd: dev.enqcmd === true }, guestPasid, hostPasid);
+      const l = slots.find((x) => x.range === 'local');
+      if (l) {
+        const ld = k.bindPgtablePasid(this.vm.gpaDomain, dev.host, g.root, l.index, { s1, privateData: { vm: this.vm.name, guestPasid }, iopfHandler });
+        local = { pasid: l.index, domain: ld };
+        this.step('host-driver', 'bind-gpasid', `${dev.host.name} PASID ${l.index} (local): the same guest table, for the guest programming the device with its own PASID (no ENQCMD)`, { pasid: { guest: guestPasid, host: l.index }, path: 'bind' });
+      }
+    }
+    this.binds.set(`${pciRid(dev.address)}:${guestPasid}`, { device: dev, guestPasid, hostPasid, domain, root: g.root, ...(local ? { local } : {}) });
+    // ENQCMD from the guest carries the guest PASID: the VMM maps it into KVM's CPU PASID translation table.
+    if (dev.enqcmd && !this.vm.cpuPasids.entries().some((e) => e.guest === guestPasid)) {
+      this.vm.cpuPasids.map(guestPasid, hostPasid);
+      this.step('vmm', 'cpu-pasid-map', `KVM: guest PASID ${guestPasid} translates to host PASID ${hostPasid} on ENQCMD`, { pasid: { guest: guestPasid, host: hostPasid } });
+    }
   }
 
   private unbind(b: NestedBind, keepGuestPasid = false): void {
     const k = this.vm.host.kernel;
     k.detachDevicePasid(b.device.host, b.hostPasid);
     k.freeDomain(b.domain);
+    if (b.local) {
+      k.detachDevicePasid(b.device.host, b.local.pasid);
+      k.freeDomain(b.local.domain);
+    }
+    this.binds.delete(`${pciRid(b.device.address)}:${b.guestPasid}`);
+    // KVM's entry goes before the host PASID can go back to the allocator.
+    const stillEnqcmd = [...this.binds.values()].some((x) => x.guestPasid === b.guestPasid && x.device.enqcmd);
+    if (b.device.enqcmd && !stillEnqcmd && this.vm.cpuPasids.entries().some((e) => e.guest === b.guestPasid)) {
+      this.vm.cpuPasids.unmap(b.guestPasid);
+      this.step('vmm', 'cpu-pasid-unmap', `KVM: guest PASID ${b.guestPasid} no longer translates`, { pasid: { guest: b.guestPasid } });
+    }
     this.vm.pasids.unbind(b.hostPasid, b.device.host.name);
     if (!keepGuestPasid) this.vm.pasids.unmap(b.guestPasid, b.device.host.name);
-    this.binds.delete(`${pciRid(b.device.address)}:${b.guestPasid}`);
     this.step('host-driver', 'unbind-gpasid', `${b.device.host.name} PASID ${b.hostPasid} (guest PASID ${b.guestPasid}) unbound`, { pasid: { guest: b.guestPasid, host: b.hostPasid }, path: 'bind' });
   }
 
@@ -403,7 +500,7 @@ export class Vmm {
     this.lookups();
     const viommu = this.vm.viommu!;
     if (typeof guestPasid !== 'number') {
-      this.step('vmm', 'page-request', `host PASID ${hostPasid} has no guest PASID: answered invalid`, { ...(hostPasid !== undefined ? { pasid: { host: hostPasid } } : {}) });
+      this.vm.note({ code: 'unmapped-page-request', vm: this.vm.name, ...(hostPasid !== undefined ? { hostPasid } : {}), message: `a page request from ${dev.host.name} for host PASID ${hostPasid ?? 'none'} maps to no guest PASID: answered invalid on the host` });
       return 'invalid';
     }
     const rid = pciRid(dev.address);
@@ -420,7 +517,7 @@ export class Vmm {
     const key = `${guestRid}:${guestPasid}:${prgIndex}`;
     const p = this.pending.get(key);
     if (!p) {
-      this.step('vmm', 'page-response', `guest response for PRG ${prgIndex} PASID ${guestPasid} matches no request the VMM injected: dropped`);
+      this.vm.note({ code: 'stale-page-response', vm: this.vm.name, ...(guestPasid !== undefined ? { guestPasid } : {}), message: `a page group response from the guest (RID 0x${guestRid.toString(16)}, PASID ${guestPasid ?? 'none'}, PRG ${prgIndex}) matches no request the VMM injected: rejected` });
       return;
     }
     this.pending.delete(key);

@@ -8,6 +8,8 @@ import { formatPciAddress, type PciAddress, parsePciAddress, pciRid } from '../p
 import type { VtdUnit } from '../vtd/unit';
 import { GuestMemory } from './guest-memory';
 import type { Host } from './host';
+import { CpuPasidTable, enqcmdGpFixup, submitEnqcmd } from './cpu-pasid';
+import type { VmmFinding } from './findings';
 import { PasidMap } from './pasid-map';
 import { PasidSplit } from './pasid-split';
 import { PasidTrace } from './pasid-trace';
@@ -35,6 +37,17 @@ export interface VIommuConfig {
   readonly nesting?: boolean;
   /** PASID width in bits (0: no PASID support); default 20 in scalable mode. */
   readonly pasidBits?: number;
+  /**
+   * ECAP.VCS with VCCAP.PAS: the guest asks the VMM for PASIDs through virtual commands (seed 000 step 2).
+   * `true` is the VT-d 3.3 register layout; 'vt-d-3.1' the one before (see vtd/vcmd-registers.ts).
+   */
+  readonly virtualCommand?: boolean | 'vt-d-3.1';
+  /**
+   * Whether one assigned device may use guest IOVA and guest SVM at once (default true, as scalable-mode
+   * hardware with a second level per PASID allows). false models the limitation seed 002 reports for the
+   * hardware of its time: binding a guest PASID on a device whose RID is shadowed is refused, with the reason.
+   */
+  readonly iovaWithSvm?: boolean;
   /** aw-bits: 39, 48 or 57 (default 48). */
   readonly addressWidth?: 39 | 48 | 57;
   /**
@@ -59,7 +72,7 @@ export interface VmConfig {
    * guest uses host-allocated PASID values directly, which works but cannot migrate (seed 003).
    */
   readonly pasids?: { readonly policy?: 'identity' | 'non-identity' | 'host-exposed'; readonly globalMin?: number };
-  /** How the VMM behind the vIOMMU propagates what it traps. */
+  /** How the VMM behind the vIOMMU propagates what it traps (and the seed 004 mistake, `mdevKeepsGpaView`). */
   readonly vmm?: VmmOptions;
 }
 
@@ -74,6 +87,12 @@ export interface VmDevice {
   host: DeviceInfo;
   /** For an mdev: the host PASID that marks the subdevice on its parent's RID (re-allocated by migration). */
   hostPasid?: number;
+  /** The device submits work with ENQCMD (its shared work queues take the PASID from the CPU, seed 003). */
+  readonly enqcmd?: boolean;
+  /** Work queues the guest programmed with a PASID, and the PASID the device model put into the hardware. */
+  readonly workQueues: Map<number, { readonly guestPasid: number; readonly wirePasid: number | undefined }>;
+  /** What the device model (VDCM) was fed for translating addresses it finds in guest device structures. */
+  readonly deviceModelView: { gpa: boolean; iova: boolean };
   /** How the host translates the device's requests without PASID now (QEMU's address-space switch). */
   space: { readonly kind: 'gpa' } | { readonly kind: 'shadow'; readonly guestDid: number; readonly domain: Domain } | { readonly kind: 'nested'; readonly domain: Domain };
 }
@@ -96,6 +115,9 @@ export class Vm {
   readonly pasidTrace = new PasidTrace();
   /** The G-to-H table (and the host driver's H-to-G binds); replaced on migration. */
   pasids: PasidMap;
+  /** KVM's CPU PASID translation table for guest ENQCMD (seed 003); consulted on every submission. */
+  readonly cpuPasids: CpuPasidTable;
+  private readonly noted: VmmFinding[] = [];
   readonly devices: VmDevice[] = [];
   readonly config: VmConfig;
   private gpa: Domain | undefined;
@@ -134,11 +156,14 @@ export class Vm {
           queuedInvalidation: true,
           interruptRemapping: true,
           passThrough: true,
+          virtualCommand: sm && (v.virtualCommand ?? false) !== false,
         },
       });
     }
     this.kernel = new IommuKernel(this.machine, config.kernel ?? {});
     this.pasids = this.newPasidMap(host);
+    this.cpuPasids = new CpuPasidTable(this.name, { trace: this.pasidTrace });
+    this.pasids.addHolder(this.cpuPasids);
     this.vmm = this.viommu ? new Vmm(this, config.vmm) : undefined;
   }
 
@@ -175,12 +200,12 @@ export class Vm {
    * With a vIOMMU that does not report caching mode QEMU 7.2 refuses to start (vtd_panic_require_caching_mode):
    * without CM the guest never tells the VMM about new mappings, so the host could not shadow them.
    */
-  assign(hostDevice: string, guestAddress: string, caps?: EndpointCapabilities): VmDevice {
+  assign(hostDevice: string, guestAddress: string, caps?: EndpointCapabilities, o: { readonly enqcmd?: boolean } = {}): VmDevice {
     if (this.viommu && this.viommu.cap.cm !== 1) {
       throw new VmError('We need to set caching-mode=on for intel-iommu to enable device assignment with IOMMU protection.');
     }
     const dev = this.host.kernel.device(hostDevice);
-    return this.addDevice('vfio-pci', dev, guestAddress, caps ?? dev.endpoint.caps, undefined);
+    return this.addDevice('vfio-pci', dev, guestAddress, caps ?? dev.endpoint.caps, undefined, o.enqcmd === true);
   }
 
   /**
@@ -188,12 +213,14 @@ export class Vm {
    * parent driver allocated the PASID from the parent's per-RID space, so it is the host's, not the guest's
    * (seed 003). The guest sees an ordinary PCI function at `guestAddress`.
    */
-  addMdev(parent: string, hostPasid: number, guestAddress: string, caps: EndpointCapabilities = { pasid: { width: 20 } }): VmDevice {
+  addMdev(parent: string, guestAddress: string, o: { readonly caps?: EndpointCapabilities; readonly enqcmd?: boolean } = {}): VmDevice {
     const dev = this.host.kernel.device(parent);
-    return this.addDevice('mdev', dev, guestAddress, caps, hostPasid);
+    // The parent driver marks the subdevice with a PASID from the parent's own space (seed 003).
+    const hostPasid = this.host.kernel.pasids.allocDevice(dev);
+    return this.addDevice('mdev', dev, guestAddress, o.caps ?? { pasid: { width: 20 } }, hostPasid, o.enqcmd === true);
   }
 
-  private addDevice(kind: VmDevice['kind'], dev: DeviceInfo, guestAddress: string, caps: EndpointCapabilities, hostPasid: number | undefined): VmDevice {
+  private addDevice(kind: VmDevice['kind'], dev: DeviceInfo, guestAddress: string, caps: EndpointCapabilities, hostPasid: number | undefined, enqcmd: boolean): VmDevice {
     const a = parsePciAddress(guestAddress);
     if (!a) throw new VmError(`not a PCI address: ${guestAddress}`);
     if (this.devices.some((d) => pciRid(d.address) === pciRid(a))) throw new VmError(`${this.name} already has a device at ${formatPciAddress(a)}`);
@@ -202,7 +229,7 @@ export class Vm {
     const gpa = this.gpaDomain;
     if (kind === 'vfio-pci') k.attachDevice(gpa, dev, { note: `vfio-pci for ${this.name}` });
     else k.attachDevicePasid(gpa, dev, hostPasid!, { note: `mdev of ${this.name}` });
-    const d: VmDevice = { kind, address: a, guest, host: dev, ...(hostPasid !== undefined ? { hostPasid } : {}), space: { kind: 'gpa' } };
+    const d: VmDevice = { kind, address: a, guest, host: dev, ...(hostPasid !== undefined ? { hostPasid } : {}), ...(enqcmd ? { enqcmd } : {}), workQueues: new Map(), deviceModelView: { gpa: kind === 'mdev', iova: false }, space: { kind: 'gpa' } };
     this.devices.push(d);
     this.log.add({
       vm: this.name,
@@ -227,9 +254,9 @@ export class Vm {
    * parent with its host PASID; an assigned function with whatever PASID the guest programmed into it) and
    * goes through the host IOMMU. The result's address is host-physical; `gpa` says where that is in the guest.
    */
-  dma(address: string, req: { readonly pasid?: number; readonly addr: DmaRequest['addr']; readonly write?: boolean; readonly exec?: boolean; readonly priv?: boolean }): { result: TranslationResult; gpa: number | null; wirePasid: number | undefined } {
+  dma(address: string, req: { readonly pasid?: number; readonly workQueue?: number; readonly addr: DmaRequest['addr']; readonly write?: boolean; readonly exec?: boolean; readonly priv?: boolean }): { result: TranslationResult; gpa: number | null; wirePasid: number | undefined } {
     const d = this.device(address);
-    const wirePasid = d.kind === 'mdev' ? this.mdevWirePasid(d, req.pasid) : req.pasid;
+    const wirePasid = req.workQueue !== undefined ? this.workQueuePasid(d, req.workQueue) : d.kind === 'mdev' && req.pasid === undefined ? d.hostPasid : req.pasid;
     const out = this.host.kernel.dma(d.host, { ...req, ...(wirePasid !== undefined ? { pasid: wirePasid } : {}) });
     // What the VMM injected (page requests into the vIOMMU's queue) raises the guest's interrupts: its vCPUs
     // run the handlers before anything else happens.
@@ -238,9 +265,99 @@ export class Vm {
     return { result: r, gpa: r.ok ? this.memory.gpa(r.address) : null, wirePasid };
   }
 
-  /** An mdev's DMA carries its host PASID, or the host PASID the device model programmed for a guest PASID. */
-  protected mdevWirePasid(d: VmDevice, guestPasid: number | undefined): number | undefined {
-    return guestPasid === undefined ? d.hostPasid : guestPasid;
+  private workQueuePasid(d: VmDevice, wq: number): number | undefined {
+    const q = d.workQueues.get(wq);
+    if (!q) throw new VmError(`${formatPciAddress(d.address)} has no work queue ${wq} programmed`);
+    return q.wirePasid;
+  }
+
+  /**
+   * The guest programs work queue `wq` of a device with a guest PASID (seed 000 step 6). An assigned function
+   * is the guest's to program: the device emits the guest PASID. An mdev's MMIO is trapped and handed to the
+   * device model, which asks the host driver for the host PASID bound for that guest PASID (iommu_get_hpasid,
+   * a search of the device's binds, seed 000 step 7) and programs that into the hardware.
+   */
+  programWorkQueue(address: string, wq: number, guestPasid: number): number | undefined {
+    const d = this.device(address);
+    this.log.add({ vm: this.name, side: 'guest', action: 'program-work-queue', detail: `${formatPciAddress(d.address)} work queue ${wq} with guest PASID ${guestPasid}`, pasid: { guest: guestPasid } });
+    let wire: number | undefined = guestPasid;
+    if (d.kind === 'mdev') {
+      this.log.add({ vm: this.name, side: 'vmm', action: 'trap-mmio', detail: `work queue ${wq} PASID register of ${formatPciAddress(d.address)}: to the device model`, pasid: { guest: guestPasid } });
+      wire = this.pasids.driverGuestToHost(guestPasid, d.host.name, { requester: 'vdcm', why: 'work queue programming' });
+      this.vmm?.flushLookups();
+      if (wire === undefined) {
+        this.note({ code: 'present-without-mapping', vm: this.name, guestPasid, message: `the device model found no host PASID bound for guest PASID ${guestPasid} of ${formatPciAddress(d.address)}: work queue ${wq} is left without a PASID` });
+      } else {
+        this.log.add({ vm: this.name, side: 'vdcm', action: 'program-hardware', detail: `${d.host.name} work queue ${wq} with host PASID ${wire}`, pasid: { guest: guestPasid, host: wire } });
+      }
+    }
+    d.workQueues.set(wq, { guestPasid, wirePasid: wire });
+    return wire;
+  }
+
+  /**
+   * A guest process submits a descriptor with ENQCMD to a device's shared work queue portal: the PASID comes
+   * from the task's IA32_PASID MSR (valid bit 31, PASID 19:0), which the guest kernel loads from the process's
+   * SVA PASID, and the CPU translates it through the VM's PASID translation table; a missing entry exits to
+   * the VMM. The device then does `addr`'s DMA with the host PASID the CPU gave it.
+   */
+  enqcmd(process: { readonly pasid: number | undefined; readonly name: string }, address: string, req: { readonly addr: number; readonly write?: boolean }): ReturnType<typeof submitEnqcmd> & { dma?: ReturnType<Vm['dma']> } {
+    const d = this.device(address);
+    const msr = enqcmdGpFixup(process.pasid) ?? 0;
+    const r = submitEnqcmd(this.cpuPasids, msr, { device: d.host.name });
+    this.vmm?.flushLookups();
+    if ('fault' in r) {
+      this.log.add({ vm: this.name, side: 'cpu', action: 'enqcmd', detail: `${process.name} to ${formatPciAddress(d.address)}: ${r.fault}: ${r.reason}` });
+      return r;
+    }
+    this.log.add({ vm: this.name, side: 'cpu', action: 'enqcmd', detail: `${process.name} to ${formatPciAddress(d.address)}: IA32_PASID guest PASID ${r.guestPasid} sent as host PASID ${r.hostPasid}`, pasid: { guest: r.guestPasid, host: r.hostPasid, wire: r.hostPasid } });
+    const dma = this.dma(address, { pasid: r.hostPasid, addr: req.addr, ...(req.write !== undefined ? { write: req.write } : {}) });
+    return { ...r, dma };
+  }
+
+  /**
+   * The device model's view changes with the device's address space (seed 004): with the vIOMMU translating,
+   * addresses in guest device structures are IOVAs and the model needs IOVA to HPA. A view that still has
+   * the guest-physical mappings when IOVA ones arrive (one device with both GPA and IOVA space) is reported.
+   */
+  deviceModelSwitched(d: VmDevice): void {
+    if (d.kind !== 'mdev') return;
+    d.deviceModelView.iova = true;
+    if (this.config.vmm?.mdevKeepsGpaView === true) {
+      this.note({ code: 'mixed-address-spaces', vm: this.name, message: `${formatPciAddress(d.address)}'s device model has guest-physical mappings (from guest RAM) and IOVA mappings (from the vIOMMU) at once: an address in a guest device page table cannot be resolved (seed 004)` });
+    } else {
+      d.deviceModelView.gpa = false;
+      this.log.add({ vm: this.name, side: 'vdcm', action: 'switch-view', detail: `${formatPciAddress(d.address)}: guest device structures now hold IOVAs; the device model translates them through the vIOMMU's mappings (IOVA to HPA)` });
+    }
+  }
+
+  /**
+   * The device model resolving an address it found in a guest device structure (a GPU page-table entry,
+   * a descriptor): through guest RAM when the guest has no vIOMMU translation for the device, through the
+   * IOVA mappings the vIOMMU notified when it has. -1 when nothing maps it.
+   */
+  deviceModelTranslate(address: string, addr: number): number {
+    const d = this.device(address);
+    if (d.space.kind === 'shadow') {
+      const m = this.vmm?.shadowOf(address)?.lookup(addr);
+      return m ? m.hpa : -1;
+    }
+    return this.memory.hpa(addr);
+  }
+
+  note(f: VmmFinding): void {
+    this.noted.push(f);
+    this.log.add({ vm: this.name, side: 'vmm', action: 'finding', detail: `${f.code}: ${f.message}` });
+  }
+
+  /** Every invariant the VM's parts found broken, oldest first. */
+  get findings(): VmmFinding[] {
+    return [...this.noted, ...this.pasids.findings, ...(this.vmm?.findings ?? [])];
+  }
+
+  /** What must be empty once the VM holds nothing on its host (after teardown or migration). */
+  leftovers(): VmmFinding[] {
+    return [...this.pasids.leftovers(), ...this.cpuPasids.leftovers()];
   }
 
   private newPasidMap(host: Host): PasidMap {

@@ -187,6 +187,8 @@ export interface VtdFeatures {
   /** CAP.PI: posted-format interrupt-remapping entries. */
   postedInterrupts?: boolean;
   pageSelectiveInvalidation?: boolean;
+  /** ECAP.VCS: the virtual command registers (a vIOMMU offering PASID allocation to its guest). */
+  virtualCommand?: boolean;
   maxAddressMask?: number;
 }
 
@@ -243,7 +245,7 @@ export function capabilitiesOf(features: VtdFeatures = {}): { cap: U64; ecap: U6
     dit: 0,
     pds: flag(features.pageRequests, sm),
     smts: sm ? 1 : 0,
-    vcs: 0,
+    vcs: flag(features.virtualCommand, false),
     slads: flag(features.secondLevelAccessDirty, false),
     slts: flag(features.secondLevel, sm),
     flts: flag(features.firstLevel, sm),
