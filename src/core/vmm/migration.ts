@@ -43,7 +43,6 @@ export function migrate(vm: Vm, dest: Host, options: MigrationOptions = {}): Mig
   if (!vm.vmm) vm.teardownWithoutVmm();
   const pagesCopied = vm.memory.rebase(dest.machine.memory, dest.reserveRam(vm.memory.size));
   vm.host = dest;
-  const remap = vm.movePasids(dest);
   const devices = moves.map(({ d, dev }) => {
     const rec = { guest: vm.deviceName(d), from: d.host.name, to: dev.name };
     // A mediated device's mark is the parent driver's PASID: given back on the source, allocated anew there.
@@ -54,6 +53,7 @@ export function migrate(vm: Vm, dest: Host, options: MigrationOptions = {}): Mig
     d.host = dev;
     return rec;
   });
+  const remap = vm.movePasids(dest);
   vm.log.add({ vm: vm.name, side: 'vmm', action: 'migrate', detail: `${vm.name} from ${from.name} to ${dest.name}: ${pagesCopied} guest page${pagesCopied === 1 ? '' : 's'} copied` });
   if (vm.vmm) vm.vmm.rebuild();
   else vm.rebuildWithoutVmm();

@@ -229,6 +229,7 @@ export class Vm {
     const gpa = this.gpaDomain;
     if (kind === 'vfio-pci') k.attachDevice(gpa, dev, { note: `vfio-pci for ${this.name}` });
     else k.attachDevicePasid(gpa, dev, hostPasid!, { note: `mdev of ${this.name}` });
+    if (!this.pasids.devices.includes(dev)) this.pasids.addDevice(dev);
     const d: VmDevice = { kind, address: a, guest, host: dev, ...(hostPasid !== undefined ? { hostPasid } : {}), ...(enqcmd ? { enqcmd } : {}), workQueues: new Map(), deviceModelView: { gpa: kind === 'mdev', iova: false }, space: { kind: 'gpa' } };
     this.devices.push(d);
     this.log.add({
@@ -377,7 +378,8 @@ export class Vm {
    * source's host PASIDs go back to the source's allocator.
    */
   movePasids(dest: Host): Map<number, number> {
-    const { map, hostRemap } = this.pasids.rebuild({ trace: this.pasidTrace, ...(this.pasids.policy === 'non-identity' ? { allocator: dest.kernel.pasids } : {}), devices: this.pasids.devices });
+    const { map, hostRemap } = this.pasids.rebuild({ trace: this.pasidTrace, ...(this.pasids.policy === 'non-identity' ? { allocator: dest.kernel.pasids } : {}), devices: [...new Set(this.devices.map((d) => d.host))] });
+    map.addHolder(this.cpuPasids);
     this.pasids.teardown();
     this.pasids = map;
     return hostRemap;
