@@ -68,3 +68,54 @@ describe('seed 000: guest and host PASIDs, non-identity, through a mediated devi
     assert.deepEqual(vm.leftovers(), []);
   });
 });
+
+describe('seed 003: ENQCMD and the local/global PASID split', () => {
+  const setup = () => {
+    const host = vmHost();
+    const vm = new Vm(host, { name: 'vm1', viommu: { cachingMode: true, firstLevel: true }, pasids: { policy: 'non-identity', globalMin: 1024 } });
+    vm.assign('6a:01.0', '00:03.0', undefined, { enqcmd: true });
+    vm.assign('6b:00.0', '00:04.0');
+    vm.boot();
+    const app = vm.kernel.newProcess('app');
+    app.mmap(0x7f00_0000_0000, 0x10_0000, { write: true });
+    app.touch(0x7f00_0000_1000, true);
+    return { host, vm, app };
+  };
+
+  it('the vIOMMU confines the guest to the local range; its PASID gets one global host PASID on every device', () => {
+    const { host, vm, app } = setup();
+    // 1024 = 2^10: ECAP.PSS 9, so the guest's devices have 1024 PASIDs ([1, 1023] usable).
+    assert.equal(vm.viommu!.ecap.pss, 9);
+    const a = vm.kernel.svaBind('00:03.0', app);
+    const b = vm.kernel.svaBind('00:04.0', app);
+    assert.equal(a.pasid, b.pasid, 'one mm, one PASID on both devices');
+    assert.ok(a.pasid >= 1 && a.pasid < 1024);
+    const h = vm.vmm!.bindOf('00:03.0', a.pasid)!.hostPasid;
+    assert.ok(h >= 1024, `host PASID ${h} is global`);
+    assert.equal(vm.vmm!.bindOf('00:04.0', b.pasid)!.hostPasid, h);
+    // The ENQCMD device has only the global entry; the other one has the local entry too.
+    assert.equal(host.kernel.device('6a:01.0').pasidDomains.has(a.pasid), false);
+    assert.equal(host.kernel.device('6a:01.0').pasidDomains.has(h), true);
+    assert.equal(host.kernel.device('6b:00.0').pasidDomains.has(a.pasid), true);
+    assert.equal(host.kernel.device('6b:00.0').pasidDomains.has(h), true);
+    assert.deepEqual(vm.pasids.entries().find((e) => e.guest === a.pasid)!.users.map((u) => u.name).sort(), ['0000:6a:01.0', '0000:6b:00.0']);
+  });
+
+  it('ENQCMD: the CPU translates IA32_PASID to the host PASID; the device\'s DMA uses it; a missing entry exits, an invalid MSR #GPs', () => {
+    const { vm, app } = setup();
+    const other = vm.kernel.newProcess('other');
+    assert.equal('fault' in vm.enqcmd(other, '00:03.0', { addr: 0x7f00_0000_1000 }) && vm.enqcmd(other, '00:03.0', { addr: 0x7f00_0000_1000 }).fault, '#GP', 'no SVA PASID: IA32_PASID not valid');
+    const sva = vm.kernel.svaBind('00:04.0', app); // bound on the device without ENQCMD only: KVM has no entry
+    const miss = vm.enqcmd(app, '00:03.0', { addr: 0x7f00_0000_1000 });
+    assert.ok('fault' in miss && miss.fault === 'vm-exit');
+    vm.kernel.svaBind('00:03.0', app);
+    const r = vm.enqcmd(app, '00:03.0', { addr: 0x7f00_0000_1008, write: true });
+    assert.ok(!('fault' in r), JSON.stringify(r));
+    assert.equal(r.guestPasid, sva.pasid);
+    assert.ok(r.hostPasid >= 1024);
+    assert.ok(r.dma!.result.ok, JSON.stringify(r.dma!.result));
+    assert.equal(r.dma!.gpa, app.pageTable.lookup(0x7f00_0000_1000)!.output + 8);
+    // The device without ENQCMD that the guest programs with its own (local) PASID also translates.
+    assert.ok(vm.dma('00:04.0', { pasid: sva.pasid, addr: 0x7f00_0000_1008 }).result.ok);
+  });
+});

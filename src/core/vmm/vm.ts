@@ -148,7 +148,8 @@ export class Vm {
           firstLevel: sm && (v.firstLevel ?? false),
           secondLevel: v.secondLevel ?? true,
           nested: v.nesting ?? false,
-          pasidBits: sm ? (v.pasidBits ?? 20) : 0,
+          // Under a local/global split the vIOMMU's PASID width confines the guest to the local range (seed 003).
+          pasidBits: sm ? (v.pasidBits ?? (config.pasids?.globalMin !== undefined ? new PasidSplit(config.pasids.globalMin).advertisedPasidBits() : 20)) : 0,
           // QEMU exposes one fault recording register (VTD_FRCD_REG_NR).
           faultRecordingRegisters: 1,
           pageRequests: sm,
