@@ -1,5 +1,9 @@
 import * as assert from 'node:assert/strict';
-import { Vm } from '../../src/core/vmm/vm';
+import type { DeviceInfo } from '../../src/core/driver/device';
+import { Descs } from '../../src/core/driver/qi';
+import { writePasidEntry } from '../../src/core/vtd/tables';
+import { migrate } from '../../src/core/vmm/migration';
+import { Vm, VmError } from '../../src/core/vmm/vm';
 import { vmHost } from '../support/vm-platform';
 import { ATS_PRI_PASID } from '../support/kernel-platform';
 
@@ -119,3 +123,104 @@ describe('seed 003: ENQCMD and the local/global PASID split', () => {
     assert.ok(vm.dma('00:04.0', { pasid: sva.pasid, addr: 0x7f00_0000_1008 }).result.ok);
   });
 });
+
+describe('seed 004: a mediated device with a vIOMMU', () => {
+  const setup = (mdevKeepsGpaView = false) => {
+    const host = vmHost();
+    const vm = new Vm(host, { name: 'vm1', viommu: { cachingMode: true, firstLevel: false }, vmm: { mdevKeepsGpaView } });
+    vm.addMdev('6a:01.0', '00:05.0', { caps: { pasid: { width: 20 } } });
+    vm.boot();
+    return { host, vm, dom: vm.kernel.device('00:05.0').ridDomain! };
+  };
+
+  it('the guest uses IOVA: the device model resolves addresses in guest device structures through the vIOMMU\'s IOVA mappings', () => {
+    const { vm, dom } = setup();
+    assert.equal(vm.device('00:05.0').space.kind, 'shadow');
+    vm.kernel.map(dom, 0x80_0000, 0x30_0000, 0x1000, { read: true, write: true });
+    // A guest GPU page-table entry holding IOVA 0x800040: the device model needs IOVA to HPA, not GPA to HPA.
+    assert.equal(vm.deviceModelTranslate('00:05.0', 0x80_0040), vm.memory.hostBase + 0x30_0040);
+    assert.notEqual(vm.deviceModelTranslate('00:05.0', 0x80_0040), vm.memory.hpa(0x80_0040));
+    // The subdevice's own DMA (parent RID + its PASID) goes through the same shadow.
+    const r = vm.dma('00:05.0', { addr: 0x80_0040 });
+    assert.equal(r.wirePasid, vm.device('00:05.0').hostPasid);
+    assert.equal(r.gpa, 0x30_0040);
+    assert.deepEqual(vm.device('00:05.0').deviceModelView, { gpa: false, iova: true });
+    assert.deepEqual(vm.findings, []);
+  });
+
+  it('a device model still fed guest-RAM mappings when IOVA mappings arrive is reported (one device, both spaces)', () => {
+    const { vm } = setup(true);
+    assert.deepEqual(vm.findings.map((f) => f.code), ['mixed-address-spaces']);
+  });
+});
+
+describe('seed 001: RID and RID+PASID domains under a VM (the second drawing, with guest SVA)', () => {
+  it('RID1 default IOVA domain, RID1+PASID-x in vm1\'s GPA domain, guest SVA PASIDs nested under that parent', () => {
+    const host = vmHost();
+    const vm1 = new Vm(host, { name: 'vm1', viommu: { cachingMode: true, firstLevel: true }, pasids: { policy: 'non-identity' } });
+    const vm2 = new Vm(host, { name: 'vm2', viommu: { cachingMode: true, firstLevel: true }, pasids: { policy: 'non-identity' } });
+    const wq2 = vm1.addMdev('6a:01.0', '00:04.0', { caps: ATS_PRI_PASID }); // WQ2 (PASID-x) to VM1
+    const wq3 = vm2.addMdev('6a:01.0', '00:04.0', { caps: ATS_PRI_PASID }); // WQ3 (PASID-y) to VM2
+    vm2.assign('6b:00.0', '00:05.0'); // RID2 to VM2
+    vm1.boot();
+    vm2.boot();
+    const rid1 = host.kernel.device('6a:01.0');
+    assert.equal(rid1.ridDomain?.type, 'paging', 'RID1 keeps its default (IOVA) domain for WQ1');
+    // Each guest's own DMA domain is first level (the vIOMMU has it), so each attachment is the VM's GPA
+    // domain itself or a nested domain over it: in the drawing, the entries under domain2 and domain3.
+    const under = (d: { parent?: unknown } | undefined, gpa: unknown) => d === gpa || d?.parent === gpa;
+    assert.ok(under(rid1.pasidDomains.get(wq2.hostPasid!), vm1.gpaDomain), '[RID1, PASID-x] under vm1');
+    assert.ok(under(rid1.pasidDomains.get(wq3.hostPasid!), vm2.gpaDomain), '[RID1, PASID-y] under vm2');
+    assert.ok(under(host.kernel.device('6b:00.0').ridDomain, vm2.gpaDomain), '[RID2] under vm2');
+    // Guest SVA in both VMs: nested domains whose parent is the VM's GPA domain, at new PASIDs of RID1 / RID2.
+    const p1 = vm1.kernel.newProcess('process1');
+    const p2 = vm2.kernel.newProcess('process2');
+    const a = vm1.kernel.svaBind('00:04.0', p1);
+    const d = vm2.kernel.svaBind('00:05.0', p2);
+    const na = vm1.vmm!.bindOf('00:04.0', a.pasid)!;
+    const nd = vm2.vmm!.bindOf('00:05.0', d.pasid)!;
+    assert.equal(na.domain.parent, vm1.gpaDomain);
+    assert.equal(nd.domain.parent, vm2.gpaDomain);
+    assert.equal(rid1.pasidDomains.get(na.hostPasid), na.domain);
+    assert.equal(host.kernel.device('6b:00.0').pasidDomains.get(nd.hostPasid), nd.domain);
+    // Both VMs chose guest PASID 1; the host keeps them apart.
+    assert.equal(a.pasid, d.pasid);
+    assert.notEqual(na.hostPasid, nd.hostPasid);
+  });
+});
+
+describe('migration refusals and the gIOVA + vSVM limitation', () => {
+  it('a VM whose guest uses host-allocated PASIDs does not migrate (seed 003), and nothing moves', () => {
+    const src = vmHost({ name: 'src' });
+    const vm = new Vm(src, { name: 'vm1', viommu: { cachingMode: true, firstLevel: true }, pasids: { policy: 'host-exposed' } });
+    vm.assign('6b:00.0', '00:03.0');
+    vm.boot();
+    assert.throws(() => migrate(vm, vmHost({ name: 'dst' })), (e: unknown) => e instanceof VmError && /exposes host-allocated PASIDs to the guest/.test(e.message) && /seed 003/.test(e.message));
+    assert.equal(vm.host, src);
+  });
+
+  it('without the capability, a device with guest IOVA is refused a vSVM bind, with the reason; its PASID DMA faults', () => {
+    const host = vmHost();
+    // First level advertised but the guest's DMA domain is second level (firstLevel false): IOVA is shadowed.
+    const vm = new Vm(host, { name: 'vm1', viommu: { cachingMode: true, firstLevel: false, iovaWithSvm: false } });
+    vm.assign('6b:00.0', '00:03.0');
+    vm.boot();
+    assert.equal(vm.device('00:03.0').space.kind, 'shadow');
+    // The guest programs a first-level PASID entry by hand (its driver would need FLTS for SVA).
+    const guestDev = vm.kernel.device('00:03.0');
+    const p = vm.kernel.newProcess('app');
+    p.mmap(0x7f00_0000_0000, 0x1000);
+    p.touch(0x7f00_0000_0000);
+    writeGuestFirstLevelEntry(vm, guestDev, 5, p.pgd);
+    assert.deepEqual(vm.findings.map((f) => f.code), ['iova-and-svm']);
+    assert.equal(vm.vmm!.bindOf('00:03.0', 5), undefined);
+    assert.equal(vm.dma('00:03.0', { pasid: 5, addr: 0x7f00_0000_0000 }).result.ok, false);
+  });
+});
+
+/** What a guest driver does to bind a first-level table at `pasid` by hand: the PASID entry, then its flush. */
+function writeGuestFirstLevelEntry(vm: Vm, dev: DeviceInfo, pasid: number, pgd: number): void {
+  const table = dev.pasidTables.get(Math.floor(pasid / 64))!;
+  writePasidEntry(vm.memory, table, pasid, { present: true, pgtt: 1, did: 9, flptptr: pgd });
+  vm.kernel.iommus[0]!.qi.submit([Descs.pasidCache(9, pasid)]);
+}
