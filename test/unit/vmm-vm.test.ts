@@ -220,6 +220,20 @@ describe('live migration', () => {
     assert.deepEqual(src.kernel.domains.filter((d) => d.name.startsWith('vm1')).map((d) => d.name), []);
   });
 
+  it('a guest PASID far up the 20-bit space (a first-level domain the guest attached at PASID 70000) is found and rebuilt', () => {
+    const src = vmHost({ name: 'src' });
+    const dst = vmHost({ name: 'dst' });
+    const vm = new Vm(src, { name: 'vm1', viommu: { cachingMode: true, firstLevel: true } });
+    vm.assign('6b:00.0', '00:03.0');
+    vm.boot();
+    const d = vm.kernel.allocPagingDomain({ stage: 'first' });
+    vm.kernel.attachDevicePasid(d, '00:03.0', 70000);
+    assert.ok(vm.vmm!.bindOf('00:03.0', 70000), 'bound on the source');
+    migrate(vm, dst);
+    assert.equal(vm.vmm!.bindOf('00:03.0', 70000)!.domain.parent, vm.gpaDomain, 'rebuilt on the destination');
+    assert.deepEqual(vm.findings, []);
+  });
+
   it('refuses a destination without the device, before anything moves', () => {
     const { dst, vm } = setup();
     assert.throws(() => migrate(vm, dst, { devices: { '0000:6b:00.0': '0000:6c:00.0' } }), (e: unknown) => e instanceof VmError && /dst has no device 0000:6c:00.0/.test(e.message));

@@ -79,6 +79,33 @@ export function guestTranslation(g: GuestRoot, rid: number, pasid?: number): Gue
   }
 }
 
+/**
+ * The PASIDs whose guest PASID entry is present for `rid` (scalable mode), found as QEMU's PASID-cache sync
+ * finds them: through the present PASID directory entries (PDTS sizes the directory: 2^(PDTS+7) entries),
+ * then the 64 entries of each table, so a sparse 20-bit space costs what is present, not 2^20 reads.
+ */
+export function presentGuestPasids(g: GuestRoot, rid: number): number[] {
+  if (!g.translationEnabled || !g.scalable) return [];
+  const mem = g.memory;
+  const bus = rid >>> 8;
+  const devfn = rid & 0xff;
+  const root = entry(mem, rootEntryAddress(g.rootTable, bus), ROOT_SCALABLE);
+  const upper = devfn >= 0x80;
+  if (!root(upper ? 'UP' : 'LP')) return [];
+  const ctx = entry(mem, contextEntryAddress(root(upper ? 'UCTP' : 'LCTP'), devfn, true), CONTEXT_SCALABLE);
+  if (!ctx('P')) return [];
+  const dir = ctx('PASIDDIRPTR');
+  const dirEntries = Math.min(2 ** (ctx('PDTS') + 7), 2 ** 14);
+  const out: number[] = [];
+  for (let d = 0; d < dirEntries; d++) {
+    const lo = mem.readLo(dir + d * 8);
+    if ((lo & 1) === 0) continue;
+    const table = (mem.readHi(dir + d * 8) & 0xf_ffff) * 0x1_0000_0000 + ((lo & 0xffff_f000) >>> 0);
+    for (let i = 0; i < 64; i++) if (mem.readLo(table + i * 64) & 1) out.push(d * 64 + i);
+  }
+  return out;
+}
+
 function hexRid(rid: number): string {
   return `${(rid >>> 8).toString(16).padStart(2, '0')}:${((rid >>> 3) & 0x1f).toString(16).padStart(2, '0')}.${rid & 7}`;
 }

@@ -4,7 +4,7 @@ import type { VmmFinding } from './findings';
 import { formatPciAddress, pciRid } from '../pci';
 import { DescType } from '../vtd/descriptors';
 import type { VtdDescriptorEvent, VtdRegisterWrite } from '../vtd/traps';
-import { guestTranslation, type GuestTranslation } from './guest-tables';
+import { guestTranslation, type GuestTranslation, presentGuestPasids } from './guest-tables';
 import { ShadowSpace } from './shadow';
 import { VirtualCommand } from './vcmd';
 import { VCMD_LAYOUT_VTD_3_1, VCMD_LAYOUT_VTD_3_3 } from '../vtd/vcmd-registers';
@@ -371,10 +371,8 @@ export class Vmm {
 
   /** The guest PASIDs with a present PASID entry (QEMU walks the guest PASID directory the same way). */
   private presentGuestPasids(dev: VmDevice): number[] {
-    const out: number[] = [];
-    const max = 2 ** Math.min(20, dev.guest?.caps.pasid?.width ?? 0);
-    for (let p = 1; p < Math.min(max, 4096); p++) if (this.guest(dev, p).kind !== 'absent') out.push(p);
-    return out;
+    const u = this.vm.viommu!;
+    return presentGuestPasids({ memory: this.vm.memory, rootTable: u.rootTableAddress, scalable: u.scalableMode, translationEnabled: u.translationEnabled }, pciRid(dev.address)).filter((p) => p !== 0);
   }
 
   private bind(dev: VmDevice, guestPasid: number, g: Extract<GuestTranslation, { kind: 'first-level' }>): void {
