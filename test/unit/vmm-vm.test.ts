@@ -1,5 +1,7 @@
 import * as assert from 'node:assert/strict';
+import { decodeLogText } from '../../src/readers/log-decoder';
 import { migrate } from '../../src/core/vmm/migration';
+import { formatQemuTrace } from '../../src/core/vmm/qemu-trace';
 import { Vm, VmError } from '../../src/core/vmm/vm';
 import { vmHost } from '../support/vm-platform';
 
@@ -238,5 +240,38 @@ describe('live migration', () => {
     const { dst, vm } = setup();
     assert.throws(() => migrate(vm, dst, { devices: { '0000:6b:00.0': '0000:6c:00.0' } }), (e: unknown) => e instanceof VmError && /dst has no device 0000:6c:00.0/.test(e.message));
     assert.notEqual(vm.host, dst);
+  });
+});
+
+describe('QEMU\'s view: the VMM prints QEMU\'s vtd_* trace for what it does, and the QEMU trace reader reads it back', () => {
+  it('a guest map under caching mode: the page-selective IOTLB invalidation and the replay\'s MAP, in QEMU 7.2\'s words', () => {
+    const host = vmHost();
+    const vm = new Vm(host, { name: 'vm1', viommu: { cachingMode: true, firstLevel: false } });
+    vm.assign('6b:00.0', '00:03.0');
+    vm.boot();
+    const dom = vm.kernel.device('00:03.0').ridDomain!;
+    const did = vm.kernel.didOf(dom, vm.kernel.iommus[0]!)!;
+    const from = vm.vmm!.qemuTrace.length;
+    vm.kernel.map(dom, 0x10000, 0x20_0000, 0x1000, { read: true, write: true });
+    const text = formatQemuTrace(vm.vmm!.qemuTrace.slice(from).map((event) => ({ event })));
+    const lines = text.split('\n');
+    // hw/i386/trace-events (7.2): vtd_inv_desc_iotlb_pages "iotlb invalidate domain 0x%"PRIx16" addr 0x%"PRIx64" mask 0x%"PRIx8
+    assert.ok(lines.includes(`vtd_inv_desc_iotlb_pages iotlb invalidate domain 0x${did.toString(16)} addr 0x10000 mask 0x0`), text);
+    // vtd_page_walk_one "domain 0x%"PRIx16" iova 0x%"PRIx64" -> gpa 0x%"PRIx64" mask 0x%"PRIx64" perm %d" (IOMMU_RW = 3)
+    assert.ok(lines.includes(`vtd_page_walk_one domain 0x${did.toString(16)} iova 0x10000 -> gpa 0x200000 mask 0xfff perm 3`), text);
+    const { events } = decodeLogText(text);
+    const walk = events.find((e) => e.details.event === 'vtd_page_walk_one')!;
+    assert.equal(walk.address, '0x10000');
+    assert.equal(walk.details.gpa, '0x200000');
+    assert.ok(events.every((e) => e.format === 'qemu-trace'));
+  });
+
+  it('the address-space switch when the guest turns translation on is QEMU\'s vtd_switch_address_space line', () => {
+    const host = vmHost();
+    const vm = new Vm(host, { name: 'vm1', viommu: { cachingMode: true, firstLevel: false } });
+    vm.assign('6b:00.0', '00:03.0');
+    vm.boot();
+    // "Device %02x:%02x.%x switching address space (iommu enabled=%d)"
+    assert.ok(formatQemuTrace(vm.vmm!.qemuTrace.map((event) => ({ event }))).split('\n').includes('vtd_switch_address_space Device 00:03.0 switching address space (iommu enabled=1)'));
   });
 });

@@ -48,9 +48,19 @@ function walk(mem: PhysicalMemory, table: number, level: number, base: number, s
   }
 }
 
+/** One MAP or UNMAP notification of a replay, as QEMU's vtd_page_walk_one traces it (perm 0: unmap). */
+export interface ReplayChange {
+  readonly iova: number;
+  readonly gpa: number;
+  readonly size: number;
+  /** IOMMU_RO 1, IOMMU_WO 2, IOMMU_RW 3; IOMMU_NONE 0 for an unmap. */
+  readonly perm: number;
+}
+
 export interface ReplayResult {
   readonly mapped: number;
   readonly unmapped: number;
+  readonly changes: readonly ReplayChange[];
   /** Guest mappings whose GPA is not guest RAM: nothing to map them to (QEMU skips them with an error report). */
   readonly outsideRam: number;
 }
@@ -93,6 +103,7 @@ export class ShadowSpace {
     let mapped = 0;
     let unmapped = 0;
     let outsideRam = 0;
+    const changes: ReplayChange[] = [];
     // What the shadow has in the range and the guest no longer has (or has differently).
     const wanted = new Map<number, GuestLeaf>();
     for (const l of leaves) wanted.set(l.iova, l);
@@ -106,6 +117,7 @@ export class ShadowSpace {
       this.kernel.unmap(this.domain, base, e.size);
       this.entries.delete(base);
       unmapped++;
+      changes.push({ iova: base, gpa: 0, size: e.size, perm: 0 });
     }
     for (const l of wanted.values()) {
       const hpa = this.memory.hpa(l.gpa);
@@ -116,8 +128,9 @@ export class ShadowSpace {
       this.kernel.map(this.domain, l.iova, hpa, l.size, { read: l.read || l.write, write: l.write });
       this.entries.set(l.iova, { hpa, size: l.size, write: l.write });
       mapped++;
+      changes.push({ iova: l.iova, gpa: l.gpa, size: l.size, perm: (l.read || l.write ? 1 : 0) | (l.write ? 2 : 0) });
     }
-    return { mapped, unmapped, outsideRam };
+    return { mapped, unmapped, outsideRam, changes };
   }
 
   /** Drops every shadow mapping (the guest switched the device away from this table). */

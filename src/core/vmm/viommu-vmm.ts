@@ -5,6 +5,7 @@ import { formatPciAddress, pciRid } from '../pci';
 import { DescType } from '../vtd/descriptors';
 import type { VtdDescriptorEvent, VtdRegisterWrite } from '../vtd/traps';
 import { guestTranslation, type GuestTranslation, presentGuestPasids } from './guest-tables';
+import { qemuInvDescType, type QemuTraceEvent } from './qemu-trace';
 import { ShadowSpace } from './shadow';
 import { VirtualCommand } from './vcmd';
 import { VCMD_LAYOUT_VTD_3_1, VCMD_LAYOUT_VTD_3_3 } from '../vtd/vcmd-registers';
@@ -165,8 +166,40 @@ export class Vmm {
     }
   }
 
+  /** The vtd_* trace events QEMU prints for what the VMM does, in order (qemu-trace.ts renders them). */
+  readonly qemuTrace: QemuTraceEvent[] = [];
+
+  private qemu(e: QemuTraceEvent): void {
+    this.qemuTrace.push(e);
+  }
+
+  /** What QEMU 7.2 traces for a descriptor it processes (vtd_process_inv_desc and the handler of its type). */
+  private traceDescriptor(d: VtdDescriptorEvent): void {
+    const later = this.vm.config.viommu?.behaviour !== 'qemu-7.2';
+    const type = qemuInvDescType(d.qwords[0]!.lo, { later });
+    if (type) this.qemu({ event: 'vtd_inv_desc', type, hi: d.qwords[1]!, lo: d.qwords[0]! });
+    const f = d.fields;
+    if (d.type === DescType.CONTEXT_CACHE) {
+      if (f.G === 1) this.qemu({ event: 'vtd_inv_desc_cc_global' });
+      else if (f.G === 2) this.qemu({ event: 'vtd_inv_desc_cc_domain', domain: f.DID! });
+      else if (f.G === 3) {
+        this.qemu({ event: 'vtd_inv_desc_cc_devices', sid: f.SID!, fmask: f.FM! });
+        for (const dev of this.devicesFor(f.SID)) this.qemu({ event: 'vtd_inv_desc_cc_device', bus: dev.address.bus, dev: dev.address.device, fn: dev.address.fn });
+      }
+    } else if (d.type === DescType.IOTLB) {
+      if (f.G === 1) this.qemu({ event: 'vtd_inv_desc_iotlb_global' });
+      else if (f.G === 2) this.qemu({ event: 'vtd_inv_desc_iotlb_domain', domain: f.DID! });
+      else if (f.G === 3) this.qemu({ event: 'vtd_inv_desc_iotlb_pages', domain: f.DID!, addr: f.ADDR! * 4096, mask: f.AM! });
+    } else if (d.type === DescType.PASID_CACHE && later) {
+      if (f.G === 3) this.qemu({ event: 'vtd_inv_desc_pasid_cache_gsi' });
+      else if (f.G === 0) this.qemu({ event: 'vtd_inv_desc_pasid_cache_dsi', domain: f.DID! });
+      else if (f.G === 1) this.qemu({ event: 'vtd_inv_desc_pasid_cache_psi', domain: f.DID!, pasid: f.PASID! });
+    }
+  }
+
   private descriptorDone(d: VtdDescriptorEvent): void {
     const f = d.fields;
+    this.traceDescriptor(d);
     switch (d.type) {
       case DescType.CONTEXT_CACHE:
         this.step('vmm', 'trap-descriptor', `${d.typeName} (${['', 'global', 'domain', 'device'][f.G!] ?? f.G})`);
@@ -242,6 +275,7 @@ export class Vmm {
       // QEMU: translation off or pass-through uses system memory (GPA); a missing entry leaves the vIOMMU
       // address space, whose translations fault in the guest's vIOMMU; on the host the device stays on GPA.
       if (dev.space.kind === 'gpa' && this.streamDomain(dev) === gpa) return;
+      this.qemu({ event: 'vtd_switch_address_space', bus: dev.address.bus, slot: dev.address.device, fn: dev.address.fn, on: false });
       this.dropShadow(dev);
       this.attachStream(dev, gpa, `${this.vm.name} ${name}: GPA`);
       dev.space = { kind: 'gpa' };
@@ -254,6 +288,7 @@ export class Vmm {
         return;
       }
       this.dropShadow(dev);
+      this.qemu({ event: 'vtd_switch_address_space', bus: dev.address.bus, slot: dev.address.device, fn: dev.address.fn, on: true });
       const domain = k.allocPagingDomain({ name: `${this.vm.name}-${name}-shadow`, description: `${this.vm.name} ${name} guest IOVA (shadow of guest DID ${g.did})`, device: dev.host });
       this.attachStream(dev, domain, `${this.vm.name} ${name}: shadow`);
       dev.space = { kind: 'shadow', guestDid: g.did, domain };
@@ -285,6 +320,7 @@ export class Vmm {
     const shadow = this.shadows.get(dev);
     if (!shadow || g.kind !== 'second-level') return;
     const r = shadow.replay(g.root, g.levels, start, end);
+    for (const c of r.changes) this.qemu({ event: 'vtd_page_walk_one', domain: g.did, iova: c.iova, gpa: c.gpa, mask: c.size - 1, perm: c.perm });
     this.step('vmm', 'replay', `${formatPciAddress(dev.address)}: ${r.mapped} mapped, ${r.unmapped} unmapped${r.outsideRam ? `, ${r.outsideRam} outside guest RAM (skipped)` : ''}`, { path: 'shadow' });
   }
 
