@@ -50,7 +50,17 @@ export interface HostIommu {
    * A guest first-level invalidation of a nested domain: `range` undefined is all of it (the guest's
    * PASID-selective flush), else 2^`am` pages at `addr` (page-selective), `leaf` from the guest's IH.
    */
-  invalidateNested(domain: Domain, hostPasid: number, range: { readonly addr: number; readonly am: number; readonly leaf: boolean } | undefined): void;
+  invalidateNested(domain: Domain, hostPasid: number, range: { readonly addr: number; readonly am: number; readonly leaf: boolean } | undefined, guestFields?: Readonly<Record<string, number>>): void;
+
+  /**
+   * A guest device-TLB invalidation for the physical device (`pasid`: the host PASID, or undefined without
+   * PASID). The bind path sends it with the host's SID, PFSID and PASID; iommufd's HWPT_INVALIDATE already
+   * flushed the device TLB with the nested domain's cache tags, so it has nothing more to do.
+   */
+  invalidateDeviceTlb(dev: DeviceInfo, pasid: number | undefined, guestFields: Readonly<Record<string, number>>): void;
+
+  /** Delivers what the host queued for the VMM (iommufd's fault queue is read here); the bind path is synchronous. */
+  poll?(): void;
 
   /** Answers a page request group the host delivered (by the token `onPageRequest` was given). */
   pageResponse(token: PageRequestToken, code: PageResponseCode): void;

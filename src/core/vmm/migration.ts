@@ -42,7 +42,7 @@ export function migrate(vm: Vm, dest: Host, options: MigrationOptions = {}): Mig
   vm.vmm?.teardown({ keepGuestPasids: true });
   if (!vm.vmm) vm.teardownWithoutVmm();
   const pagesCopied = vm.memory.rebase(dest.machine.memory, dest.reserveRam(vm.memory.size));
-  vm.host = dest;
+  vm.moveTo(dest);
   const devices = moves.map(({ d, dev }) => {
     const rec = { guest: vm.deviceName(d), from: d.host.name, to: dev.name };
     // A mediated device's mark is the parent driver's PASID: given back on the source, allocated anew there.

@@ -1,5 +1,5 @@
 import type { Domain } from '../driver/domain';
-import type { IommuKernel } from '../driver/kernel';
+import type { HostIommu } from './host-iommu';
 import type { PhysicalMemory } from '../hw/memory';
 import type { GuestMemory } from './guest-memory';
 
@@ -78,7 +78,7 @@ export class ShadowSpace {
 
   constructor(
     readonly domain: Domain,
-    private readonly kernel: IommuKernel,
+    private readonly host: HostIommu,
     private readonly memory: GuestMemory,
   ) {}
 
@@ -114,7 +114,7 @@ export class ShadowSpace {
         wanted.delete(base);
         continue;
       }
-      this.kernel.unmap(this.domain, base, e.size);
+      this.host.unmap(this.domain, base, e.size);
       this.entries.delete(base);
       unmapped++;
       changes.push({ iova: base, gpa: 0, size: e.size, perm: 0 });
@@ -125,7 +125,7 @@ export class ShadowSpace {
         outsideRam++;
         continue;
       }
-      this.kernel.map(this.domain, l.iova, hpa, l.size, { read: l.read || l.write, write: l.write });
+      this.host.map(this.domain, l.iova, hpa, l.size, { read: l.read || l.write, write: l.write });
       this.entries.set(l.iova, { hpa, size: l.size, write: l.write });
       mapped++;
       changes.push({ iova: l.iova, gpa: l.gpa, size: l.size, perm: (l.read || l.write ? 1 : 0) | (l.write ? 2 : 0) });
@@ -137,7 +137,7 @@ export class ShadowSpace {
   clear(): number {
     let n = 0;
     for (const [base, e] of this.entries) {
-      this.kernel.unmap(this.domain, base, e.size);
+      this.host.unmap(this.domain, base, e.size);
       n++;
     }
     this.entries.clear();

@@ -1,14 +1,15 @@
 import type { Domain, PageFault, PageResponseCode } from '../driver/domain';
-import type { Desc } from '../driver/qi';
 import type { VmmFinding } from './findings';
 import { formatPciAddress, pciRid } from '../pci';
 import { DescType } from '../vtd/descriptors';
 import type { VtdDescriptorEvent, VtdRegisterWrite } from '../vtd/traps';
 import { guestTranslation, type GuestTranslation, presentGuestPasids } from './guest-tables';
-import { qemuInvDescType, type QemuTraceEvent } from './qemu-trace';
+import type { QemuTraceEvent } from './qemu-trace';
+import { qemuDescriptorEvents } from './vmm-qemu-events';
 import { ShadowSpace } from './shadow';
 import { VirtualCommand } from './vcmd';
 import { VCMD_LAYOUT_VTD_3_1, VCMD_LAYOUT_VTD_3_3 } from '../vtd/vcmd-registers';
+import type { PageRequestToken } from './host-iommu';
 import type { Vm, VmDevice } from './vm';
 
 /**
@@ -35,16 +36,6 @@ export interface VmmOptions {
   readonly mdevKeepsGpaView?: boolean;
 }
 
-/** Seed 002's generic invalidation record (`struct tlb_invalidate_info` with its Intel opaque part). */
-export interface GenericInvalidation {
-  readonly model: 'intel';
-  readonly granularity: 'pasid' | 'page';
-  readonly pasid: number;
-  readonly addr: number;
-  readonly size: number;
-  readonly opaque: { readonly invType: number; readonly ih: boolean };
-}
-
 interface NestedBind {
   readonly device: VmDevice;
   readonly guestPasid: number;
@@ -60,7 +51,7 @@ export class Vmm {
   private readonly shadows = new Map<VmDevice, ShadowSpace>();
   private readonly binds = new Map<string, NestedBind>();
   /** Page requests the VMM injected into the guest, by (guest RID, guest PASID, PRG index): where they came from. */
-  private readonly pending = new Map<string, { device: VmDevice; hostPasid: number | undefined; prgIndex: number }>();
+  private readonly pending = new Map<string, { device: VmDevice; hostPasid: number | undefined; token: PageRequestToken }>();
   private detach: (() => void) | undefined;
   private translating = false;
   /** The virtual command handler, when the vIOMMU offers ECAP.VCS. */
@@ -103,21 +94,15 @@ export class Vmm {
    * invalid on the host first (a drain: nothing may be left in flight on a host the VM leaves).
    */
   teardown(o: { readonly keepGuestPasids?: boolean } = {}): void {
-    const k = this.vm.host.kernel;
-    for (const p of this.pending.values()) k.pageResponse(p.device.host, p.hostPasid, p.prgIndex, 'invalid');
+    const h = this.vm.hostIommu;
+    for (const p of this.pending.values()) h.pageResponse(p.token, 'invalid');
     if (this.pending.size) this.step('vmm', 'drain', `${this.pending.size} page request group${this.pending.size === 1 ? '' : 's'} in flight answered invalid on ${this.vm.host.name}`);
     this.pending.clear();
     for (const b of [...this.binds.values()]) this.unbind(b, o.keepGuestPasids === true);
     for (const dev of this.vm.devices) {
       this.dropShadow(dev);
-      if (dev.space.kind === 'nested') {
-        const nested = dev.space.domain;
-        if (dev.kind === 'mdev') k.detachDevicePasid(dev.host, dev.hostPasid!);
-        this.attachStream(dev, this.vm.gpaDomain, `${this.vm.name}: GPA`);
-        k.freeDomain(nested);
-      }
-      if (dev.kind === 'mdev') k.detachDevicePasid(dev.host, dev.hostPasid!);
-      else k.detachDevice(dev.host);
+      if (dev.space.kind === 'nested') h.unbindNested(dev.host, this.streamPasid(dev), dev.space.domain);
+      h.detach(dev.host, this.streamPasid(dev));
       dev.space = { kind: 'gpa' };
     }
     this.vm.releaseGpaDomain();
@@ -132,7 +117,7 @@ export class Vmm {
     // The handler answers from the destination's PASID table from now on.
     this.makeVcmd();
     const gpa = this.vm.gpaDomain;
-    for (const dev of this.vm.devices) this.attachStream(dev, gpa, `${dev.kind} of ${this.vm.name}`);
+    for (const dev of this.vm.devices) this.attachStream(dev, gpa);
     this.translating = this.vm.viommu!.translationEnabled;
     for (const dev of this.vm.devices) {
       this.switchAddressSpace(dev);
@@ -173,33 +158,9 @@ export class Vmm {
     this.qemuTrace.push(e);
   }
 
-  /** What QEMU 7.2 traces for a descriptor it processes (vtd_process_inv_desc and the handler of its type). */
-  private traceDescriptor(d: VtdDescriptorEvent): void {
-    const later = this.vm.config.viommu?.behaviour !== 'qemu-7.2';
-    const type = qemuInvDescType(d.qwords[0]!.lo, { later });
-    if (type) this.qemu({ event: 'vtd_inv_desc', type, hi: d.qwords[1]!, lo: d.qwords[0]! });
-    const f = d.fields;
-    if (d.type === DescType.CONTEXT_CACHE) {
-      if (f.G === 1) this.qemu({ event: 'vtd_inv_desc_cc_global' });
-      else if (f.G === 2) this.qemu({ event: 'vtd_inv_desc_cc_domain', domain: f.DID! });
-      else if (f.G === 3) {
-        this.qemu({ event: 'vtd_inv_desc_cc_devices', sid: f.SID!, fmask: f.FM! });
-        for (const dev of this.devicesFor(f.SID)) this.qemu({ event: 'vtd_inv_desc_cc_device', bus: dev.address.bus, dev: dev.address.device, fn: dev.address.fn });
-      }
-    } else if (d.type === DescType.IOTLB) {
-      if (f.G === 1) this.qemu({ event: 'vtd_inv_desc_iotlb_global' });
-      else if (f.G === 2) this.qemu({ event: 'vtd_inv_desc_iotlb_domain', domain: f.DID! });
-      else if (f.G === 3) this.qemu({ event: 'vtd_inv_desc_iotlb_pages', domain: f.DID!, addr: f.ADDR! * 4096, mask: f.AM! });
-    } else if (d.type === DescType.PASID_CACHE && later) {
-      if (f.G === 3) this.qemu({ event: 'vtd_inv_desc_pasid_cache_gsi' });
-      else if (f.G === 0) this.qemu({ event: 'vtd_inv_desc_pasid_cache_dsi', domain: f.DID! });
-      else if (f.G === 1) this.qemu({ event: 'vtd_inv_desc_pasid_cache_psi', domain: f.DID!, pasid: f.PASID! });
-    }
-  }
-
   private descriptorDone(d: VtdDescriptorEvent): void {
     const f = d.fields;
-    this.traceDescriptor(d);
+    for (const e of qemuDescriptorEvents(d, this.devicesFor(d.type === DescType.CONTEXT_CACHE && f.G === 3 ? f.SID : undefined), this.vm.config.viommu?.behaviour !== 'qemu-7.2')) this.qemu(e);
     switch (d.type) {
       case DescType.CONTEXT_CACHE:
         this.step('vmm', 'trap-descriptor', `${d.typeName} (${['', 'global', 'domain', 'device'][f.G!] ?? f.G})`);
@@ -243,15 +204,13 @@ export class Vmm {
    * Puts the device's requests without PASID on `domain` on the host: the RID of an assigned function, or
    * the (parent RID, PASID) that marks a mediated device.
    */
-  private attachStream(dev: VmDevice, domain: Domain, note: string): void {
-    const k = this.vm.host.kernel;
-    if (dev.kind === 'vfio-pci') {
-      k.attachDevice(domain, dev.host, { note });
-      return;
-    }
-    if (dev.host.pasidDomains.get(dev.hostPasid!) === domain) return;
-    if (dev.host.pasidDomains.has(dev.hostPasid!)) k.replaceDevicePasid(domain, dev.host, dev.hostPasid!, { note });
-    else k.attachDevicePasid(domain, dev.host, dev.hostPasid!, { note });
+  private attachStream(dev: VmDevice, domain: Domain): void {
+    this.vm.hostIommu.attach(dev.host, this.streamPasid(dev), domain);
+  }
+
+  /** The host PASID of a device's stream: none for an assigned function, the mark of an mdev. */
+  private streamPasid(dev: VmDevice): number | undefined {
+    return dev.kind === 'mdev' ? dev.hostPasid : undefined;
   }
 
   private streamDomain(dev: VmDevice): Domain | undefined {
@@ -268,7 +227,7 @@ export class Vmm {
   /** vtd_switch_address_space + replay: what the host does for the device's requests without PASID. */
   private switchAddressSpace(dev: VmDevice): void {
     const g = this.guest(dev);
-    const k = this.vm.host.kernel;
+    const h = this.vm.hostIommu;
     const name = formatPciAddress(dev.address);
     const gpa = this.vm.gpaDomain;
     if (g.kind === 'pass-through' || g.kind === 'absent') {
@@ -277,7 +236,7 @@ export class Vmm {
       if (dev.space.kind === 'gpa' && this.streamDomain(dev) === gpa) return;
       this.qemu({ event: 'vtd_switch_address_space', bus: dev.address.bus, slot: dev.address.device, fn: dev.address.fn, on: false });
       this.dropShadow(dev);
-      this.attachStream(dev, gpa, `${this.vm.name} ${name}: GPA`);
+      this.attachStream(dev, gpa);
       dev.space = { kind: 'gpa' };
       this.step('vmm', 'switch-address-space', `${name}: ${g.kind === 'absent' ? g.why + '; ' : ''}DMA to guest-physical addresses (${gpa.name})`);
       return;
@@ -289,11 +248,11 @@ export class Vmm {
       }
       this.dropShadow(dev);
       this.qemu({ event: 'vtd_switch_address_space', bus: dev.address.bus, slot: dev.address.device, fn: dev.address.fn, on: true });
-      const domain = k.allocPagingDomain({ name: `${this.vm.name}-${name}-shadow`, description: `${this.vm.name} ${name} guest IOVA (shadow of guest DID ${g.did})`, device: dev.host });
-      this.attachStream(dev, domain, `${this.vm.name} ${name}: shadow`);
+      const domain = h.allocShadow(dev.host, `${this.vm.name}-${name}-shadow`, `${this.vm.name} ${name} guest IOVA (shadow of guest DID ${g.did})`);
+      this.attachStream(dev, domain);
       dev.space = { kind: 'shadow', guestDid: g.did, domain };
       this.vm.deviceModelSwitched(dev);
-      this.shadows.set(dev, new ShadowSpace(domain, k, this.vm.memory));
+      this.shadows.set(dev, new ShadowSpace(domain, h, this.vm.memory));
       this.step('vmm', 'switch-address-space', `${name}: guest second-level table at GPA 0x${g.root.toString(16)} (guest DID ${g.did}) shadowed in ${domain.name}`, { path: 'shadow' });
       this.replay(dev, 0, 2 ** 57);
       return;
@@ -301,17 +260,9 @@ export class Vmm {
     if (g.kind === 'first-level') {
       if (dev.space.kind === 'nested') return;
       this.dropShadow(dev);
-      const s1 = { sre: g.sre, wpe: g.wpe, eafe: g.eafe, addrWidth: g.levels === 5 ? 57 : 48 };
-      let domain: Domain;
-      if (dev.kind === 'vfio-pci') {
-        if (dev.host.ridDomain !== gpa) k.attachDevice(gpa, dev.host, { note: `${this.vm.name} ${name}: GPA` });
-        domain = k.bindPgtable(gpa, dev.host, g.root, { s1 });
-      } else {
-        if (dev.host.pasidDomains.has(dev.hostPasid!)) k.detachDevicePasid(dev.host, dev.hostPasid!);
-        domain = k.bindPgtablePasid(gpa, dev.host, g.root, dev.hostPasid!, { s1 });
-      }
+      const domain = h.bindNested(dev.host, this.streamPasid(dev), { sre: g.sre, wpe: g.wpe, eafe: g.eafe, addrWidth: g.levels === 5 ? 57 : 48, pgtblAddr: g.root }, { guestRid: pciRid(dev.address) });
       dev.space = { kind: 'nested', domain };
-      this.step('host-driver', 'bind-pgtable', `${name}: guest first-level table at GPA 0x${g.root.toString(16)} nested over ${gpa.name} (${domain.name})`, { path: 'bind' });
+      this.step('host-driver', 'bind-pgtable', `${name}: guest first-level table at GPA 0x${g.root.toString(16)} nested over ${gpa.name} (${domain.name})`, { path: h.path });
     }
   }
 
@@ -329,8 +280,8 @@ export class Vmm {
     if (!s) return;
     this.shadows.delete(dev);
     s.clear();
-    this.attachStream(dev, this.vm.gpaDomain, `${this.vm.name}: GPA`);
-    this.vm.host.kernel.freeDomain(s.domain);
+    this.attachStream(dev, this.vm.gpaDomain);
+    this.vm.hostIommu.freeShadow(s.domain);
   }
 
   /** The shadow of a device (tests and views). */
@@ -412,7 +363,7 @@ export class Vmm {
   }
 
   private bind(dev: VmDevice, guestPasid: number, g: Extract<GuestTranslation, { kind: 'first-level' }>): void {
-    const k = this.vm.host.kernel;
+    const h = this.vm.hostIommu;
     // Seed 002's hardware limitation: without the capability, one device cannot have guest IOVA (a shadowed
     // second level at its RID) and guest SVM (nested PASIDs) at once.
     if (this.vm.config.viommu?.iovaWithSvm === false && dev.space.kind === 'shadow') {
@@ -421,12 +372,12 @@ export class Vmm {
       return;
     }
     const hostPasid = this.useGuestPasid(dev, guestPasid, 'PASID-cache flush');
-    const s1 = { sre: g.sre, wpe: g.wpe, eafe: g.eafe, addrWidth: g.levels === 5 ? 57 : 48 };
-    const iopfHandler = (group: readonly PageFault[]) => this.hostPageRequest(dev, group);
+    const s1 = { sre: g.sre, wpe: g.wpe, eafe: g.eafe, addrWidth: g.levels === 5 ? 57 : 48, pgtblAddr: g.root };
+    const o = { guestRid: pciRid(dev.address), guestPasid, onPageRequest: (group: readonly PageFault[], token: PageRequestToken) => this.hostPageRequest(dev, guestPasid, group, token) };
     // bind_gpasid: the host driver keeps the guest PASID with the bind (its H-to-G), checking that G-to-H leads here first.
     this.vm.pasids.bind(hostPasid, guestPasid, dev.host.name);
-    const domain = k.bindPgtablePasid(this.vm.gpaDomain, dev.host, g.root, hostPasid, { s1, privateData: { vm: this.vm.name, guestPasid }, iopfHandler });
-    this.step('host-driver', 'bind-gpasid', `${dev.host.name} PASID ${hostPasid}: guest first-level table at GPA 0x${g.root.toString(16)} nested over ${this.vm.gpaDomain.name}; guest PASID ${guestPasid} kept as the bind's private data (H-to-G)`, { pasid: { guest: guestPasid, host: hostPasid }, path: 'bind' });
+    const domain = h.bindNested(dev.host, hostPasid, s1, o);
+    this.step('host-driver', h.path === 'bind' ? 'bind-gpasid' : 'iommufd-nested-hwpt', `${dev.host.name} PASID ${hostPasid}: guest first-level table at GPA 0x${g.root.toString(16)} nested over ${this.vm.gpaDomain.name}${h.path === 'bind' ? `; guest PASID ${guestPasid} kept as the bind's private data (H-to-G)` : ' (IOMMU_HWPT_ALLOC with IOMMU_HWPT_DATA_VTD_S1)'}`, { pasid: { guest: guestPasid, host: hostPasid }, path: h.path });
     // Seed 003: a device without ENQCMD gets its local entry too (the guest programs it with its own PASID).
     let local: NestedBind['local'];
     const split = this.vm.pasids.split;
@@ -434,9 +385,9 @@ export class Vmm {
       const slots = split.entriesToProgram({ name: dev.host.name, maxPasids: dev.host.maxPasids, enqcmd: dev.enqcmd === true }, guestPasid, hostPasid);
       const l = slots.find((x) => x.range === 'local');
       if (l) {
-        const ld = k.bindPgtablePasid(this.vm.gpaDomain, dev.host, g.root, l.index, { s1, privateData: { vm: this.vm.name, guestPasid }, iopfHandler });
+        const ld = h.bindNested(dev.host, l.index, s1, o);
         local = { pasid: l.index, domain: ld };
-        this.step('host-driver', 'bind-gpasid', `${dev.host.name} PASID ${l.index} (local): the same guest table, for the guest programming the device with its own PASID (no ENQCMD)`, { pasid: { guest: guestPasid, host: l.index }, path: 'bind' });
+        this.step('host-driver', h.path === 'bind' ? 'bind-gpasid' : 'iommufd-nested-hwpt', `${dev.host.name} PASID ${l.index} (local): the same guest table, for the guest programming the device with its own PASID (no ENQCMD)`, { pasid: { guest: guestPasid, host: l.index }, path: h.path });
       }
     }
     this.binds.set(`${pciRid(dev.address)}:${guestPasid}`, { device: dev, guestPasid, hostPasid, domain, root: g.root, ...(local ? { local } : {}) });
@@ -448,13 +399,9 @@ export class Vmm {
   }
 
   private unbind(b: NestedBind, keepGuestPasid = false): void {
-    const k = this.vm.host.kernel;
-    k.detachDevicePasid(b.device.host, b.hostPasid);
-    k.freeDomain(b.domain);
-    if (b.local) {
-      k.detachDevicePasid(b.device.host, b.local.pasid);
-      k.freeDomain(b.local.domain);
-    }
+    const h = this.vm.hostIommu;
+    h.unbindNested(b.device.host, b.hostPasid, b.domain);
+    if (b.local) h.unbindNested(b.device.host, b.local.pasid, b.local.domain);
     this.binds.delete(`${pciRid(b.device.address)}:${b.guestPasid}`);
     // KVM's entry goes before the host PASID can go back to the allocator.
     const stillEnqcmd = [...this.binds.values()].some((x) => x.guestPasid === b.guestPasid && x.device.enqcmd);
@@ -464,7 +411,7 @@ export class Vmm {
     }
     this.vm.pasids.unbind(b.hostPasid, b.device.host.name);
     if (!keepGuestPasid) this.vm.pasids.unmap(b.guestPasid, b.device.host.name);
-    this.step('host-driver', 'unbind-gpasid', `${b.device.host.name} PASID ${b.hostPasid} (guest PASID ${b.guestPasid}) unbound`, { pasid: { guest: b.guestPasid, host: b.hostPasid }, path: 'bind' });
+    this.step('host-driver', 'unbind-gpasid', `${b.device.host.name} PASID ${b.hostPasid} (guest PASID ${b.guestPasid}) unbound`, { pasid: { guest: b.guestPasid, host: b.hostPasid }, path: h.path });
   }
 
   /** What the host binds for a guest PASID of a device (tests and views). */
@@ -479,14 +426,17 @@ export class Vmm {
     const f = d.fields;
     const gpasid = f.PASID!;
     const targets = [...this.binds.values()].filter((b) => b.guestPasid === gpasid);
-    this.step('vmm', 'trap-descriptor', `${d.typeName} (${f.G === 3 ? 'page' : 'pasid'} PASID ${gpasid}): forwarded to ${targets.length} host bind${targets.length === 1 ? '' : 's'}`, { pasid: { guest: gpasid }, path: this.propagation === 'raw' ? 'raw (seed 002 choice a)' : 'generic (seed 002 choice b)' });
+    const h = this.vm.hostIommu;
+    const path = h.path === 'iommufd' ? 'iommufd (IOMMU_HWPT_INVALIDATE)' : this.propagation === 'raw' ? 'raw (seed 002 choice a)' : 'generic (seed 002 choice b)';
+    this.step('vmm', 'trap-descriptor', `${d.typeName} (${f.G === 3 ? 'page' : 'pasid'} PASID ${gpasid}): forwarded to ${targets.length} host bind${targets.length === 1 ? '' : 's'}`, { pasid: { guest: gpasid }, path });
+    const range = f.G === 3 ? { addr: f.ADDR! * 4096, am: f.AM!, leaf: f.IH === 1 } : undefined;
     for (const b of targets) {
-      const iommu = b.device.host.iommu;
-      const did = this.vm.host.kernel.didOf(b.domain, iommu);
-      if (did === undefined) continue;
-      const desc = this.propagation === 'raw' ? rawForHost(f, did, b.hostPasid) : reassemble(toGeneric(f, b.hostPasid), did);
-      iommu.qi.submit([desc]);
-      this.step('host-driver', 'invalidate', `PASID-based IOTLB invalidation on ${iommu.name}: DID ${did} PASID ${b.hostPasid}${f.G === 3 ? ` 0x${(f.ADDR! * 4096).toString(16)} AM ${f.AM}` : ''}`, { pasid: { guest: gpasid, host: b.hostPasid } });
+      const streams: [number, Domain][] = [[b.hostPasid, b.domain]];
+      if (b.local) streams.push([b.local.pasid, b.local.domain]);
+      for (const [pasid, domain] of streams) {
+        h.invalidateNested(domain, pasid, range, f);
+        this.step('host-driver', 'invalidate', `first-level invalidation of ${domain.name} (DID ${h.didOf(domain, b.device.host)}) PASID ${pasid}${range ? ` 0x${range.addr.toString(16)} AM ${range.am}` : ''}`, { pasid: { guest: gpasid, host: pasid }, path });
+      }
     }
   }
 
@@ -510,12 +460,7 @@ export class Vmm {
       this.step('vmm', 'trap-descriptor', `${d.typeName} for guest PASID ${gpasid}, which maps to no host PASID: nothing to forward`, { pasid: { guest: gpasid } });
       return;
     }
-    const sid = dev.host.sid;
-    const qdep = dev.host.endpoint.caps.ats?.invalidateQueueDepth ?? 0;
-    const host: Desc = withPasid
-      ? { type: DescType.PASID_DEVICE_TLB, fields: { ...raw(f), SID: sid, PFSID_LO: sid & 0xf, PFSID_HI: sid >>> 4, PASID: hostPasid!, QDEP: qdep >= 32 ? 0 : qdep } }
-      : { type: DescType.DEVICE_TLB, fields: { ...raw(f), SID: sid, PFSID_LO: sid & 0xf, PFSID_HI: sid >>> 4, QDEP: qdep >= 32 ? 0 : qdep } };
-    dev.host.iommu.qi.submit([host]);
+    this.vm.hostIommu.invalidateDeviceTlb(dev.host, withPasid ? hostPasid : undefined, f);
     this.step('vmm', 'trap-descriptor', `${d.typeName} for ${formatPciAddress(dev.address)}${gpasid !== undefined ? ` PASID ${gpasid}` : ''}: forwarded to ${dev.host.name}${hostPasid !== undefined ? ` PASID ${hostPasid}` : ''}`, { ...(gpasid !== undefined ? { pasid: { guest: gpasid, host: hostPasid! } } : {}) });
   }
 
@@ -526,24 +471,33 @@ export class Vmm {
    * the host PASID and the guest PASID from the bind's private data, so the VMM needs no lookup; it injects
    * the request into the guest's page request queue with the guest RID and guest PASID.
    */
-  private hostPageRequest(dev: VmDevice, group: readonly PageFault[]): PageResponseCode | 'deferred' {
+  private hostPageRequest(dev: VmDevice, boundGuestPasid: number, group: readonly PageFault[], token: PageRequestToken): void {
     const first = group[0]!;
     const hostPasid = first.pasid;
-    // The host driver's fast H-to-G: the guest PASID it kept as the bind's private data.
-    const guestPasid = hostPasid === undefined ? undefined : this.vm.pasids.driverHostToGuest(hostPasid, dev.host.name, 'page request');
+    const h = this.vm.hostIommu;
+    let guestPasid: number | undefined;
+    if (h.path === 'bind') {
+      // The host driver's fast H-to-G: the guest PASID it kept as the bind's private data.
+      guestPasid = hostPasid === undefined ? undefined : this.vm.pasids.driverHostToGuest(hostPasid, dev.host.name, 'page request');
+    } else {
+      // iommufd hands the VMM the fault of the nested HWPT it allocated for one guest PASID, with the wire
+      // PASID: the VMM's own record of that HWPT gives the guest PASID, a keyed lookup.
+      guestPasid = boundGuestPasid;
+      this.vm.pasidTrace.record({ side: 'vmm', direction: 'H-to-G', kind: 'fast', vm: this.vm.name, from: hostPasid ?? -1, to: guestPasid, device: dev.host.name, why: 'page request (the nested HWPT it came on)' });
+    }
     this.lookups();
     const viommu = this.vm.viommu!;
     if (typeof guestPasid !== 'number') {
       this.vm.note({ code: 'unmapped-page-request', vm: this.vm.name, ...(hostPasid !== undefined ? { hostPasid } : {}), message: `a page request from ${dev.host.name} for host PASID ${hostPasid ?? 'none'} maps to no guest PASID: answered invalid on the host` });
-      return 'invalid';
+      h.pageResponse(token, 'invalid');
+      return;
     }
     const rid = pciRid(dev.address);
     for (const f of group) {
       const outcome = viommu.receivePageRequest({ rid, pasid: guestPasid, address: f.address, read: f.read, write: f.write, exec: f.exec, priv: f.priv, lastInGroup: f.lastPage, prgIndex: f.prgIndex });
       this.step('vmm', 'inject-page-request', `${formatPciAddress(dev.address)} PASID ${guestPasid} address 0x${f.address.toString(16)} PRG ${f.prgIndex}: ${outcome} in the guest's page request queue`, { pasid: { guest: guestPasid, ...(hostPasid !== undefined ? { host: hostPasid } : {}) } });
     }
-    this.pending.set(`${rid}:${guestPasid}:${first.prgIndex}`, { device: dev, hostPasid, prgIndex: first.prgIndex });
-    return 'deferred';
+    this.pending.set(`${rid}:${guestPasid}:${first.prgIndex}`, { device: dev, hostPasid, token });
   }
 
   /** The guest answered a page request: G-to-H, then the host's page response (seed 000, PR response 1-3). */
@@ -558,31 +512,7 @@ export class Vmm {
     const hostPasid = guestPasid === undefined ? undefined : this.vm.pasids.vmmGuestToHost(guestPasid, 'page response');
     this.lookups();
     const codeName: PageResponseCode = code === 0 ? 'success' : code === 1 ? 'invalid' : 'failure';
-    this.vm.host.kernel.pageResponse(p.device.host, hostPasid, prgIndex, codeName);
+    this.vm.hostIommu.pageResponse(p.token, codeName);
     this.step('host-driver', 'page-response', `${p.device.host.name} PASID ${hostPasid} PRG ${prgIndex}: ${codeName}`, { pasid: { ...(guestPasid !== undefined ? { guest: guestPasid } : {}), ...(hostPasid !== undefined ? { host: hostPasid } : {}) } });
   }
-}
-
-/** Choice a: the guest's descriptor as it is, with the fields only the host knows replaced. */
-function rawForHost(f: Readonly<Record<string, number>>, hostDid: number, hostPasid: number): Desc {
-  return { type: DescType.PASID_IOTLB, fields: { ...raw(f), DID: hostDid, PASID: hostPasid } };
-}
-
-/** Decoded fields back into encoder input: a decoded ADDR is the field itself (bits 63:12), which the encoder takes as ADDR_PAGE. */
-function raw(f: Readonly<Record<string, number>>): Record<string, number> {
-  const { ADDR, ...rest } = f;
-  return ADDR === undefined ? rest : { ...rest, ADDR_PAGE: ADDR };
-}
-
-/** Choice b, guest side: parse into the generic record. */
-export function toGeneric(f: Readonly<Record<string, number>>, hostPasid: number): GenericInvalidation {
-  const page = f.G === 3;
-  return { model: 'intel', granularity: page ? 'page' : 'pasid', pasid: hostPasid, addr: page ? f.ADDR! * 4096 : 0, size: page ? 4096 * 2 ** f.AM! : 0, opaque: { invType: DescType.PASID_IOTLB, ih: f.IH === 1 } };
-}
-
-/** Choice b, host side: the host driver re-assembles a descriptor from the record. */
-export function reassemble(g: GenericInvalidation, hostDid: number): Desc {
-  if (g.granularity === 'pasid') return { type: DescType.PASID_IOTLB, fields: { G: 2, DID: hostDid, PASID: g.pasid } };
-  const am = Math.log2(g.size / 4096);
-  return { type: DescType.PASID_IOTLB, fields: { G: 3, DID: hostDid, PASID: g.pasid, ADDR: g.addr, AM: am, IH: g.opaque.ih ? 1 : 0 } };
 }

@@ -7,6 +7,8 @@ import type { DmaRequest, TranslationResult } from '../hw/types';
 import { formatPciAddress, type PciAddress, parsePciAddress, pciRid } from '../pci';
 import type { VtdUnit } from '../vtd/unit';
 import { GuestMemory } from './guest-memory';
+import type { HostIommu } from './host-iommu';
+import { KernelBind } from './kernel-bind';
 import type { Host } from './host';
 import { CpuPasidTable, enqcmdGpFixup, submitEnqcmd } from './cpu-pasid';
 import type { VmmFinding } from './findings';
@@ -120,7 +122,9 @@ export class Vm {
   private readonly noted: VmmFinding[] = [];
   readonly devices: VmDevice[] = [];
   readonly config: VmConfig;
-  private gpa: Domain | undefined;
+  /** How the VMM reaches the host's IOMMU (the seed-era bind path, or iommufd); one per host the VM runs on. */
+  hostIommu: HostIommu;
+  private gpaMapped = false;
 
   /** The host the VM runs on (live migration moves it). */
   host: Host;
@@ -133,6 +137,7 @@ export class Vm {
     const aw = config.viommu?.addressWidth ?? 48;
     this.memory = new GuestMemory(host.machine.memory, { size, hostBase: host.reserveRam(size), addressWidth: Math.min(aw, 52) });
     this.machine = new Machine({ memory: this.memory });
+    this.hostIommu = this.hostIommuOn(host);
     if (config.viommu) {
       const v = config.viommu;
       const sm = v.scalableMode ?? true;
@@ -174,26 +179,31 @@ export class Vm {
    * Made when the first device is assigned.
    */
   get gpaDomain(): Domain {
-    return this.gpa ?? this.makeGpaDomain();
-  }
-
-  /** The GPA domain if one exists (teardown frees it; the next use makes a new one on the current host). */
-  releaseGpaDomain(): void {
-    const d = this.gpa;
-    if (!d) return;
-    this.gpa = undefined;
-    this.host.kernel.unmap(d, 0, this.memory.size);
-    this.host.kernel.freeDomain(d);
-    this.log.add({ vm: this.name, side: 'vmm', action: 'unmap-guest-memory', detail: `${d.name} unmapped and freed on ${this.host.name}` });
-  }
-
-  private makeGpaDomain(): Domain {
-      const k = this.host.kernel;
-      const d = k.allocPagingDomain({ name: `${this.name}-gpa`, description: `${this.name} guest-physical memory (GPA to HPA)`, nestParent: true });
-      k.map(d, 0, this.memory.hostBase, this.memory.size, { read: true, write: true });
-      this.gpa = d;
-      this.log.add({ vm: this.name, side: 'vmm', action: 'map-guest-memory', detail: `GPA 0x0-0x${(this.memory.size - 1).toString(16)} to HPA 0x${this.memory.hostBase.toString(16)} in ${d.name} on ${this.host.name}` });
+    const d = this.hostIommu.gpaSpace();
+    if (!this.gpaMapped) {
+      this.gpaMapped = true;
+      this.log.add({ vm: this.name, side: 'vmm', action: 'map-guest-memory', detail: `GPA 0x0-0x${(this.memory.size - 1).toString(16)} to HPA 0x${this.memory.hostBase.toString(16)} in ${d.name} on ${this.host.name}`, path: this.hostIommu.path });
+    }
     return d;
+  }
+
+  /** Frees the GPA space on the current host (teardown); the next use makes a new one. */
+  releaseGpaDomain(): void {
+    if (!this.gpaMapped) return;
+    this.gpaMapped = false;
+    this.hostIommu.releaseGpaSpace();
+    this.log.add({ vm: this.name, side: 'vmm', action: 'unmap-guest-memory', detail: `guest memory unmapped and its domain freed on ${this.host.name}`, path: this.hostIommu.path });
+  }
+
+  /** The host interface for `host`, where guest RAM is now. */
+  private hostIommuOn(host: Host): HostIommu {
+    return new KernelBind(host.kernel, { vm: this.name, ram: { hostBase: this.memory.hostBase, size: this.memory.size }, propagation: this.config.vmm?.invalidationPropagation ?? 'raw' });
+  }
+
+  /** Live migration's switch of hosts: the VM's RAM already moved (GuestMemory.rebase); the host interface follows. */
+  moveTo(host: Host): void {
+    this.host = host;
+    this.hostIommu = this.hostIommuOn(host);
   }
 
   /**
@@ -226,10 +236,8 @@ export class Vm {
     if (!a) throw new VmError(`not a PCI address: ${guestAddress}`);
     if (this.devices.some((d) => pciRid(d.address) === pciRid(a))) throw new VmError(`${this.name} already has a device at ${formatPciAddress(a)}`);
     const guest = this.viommu ? this.machine.addEndpoint(a, caps, this.viommu) : undefined;
-    const k = this.host.kernel;
     const gpa = this.gpaDomain;
-    if (kind === 'vfio-pci') k.attachDevice(gpa, dev, { note: `vfio-pci for ${this.name}` });
-    else k.attachDevicePasid(gpa, dev, hostPasid!, { note: `mdev of ${this.name}` });
+    this.hostIommu.attach(dev, hostPasid, gpa);
     if (!this.pasids.devices.includes(dev)) this.pasids.addDevice(dev);
     const d: VmDevice = { kind, address: a, guest, host: dev, ...(hostPasid !== undefined ? { hostPasid } : {}), ...(enqcmd ? { enqcmd } : {}), workQueues: new Map(), deviceModelView: { gpa: kind === 'mdev', iova: false }, space: { kind: 'gpa' } };
     this.devices.push(d);
@@ -401,21 +409,13 @@ export class Vm {
 
   /** Without a vIOMMU the host side is only the GPA domain and the attachments. */
   teardownWithoutVmm(): void {
-    const k = this.host.kernel;
-    for (const d of this.devices) {
-      if (d.kind === 'mdev') k.detachDevicePasid(d.host, d.hostPasid!);
-      else k.detachDevice(d.host);
-    }
+    for (const d of this.devices) this.hostIommu.detach(d.host, d.kind === 'mdev' ? d.hostPasid : undefined);
     this.releaseGpaDomain();
   }
 
   rebuildWithoutVmm(): void {
-    const k = this.host.kernel;
     const gpa = this.gpaDomain;
-    for (const d of this.devices) {
-      if (d.kind === 'mdev') k.attachDevicePasid(gpa, d.host, d.hostPasid!, { note: `mdev of ${this.name}` });
-      else k.attachDevice(gpa, d.host, { note: `vfio-pci for ${this.name}` });
-    }
+    for (const d of this.devices) this.hostIommu.attach(d.host, d.kind === 'mdev' ? d.hostPasid : undefined, gpa);
   }
 
   /** Boots the guest kernel (probing the VM's devices behind the vIOMMU). */
