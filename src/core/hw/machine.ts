@@ -1,7 +1,8 @@
 import { type PciAddress, formatPciAddress, parsePciAddress, pciDeviceKey, pciFromRid, pciRid } from '../pci';
-import { hex64 } from '../vtd/walk';
 import type { PriRequest } from './types';
-import { translationWith, VtdUnit, type VtdUnitConfig } from '../vtd/unit';
+import { VtdUnit, type VtdUnitConfig } from '../vtd/unit';
+import { hex64 } from '../u64';
+import { translationWith } from './translation-result';
 import { Endpoint, type EndpointCapabilities, type EndpointState } from './endpoint';
 import { EventStream } from './events';
 import { type MemoryOptions, type PhysicalMemory, SparseMemory, type SnapshotId } from './memory';
