@@ -7,6 +7,7 @@ import type { DmaRequest } from '../src/core/hw/types';
 import { IoPageTable } from '../src/core/vtd/page-table';
 import { enableTranslation, setRootTable, writePasidDirEntry, writePasidEntry, writeScalableContext, writeScalableRootEntry } from '../src/core/vtd/tables';
 import { consume, mapGetBaseline, msPerRun, nsPerOp, paired, report, rng } from './lib';
+import { vtdUnits } from '../src/core/vtd/factory';
 
 const GIB = 0x4000_0000;
 const PAGES = GIB / 4096;
@@ -14,7 +15,7 @@ const SID = 0x0010;
 
 function platform(caching: boolean, iotlbEntries = PAGES) {
   const m = new Machine();
-  const unit = m.addVtdUnit({ name: 'dmar0', caching, iotlbEntries });
+  const unit = m.addUnit(vtdUnits, { name: 'dmar0', caching, iotlbEntries });
   const mem = m.memory;
   const root = mem.allocPage();
   const ctx = mem.allocPage();
