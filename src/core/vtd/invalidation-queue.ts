@@ -1,6 +1,7 @@
 import type { Endpoint } from '../hw/endpoint';
 import type { EventStream } from '../hw/events';
 import type { PhysicalMemory } from '../hw/memory';
+import { U64 } from '../u64';
 import type { IotlbBucket } from './caches';
 import type { VtdCap, VtdEcap } from './cap';
 import { atsInvalidationRange, decodeDescriptor, DescType, IQEI, type IqeInfo } from './descriptors';
@@ -14,6 +15,7 @@ import { FSTS, GSTS, ICS, Reg, RTADDR_TTM_SCALABLE } from './registers';
 import { TWO_32 } from './request';
 import { rawWords } from './structures';
 import type { Translation } from './translation';
+import type { VtdDescriptorEvent, VtdTraps } from './traps';
 import { bdf } from './walk-steps';
 
 /**
@@ -23,6 +25,8 @@ import { bdf } from './walk-steps';
  * completion (status write, ICS.IWC).
  */
 export class InvalidationQueue {
+  /** The VMM's hooks (traps.ts), or null: then a descriptor costs one null check more. */
+  traps: VtdTraps | null = null;
   private readonly hawLimit: number;
 
   constructor(
@@ -114,7 +118,14 @@ export class InvalidationQueue {
         this.queueError('IQE', head, `${d.name} at index ${head}: ${d.invalid}`, { iqei: d.iqei ?? IQEI.RESERVED_FIELD });
         return;
       }
-      const result = this.execute(d.type, d.fields, head, w, d);
+      const traps = this.traps;
+      let result: 'ok' | 'timeout' | 'invalid' | 'handled';
+      if (traps === null) result = this.execute(d.type, d.fields, head, w, d);
+      else {
+        const ev = descriptorEvent(head, d, w);
+        result = traps.descriptor?.(ev) === 'handled' ? 'handled' : this.execute(d.type, d.fields, head, w, d);
+        if (result === 'ok') traps.descriptorDone?.(ev);
+      }
       if (result === 'invalid') return; // IQE: IQH stays on the descriptor
       head = (head + 1) % q.entries;
       this.regs.set(Reg.IQH, 0, head * q.descSize);
@@ -224,6 +235,12 @@ export class InvalidationQueue {
     }
     return status;
   }
+}
+
+function descriptorEvent(index: number, d: ReturnType<typeof decodeDescriptor>, w: number[]): VtdDescriptorEvent {
+  const qwords: U64[] = [];
+  for (let i = 0; i < w.length; i += 2) qwords.push(new U64(w[i + 1]!, w[i]!));
+  return { index, type: d.type, typeName: d.name, qwords, fields: d.fields };
 }
 
 /** Whether an ATS-style address has every bit from 12 to 62 set: "invalidate everything" with S = 1. */

@@ -1,6 +1,7 @@
 import type { EventStream } from '../hw/events';
 import { U64 } from '../u64';
 import { Reg, REG64, type RegName } from './registers';
+import type { VtdRegisterWrite, VtdTraps } from './traps';
 
 /** A register's value: 32-bit registers use `lo` only. */
 export interface RegValue {
@@ -26,6 +27,8 @@ export class RegisterFile {
   private readonly readers = new Map<number, () => U64>();
   private readonly ranges: { base: number; end: number; write: RegisterWriter; name: (offset: number) => string; width: 32 | 64 }[] = [];
   private readonly extraNames = new Map<number, { name: string; width: 32 | 64 }>();
+  /** The VMM's hooks (traps.ts), or null: then a write costs one null check more. */
+  traps: VtdTraps | null = null;
 
   constructor(
     private readonly unitName: string,
@@ -87,10 +90,19 @@ export class RegisterFile {
     return new U64(r.hi, r.lo);
   }
 
-  /** A software write: the `register-write` event, then the owning block's semantics (or plain storage). */
+  /**
+   * A software write: the `register-write` event, then the owning block's semantics (or plain storage). A
+   * trapper sees it first and may take it over ('handled': nothing else happens), and sees it again once it
+   * took effect.
+   */
   write(offset: number, v: U64): void {
     if (this.events.active) this.events.emit({ type: 'register-write', unit: this.unitName, register: this.nameOf(offset), offset, value: v.toString() });
+    const traps = this.traps;
+    if (traps === null) return this.dispatch(offset, v);
+    const w: VtdRegisterWrite = { offset, name: this.nameOf(offset), width: this.widthOf(offset), value: v };
+    if (traps.registerWrite?.(w) === 'handled') return;
     this.dispatch(offset, v);
+    traps.registerWritten?.(w);
   }
 
   private dispatch(offset: number, v: U64): void {

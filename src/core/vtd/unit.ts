@@ -14,8 +14,10 @@ import { RegisterFile } from './register-file';
 import { GCMD, GSTS, Reg, REG64, type RegName } from './registers';
 import { captureUnit, restoreUnit, type SnapshotParts, type VtdUnitState } from './snapshot';
 import { Translation } from './translation';
+import { VIRTUAL_COMMAND_REGISTERS, type VtdTraps } from './traps';
 
 export type { VtdUnitState } from './snapshot';
+export type { VtdDescriptorEvent, VtdRegisterWrite, VtdTraps } from './traps';
 
 /**
  * One Intel VT-d remapping unit (a DRHD), composed of the hardware's own blocks, each in its module:
@@ -108,6 +110,8 @@ export class VtdUnit implements IommuUnit {
     regs.set(Reg.ECAP, this.ecapRaw.hi, this.ecapRaw.lo);
     regs.readOnly(Reg.VER, Reg.CAP, Reg.ECAP, Reg.GSTS);
     regs.claim(Reg.GCMD, (v) => this.writeGcmd(v.lo));
+    // The virtual command registers are named (for events and traps) but not implemented: a VMM emulates them.
+    if (this.ecap.vcs) for (const r of VIRTUAL_COMMAND_REGISTERS) regs.nameRegister(r.offset, r.name, 64);
     const endpointOf = (sid: number) => this.endpointOf(sid);
     const hawLimit = 2 ** memory.hostAddressWidth;
 
@@ -158,6 +162,29 @@ export class VtdUnit implements IommuUnit {
   /** Writes a register with the side effects the hardware gives that write. */
   writeRegister(which: RegName | number, value: U64 | number): void {
     this.regs.write(typeof which === 'number' ? which : Reg[which], typeof value === 'number' ? U64.fromNumber(value) : value);
+  }
+
+  /**
+   * Sets a register from the hardware side: stored as given, with none of a software write's semantics and
+   * no trap. For registers a VMM emulates (e.g. VCRSP answering a virtual command).
+   */
+  setRegisterValue(offset: number, value: U64): void {
+    this.regs.set(offset, value.hi, value.lo);
+  }
+
+  /**
+   * Attaches a VMM's hooks (traps.ts) to this unit's register writes and invalidation descriptors. One
+   * trapper at a time; returns the detach function.
+   */
+  trap(traps: VtdTraps): () => void {
+    if (this.regs.traps !== null) throw new Error(`${this.name} is already trapped`);
+    this.regs.traps = traps;
+    this.iq.traps = traps;
+    return () => {
+      if (this.regs.traps !== traps) return;
+      this.regs.traps = null;
+      this.iq.traps = null;
+    };
   }
 
   /**
