@@ -12,8 +12,24 @@ import { bdf, cachedEntryStep, describeContext, entryStep, note } from './walk-s
 import type { Walker } from './walk';
 
 const NO_DEPS: Deps = [];
-/** Faults from entries that are not present: what caching-mode hardware may cache (CAP.CM = 1). */
-export const NOT_PRESENT_FAULTS: ReadonlySet<number> = new Set([0x01, 0x02, 0x05, 0x06, 0x39, 0x41, 0x51, 0x59, 0x71, 0x79]);
+/**
+ * What caching-mode hardware (CAP.CM = 1) may cache: the faults of entries that are not present or erroneous.
+ * CAP.CM = 0 means "Not-present and erroneous entries are not cached in any of the remapping caches" (the CAP
+ * register's field definition); with CM = 1 they may be, and software invalidates after every change, not
+ * present to present included. That covers root, context and PASID entries and second-level
+ * (second-stage) paging entries, but not first-stage ones: "any software updates to remapping structures
+ * other than first-stage mapping requires explicit invalidation" (VT-d spec section 6.1, as Linux 6.12 quotes
+ * it above cache_tag_flush_range_np, which for that reason flushes nothing on a first-stage map). So 0x71 and
+ * 0x72 (first-level entry not present, reserved) are never cached, and neither are access errors (a table
+ * address that cannot be read is not an entry).
+ *
+ * Root and context: 0x01 0x02 0x03 0x0a 0x0b (legacy), 0x39 0x3a 0x41 0x42 0x43 (scalable). PASID: 0x51 0x52
+ * 0x59 0x5a 0x5b. Second level: 0x05 0x06 0x0c (legacy), 0x79 0x7a, and 0x75 0x76 0x77 (a nested walk's
+ * second-stage translation of a first-stage table).
+ */
+export const CM_CACHED_FAULTS: ReadonlySet<number> = new Set([
+  0x01, 0x02, 0x03, 0x0a, 0x0b, 0x39, 0x3a, 0x41, 0x42, 0x43, 0x51, 0x52, 0x59, 0x5a, 0x5b, 0x05, 0x06, 0x0c, 0x75, 0x76, 0x77, 0x79, 0x7a,
+]);
 
 /**
  * The device-lookup half of translation: the root table as SRTP latched it, and the context and PASID
@@ -88,7 +104,7 @@ export class ContextLookup {
     // Verification data is only kept for entries that go into a cache.
     const deps: Deps = useCache ? [rootAddr, root[1]!, root[0]!, -1, rootAddr + 8, root[3]!, root[2]!, -1] : NO_DEPS;
     if (!present) return this.negativeContext(sid, sm ? 0x39 : 0x01, root, rootAddr, [], 0, deps, useCache, false);
-    if (rootBad.length) return sm ? 0x3a : 0x0a;
+    if (rootBad.length) return this.negativeContext(sid, sm ? 0x3a : 0x0a, root, rootAddr, [], 0, deps, useCache, false);
     if (!this.readable(ctp)) {
       if (trace) trace.push(note('context-table', `context table 0x${ctp.toString(16)} cannot be read`, false));
       return sm ? 0x40 : 0x09;
@@ -161,8 +177,14 @@ export class ContextLookup {
     return e;
   }
 
+  /**
+   * A context lookup that faulted, cached under caching mode. It is tagged with domain-id 0, whatever DID the
+   * entry holds: "If Caching mode is set, then invalid translations are tagged with domain-id 0" (Linux
+   * iommu_init_domains, which reserves DID 0 for that reason), and context_present_cache_flush invalidates
+   * a newly present context entry with a device-selective invalidation for DID 0.
+   */
   private negativeContext(sid: number, fault: number, rootWords: number[], rootAddr: number, words: number[], ctxAddr: number, deps: Deps, useCache: boolean, fpd: boolean): number {
-    if (useCache && this.cacheNotPresent && NOT_PRESENT_FAULTS.has(fault)) {
+    if (useCache && this.cacheNotPresent && CM_CACHED_FAULTS.has(fault)) {
       this.ctxCache[sid] = {
         sid, scalable: this.scalable, rootWords, words, rootAddr, ctxAddr, fault, fpd,
         tt: 0, aw: 0, did: 0, slptptr: 0, dte: false, pasidEnable: false, pre: false, pdts: 0, pasidDir: 0, ridPasid: 0, ridPriv: false,
@@ -202,7 +224,7 @@ export class ContextLookup {
     const tbl = (dir[1]! & 0xf_ffff) * TWO_32 + ((dir[0]! & 0xffff_f000) >>> 0);
     if (trace) trace.push(entryStep(PASID_DIR_ENTRY, 'pasid-dir-entry', ctx.pasidDir, Math.floor(pasid / 64), dir, !dirPresent ? `P = 0: no PASID table for PASIDs 0x${(Math.floor(pasid / 64) * 64).toString(16)}-0x${(Math.floor(pasid / 64) * 64 + 63).toString(16)}` : dirBad.length ? `reserved bits set: ${dirBad.join(', ')}` : `PASID table at 0x${tbl.toString(16)}`, dirPresent && dirBad.length === 0));
     if (!dirPresent) return this.negativePasid(ctx, pasid, 0x51, dirAddr, dir, 0, [], deps, useCache, ctx.fpd || dirFpd);
-    if (dirBad.length) return 0x52;
+    if (dirBad.length) return this.negativePasid(ctx, pasid, 0x52, dirAddr, dir, 0, [], deps, useCache, ctx.fpd || dirFpd);
     if (!this.readable(tbl)) {
       if (trace) trace.push(note('pasid-table', `PASID table 0x${tbl.toString(16)} cannot be read`, false));
       return 0x58;
@@ -286,7 +308,7 @@ export class ContextLookup {
   }
 
   private negativePasid(ctx: ContextCacheEntry, pasid: number, fault: number, dirAddr: number, dirWords: number[], entryAddr: number, words: number[], deps: Deps, useCache: boolean, fpd: boolean): number {
-    if (useCache && this.cacheNotPresent && NOT_PRESENT_FAULTS.has(fault)) {
+    if (useCache && this.cacheNotPresent && CM_CACHED_FAULTS.has(fault)) {
       this.pasidCache.set(ctx.sid * 0x10_0000 + pasid, {
         sid: ctx.sid, pasid, dirAddr, dirWords, entryAddr, words, fault, fpd, pgtt: 0, did: -1, aw: 0, ssade: false, pwsnp: false,
         slptptr: 0, flptptr: 0, flpm: 0, sre: false, ere: false, slee: false, smep: false, wpe: false, nxe: false, eafe: false, bucket: undefined,

@@ -7,11 +7,20 @@ import type { ContextLookup } from './context-lookup';
  * 3 device-selective (context cache) or page-selective (IOTLB).
  */
 
-/** Context-cache invalidation; returns the number of entries dropped. */
+/**
+ * Context-cache invalidation; returns the number of entries dropped. Domain-selective takes the entries
+ * tagged with the DID; device-selective the SID under the function mask (FM masks the low 1, 2 or 3 bits of
+ * the function number, for phantom functions) and the DID: "the domain-id (programmed in the context-entry
+ * for this device) must be provided in the DID field", and CAIG 11 reports a "device-selective invalidation
+ * performed using the source-ID and domain-ID specified by software" (the CCMD register's definition). So
+ * a not-present entry cached under caching mode, tagged DID 0, goes only with DID 0. In scalable mode
+ * context entries hold no DID and the hardware ignores the field ("The Domain-ID field of the Context-cache
+ * Invalidate Descriptor is ignored by hardware when operating in scalable mode", Linux 6.12 pasid.c).
+ */
 export function invalidateContextCache(lookup: ContextLookup, g: number, did: number, sid: number, fm: number): number {
-  // FM masks the low 1, 2 or 3 bits of the function number (phantom functions).
   const mask = fm === 0 ? 0xffff : fm === 1 ? 0xfffb : fm === 2 ? 0xfff9 : 0xfff8;
-  return lookup.dropContexts((e) => g === 1 || (g === 2 ? lookup.scalable || e.did === did : (e.sid & mask) === (sid & mask)));
+  const anyDid = lookup.scalable;
+  return lookup.dropContexts((e) => g === 1 || ((anyDid || e.did === did) && (g === 2 || (e.sid & mask) === (sid & mask))));
 }
 
 /** The pages a page-selective invalidation covers: 2^AM pages from ADDR (in 4 KiB pages), IH = leaf entries only. */

@@ -5,7 +5,7 @@ import type { DmaRequest, TranslationFault, TranslationOk, TranslationResult, Tr
 import { POW2 } from '../u64';
 import { type Deps, Iotlb, type IotlbBucket, type PasidCacheEntry, Perm } from './caches';
 import type { VtdCap, VtdEcap } from './cap';
-import { ContextLookup, NOT_PRESENT_FAULTS } from './context-lookup';
+import { CM_CACHED_FAULTS, ContextLookup } from './context-lookup';
 import type { FaultRecorder } from './fault-recording';
 import { FAULT_REASONS, linuxFaultReason } from './fault-reasons';
 import { lookupTlb, permitted, permsOf, SL_SHIFT } from './iotlb-use';
@@ -266,7 +266,7 @@ export class Translation {
     w.pwcFills = null;
     if (!ok) {
       const code = w.fault;
-      if (bucket !== undefined && this.cacheNotPresent && NOT_PRESENT_FAULTS.has(code)) {
+      if (bucket !== undefined && this.cacheNotPresent && CM_CACHED_FAULTS.has(code)) {
         this.iotlb.insert(bucket, { vpn, size: 4096, output: 0, perms: 0, fault: code, levels: 0, deps: fillDeps ?? [], verifiedAt: this.memory.writeCount, valid: true });
       }
       return this.fault(q, code, fpd, trace, probe);
