@@ -11,6 +11,7 @@ import { InvalidationQueue } from './invalidation-queue';
 import { PageRequestQueue } from './page-requests';
 import { readableAt } from './reads';
 import { RegisterFile } from './register-file';
+import { RegisterInvalidation } from './register-invalidation';
 import { GCMD, GSTS, Reg, REG64, type RegName } from './registers';
 import { captureUnit, restoreUnit, type SnapshotParts, type VtdUnitState } from './snapshot';
 import { Translation } from './translation';
@@ -27,7 +28,7 @@ export type { VtdDescriptorEvent, VtdRegisterWrite, VtdTraps } from './traps';
  * | register file | register-file.ts | storage and write dispatch for all of them |
  * | translation and its caches | translation.ts, context-lookup.ts (walk.ts, caches.ts) | GCMD.TE/SRTP, RTADDR |
  * | fault recording | fault-recording.ts | FRCD at CAP.FRO, FSTS, FECTL |
- * | invalidation queue | invalidation-queue.ts | IQA, IQH, IQT, ICS, IQERCD |
+ * | invalidation | invalidation-queue.ts, register-invalidation.ts (invalidation.ts) | IQA, IQH, IQT, ICS, IQERCD; CCMD, IVA and IOTLB at ECAP.IRO |
  * | page request queue | page-requests.ts | PQA, PQH, PQT, PRS, PECTL |
  * | interrupt remapping | interrupt-remap.ts | IRTA, GCMD.IRE/SIRTP/CFI |
  * | snapshots | snapshot.ts | |
@@ -82,6 +83,7 @@ export class VtdUnit implements IommuUnit {
   private readonly translation: Translation;
   private readonly iq: InvalidationQueue;
   private readonly prq: PageRequestQueue;
+  private readonly registerInvalidation: RegisterInvalidation;
   /** Interrupt remapping: the latched IRTA and the interrupt entry cache (vtd/interrupt-remap.ts). */
   private readonly ir: InterruptRemapper;
   private readonly parts: SnapshotParts;
@@ -137,6 +139,7 @@ export class VtdUnit implements IommuUnit {
       config.iecEntries,
     );
     this.iq = new InvalidationQueue(regs, memory, events, this.name, this.cap, this.ecap, this.translation, this.faults, this.ir, this.prq, endpointOf);
+    this.registerInvalidation = new RegisterInvalidation(regs, events, this.name, this.cap, this.ecap, this.version, this.translation);
     this.parts = { regs, faults: this.faults, translation: this.translation, ir: this.ir };
   }
 
@@ -334,6 +337,11 @@ export class VtdUnit implements IommuUnit {
   /** Invalidation queue geometry from IQA: base, descriptor size (16 or 32 bytes), entries; IQH and IQT as indices. */
   get invalidationQueue(): { base: number; descSize: 16 | 32; entries: number; head: number; tail: number } {
     return this.iq.geometry;
+  }
+
+  /** Where the register-based invalidation registers are: IVA and IOTLB at ECAP.IRO * 16 and + 8. */
+  get iotlbRegisters(): { iva: number; iotlb: number } {
+    return { iva: this.registerInvalidation.ivaOffset, iotlb: this.registerInvalidation.iotlbOffset };
   }
 
   get pageRequestQueue(): { base: number; entries: number; head: number; tail: number } {
