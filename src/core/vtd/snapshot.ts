@@ -2,7 +2,7 @@ import type { ContextCacheEntry, IotlbBucket, PasidCacheEntry, PwcEntry, TlbEntr
 import type { FaultRecorder } from './fault-recording';
 import type { InterruptRemapper, InterruptRemapState } from './interrupt-remap';
 import type { RegisterFile, RegValue } from './register-file';
-import { RTADDR_TTM_SCALABLE } from './registers';
+import { GSTS, Reg, RTADDR_TTM_SCALABLE } from './registers';
 import type { Translation } from './translation';
 
 /** Everything of a unit but memory (which the machine snapshots): registers, latched state, caches. */
@@ -62,6 +62,8 @@ export function captureUnit(p: SnapshotParts): VtdUnitState {
 export function restoreUnit(p: SnapshotParts, s: VtdUnitState): void {
   const { iotlb, lookup } = p.translation;
   p.regs.replace(s.regs);
+  // TES is latched from GSTS as the registers come back (states have always held GSTS, never a copy of TES).
+  p.translation.tes = ((p.regs.get(Reg.GSTS).lo >>> GSTS.TES) & 1) === 1;
   p.faults.next = s.frcdNext;
   lookup.rootTable = s.rootTable;
   lookup.scalable = s.scalable;
