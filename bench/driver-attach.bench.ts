@@ -7,13 +7,14 @@ import { IommuKernel } from '../src/core/driver/kernel';
 import type { DeviceInfo } from '../src/core/driver/device';
 import { pciFromRid } from '../src/core/pci';
 import { consume, report } from './lib';
+import { vtdUnits } from '../src/core/vtd/factory';
 
 const DEVICES = 65_536;
 const PASID_DEVICES = 4_096;
 const PASIDS_EACH = 8;
 
 const m = new Machine();
-m.addVtdUnit({ name: 'dmar0' });
+m.addUnit(vtdUnits, { name: 'dmar0' });
 for (let rid = 0; rid < DEVICES; rid++) {
   m.addEndpoint(pciFromRid(rid), rid < PASID_DEVICES ? { ats: {}, pasid: { width: 20 } } : {}, 'dmar0');
 }

@@ -2,6 +2,7 @@
 // - a guest map plus its trapped invalidation under caching mode, against a direct host map of the same range
 //   (target <= 3x): what the guest's map costs the VM (guest page-table writes, the PSI the guest issues, the
 //   trap, the VMM's walk of the guest table over the range, and the host map it turns into);
+import { vtdUnits } from '../src/core/vtd/factory';
 import { migrate } from '../src/core/vmm/migration';
 import { Vm } from '../src/core/vmm/vm';
 import { IommuKernel } from '../src/core/driver/kernel';
@@ -12,7 +13,7 @@ import { msPerRun, report } from './lib';
 
 function host(name: string): Host {
   const m = new Machine();
-  m.addVtdUnit({ name: 'dmar0', features: { supervisorRequests: true, nested: true, firstLevel: true, secondLevel: true } });
+  m.addUnit(vtdUnits, { name: 'dmar0', features: { supervisorRequests: true, nested: true, firstLevel: true, secondLevel: true } });
   m.addEndpoint('6b:00.0', ATS_PRI_PASID, 'dmar0');
   return new Host(name, m, new IommuKernel(m).boot());
 }

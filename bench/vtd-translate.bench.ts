@@ -24,6 +24,7 @@ import { enableTranslation, setRootTable, writePasidDirEntry, writePasidEntry, w
 import { Perm } from '../src/core/vtd/caches';
 import { SM_SL, Walker } from '../src/core/vtd/walk';
 import { consume, mapGetBaseline, msPerRun, nativeProgram, nsPerOp, paired, report, reportNative, reportVsNative, rng } from './lib';
+import { vtdUnits } from '../src/core/vtd/factory';
 
 const GIB = 0x4000_0000;
 const PAGES = GIB / 4096;
@@ -31,7 +32,7 @@ const SID = 0x0010;
 
 function platform(caching: boolean, iotlbEntries = PAGES) {
   const m = new Machine();
-  const unit = m.addVtdUnit({ name: 'dmar0', caching, iotlbEntries });
+  const unit = m.addUnit(vtdUnits, { name: 'dmar0', caching, iotlbEntries });
   const mem = m.memory;
   const root = mem.allocPage();
   const ctx = mem.allocPage();

@@ -159,6 +159,11 @@ export function hexPad(n: number, width = 16): string {
   return n.toString(16).padStart(width, '0');
 }
 
+/** A 64-bit value given as two 32-bit halves, as 16 lowercase hex digits (`%016llx`). */
+export function hex64(hi: number, lo: number): string {
+  return hexPad(hi >>> 0, 8) + hexPad(lo >>> 0, 8);
+}
+
 /**
  * 2^0 .. 2^63 as exact numbers. A table lookup: `2 ** n` with a variable n goes through Math.pow, which costs
  * more than a whole cached translation.

@@ -1,6 +1,7 @@
 import { isRegister64 } from '../core/driver/debugfs';
 import { U64 } from '../core/u64';
 import { capabilitiesOf } from '../core/vtd/cap';
+import { vtdUnits } from '../core/vtd/factory';
 import { GSTS, Reg } from '../core/vtd/registers';
 import type { VtdUnit } from '../core/vtd/unit';
 import type { Location, QueueDump, TranslationDump } from './debugfs';
@@ -82,7 +83,7 @@ export class UnitImport extends ImportState {
       // No device file names the unit's segment when it has none: segment 0, as on most machines.
       const segment = segments.get(name) ?? 0;
       const assumedCaps = capabilitiesOf({ scalableMode: scalable, agaws: [39, 48, 57], mgaw: 57, firstLevel5Level: true, interruptRemapping: this.dump.interrupts.some((i) => i.unit === name) });
-      const unit = this.machine.addVtdUnit({
+      const unit = this.machine.addUnit(vtdUnits, {
         name,
         segment,
         regBase: regset?.base ?? 0xfed9_0000 + index * 0x1000,

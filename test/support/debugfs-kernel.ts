@@ -7,6 +7,7 @@ import { pasidEntryAddress, rootEntryAddress } from '../../src/core/vtd/tables';
 import { IommuKernel } from '../../src/core/driver/kernel';
 import { Machine } from '../../src/core/hw/machine';
 import { guestTable } from './guest-table';
+import { vtdUnits } from '../../src/core/vtd/factory';
 
 export interface DebugfsScenario {
   /** A second, legacy-mode unit with one device. */
@@ -27,8 +28,8 @@ const SIZE = { '4K': 0x1000, '2M': 0x20_0000, '1G': 0x4000_0000 } as const;
 
 export function debugfsKernel(s: DebugfsScenario): IommuKernel {
   const m = new Machine();
-  m.addVtdUnit({ name: 'dmar0', regBase: 0xfed9_0000, features: { supervisorRequests: true, cachingMode: s.cachingMode, agaws: s.fiveLevel ? [48, 57] : [48], firstLevel5Level: true } });
-  if (s.legacyUnit) m.addVtdUnit({ name: 'dmar1', regBase: 0xfed9_1000, features: { scalableMode: false } });
+  m.addUnit(vtdUnits, { name: 'dmar0', regBase: 0xfed9_0000, features: { supervisorRequests: true, cachingMode: s.cachingMode, agaws: s.fiveLevel ? [48, 57] : [48], firstLevel5Level: true } });
+  if (s.legacyUnit) m.addUnit(vtdUnits, { name: 'dmar1', regBase: 0xfed9_1000, features: { scalableMode: false } });
   m.addEndpoint('6a:01.0', { ats: {}, pri: {}, pasid: { width: 20 } }, 'dmar0');
   m.addEndpoint('6b:00.0', { ats: {}, pasid: { width: 20 } }, 'dmar0');
   m.addEndpoint('00:04.0', {}, 'dmar0');

@@ -9,6 +9,7 @@ import type { VtdFeatures } from '../../src/core/vtd/cap';
 import { KernelError } from '../../src/core/driver/errors';
 import { IommuKernel } from '../../src/core/driver/kernel';
 import { HWPT_DATA, IOAS_MAP, Iommufd, IoctlError, readBytes, writeBytes, type HwptInvalidateCmd, type IommufdOptions, type VtdS1Data } from '../../src/core/iommufd';
+import { vtdUnits } from '../../src/core/vtd/factory';
 
 /** The selftests' PAGE_SIZE and BUFFER_SIZE (16 pages), and where the buffer sits in the user process. */
 export const P = 4096n;
@@ -40,10 +41,10 @@ export interface PlatformOptions {
 export function platform(o: PlatformOptions = {}) {
   const m = new Machine();
   const features: VtdFeatures = { supervisorRequests: true, secondLevelAccessDirty: o.dirtyTracking, ...o.features };
-  m.addVtdUnit({ name: 'dmar0', regBase: 0xaa3f_c000, features });
+  m.addUnit(vtdUnits, { name: 'dmar0', regBase: 0xaa3f_c000, features });
   for (const [bdf, caps] of Object.entries(o.devices ?? DEVICES)) m.addEndpoint(bdf, caps, 'dmar0');
   if (o.dmar1) {
-    m.addVtdUnit({ name: 'dmar1', regBase: 0xaa3f_e000, features: { supervisorRequests: true, ...o.dmar1.features } });
+    m.addUnit(vtdUnits, { name: 'dmar1', regBase: 0xaa3f_e000, features: { supervisorRequests: true, ...o.dmar1.features } });
     for (const [bdf, caps] of Object.entries(o.dmar1.devices)) m.addEndpoint(bdf, caps, 'dmar1');
   }
   // intremap=on where the units have ECAP.IR: MSIs are then isolated, as iommufd_device_bind requires.

@@ -8,6 +8,7 @@ import type { VtdFeatures } from '../../src/core/vtd/cap';
 import type { VtdUnit } from '../../src/core/vtd/unit';
 import { KernelError } from '../../src/core/driver/errors';
 import { IommuKernel, type KernelOptions } from '../../src/core/driver/kernel';
+import { vtdUnits } from '../../src/core/vtd/factory';
 
 export const ATS_PRI_PASID: EndpointCapabilities = { ats: {}, pri: {}, pasid: { width: 20 } };
 
@@ -20,7 +21,7 @@ export interface PlatformOptions {
 
 export function platform(o: PlatformOptions = {}): { m: Machine; k: IommuKernel; unit: VtdUnit } {
   const m = new Machine();
-  const unit = m.addVtdUnit({ name: 'dmar0', regBase: 0xaa3f_c000, features: { supervisorRequests: true, ...o.features } });
+  const unit = m.addUnit(vtdUnits, { name: 'dmar0', regBase: 0xaa3f_c000, features: { supervisorRequests: true, ...o.features } });
   for (const [bdf, caps] of Object.entries(o.devices ?? { '6a:01.0': ATS_PRI_PASID, '6b:00.0': { ats: {}, pasid: { width: 20 } }, '00:02.0': {} })) m.addEndpoint(bdf, caps, 'dmar0');
   const k = new IommuKernel(m, o.kernel).boot();
   return { m, k, unit };
@@ -44,8 +45,8 @@ export interface TwoSegmentOptions {
  */
 export function twoSegmentPlatform(o: TwoSegmentOptions = {}): { m: Machine; k: IommuKernel; unit0: VtdUnit; unit1: VtdUnit } {
   const m = new Machine();
-  const unit0 = m.addVtdUnit({ name: 'dmar0', regBase: 0xaa3f_c000, segment: 0, features: { supervisorRequests: true } });
-  const unit1 = m.addVtdUnit({ name: 'dmar1', regBase: 0xbb3f_c000, segment: 1, features: { supervisorRequests: true, ...o.dmar1 } });
+  const unit0 = m.addUnit(vtdUnits, { name: 'dmar0', regBase: 0xaa3f_c000, segment: 0, features: { supervisorRequests: true } });
+  const unit1 = m.addUnit(vtdUnits, { name: 'dmar1', regBase: 0xbb3f_c000, segment: 1, features: { supervisorRequests: true, ...o.dmar1 } });
   m.addEndpoint('0000:6a:01.0', ATS_PRI_PASID, unit0);
   m.addEndpoint('0000:00:02.0', {}, unit0);
   m.addEndpoint('0001:6a:01.0', ATS_PRI_PASID, unit1);

@@ -11,10 +11,11 @@ import { dirname, join } from 'node:path';
 import { kernelDebugfsView, renderDebugfs } from '../../src/core/driver/debugfs';
 import { IommuKernel } from '../../src/core/driver/kernel';
 import { Machine } from '../../src/core/hw/machine';
+import { vtdUnits } from '../../src/core/vtd/factory';
 
 export function fixtureKernel(): IommuKernel {
   const m = new Machine();
-  m.addVtdUnit({ name: 'dmar0', regBase: 0xaa3f_c000, features: { supervisorRequests: true } });
+  m.addUnit(vtdUnits, { name: 'dmar0', regBase: 0xaa3f_c000, features: { supervisorRequests: true } });
   m.addEndpoint('00:02.0', {}, 'dmar0');
   m.addEndpoint('6a:01.0', { ats: {}, pri: {}, pasid: { width: 20 } }, 'dmar0');
   const k = new IommuKernel(m).boot();

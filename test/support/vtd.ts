@@ -28,6 +28,7 @@ import {
   type PasidEntryFields,
 } from '../../src/core/vtd/tables';
 import type { VtdUnit } from '../../src/core/vtd/unit';
+import { vtdUnits } from '../../src/core/vtd/factory';
 
 export interface Rig {
   machine: Machine;
@@ -42,7 +43,7 @@ export interface Rig {
 export function rig(options: { scalable?: boolean; features?: VtdFeatures; caching?: boolean; hostAddressWidth?: number; iotlbEntries?: number } = {}): Rig {
   const machine = new Machine({ hostAddressWidth: options.hostAddressWidth ?? 46 });
   const scalable = options.scalable ?? true;
-  const unit = machine.addVtdUnit({ name: 'dmar0', features: { scalableMode: scalable, ...options.features }, caching: options.caching ?? true, iotlbEntries: options.iotlbEntries });
+  const unit = machine.addUnit(vtdUnits, { name: 'dmar0', features: { scalableMode: scalable, ...options.features }, caching: options.caching ?? true, iotlbEntries: options.iotlbEntries });
   const rootTable = machine.memory.allocPage();
   setRootTable(unit, rootTable, scalable);
   enableQueuedInvalidation(unit, machine.memory.allocPage());

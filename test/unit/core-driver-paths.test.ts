@@ -10,6 +10,7 @@ import type { PageFault } from '../../src/core/driver/domain';
 import { contextEntryAddress, pasidEntryAddress } from '../../src/core/vtd/tables';
 import { descriptorsDuring } from '../support/descriptors';
 import { ATS_PRI_PASID, platform, throwsErrno } from '../support/kernel-platform';
+import { vtdUnits } from '../../src/core/vtd/factory';
 
 /** The log lines `fn` printed. */
 function linesDuring(k: IommuKernel, fn: () => void): string[] {
@@ -379,9 +380,9 @@ describe('driver model on the kernel\'s error paths', () => {
 
     it('paging_domain_compatible: a second-stage domain without iotlb_sync_map on a caching-mode unit, 1 GiB pages on a unit without them, or another page-walk coherency are EINVAL', () => {
       const m = new Machine();
-      m.addVtdUnit({ name: 'dmar0', features: {} });
-      m.addVtdUnit({ name: 'dmar1', features: { cachingMode: true, secondLevelLargePages: ['2M'] } });
-      m.addVtdUnit({ name: 'dmar2', features: { pageWalkCoherent: false } });
+      m.addUnit(vtdUnits, { name: 'dmar0', features: {} });
+      m.addUnit(vtdUnits, { name: 'dmar1', features: { cachingMode: true, secondLevelLargePages: ['2M'] } });
+      m.addUnit(vtdUnits, { name: 'dmar2', features: { pageWalkCoherent: false } });
       m.addEndpoint('00:02.0', {}, 'dmar0');
       m.addEndpoint('00:03.0', {}, 'dmar1');
       m.addEndpoint('00:04.0', {}, 'dmar2');
@@ -397,8 +398,8 @@ describe('driver model on the kernel\'s error paths', () => {
 
     it('intel_pasid_setup_first_level: a 5-level first-stage domain on a unit without CAP.FL5LP passes the compatibility check and fails its setup with the line; the RID stays blocked, the DID goes back', () => {
       const m = new Machine();
-      m.addVtdUnit({ name: 'dmar0', features: { agaws: [48, 57], mgaw: 57, firstLevel5Level: true } });
-      m.addVtdUnit({ name: 'dmar1', features: { agaws: [48, 57], mgaw: 57 } });
+      m.addUnit(vtdUnits, { name: 'dmar0', features: { agaws: [48, 57], mgaw: 57, firstLevel5Level: true } });
+      m.addUnit(vtdUnits, { name: 'dmar1', features: { agaws: [48, 57], mgaw: 57 } });
       m.addEndpoint('00:02.0', {}, 'dmar0');
       m.addEndpoint('00:03.0', {}, 'dmar1');
       const k = new IommuKernel(m).boot();
@@ -563,7 +564,7 @@ describe('driver model on the kernel\'s error paths', () => {
     function legacy(version?: KernelOptions['version'], features: VtdFeatures = { cachingMode: true }, cap?: (c: U64) => U64) {
       const m = new Machine();
       const built = capabilitiesOf({ scalableMode: false, ...features });
-      m.addVtdUnit({ name: 'dmar0', features: { scalableMode: false, ...features }, ...(cap ? { cap: cap(built.cap) } : {}) });
+      m.addUnit(vtdUnits, { name: 'dmar0', features: { scalableMode: false, ...features }, ...(cap ? { cap: cap(built.cap) } : {}) });
       m.addEndpoint('00:04.0', { ats: { invalidateQueueDepth: 0 } }, 'dmar0');
       const k = new IommuKernel(m, { version, scalableMode: false }).boot();
       const dev = k.device('00:04.0');
@@ -616,7 +617,7 @@ describe('driver model on the kernel\'s error paths', () => {
       const b = legacy('6.12', {});
       assert.equal(wbf(b.m, () => b.k.attachDevice(b.k.identity, b.dev)), 0, 'no CAP.RWBF: nothing');
       const m = new Machine();
-      m.addVtdUnit({ name: 'dmar0', features: {}, cap: rwbf(capabilitiesOf({}).cap) });
+      m.addUnit(vtdUnits, { name: 'dmar0', features: {}, cap: rwbf(capabilitiesOf({}).cap) });
       m.addEndpoint('00:02.0', {}, 'dmar0');
       const k = new IommuKernel(m).boot();
       assert.equal(wbf(m, () => k.attachDevice(k.identity, '00:02.0')), 1, 'a PASID entry in scalable mode (pasid_flush_caches)');

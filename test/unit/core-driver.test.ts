@@ -17,6 +17,7 @@ import { pasidEntryAddress } from '../../src/core/vtd/tables';
 import { Perm } from '../../src/core/vtd/caches';
 import { guestTable } from '../support/guest-table';
 import { ATS_PRI_PASID, platform, throwsErrno } from '../support/kernel-platform';
+import { vtdUnits } from '../../src/core/vtd/factory';
 
 const dmaOk = (k: IommuKernel, dev: string, addr: number) => k.dma(dev, { addr }).result.ok;
 
@@ -38,7 +39,7 @@ describe('driver model: the Linux IOMMU core and VT-d driver', () => {
   it('boots the real 6.12 VM (legacy mode, caching mode) with its lines from Queued invalidation to the banner: batching disallowed, each device added to its IOMMU group (a slot\'s functions share one), then the banner', () => {
     // QEMU 7.2's intel-iommu as the real VM had it (dmar0's CAP and ECAP from its boot line), its PCI devices.
     const m = new Machine({ hostAddressWidth: 48 });
-    m.addVtdUnit({ name: 'dmar0', regBase: 0xfed9_0000, cap: U64.fromHex('d2008c222f0686')!, ecap: U64.fromHex('f00f4e')! });
+    m.addUnit(vtdUnits, { name: 'dmar0', regBase: 0xfed9_0000, cap: U64.fromHex('d2008c222f0686')!, ecap: U64.fromHex('f00f4e')! });
     for (const bdf of ['00:00.0', '00:01.0', '00:02.0', '00:1f.0', '00:1f.2', '00:1f.3']) m.addEndpoint(bdf, {}, 'dmar0');
     m.addEndpoint('01:00.0', { ats: {} }, 'dmar0');
     const k = new IommuKernel(m, { scalableMode: false }).boot();
@@ -475,8 +476,8 @@ describe('driver model: the Linux IOMMU core and VT-d driver', () => {
 
     it('allocates for a device from its own IOMMU, and refuses a domain another unit cannot use (EINVAL)', () => {
       const m = new Machine();
-      m.addVtdUnit({ name: 'dmar0', features: {} });
-      m.addVtdUnit({ name: 'dmar1', features: { scalableMode: false } });
+      m.addUnit(vtdUnits, { name: 'dmar0', features: {} });
+      m.addUnit(vtdUnits, { name: 'dmar1', features: { scalableMode: false } });
       m.addEndpoint('6a:01.0', { pasid: { width: 20 } }, 'dmar0');
       m.addEndpoint('00:02.0', {}, 'dmar1');
       const k = new IommuKernel(m).boot();
@@ -641,8 +642,8 @@ describe('driver model: the Linux IOMMU core and VT-d driver', () => {
 
     it('a dirty domain is refused on a PASID and on an IOMMU without SLADS (EINVAL)', () => {
       const m = new Machine();
-      m.addVtdUnit({ name: 'dmar0', features: DIRTY });
-      m.addVtdUnit({ name: 'dmar1', features: {} });
+      m.addUnit(vtdUnits, { name: 'dmar0', features: DIRTY });
+      m.addUnit(vtdUnits, { name: 'dmar1', features: {} });
       m.addEndpoint('6a:01.0', ATS_PRI_PASID, 'dmar0');
       m.addEndpoint('00:02.0', {}, 'dmar1');
       const k = new IommuKernel(m).boot();
@@ -911,8 +912,8 @@ describe('driver model: the Linux IOMMU core and VT-d driver', () => {
 
     it('nested attach: an IOMMU whose AGAW is below the parent\'s is ENODEV on a RID (with its line), EINVAL on a PASID; an incompatible parent is EINVAL', () => {
       const m = new Machine();
-      m.addVtdUnit({ name: 'dmar0', features: { agaws: [48, 57], mgaw: 57, firstLevel5Level: true } });
-      m.addVtdUnit({ name: 'dmar1', features: { agaws: [48] } });
+      m.addUnit(vtdUnits, { name: 'dmar0', features: { agaws: [48, 57], mgaw: 57, firstLevel5Level: true } });
+      m.addUnit(vtdUnits, { name: 'dmar1', features: { agaws: [48] } });
       m.addEndpoint('6a:01.0', ATS_PRI_PASID, 'dmar0');
       m.addEndpoint('6b:00.0', { ats: {}, pasid: { width: 20 } }, 'dmar1');
       const k = new IommuKernel(m).boot();

@@ -6,6 +6,7 @@ import { IommuKernel } from '../../src/core/driver/kernel';
 import { Iommufd } from '../../src/core/iommufd';
 import { descriptorsDuring } from '../support/descriptors';
 import { allocNested, BASE, BUFFER, BUFFER_SIZE, dmaTarget, errnoOf, FIXED_RW, invalidate, mapAuto, mapFixed, P, platform, readUser, testBit, throwsErrno, unmap, userPhys, writeUser } from '../support/iommufd';
+import { vtdUnits } from '../../src/core/vtd/factory';
 
 const phys = (fd: ReturnType<typeof platform>['fd'], va: bigint, off = 0n) => '0x' + (BigInt(userPhys(fd, va)) + off).toString(16);
 
@@ -171,13 +172,13 @@ describe('iommufd: device ownership (VFIO cdev bind)', () => {
 
   it('isolated MSIs come from interrupt remapping being on (the IR irq domain\'s ISOLATED_MSI flag), not from ECAP.IR: intremap=off on a unit that has it refuses the bind', () => {
     const m = new Machine();
-    m.addVtdUnit({ name: 'dmar0', features: {} });
+    m.addUnit(vtdUnits, { name: 'dmar0', features: {} });
     m.addEndpoint('00:02.0', {}, 'dmar0');
     const k = new IommuKernel(m).boot();
     assert.equal(k.iommus[0]!.unit.ecap.ir, 1);
     throwsErrno(() => new Iommufd(k).bindDevice('00:02.0'), 'EPERM');
     const on = new IommuKernel(new Machine(), { interruptRemapping: true });
-    on.machine.addVtdUnit({ name: 'dmar0', features: {} });
+    on.machine.addUnit(vtdUnits, { name: 'dmar0', features: {} });
     on.machine.addEndpoint('00:02.0', {}, 'dmar0');
     on.boot();
     new Iommufd(on).bindDevice('00:02.0');

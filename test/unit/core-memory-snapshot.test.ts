@@ -136,4 +136,19 @@ describe('machine snapshots and the event stream', () => {
     r.machine.restore(snap);
     assert.deepEqual(probe(), before);
   });
+
+  it('restoring a snapshot brings back what GCMD latched: translation enable and the root table', () => {
+    const r = setup();
+    const snap = r.machine.snapshot();
+    assert.equal(r.unit.translationEnabled, true);
+    const root = r.unit.rootTableAddress;
+    r.unit.writeRegister('RTADDR', r.machine.memory.allocPage());
+    r.unit.writeRegister('GCMD', 1 << 30); // SRTP, and TE off
+    assert.equal(r.unit.translationEnabled, false);
+    assert.notEqual(r.unit.rootTableAddress, root);
+    r.machine.restore(snap);
+    assert.equal(r.unit.readRegister('GSTS').lo >>> 31, 1);
+    assert.equal(r.unit.translationEnabled, true, 'GSTS.TES is back, and so is the translation it enables');
+    assert.equal(r.unit.rootTableAddress, root);
+  });
 });

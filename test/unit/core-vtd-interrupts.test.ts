@@ -14,6 +14,7 @@ import { irteAddress, setInterruptRemapTable } from '../../src/core/vtd/tables';
 import { U64 } from '../../src/core/u64';
 import { descriptorsDuring } from '../support/descriptors';
 import { device, invalidateIec, irTable, irte, postedIrte, type Rig, rig } from '../support/vtd';
+import { vtdUnitOf, vtdUnits } from '../../src/core/vtd/factory';
 
 const SID = 0x0010; // 00:02.0
 const HOLE = 0x2000_0000_0000;
@@ -460,13 +461,13 @@ describe('VT-d interrupt remapping (hardware)', () => {
 
 function platform(o: { features?: VtdFeatures; kernel?: KernelOptions } = {}) {
   const m = new Machine();
-  m.addVtdUnit({ name: 'dmar0', regBase: 0xaa3f_c000, features: o.features });
+  m.addUnit(vtdUnits, { name: 'dmar0', regBase: 0xaa3f_c000, features: o.features });
   m.addEndpoint('00:02.0', {}, 'dmar0');
   m.addEndpoint('00:03.0', {}, 'dmar0');
   m.events.startRecording();
   const k = new IommuKernel(m, { interruptRemapping: true, ...o.kernel }).boot();
   const boot = m.events.stopRecording();
-  return { m, k, unit: m.vtdUnit('dmar0'), boot };
+  return { m, k, unit: vtdUnitOf(m, 'dmar0'), boot };
 }
 
 describe('driver: intel_irq_remapping', () => {

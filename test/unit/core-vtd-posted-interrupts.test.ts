@@ -10,6 +10,7 @@ import type { VtdFeatures } from '../../src/core/vtd/cap';
 import { FAULT_REASONS, linuxFaultReason } from '../../src/core/vtd/fault-reasons';
 import { remappableMsi } from '../../src/core/vtd/interrupt-remap';
 import { irteAddress, writePiDescriptor, type PiDescriptorFields } from '../../src/core/vtd/tables';
+import { vtdUnitOf, vtdUnits } from '../../src/core/vtd/factory';
 import { U64 } from '../../src/core/u64';
 import { descriptorsDuring } from '../support/descriptors';
 import { device, invalidateIec, irTable, postedIrte, rig, type Rig } from '../support/vtd';
@@ -285,11 +286,11 @@ describe('VT-d posted interrupts (hardware)', () => {
 
 function platform(features: VtdFeatures = { postedInterrupts: true }) {
   const m = new Machine();
-  m.addVtdUnit({ name: 'dmar0', regBase: 0xaa3f_c000, features });
+  m.addUnit(vtdUnits, { name: 'dmar0', regBase: 0xaa3f_c000, features });
   m.addEndpoint('00:02.0', {}, 'dmar0');
   m.addEndpoint('00:03.0', {}, 'dmar0');
   const k = new IommuKernel(m, { interruptRemapping: true }).boot();
-  return { m, k, unit: m.vtdUnit('dmar0') };
+  return { m, k, unit: vtdUnitOf(m, 'dmar0') };
 }
 
 describe('driver: posting an assigned device\'s interrupt to a vCPU', () => {

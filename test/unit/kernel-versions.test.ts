@@ -33,6 +33,7 @@ import { decodeLogText } from '../../src/readers/log-decoder';
 import type { LogEvent } from '../../src/readers/log-event';
 import { LOG_FORMATS } from '../../src/readers/log-formats';
 import { kernelFaultReasons } from '../support/kernel-tables';
+import { vtdUnits } from '../../src/core/vtd/factory';
 
 const root = join(__dirname, '../../..');
 
@@ -278,7 +279,7 @@ describe('kernel versions: what the renderer prints, the reader reads', () => {
   for (const v of BOUNDARY_VERSIONS) {
     it(`${v}: the driver model's boot and fault lines are all recognised`, () => {
       const m = new Machine();
-      m.addVtdUnit({ name: 'dmar0', regBase: 0xfed9_0000, features: { scalableMode: false } });
+      m.addUnit(vtdUnits, { name: 'dmar0', regBase: 0xfed9_0000, features: { scalableMode: false } });
       m.addEndpoint('00:02.0', {}, 'dmar0');
       const k = new IommuKernel(m, { version: v }).boot();
       const r = k.dma('00:02.0', { addr: 0x7ff_f000 });
@@ -296,7 +297,7 @@ describe('kernel versions: what the renderer prints, the reader reads', () => {
   for (const v of ['5.12', '5.13', '5.14', '6.12'] as const) {
     it(`${v}: the driver model rejects a privileged page request as that version does, and the reader decodes it`, () => {
       const m = new Machine();
-      m.addVtdUnit({ name: 'dmar0', regBase: 0xfed9_0000, features: { supervisorRequests: true } });
+      m.addUnit(vtdUnits, { name: 'dmar0', regBase: 0xfed9_0000, features: { supervisorRequests: true } });
       m.addEndpoint('6a:01.0', { ats: {}, pri: {}, pasid: { width: 20 } }, 'dmar0');
       const k = new IommuKernel(m, { version: v }).boot();
       const p = k.newProcess('app');
@@ -334,7 +335,7 @@ describe('kernel versions are mainline releases (src/core/driver/log.ts, "Versio
     assert.equal(ITE_WALKS_EVERY_SLOT, '7.0');
     assert.equal(isAtLeast('6.12', ITE_WALKS_EVERY_SLOT), false);
     const m = new Machine();
-    m.addVtdUnit({ name: 'dmar0' });
+    m.addUnit(vtdUnits, { name: 'dmar0' });
     assert.throws(() => new IommuKernel(m, { version: '6.12.118' as KernelVersion }), {
       name: 'RangeError',
       message: 'kernel version 6.12.118: the model follows mainline releases (major.minor, e.g. 6.12 for 6.12.0); the stable backports it knows are listed in src/core/driver/log.ts',

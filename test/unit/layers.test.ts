@@ -81,6 +81,22 @@ function layerViolations(): string[] {
   return violations;
 }
 
+/**
+ * Inside core, the hardware layer (src/core/hw/) is vendor-neutral: it knows `IommuUnit` and the unit
+ * factories, never a vendor folder (vtd/, and the AMD-Vi and SMMUv3 ones to come), the driver or the VMM. It
+ * may import only hw/ itself and core's top-level modules (u64.ts, pci.ts, ...).
+ */
+function hwViolations(file: string, location: string, where: string): string[] {
+  const core = join(src, 'core');
+  const violations: string[] = [];
+  for (const { spec, line } of importsOf(file)) {
+    if (!spec.startsWith('.')) continue;
+    const parts = relative(core, join(location, '..', spec)).split(sep);
+    if (parts.length > 1 && parts[0] !== 'hw') violations.push(`${where}:${line}: core/hw must not import core/${parts[0]} ('${spec}')`);
+  }
+  return violations;
+}
+
 describe('layering rules', () => {
   it('every import in src/ follows the layer rules', () => {
     assert.deepEqual(layerViolations(), []);
@@ -100,6 +116,27 @@ describe('layering rules', () => {
       "probe:3: core must not import the Node built-in 'node:fs'",
       "probe:4: core must not import the Node built-in 'fs'",
       "probe:5: core must not import extension ('../../extension/main')",
+    ]);
+  });
+
+  it('src/core/hw/ imports no vendor folder (nor the driver or the VMM): only hw/ and core\'s top-level modules', () => {
+    const hw = join(src, 'core', 'hw');
+    const violations = [...tsFiles(hw)].flatMap((f) => hwViolations(f, f, relative(root, f).split(sep).join('/')));
+    assert.deepEqual(violations, []);
+  });
+
+  it('the hw/ rule catches an import of a vendor folder in every syntax, and allows hw/ and core\'s top level', () => {
+    mkdirSync(join(root, 'out'), { recursive: true });
+    const probe = join(root, 'out', 'hw-layer-probe.ts');
+    writeFileSync(
+      probe,
+      "import { VtdUnit } from '../vtd/unit';\nexport type { Kernel } from '../driver/kernel';\nconst w = await import('../vtd/walk');\nimport type { U64 } from '../u64';\nimport { Endpoint } from './endpoint';\nconst v = require('../vmm/vm');\n",
+    );
+    assert.deepEqual(hwViolations(probe, join(src, 'core', 'hw', 'probe.ts'), 'probe'), [
+      "probe:1: core/hw must not import core/vtd ('../vtd/unit')",
+      "probe:2: core/hw must not import core/driver ('../driver/kernel')",
+      "probe:3: core/hw must not import core/vtd ('../vtd/walk')",
+      "probe:6: core/hw must not import core/vmm ('../vmm/vm')",
     ]);
   });
 

@@ -18,6 +18,7 @@ import { kernelRegsetLists } from '../support/kernel-tables';
 import { twoSegmentPlatform } from '../support/kernel-platform';
 import { fixtureFiles } from '../support/make-debugfs-fixture';
 import { runCli } from './cli.test';
+import { vtdUnits } from '../../src/core/vtd/factory';
 
 const root = join(__dirname, '../../..');
 const fixtures = join(root, 'test/fixtures/debugfs');
@@ -295,7 +296,7 @@ describe('readers: Intel debugfs dumps', () => {
 
   it('says why a device 80-ff on a bus without devices 00-7f has tables but no context entry (the kernel skips it)', () => {
     const m = new Machine();
-    m.addVtdUnit({ name: 'dmar0', features: {} });
+    m.addUnit(vtdUnits, { name: 'dmar0', features: {} });
     m.addEndpoint('00:1f.7', {}, 'dmar0');
     const k = new IommuKernel(m).boot();
     k.map(k.device('00:1f.7').ridDomain!, 0x1000, 0x5000, 0x1000);

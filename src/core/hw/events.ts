@@ -106,8 +106,13 @@ export interface PageResponseEvent extends EventBase {
 
 export interface InvalidationEvent extends EventBase {
   readonly type: 'invalidation';
-  /** Queue index the descriptor was fetched from. */
+  /** Queue index the descriptor was fetched from; -1 for a register-based invalidation. */
   readonly index: number;
+  /**
+   * For a register-based invalidation (VT-d CCMD, IOTLB): the register whose write ran it. `descriptorType`,
+   * `granularity` and `fields` are then those of the equivalent descriptor, and `words` the register values.
+   */
+  readonly register?: string;
   readonly descriptorType: string;
   readonly granularity: string;
   readonly words: readonly string[];

@@ -1,11 +1,11 @@
 import { type PciAddress, formatPciAddress, parsePciAddress, pciDeviceKey, pciFromRid, pciRid } from '../pci';
-import { hex64 } from '../vtd/walk';
 import type { PriRequest } from './types';
-import { translationWith, VtdUnit, type VtdUnitConfig } from '../vtd/unit';
+import { hex64 } from '../u64';
+import { translationWith } from './translation-result';
 import { Endpoint, type EndpointCapabilities, type EndpointState } from './endpoint';
 import { EventStream } from './events';
 import { type MemoryOptions, type PhysicalMemory, SparseMemory, type SnapshotId } from './memory';
-import type { DmaRequest, InterruptResult, IommuUnit, TranslationResult, TranslateOptions } from './types';
+import type { DmaRequest, InterruptResult, IommuUnit, IommuUnitFactory, TranslationResult, TranslateOptions } from './types';
 
 /**
  * A platform: physical memory, IOMMU units, and the PCIe endpoints behind them. It is where a device's DMA
@@ -77,28 +77,23 @@ export class Machine {
     return this.unitList;
   }
 
-  /** Adds a unit of any vendor; it shares this machine's memory and event stream, and sees the endpoints of its segment. */
-  addUnit<U extends IommuUnit>(unit: U): U {
+  /**
+   * Adds a unit of any vendor: made by the vendor's factory over this machine's memory and event stream, or
+   * one already made (over the same memory and events). It sees the endpoints of its segment.
+   */
+  addUnit<C, U extends IommuUnit>(factory: IommuUnitFactory<C, U>, config: C): U;
+  addUnit<U extends IommuUnit>(unit: U): U;
+  addUnit<C, U extends IommuUnit>(what: IommuUnitFactory<C, U> | U, config?: C): U {
+    const unit = isFactory(what) ? what.create(this.memory, this.events, config as C) : what;
     if (this.unitList.some((u) => u.name === unit.name)) throw new Error(`an IOMMU named ${unit.name} already exists`);
     unit.connect((sid) => this.endpointMap.get(pciDeviceKey(unit.segment, sid)));
     this.unitList.push(unit);
     return unit;
   }
 
-  addVtdUnit(config: VtdUnitConfig): VtdUnit {
-    return this.addUnit(new VtdUnit(this.memory, this.events, config));
-  }
-
   unit(name: string): IommuUnit {
     const u = this.unitList.find((x) => x.name === name);
     if (!u) throw new Error(`no IOMMU named ${name}`);
-    return u;
-  }
-
-  /** A VT-d unit by name (the driver model programs VT-d registers directly). */
-  vtdUnit(name: string): VtdUnit {
-    const u = this.unit(name);
-    if (!(u instanceof VtdUnit)) throw new Error(`${name} is not a VT-d unit`);
     return u;
   }
 
@@ -263,6 +258,10 @@ export class Machine {
   release(s: MachineState): void {
     this.memory.release(s.memory);
   }
+}
+
+function isFactory<C, U extends IommuUnit>(x: IommuUnitFactory<C, U> | U): x is IommuUnitFactory<C, U> {
+  return typeof (x as Partial<IommuUnitFactory<C, U>>).create === 'function';
 }
 
 function keyOf(device: string | number | PciAddress, segment: number): number {

@@ -6,6 +6,9 @@
  * command queue, command buffer). The request, the result and the walk trace are common.
  */
 import type { U64 } from '../u64';
+import type { Endpoint } from './endpoint';
+import type { EventStream } from './events';
+import type { PhysicalMemory } from './memory';
 
 export type Vendor = 'intel' | 'amd' | 'arm';
 
@@ -240,8 +243,19 @@ export interface IommuUnit {
   /** A PRI page request from an endpoint behind this unit. */
   receivePageRequest(request: PriRequest): 'queued' | 'overflow' | 'rejected';
   /** Lets the unit reach endpoints by requester ID in its segment (device-TLB invalidation, page responses). */
-  connect(endpointOf: (sid: number) => import('./endpoint').Endpoint | undefined): void;
+  connect(endpointOf: (sid: number) => Endpoint | undefined): void;
   /** Everything but memory (which the platform snapshots), for stepping backwards. */
   capture(): unknown;
   restore(state: unknown): void;
+}
+
+/**
+ * How a vendor's units are made: the machine knows only this and `IommuUnit`. Each vendor folder exports one
+ * (VT-d: `vtdUnits` in vtd/factory.ts), with its own configuration type; `U` is the unit type it makes, so
+ * `machine.addUnit(vtdUnits, config)` returns a VT-d unit without the machine knowing what that is.
+ */
+export interface IommuUnitFactory<C, U extends IommuUnit = IommuUnit> {
+  readonly vendor: Vendor;
+  /** A unit over `memory` (the address space it walks and its queues live in), emitting into `events`. */
+  create(memory: PhysicalMemory, events: EventStream, config: C): U;
 }

@@ -5,6 +5,7 @@ import type { Endpoint, EndpointCapabilities } from '../hw/endpoint';
 import { Machine } from '../hw/machine';
 import type { DmaRequest, TranslationResult } from '../hw/types';
 import { formatPciAddress, type PciAddress, parsePciAddress, pciRid } from '../pci';
+import { vtdUnits } from '../vtd/factory';
 import type { VtdUnit } from '../vtd/unit';
 import { GuestMemory } from './guest-memory';
 import type { HostIommu } from './host-iommu';
@@ -141,7 +142,7 @@ export class Vm {
     if (config.viommu) {
       const v = config.viommu;
       const sm = v.scalableMode ?? true;
-      this.viommu = this.machine.addVtdUnit({
+      this.viommu = this.machine.addUnit(vtdUnits, {
         name: 'dmar0',
         regBase: QEMU_VTD_REG_BASE,
         version: [1, 0],

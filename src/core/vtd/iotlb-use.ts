@@ -1,0 +1,54 @@
+import type { Permissions } from '../hw/types';
+import { type IotlbBucket, Perm, type TlbEntry } from './caches';
+
+/** How a translation uses an IOTLB entry: the lookup across page sizes, and the permission rules for a hit. */
+
+export function lookupTlb(b: IotlbBucket, vpn: number): TlbEntry | undefined {
+  const e = b.small.get(vpn);
+  if (e !== undefined) return e;
+  if (b.mid.size > 0) {
+    const m = b.mid.get(Math.floor(vpn / 512));
+    if (m !== undefined) return m;
+  }
+  if (b.big.size > 0) return b.big.get(Math.floor(vpn / 262144));
+  return undefined;
+}
+
+/**
+ * Whether a cached translation allows the access (an entry that does not is treated as a miss, and the
+ * walk decides). Second-level permissions are plain R/W/X. First-level ones follow the CPU's rules: user
+ * requests need U/S, writes need R/W unless a supervisor request runs with WPE = 0, execute needs X (which
+ * the walk of an execute request computed from XD and NXE) and, for a supervisor request under SMEP, a
+ * supervisor page. Nested entries carry the second stage's R/W/X in the SL bits as well. An entry cached by
+ * a walk for another kind of request may lack an X that an execute request would get: that is a miss too.
+ */
+export function permitted(perms: number, need: number, fl: { user: boolean; wpe: boolean; smep: boolean; nested: boolean } | null, slDirty = false): boolean {
+  // With second-level A/D (SSADE), a write through an entry cached while the leaf was clean walks again to set D.
+  if (fl === null) return (perms & need) === need && !(slDirty && need & Perm.W && !(perms & Perm.D));
+  if (fl.user && !(perms & Perm.U)) return false;
+  if (need & Perm.W && !(perms & Perm.W) && (fl.user || fl.wpe)) return false;
+  // A write through an entry cached before the leaf was dirty walks again, to set D (as a CPU TLB does).
+  if (need & Perm.W && !(perms & Perm.D)) return false;
+  if (need & Perm.X && !(perms & Perm.X)) return false;
+  if (need & Perm.X && !fl.user && fl.smep && perms & Perm.U) return false;
+  if (fl.nested) {
+    const sl = need & (Perm.R | Perm.W | Perm.X);
+    if (((perms >>> SL_SHIFT) & sl) !== sl) return false;
+  }
+  return true;
+}
+
+/** In a nested IOTLB entry the second stage's R/W/X sit at these bits. */
+export const SL_SHIFT = 5;
+
+/** One shared, frozen Permissions object per combination of R/W/X/U, so results allocate none. */
+const PERMS: readonly Permissions[] = Array.from({ length: 16 }, (_, p) =>
+  Object.freeze({ read: (p & Perm.R) !== 0, write: (p & Perm.W) !== 0, exec: (p & Perm.X) !== 0, priv: (p & Perm.U) === 0 }),
+);
+
+export function permsOf(p: number): Permissions {
+  // Nested entries: effective permission is what both stages allow.
+  const sl = (p >>> SL_SHIFT) & 7;
+  const eff = sl !== 0 ? p & (sl | Perm.U) : p;
+  return PERMS[eff & 15]!;
+}
