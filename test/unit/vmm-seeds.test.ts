@@ -225,3 +225,41 @@ function writeGuestFirstLevelEntry(vm: Vm, dev: DeviceInfo, pasid: number, pgd: 
   writePasidEntry(vm.memory, table, pasid, { present: true, pgtt: 1, did: 9, flptptr: pgd });
   vm.kernel.iommus[0]!.qi.submit([Descs.pasidCache(9, pasid)]);
 }
+
+describe('migration of mediated work queues and a misconfigured assignment', () => {
+  it('after migration the device model reprograms the work queue with the new host PASID; DMA and page requests work as before', () => {
+    const src = vmHost({ name: 'src' });
+    const dst = vmHost({ name: 'dst' });
+    dst.kernel.svaBind('6b:00.0', dst.kernel.newProcess('busy'));
+    const vm = new Vm(src, { name: 'vm1', viommu: { cachingMode: true, firstLevel: true }, pasids: { policy: 'non-identity' } });
+    vm.addMdev('6a:01.0', '00:04.0', { caps: ATS_PRI_PASID });
+    vm.boot();
+    const app = vm.kernel.newProcess('app');
+    app.mmap(0x7f00_0000_0000, 0x10_0000, { write: true });
+    app.touch(0x7f00_0000_1000, true);
+    const sva = vm.kernel.svaBind('00:04.0', app);
+    const before = vm.programWorkQueue('00:04.0', 0, sva.pasid)!;
+    const gpa = vm.dma('00:04.0', { workQueue: 0, addr: 0x7f00_0000_1008 }).gpa;
+    const r = migrate(vm, dst);
+    const after = vm.device('00:04.0').workQueues.get(0)!.wirePasid!;
+    assert.deepEqual(r.hostPasids, [{ from: before, to: after }]);
+    assert.notEqual(after, before, 'the destination already used the source\'s host PASID value');
+    assert.equal(vm.vmm!.bindOf('00:04.0', sva.pasid)!.hostPasid, after);
+    assert.equal(vm.dma('00:04.0', { workQueue: 0, addr: 0x7f00_0000_1008 }).gpa, gpa);
+    assert.equal(vm.dma('00:04.0', { workQueue: 0, addr: 0x7f00_0000_7000, write: true }).result.ok, false);
+    assert.ok(vm.dma('00:04.0', { workQueue: 0, addr: 0x7f00_0000_7000, write: true }).result.ok);
+    assert.deepEqual(vm.findings, []);
+    assert.equal(src.kernel.pasids.global.has(before), false, 'the source got its host PASID back');
+  });
+
+  it('non-identity PASIDs on an assigned function the guest programs itself, without a split: reported', () => {
+    const host = vmHost();
+    host.kernel.svaBind('6a:01.0', host.kernel.newProcess('host-app'));
+    const vm = new Vm(host, { name: 'vm1', viommu: { cachingMode: true, firstLevel: true }, pasids: { policy: 'non-identity' } });
+    vm.assign('6b:00.0', '00:03.0');
+    vm.boot();
+    const sva = vm.kernel.svaBind('00:03.0', vm.kernel.newProcess('app'));
+    assert.deepEqual(vm.findings.map((f) => f.code), ['guest-pasid-not-on-host']);
+    assert.equal(vm.dma('00:03.0', { pasid: sva.pasid, addr: 0x7f00_0000_0000 }).result.ok, false);
+  });
+});

@@ -27,7 +27,13 @@ export type VmmFindingCode =
   /** One device model fed both guest-physical and IOVA mappings (seed 004). */
   | 'mixed-address-spaces'
   /** Guest IOVA and guest SVM on one device, which the hardware cannot do (seed 002's limitation). */
-  | 'iova-and-svm';
+  | 'iova-and-svm'
+  /**
+   * An assigned function the guest programs with its own PASID, bound at a different host PASID with no
+   * entry at the guest's: its DMA with the guest PASID finds nothing (seed 003: without a local/global split,
+   * non-identity PASIDs work only where something translates them, the CPU for ENQCMD or a device model).
+   */
+  | 'guest-pasid-not-on-host';
 
 export interface VmmFinding {
   readonly code: VmmFindingCode;

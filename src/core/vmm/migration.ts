@@ -57,5 +57,6 @@ export function migrate(vm: Vm, dest: Host, options: MigrationOptions = {}): Mig
   vm.log.add({ vm: vm.name, side: 'vmm', action: 'migrate', detail: `${vm.name} from ${from.name} to ${dest.name}: ${pagesCopied} guest page${pagesCopied === 1 ? '' : 's'} copied` });
   if (vm.vmm) vm.vmm.rebuild();
   else vm.rebuildWithoutVmm();
+  vm.reprogramWorkQueues();
   return { from: from.name, to: dest.name, pagesCopied, devices, hostPasids: [...remap].map(([a, b]) => ({ from: a, to: b })) };
 }

@@ -391,6 +391,9 @@ export class Vmm {
       }
     }
     this.binds.set(`${pciRid(dev.address)}:${guestPasid}`, { device: dev, guestPasid, hostPasid, domain, root: g.root, ...(local ? { local } : {}) });
+    if (dev.kind === 'vfio-pci' && !dev.enqcmd && !local && hostPasid !== guestPasid) {
+      this.vm.note({ code: 'guest-pasid-not-on-host', vm: this.vm.name, guestPasid, hostPasid, message: `${formatPciAddress(dev.address)} is programmed by the guest with PASID ${guestPasid}, but the host bound its table at host PASID ${hostPasid} and has no entry at ${guestPasid}: DMA with the guest's PASID faults (use a local/global split, or ENQCMD)` });
+    }
     // ENQCMD from the guest carries the guest PASID: the VMM maps it into KVM's CPU PASID translation table.
     if (dev.enqcmd && !this.vm.cpuPasids.entries().some((e) => e.guest === guestPasid)) {
       this.vm.cpuPasids.map(guestPasid, hostPasid);

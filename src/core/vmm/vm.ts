@@ -307,6 +307,22 @@ export class Vm {
   }
 
   /**
+   * The device model programs every mediated work queue again from the guest's PASIDs (after migration the
+   * host PASIDs behind them are new): the same reverse lookup as when the guest programmed them.
+   */
+  reprogramWorkQueues(): void {
+    for (const d of this.devices) {
+      if (d.kind !== 'mdev') continue;
+      for (const [wq, q] of [...d.workQueues]) {
+        const wire = this.pasids.driverGuestToHost(q.guestPasid, d.host.name, { requester: 'vdcm', why: 'work queue reprogramming' });
+        this.vmm?.flushLookups();
+        d.workQueues.set(wq, { guestPasid: q.guestPasid, wirePasid: wire });
+        this.log.add({ vm: this.name, side: 'vdcm', action: 'program-hardware', detail: `${d.host.name} work queue ${wq} with host PASID ${wire ?? 'none'} (was ${q.wirePasid ?? 'none'})`, pasid: { guest: q.guestPasid, ...(wire !== undefined ? { host: wire } : {}) } });
+      }
+    }
+  }
+
+  /**
    * A guest process submits a descriptor with ENQCMD to a device's shared work queue portal: the PASID comes
    * from the task's IA32_PASID MSR (valid bit 31, PASID 19:0), which the guest kernel loads from the process's
    * SVA PASID, and the CPU translates it through the VM's PASID translation table; a missing entry exits to
