@@ -159,7 +159,9 @@ describe('seed 001: RID and RID+PASID domains under a VM (the second drawing, wi
   it('RID1 default IOVA domain, RID1+PASID-x in vm1\'s GPA domain, guest SVA PASIDs nested under that parent', () => {
     const host = vmHost();
     const vm1 = new Vm(host, { name: 'vm1', viommu: { cachingMode: true, firstLevel: true }, pasids: { policy: 'non-identity' } });
-    const vm2 = new Vm(host, { name: 'vm2', viommu: { cachingMode: true, firstLevel: true }, pasids: { policy: 'non-identity' } });
+    // vm2's guest programs RID2 itself with its own PASID: a local/global split gives RID2 an entry at the
+    // guest's PASID beside the global one (seed 003), while RID1's mdev PASIDs stay host-allocated.
+    const vm2 = new Vm(host, { name: 'vm2', viommu: { cachingMode: true, firstLevel: true }, pasids: { policy: 'non-identity', globalMin: 1024 } });
     const wq2 = vm1.addMdev('6a:01.0', '00:04.0', { caps: ATS_PRI_PASID }); // WQ2 (PASID-x) to VM1
     const wq3 = vm2.addMdev('6a:01.0', '00:04.0', { caps: ATS_PRI_PASID }); // WQ3 (PASID-y) to VM2
     vm2.assign('6b:00.0', '00:05.0'); // RID2 to VM2
@@ -187,6 +189,9 @@ describe('seed 001: RID and RID+PASID domains under a VM (the second drawing, wi
     // Both VMs chose guest PASID 1; the host keeps them apart.
     assert.equal(a.pasid, d.pasid);
     assert.notEqual(na.hostPasid, nd.hostPasid);
+    // [RID2, PASID-a]: vm2's own PASID value is on RID2 too (the local entry), so the guest-programmed DMA finds it.
+    assert.ok(host.kernel.device('6b:00.0').pasidDomains.has(d.pasid));
+    assert.deepEqual([...vm1.findings, ...vm2.findings], []);
   });
 });
 

@@ -79,7 +79,9 @@ export const FLOWS: readonly Flow[] = [
     run() {
       const host = exampleHost();
       const vm1 = new Vm(host, { name: 'vm1', viommu: { cachingMode: true, firstLevel: true }, pasids: { policy: 'non-identity' } });
-      const vm2 = new Vm(host, { name: 'vm2', viommu: { cachingMode: true, firstLevel: true }, pasids: { policy: 'non-identity' } });
+      // vm2's guest programs RID2 itself with its own PASID: a local/global split gives RID2 an entry at the
+    // guest's PASID beside the global one (seed 003), while RID1's mdev PASIDs stay host-allocated.
+    const vm2 = new Vm(host, { name: 'vm2', viommu: { cachingMode: true, firstLevel: true }, pasids: { policy: 'non-identity', globalMin: 1024 } });
       vm1.addMdev('6a:01.0', '00:04.0', { caps: ATS_PRI_PASID });
       vm2.addMdev('6a:01.0', '00:04.0', { caps: ATS_PRI_PASID });
       vm2.assign('6b:00.0', '00:05.0');
