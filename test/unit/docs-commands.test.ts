@@ -23,7 +23,7 @@ const run: Record<string, Expect> = {
   'node dist/cli.js --help': {
     status: 0,
     // "every subcommand, one line each"
-    shows: ['check', 'decode-log', 'import-debugfs', 'walk', 'lspci'].map((c) => new RegExp(`^ +${c} +\\S`, 'm')),
+    shows: ['check', 'decode-log', 'import-debugfs', 'walk', 'lspci', 'vm-flow'].map((c) => new RegExp(`^ +${c} +\\S`, 'm')),
   },
   'node dist/cli.js check examples/*.iommu': {
     // The examples are valid topologies: no "file:line:col: error:" lines, and success.
@@ -35,6 +35,11 @@ const run: Record<string, Expect> = {
   // with PTE 0x0000000123400803 (R, W, SNP; page 0x123400000), and dmar_translation_struct gives PASID 5
   // of 6a:01.0 the entry ...:0x0000000010041089 (P, PGTT=2 second-level, table 0x10041000, the one that
   // file dumps). So a write to 0x40000234 is allowed and lands at 0x123400234.
+  // The flows of src/core/vmm/seed-flows.ts: the list, seed 000 with its lookups, seed 002 in QEMU's trace
+  // format (hw/i386/trace-events: vtd_inv_desc_iotlb_pages "iotlb invalidate domain 0x%"PRIx16...).
+  'iommu-lab vm-flow list': { status: 0, shows: [/^000\t/m, /^004\t/m, /^migrate\t/m] },
+  'iommu-lab vm-flow 000': { status: 0, shows: [/ALLOC_PASID: status 0/, /host-driver G-to-H search \(work queue programming\)/, /host-driver H-to-G lookup \(page request\)/, /findings: none/] },
+  'iommu-lab vm-flow 002 --qemu-trace': { status: 0, shows: [/^vtd_inv_desc_cc_devices context invalidate devices sid 0x18 fmask 0x0$/m, /^vtd_inv_desc invalidate desc type /m], hides: [/Flow 002/] },
   'iommu-lab walk --debugfs test/fixtures/workspace/debugfs-dump --device 0000:6a:01.0 --pasid 5 --write 0x40000234': {
     status: 0,
     shows: [/\b0x0*123400234\b/],
