@@ -275,3 +275,35 @@ describe('QEMU\'s view: the VMM prints QEMU\'s vtd_* trace for what it does, and
     assert.ok(formatQemuTrace(vm.vmm!.qemuTrace.map((event) => ({ event }))).split('\n').includes('vtd_switch_address_space Device 00:03.0 switching address space (iommu enabled=1)'));
   });
 });
+
+describe('an emulated device on the vIOMMU, against the real run of Linux 6.12 on QEMU 7.2 (test/fixtures/real-vm)', () => {
+  // The real run: -device intel-iommu,caching-mode=on (legacy mode: intel_iommu=on,sm_off), QEMU's edu at
+  // 00:01.0, and an edu DMA read of an address nothing maps: dmesg-final.txt prints the fault as below and
+  // qemu-vtd-trace.no-ir-storm.log line 1343 traces it.
+  const REAL_DMESG = 'DMAR: [DMA Read NO_PASID] Request device [00:01.0] fault addr 0x1234000 [fault reason 0x06] PTE Read access is not set';
+  const REAL_TRACE = 'vtd_dmar_fault sid 0x8 fault 6 addr 0x1234000 write 0';
+
+  it('the guest kernel prints the real line and the VMM traces the real vtd_dmar_fault line', () => {
+    const vm = new Vm(vmHost(), { name: 'vm1', viommu: { scalableMode: false, cachingMode: true }, kernel: { scalableMode: false } });
+    vm.addEmulatedDevice('00:01.0');
+    vm.boot();
+    const r = vm.emulatedDma('00:01.0', { addr: 0x123_4000 });
+    assert.equal(r.result.ok, false);
+    assert.ok(vm.kernel.log.lines.some((l) => l.text === REAL_DMESG), vm.kernel.log.lines.map((l) => l.text).slice(-5).join('\n'));
+    assert.ok(formatQemuTrace(vm.vmm!.qemuTrace.map((event) => ({ event }))).split('\n').includes(REAL_TRACE));
+  });
+
+  it("in scalable mode QEMU 7.2 records the legacy 0x06 where the specification has 0x79 (the vIOMMU's 'qemu-7.2' behaviour)", () => {
+    const run = (behaviour: 'spec' | 'qemu-7.2') => {
+      const vm = new Vm(vmHost(), { name: 'vm1', viommu: { cachingMode: true, firstLevel: false, behaviour } });
+      vm.addEmulatedDevice('00:01.0');
+      vm.boot();
+      const r = vm.emulatedDma('00:01.0', { addr: 0x123_4000 });
+      return r.result.ok ? -1 : r.result.reason;
+    };
+    // VT-d spec (scalable mode): 0x79 "SM: Read/Write permission error in second-level paging entry";
+    // QEMU 7.2's vtd_iova_to_slpte (l.1086-1095) records the legacy 0x06 (VTD_FR_READ) for a read.
+    assert.equal(run('spec'), 0x79);
+    assert.equal(run('qemu-7.2'), 0x06);
+  });
+});

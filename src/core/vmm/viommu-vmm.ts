@@ -1,9 +1,11 @@
 import type { Domain, PageFault, PageResponseCode } from '../driver/domain';
 import type { VmmFinding } from './findings';
 import { formatPciAddress, pciRid } from '../pci';
+import { U64 } from '../u64';
 import { DescType } from '../vtd/descriptors';
 import type { VtdDescriptorEvent, VtdRegisterWrite } from '../vtd/traps';
 import { guestTranslation, type GuestTranslation, presentGuestPasids } from './guest-tables';
+import { qemu72FaultPasid, qemuFaultRecord } from './qemu-faults';
 import type { QemuTraceEvent } from './qemu-trace';
 import { qemuDescriptorEvents } from './vmm-qemu-events';
 import { ShadowSpace } from './shadow';
@@ -53,6 +55,7 @@ export class Vmm {
   /** Page requests the VMM injected into the guest, by (guest RID, guest PASID, PRG index): where they came from. */
   private readonly pending = new Map<string, { device: VmDevice; hostPasid: number | undefined; token: PageRequestToken }>();
   private detach: (() => void) | undefined;
+  private unwatch: (() => void) | undefined;
   private translating = false;
   /** The virtual command handler, when the vIOMMU offers ECAP.VCS. */
   private vcmd: VirtualCommand | undefined;
@@ -65,6 +68,17 @@ export class Vmm {
     const viommu = vm.viommu;
     if (!viommu) throw new Error(`${vm.name} has no vIOMMU to trap`);
     this.makeVcmd();
+    // QEMU traces each fault it reports (vtd_dmar_fault) and the record it writes (vtd_frr_new).
+    this.unwatch = vm.machine.events.subscribe((e) => {
+      if (e.type !== 'fault' || e.outcome === 'reported-to-device' || e.interruptIndex !== undefined) return;
+      const addr = U64.fromHex(e.address)!;
+      const write = e.access === 'write';
+      this.qemu({ event: 'vtd_dmar_fault', sid: e.sid, fault: e.reason, addr, is_write: write });
+      if (e.frcdIndex !== null) {
+        const rec = qemuFaultRecord({ sid: e.sid, addr, fault: e.reason, isWrite: write, ...qemu72FaultPasid('walk', viommu.scalableMode, e.pasid) });
+        this.qemu({ event: 'vtd_frr_new', index: e.frcdIndex, ...rec });
+      }
+    });
     this.detach = viommu.trap({
       registerWrite: (w) => {
         const outcome = this.vcmd?.trap({ registerWrite: w });
@@ -133,6 +147,8 @@ export class Vmm {
   stop(): void {
     this.detach?.();
     this.detach = undefined;
+    this.unwatch?.();
+    this.unwatch = undefined;
   }
 
   private step(side: 'vmm' | 'host-driver' | 'guest', action: string, detail: string, extra: Partial<Parameters<Vm['log']['add']>[0]> = {}): void {

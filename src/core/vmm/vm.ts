@@ -14,6 +14,7 @@ import type { Host } from './host';
 import { CpuPasidTable, enqcmdGpFixup, submitEnqcmd } from './cpu-pasid';
 import type { VmmFinding } from './findings';
 import { PasidMap } from './pasid-map';
+import { qemu72Fault } from './qemu-faults';
 import { PasidSplit } from './pasid-split';
 import { PasidTrace } from './pasid-trace';
 import { Vmm, type VmmOptions } from './viommu-vmm';
@@ -165,6 +166,15 @@ export class Vm {
           passThrough: true,
           virtualCommand: sm && (v.virtualCommand ?? false) !== false,
         },
+        // QEMU 7.2 records some faults with other codes than the specification (qemu-faults.ts).
+        ...(v.behaviour === 'qemu-7.2'
+          ? {
+              recordAs: (reason: number, q: { readonly write: boolean; readonly hasPasid: boolean }) => {
+                const f = qemu72Fault(reason, { write: q.write, hasPasid: q.hasPasid, scalableModeProperty: sm });
+                return f?.recorded ? { code: f.code, qualified: f.qualified } : undefined;
+              },
+            }
+          : {}),
       });
     }
     this.kernel = new IommuKernel(this.machine, config.kernel ?? {});
@@ -250,6 +260,27 @@ export class Vm {
       ...(hostPasid !== undefined ? { pasid: { host: hostPasid } } : {}),
     });
     return d;
+  }
+
+  /**
+   * A device QEMU emulates (its `edu` test device, a virtio device): it exists only in the guest, and its DMA
+   * is translated by the vIOMMU itself, at guest-physical addresses of the result.
+   */
+  addEmulatedDevice(guestAddress: string, caps: EndpointCapabilities = {}): Endpoint {
+    if (!this.viommu) throw new VmError(`${this.name} has no vIOMMU: an emulated device's DMA goes to guest-physical addresses untranslated`);
+    const ep = this.machine.addEndpoint(guestAddress, caps, this.viommu);
+    this.log.add({ vm: this.name, side: 'vmm', action: 'add-emulated-device', detail: `${formatPciAddress(ep.address)} emulated by the VMM, behind the vIOMMU` });
+    return ep;
+  }
+
+  /**
+   * DMA by an emulated device: the vIOMMU translates it (a fault is recorded in the guest's fault registers
+   * and the guest kernel's fault handler prints it); the data then goes to guest RAM, i.e. host pages.
+   */
+  emulatedDma(address: string, req: { readonly pasid?: number; readonly addr: DmaRequest['addr']; readonly write?: boolean }): { result: TranslationResult; hpa: number | null } {
+    const out = this.machine.dma(address, req);
+    this.kernel.serviceInterrupts();
+    return { result: out.result, hpa: out.result.ok ? this.memory.hpa(out.result.address) : null };
   }
 
   /** The VM device at the guest's `address`. */

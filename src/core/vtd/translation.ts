@@ -24,7 +24,15 @@ export interface TranslationConfig {
   readonly cacheNotPresent: boolean;
   readonly iotlbEntries: number;
   readonly pwcEntries: number;
+  readonly recordAs?: FaultRecordAs;
 }
+
+/**
+ * What an emulation records where the specification records `reason` (a vIOMMU that behaves as QEMU 7.2 does,
+ * vmm/qemu-faults.ts): the code it puts in FRCD.FR and whether FPD can suppress it; undefined to record as
+ * the specification says.
+ */
+export type FaultRecordAs = (reason: number, request: { readonly write: boolean; readonly hasPasid: boolean }) => { readonly code: number; readonly qualified: boolean } | undefined;
 
 /**
  * The translation block of a unit: context and PASID lookup (context-lookup.ts), the IOTLB and
@@ -47,6 +55,8 @@ export class Translation {
   // Scratch for the hot path.
   private readonly adUpdates: number[] = [];
 
+  private readonly recordAs: FaultRecordAs | undefined;
+
   constructor(
     private readonly memory: PhysicalMemory,
     private readonly events: EventStream,
@@ -58,6 +68,7 @@ export class Translation {
   ) {
     this.caching = config.caching;
     this.cacheNotPresent = config.cacheNotPresent;
+    this.recordAs = config.recordAs;
     this.iotlb = new Iotlb(config.iotlbEntries, config.pwcEntries);
     this.hawLimit = 2 ** memory.hostAddressWidth;
     this.walker = new Walker(memory, {
@@ -404,9 +415,11 @@ export class Translation {
     return new Translated(output, size, permsOf(perms), source, did, this.stale.current, trace ?? undefined, this.walker.reads);
   }
 
-  private fault(q: Req, reason: number, fpd: boolean, trace: WalkStep[] | null, probe: boolean): TranslationFault {
+  private fault(q: Req, specReason: number, fpd: boolean, trace: WalkStep[] | null, probe: boolean): TranslationFault {
+    const as = this.recordAs?.(specReason, q);
+    const reason = as?.code ?? specReason;
     const info = linuxFaultReason(reason);
-    const qualified = FAULT_REASONS.get(reason)?.qualified ?? true;
+    const qualified = as?.qualified ?? FAULT_REASONS.get(reason)?.qualified ?? true;
     let outcome: 'recorded' | 'suppressed-fpd' | 'overflow' | 'reported-to-device' = 'recorded';
     let index: number | undefined;
     if (probe) outcome = 'suppressed-fpd';

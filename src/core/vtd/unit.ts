@@ -14,7 +14,7 @@ import { RegisterFile } from './register-file';
 import { RegisterInvalidation } from './register-invalidation';
 import { GCMD, GSTS, Reg, REG64, type RegName } from './registers';
 import { captureUnit, restoreUnit, type SnapshotParts, type VtdUnitState } from './snapshot';
-import { Translation } from './translation';
+import { type FaultRecordAs, Translation } from './translation';
 import { VIRTUAL_COMMAND_REGISTERS, type VtdTraps } from './traps';
 
 export type { VtdUnitState } from './snapshot';
@@ -62,6 +62,8 @@ export interface VtdUnitConfig {
   readonly cacheNotPresent?: boolean;
   /** Interrupt entry cache capacity (entries); 256 by default. */
   readonly iecEntries?: number;
+  /** Record some faults with other codes than the specification's, as an emulation does (translation.ts). */
+  readonly recordAs?: FaultRecordAs;
 }
 
 export class VtdUnit implements IommuUnit {
@@ -123,6 +125,7 @@ export class VtdUnit implements IommuUnit {
       cacheNotPresent: this.cacheNotPresent,
       iotlbEntries: config.iotlbEntries ?? 4096,
       pwcEntries: config.pwcEntries ?? 1024,
+      ...(config.recordAs ? { recordAs: config.recordAs } : {}),
     });
     this.iotlb = this.translation.iotlb;
     this.prq = new PageRequestQueue(regs, memory, events, this.name, this.translation, endpointOf);
