@@ -2,6 +2,9 @@ import * as assert from 'node:assert/strict';
 import { decodeLogText } from '../../src/readers/log-decoder';
 import { migrate } from '../../src/core/vmm/migration';
 import { formatQemuTrace } from '../../src/core/vmm/qemu-trace';
+import { U64 } from '../../src/core/u64';
+import { IoPageTable } from '../../src/core/vtd/page-table';
+import { enableTranslation, setRootTable, writeLegacyContext, writeLegacyRootEntry } from '../../src/core/vtd/tables';
 import { Vm, VmError } from '../../src/core/vmm/vm';
 import { vmHost } from '../support/vm-platform';
 
@@ -305,5 +308,35 @@ describe('an emulated device on the vIOMMU, against the real run of Linux 6.12 o
     // QEMU 7.2's vtd_iova_to_slpte (l.1086-1095) records the legacy 0x06 (VTD_FR_READ) for a read.
     assert.equal(run('spec'), 0x79);
     assert.equal(run('qemu-7.2'), 0x06);
+  });
+});
+
+describe('a guest that invalidates through the registers (no queued invalidation), as QEMU\'s vIOMMU also supports', () => {
+  it('CCMD and IOTLB register writes are trapped like descriptors: the context switch shadows, a page-selective flush maps', () => {
+    const vm = new Vm(vmHost(), { name: 'vm1', viommu: { scalableMode: false, cachingMode: true } });
+    vm.assign('6b:00.0', '00:03.0');
+    const u = vm.viommu!;
+    const mem = vm.memory;
+    // What a legacy-mode guest driver writes (Linux's iommu_set_root_entry, domain_context_mapping_one).
+    const root = mem.allocPage();
+    const ctx = mem.allocPage();
+    const pt = new IoPageTable(mem, { format: 'second-level', levels: 4 });
+    writeLegacyRootEntry(mem, root, 0, ctx);
+    writeLegacyContext(mem, ctx, 0x18, { present: true, tt: 0, slptptr: pt.root, aw: 2, did: 1 });
+    pt.map(0x10000, 0x20_0000, 0x1000, { read: true, write: true });
+    setRootTable(u, root, false);
+    enableTranslation(u);
+    // __iommu_flush_context: global (CIRG 01), ICC set; then __iommu_flush_iotlb global.
+    u.writeRegister('CCMD', new U64(0x8000_0000 | (1 << 29), 0));
+    assert.equal(vm.device('00:03.0').space.kind, 'shadow');
+    assert.equal(vm.dma('00:03.0', { addr: 0x10008 }).gpa, 0x20_0008, 'the context switch replayed the existing mapping');
+    // A new mapping, then a page-selective IOTLB flush (IVA: the page, AM 0; IOTLB: IVT, IIRG 11, DID 1).
+    pt.map(0x11000, 0x30_0000, 0x1000, { read: true, write: false });
+    const { iva, iotlb } = u.iotlbRegisters;
+    u.writeRegister(iva, U64.fromNumber(0x11000));
+    u.writeRegister(iotlb, new U64(0x8000_0000 | (3 << 28) | 1, 0));
+    assert.equal(vm.dma('00:03.0', { addr: 0x11010 }).gpa, 0x30_0010);
+    assert.equal(vm.dma('00:03.0', { addr: 0x11010, write: true }).result.ok, false, 'read-only, as the guest mapped it');
+    assert.ok(vm.log.steps.some((s) => s.action === 'trap-register' && /IOTLB invalidation register \(page DID 1\)/.test(s.detail)));
   });
 });

@@ -158,8 +158,30 @@ export class Vmm {
   // ---- traps ----
 
   private registerWritten(w: VtdRegisterWrite): void {
+    const u = this.vm.viommu!;
+    // Register-based invalidation (a guest without queued invalidation): the same work as the descriptors,
+    // once the unit performed it (it cleared ICC / IVT and reported the granularity it did).
+    if (w.name === 'CCMD' && w.value.hi >>> 31 === 1) {
+      const caig = u.readRegister(0x28).field(60, 59);
+      if (caig === 0) return;
+      const sid = w.value.field(31, 16);
+      this.step('vmm', 'trap-register', `context-command register (${['', 'global', 'domain', 'device'][caig]} invalidation)`);
+      for (const dev of this.devicesFor(caig === 3 ? sid : undefined)) this.switchAddressSpace(dev);
+      return;
+    }
+    if (w.offset === u.iotlbRegisters.iotlb && w.value.hi >>> 31 === 1) {
+      const iaig = u.readRegister(u.iotlbRegisters.iotlb).field(58, 57);
+      if (iaig === 0) return;
+      const did = w.value.field(47, 32);
+      const iva = u.readRegister(u.iotlbRegisters.iva);
+      const start = iva.field(63, 12) * 4096;
+      const range = iaig === 3 ? { start, end: start + 4096 * 2 ** iva.field(5, 0) } : { start: 0, end: 2 ** 57 };
+      this.step('vmm', 'trap-register', `IOTLB invalidation register (${['', 'global', 'domain', 'page'][iaig]}${iaig !== 1 ? ` DID ${did}` : ''}): replay`);
+      for (const dev of this.vm.devices) if (dev.space.kind === 'shadow' && (iaig === 1 || dev.space.guestDid === did)) this.replay(dev, range.start, range.end);
+      return;
+    }
     if (w.name !== 'GCMD') return;
-    const on = this.vm.viommu!.translationEnabled;
+    const on = u.translationEnabled;
     if (on !== this.translating) {
       this.translating = on;
       this.step('vmm', 'trap-register', `guest ${on ? 'enabled' : 'disabled'} DMA remapping (GCMD.TE): every device switches address space`);
