@@ -304,7 +304,8 @@ describe('cli: bad input', () => {
   });
 
   it('no command prints a stack trace on any of these inputs', () => {
-    for (const c of commands) {
+    // Every command that reads a file (vm-flow reads none: its argument names a flow).
+    for (const c of commands.filter((x) => /FILE|DIR/.test(x.synopsis))) {
       for (const name of ['missing', 'dir', 'empty', 'random', 'nul', 'gzip', 'utf16']) {
         const r = run(c.name === 'walk' ? ['walk', '--debugfs', f[name]!, '--device', '00:02.0', '0x0'] : [c.name, f[name]!]);
         assert.ok(r.code === 1, `${c.name} ${name}: ${r.code} ${r.stderr}`);

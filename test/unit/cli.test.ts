@@ -100,7 +100,7 @@ describe('cli shell', () => {
     const main = runCli(['--help']).stdout;
     assert.match(main, /^Exit status: 0 success, 1 a problem with the input, 2 bad usage, 70 internal error/m);
     const names = main.split('Commands:\n')[1]!.split('\n\n')[0]!.split('\n').map((l) => l.trim().split(/\s+/)[0]!);
-    assert.deepEqual(names, ['check', 'decode-log', 'import-debugfs', 'walk', 'lspci']);
+    assert.deepEqual(names, ['check', 'decode-log', 'import-debugfs', 'walk', 'lspci', 'vm-flow']);
     for (const name of names) {
       const help = runCli([name, '--help']).stdout;
       const status = help.split('\nExit status:\n')[1];

@@ -23,7 +23,7 @@ Options:
 
 Example:
   iommu-lab vm-flow 000`,
-  failure: 'never (every flow runs on the model alone)',
+  failure: 'only an output that cannot be written (below): the flows read no input',
   options: { format: { type: 'string' }, 'qemu-trace': { type: 'boolean' } },
   minPositionals: 1,
   maxPositionals: 1,
