@@ -6,6 +6,7 @@ import { U64 } from '../../src/core/u64';
 import { IoPageTable } from '../../src/core/vtd/page-table';
 import { enableTranslation, setRootTable, writeLegacyContext, writeLegacyRootEntry } from '../../src/core/vtd/tables';
 import { Vm, VmError } from '../../src/core/vmm/vm';
+import { VmmLog } from '../../src/core/vmm/vmm-log';
 import { vmHost } from '../support/vm-platform';
 
 describe('VMs: guest memory, the vIOMMU and device assignment', () => {
@@ -338,5 +339,16 @@ describe('a guest that invalidates through the registers (no queued invalidation
     assert.equal(vm.dma('00:03.0', { addr: 0x11010 }).gpa, 0x30_0010);
     assert.equal(vm.dma('00:03.0', { addr: 0x11010, write: true }).result.ok, false, 'read-only, as the guest mapped it');
     assert.ok(vm.log.steps.some((s) => s.action === 'trap-register' && /IOTLB invalidation register \(page DID 1\)/.test(s.detail)));
+  });
+});
+
+describe('the step log stays bounded', () => {
+  it('keeps the newest steps and counts what it dropped', () => {
+    const log = new VmmLog(10);
+    for (let i = 0; i < 25; i++) log.add({ vm: 'vm1', side: 'vmm', action: 'x', detail: String(i) });
+    assert.ok(log.steps.length >= 10 && log.steps.length < 20);
+    assert.equal(log.steps.length + log.dropped, 25);
+    assert.equal(log.steps.at(-1)!.detail, '24');
+    assert.equal(log.last, 25);
   });
 });

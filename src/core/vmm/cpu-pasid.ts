@@ -94,6 +94,11 @@ export class CpuPasidTable implements HostPasidHolder {
     return to;
   }
 
+  /** Whether `guest` has an entry (the VMM's bookkeeping, not a CPU lookup: no trace). */
+  maps(guest: number): boolean {
+    return this.toHost.has(guest);
+  }
+
   holds(hostPasid: number): boolean {
     return this.hostUsers.has(hostPasid);
   }

@@ -148,6 +148,11 @@ export class PasidMap {
     return this.byGuest.size;
   }
 
+  /** Whether `user` already uses `guest` (a keyed check, no trace: it is the table's own bookkeeping). */
+  hasUser(guest: number, user: string): boolean {
+    return this.byGuest.get(guest)?.users.has(user) ?? false;
+  }
+
   entries(): PasidMapEntry[] {
     return [...this.byGuest.values()]
       .sort((a, b) => a.guest - b.guest)

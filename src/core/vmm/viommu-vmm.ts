@@ -1,7 +1,7 @@
 import type { Domain, PageFault, PageResponseCode } from '../driver/domain';
+import type { TranslationFault } from '../hw/types';
 import type { VmmFinding } from './findings';
 import { formatPciAddress, pciRid } from '../pci';
-import { U64 } from '../u64';
 import { DescType } from '../vtd/descriptors';
 import type { VtdDescriptorEvent, VtdRegisterWrite } from '../vtd/traps';
 import { guestTranslation, type GuestTranslation, presentGuestPasids } from './guest-tables';
@@ -55,7 +55,6 @@ export class Vmm {
   /** Page requests the VMM injected into the guest, by (guest RID, guest PASID, PRG index): where they came from. */
   private readonly pending = new Map<string, { device: VmDevice; hostPasid: number | undefined; token: PageRequestToken }>();
   private detach: (() => void) | undefined;
-  private unwatch: (() => void) | undefined;
   private translating = false;
   /** The virtual command handler, when the vIOMMU offers ECAP.VCS. */
   private vcmd: VirtualCommand | undefined;
@@ -68,17 +67,6 @@ export class Vmm {
     const viommu = vm.viommu;
     if (!viommu) throw new Error(`${vm.name} has no vIOMMU to trap`);
     this.makeVcmd();
-    // QEMU traces each fault it reports (vtd_dmar_fault) and the record it writes (vtd_frr_new).
-    this.unwatch = vm.machine.events.subscribe((e) => {
-      if (e.type !== 'fault' || e.outcome === 'reported-to-device' || e.interruptIndex !== undefined) return;
-      const addr = U64.fromHex(e.address)!;
-      const write = e.access === 'write';
-      this.qemu({ event: 'vtd_dmar_fault', sid: e.sid, fault: e.reason, addr, is_write: write });
-      if (e.frcdIndex !== null) {
-        const rec = qemuFaultRecord({ sid: e.sid, addr, fault: e.reason, isWrite: write, ...qemu72FaultPasid('walk', viommu.scalableMode, e.pasid) });
-        this.qemu({ event: 'vtd_frr_new', index: e.frcdIndex, ...rec });
-      }
-    });
     this.detach = viommu.trap({
       registerWrite: (w) => {
         const outcome = this.vcmd?.trap({ registerWrite: w });
@@ -139,6 +127,19 @@ export class Vmm {
     }
   }
 
+  /**
+   * QEMU traces each fault its vIOMMU reports (vtd_dmar_fault) and the record it writes (vtd_frr_new): for
+   * DMA the VMM emulates (vm.emulatedDma) it is told each result, rather than watching the vIOMMU's event
+   * stream, which would make every guest table write an event.
+   */
+  traceFault(sid: number, addr: number, write: boolean, pasid: number | null, r: TranslationFault): void {
+    this.qemu({ event: 'vtd_dmar_fault', sid, fault: r.reason, addr, is_write: write });
+    if (r.frcdIndex !== undefined) {
+      const rec = qemuFaultRecord({ sid, addr, fault: r.reason, isWrite: write, ...qemu72FaultPasid('walk', this.vm.viommu!.scalableMode, pasid) });
+      this.qemu({ event: 'vtd_frr_new', index: r.frcdIndex, ...rec });
+    }
+  }
+
   /** What the VMM holds on the host (for the "nothing left" invariant). */
   get hostState(): { binds: number; shadows: number; pending: number } {
     return { binds: this.binds.size, shadows: this.shadows.size, pending: this.pending.size };
@@ -147,8 +148,7 @@ export class Vmm {
   stop(): void {
     this.detach?.();
     this.detach = undefined;
-    this.unwatch?.();
-    this.unwatch = undefined;
+
   }
 
   private step(side: 'vmm' | 'host-driver' | 'guest', action: string, detail: string, extra: Partial<Parameters<Vm['log']['add']>[0]> = {}): void {
@@ -192,8 +192,15 @@ export class Vmm {
   /** The vtd_* trace events QEMU prints for what the VMM does, in order (qemu-trace.ts renders them). */
   readonly qemuTrace: QemuTraceEvent[] = [];
 
+  /** Trace events dropped from the front (the trace keeps the last 100,000, as the step log does). */
+  qemuTraceDropped = 0;
+
   private qemu(e: QemuTraceEvent): void {
     this.qemuTrace.push(e);
+    if (this.qemuTrace.length >= 200_000) {
+      this.qemuTrace.splice(0, 100_000);
+      this.qemuTraceDropped += 100_000;
+    }
   }
 
   private descriptorDone(d: VtdDescriptorEvent): void {
@@ -336,8 +343,7 @@ export class Vmm {
   private useGuestPasid(dev: VmDevice, guestPasid: number, why: string): number {
     const pasids = this.vm.pasids;
     const user = dev.host.name;
-    const entry = pasids.entries().find((e) => e.guest === guestPasid);
-    if (!entry?.users.some((u) => u.name === user)) pasids.map(guestPasid, { name: user, maxPasids: dev.host.maxPasids });
+    if (!pasids.hasUser(guestPasid, user)) pasids.map(guestPasid, { name: user, maxPasids: dev.host.maxPasids });
     const h = pasids.vmmGuestToHost(guestPasid, why)!;
     this.lookups();
     return h;
@@ -433,7 +439,7 @@ export class Vmm {
       this.vm.note({ code: 'guest-pasid-not-on-host', vm: this.vm.name, guestPasid, hostPasid, message: `${formatPciAddress(dev.address)} is programmed by the guest with PASID ${guestPasid}, but the host bound its table at host PASID ${hostPasid} and has no entry at ${guestPasid}: DMA with the guest's PASID faults (use a local/global split, or ENQCMD)` });
     }
     // ENQCMD from the guest carries the guest PASID: the VMM maps it into KVM's CPU PASID translation table.
-    if (dev.enqcmd && !this.vm.cpuPasids.entries().some((e) => e.guest === guestPasid)) {
+    if (dev.enqcmd && !this.vm.cpuPasids.maps(guestPasid)) {
       this.vm.cpuPasids.map(guestPasid, hostPasid);
       this.step('vmm', 'cpu-pasid-map', `KVM: guest PASID ${guestPasid} translates to host PASID ${hostPasid} on ENQCMD`, { pasid: { guest: guestPasid, host: hostPasid } });
     }
@@ -446,7 +452,7 @@ export class Vmm {
     this.binds.delete(`${pciRid(b.device.address)}:${b.guestPasid}`);
     // KVM's entry goes before the host PASID can go back to the allocator.
     const stillEnqcmd = [...this.binds.values()].some((x) => x.guestPasid === b.guestPasid && x.device.enqcmd);
-    if (b.device.enqcmd && !stillEnqcmd && this.vm.cpuPasids.entries().some((e) => e.guest === b.guestPasid)) {
+    if (b.device.enqcmd && !stillEnqcmd && this.vm.cpuPasids.maps(b.guestPasid)) {
       this.vm.cpuPasids.unmap(b.guestPasid);
       this.step('vmm', 'cpu-pasid-unmap', `KVM: guest PASID ${b.guestPasid} no longer translates`, { pasid: { guest: b.guestPasid } });
     }

@@ -279,6 +279,7 @@ export class Vm {
    */
   emulatedDma(address: string, req: { readonly pasid?: number; readonly addr: DmaRequest['addr']; readonly write?: boolean }): { result: TranslationResult; hpa: number | null } {
     const out = this.machine.dma(address, req);
+    if (!out.result.ok && typeof req.addr === 'number') this.vmm?.traceFault(this.machine.endpoint(address).sid, req.addr, req.write === true, req.pasid ?? null, out.result);
     this.kernel.serviceInterrupts();
     return { result: out.result, hpa: out.result.ok ? this.memory.hpa(out.result.address) : null };
   }

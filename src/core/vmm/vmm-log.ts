@@ -23,13 +23,26 @@ export interface VmmStep {
   readonly path?: string;
 }
 
+/**
+ * The steps, newest last. A long simulation keeps the last `limit` (100,000 by default): older ones are dropped
+ * in batches and counted, so memory stays bounded however long a VM runs.
+ */
 export class VmmLog {
   readonly steps: VmmStep[] = [];
+  /** Steps dropped from the front because the log reached its limit. */
+  dropped = 0;
   private seq = 0;
+
+  constructor(private readonly limit = 100_000) {}
 
   add(step: Omit<VmmStep, 'seq'>): VmmStep {
     const s = { seq: ++this.seq, ...step };
     this.steps.push(s);
+    if (this.steps.length >= 2 * this.limit) {
+      const n = this.steps.length - this.limit;
+      this.steps.splice(0, n);
+      this.dropped += n;
+    }
     return s;
   }
 

@@ -1,4 +1,4 @@
-import { field, hexPad } from '../u64';
+import { field, hexPad, POW2 } from '../u64';
 import type { PriRequest } from '../hw/types';
 
 /**
@@ -234,12 +234,11 @@ export function decodeDescriptor(w: DescWords, words: 2 | 4): DecodedDescriptor 
 function put(w: number[], word: number, msb: number, lsb: number, v: number): void {
   const i = word * 2;
   if (lsb < 32) {
-    const span = 2 ** (Math.min(msb, 31) - lsb + 1);
-    w[i] = w[i]! + (v % span) * 2 ** lsb;
-    v = Math.floor(v / span);
-    if (msb >= 32) w[i + 1] = w[i + 1]! + v;
+    const span = POW2[(msb < 31 ? msb : 31) - lsb + 1]!;
+    w[i] = w[i]! + (v % span) * POW2[lsb]!;
+    if (msb >= 32) w[i + 1] = w[i + 1]! + Math.floor(v / span);
   } else {
-    w[i + 1] = w[i + 1]! + v * 2 ** (lsb - 32);
+    w[i + 1] = w[i + 1]! + v * POW2[lsb - 32]!;
   }
 }
 
