@@ -75,6 +75,11 @@ interface Shadowed {
 export class ShadowSpace {
   private readonly entries = new Map<number, Shadowed>();
   private readonly scratch: GuestLeaf[] = [];
+  /**
+   * The guest table this shadow follows, as the VMM read it at the last context or PASID-cache invalidation
+   * (QEMU caches the context entry the same way): under caching mode a change to it comes with one of those.
+   */
+  table = { root: 0, levels: 4, did: 0 };
 
   constructor(
     readonly domain: Domain,
@@ -96,7 +101,8 @@ export class ShadowSpace {
    * Makes the host domain agree with the guest table over [start, end): unmaps what changed or went away,
    * maps what is new. Returns what it did.
    */
-  replay(root: number, levels: number, start: number, end: number): ReplayResult {
+  replay(start: number, end: number): ReplayResult {
+    const { root, levels } = this.table;
     const leaves = this.scratch;
     leaves.length = 0;
     guestLeaves(this.memory, root, levels, start, end, leaves);

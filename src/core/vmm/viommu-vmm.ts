@@ -288,6 +288,7 @@ export class Vmm {
     }
     if (g.kind === 'second-level') {
       if (dev.space.kind === 'shadow' && dev.space.guestDid === g.did) {
+        this.shadows.get(dev)!.table = { root: g.root, levels: g.levels, did: g.did };
         this.replay(dev, 0, 2 ** 57);
         return;
       }
@@ -297,7 +298,9 @@ export class Vmm {
       this.attachStream(dev, domain);
       dev.space = { kind: 'shadow', guestDid: g.did, domain };
       this.vm.deviceModelSwitched(dev);
-      this.shadows.set(dev, new ShadowSpace(domain, h, this.vm.memory));
+      const shadow = new ShadowSpace(domain, h, this.vm.memory);
+      shadow.table = { root: g.root, levels: g.levels, did: g.did };
+      this.shadows.set(dev, shadow);
       this.step('vmm', 'switch-address-space', `${name}: guest second-level table at GPA 0x${g.root.toString(16)} (guest DID ${g.did}) shadowed in ${domain.name}`, { path: 'shadow' });
       this.replay(dev, 0, 2 ** 57);
       return;
@@ -312,11 +315,10 @@ export class Vmm {
   }
 
   private replay(dev: VmDevice, start: number, end: number): void {
-    const g = this.guest(dev);
     const shadow = this.shadows.get(dev);
-    if (!shadow || g.kind !== 'second-level') return;
-    const r = shadow.replay(g.root, g.levels, start, end);
-    for (const c of r.changes) this.qemu({ event: 'vtd_page_walk_one', domain: g.did, iova: c.iova, gpa: c.gpa, mask: c.size - 1, perm: c.perm });
+    if (!shadow) return;
+    const r = shadow.replay(start, end);
+    for (const c of r.changes) this.qemu({ event: 'vtd_page_walk_one', domain: shadow.table.did, iova: c.iova, gpa: c.gpa, mask: c.size - 1, perm: c.perm });
     this.step('vmm', 'replay', `${formatPciAddress(dev.address)}: ${r.mapped} mapped, ${r.unmapped} unmapped${r.outsideRam ? `, ${r.outsideRam} outside guest RAM (skipped)` : ''}`, { path: 'shadow' });
   }
 
@@ -499,6 +501,11 @@ export class Vmm {
     const gpasid = withPasid ? f.PASID! : undefined;
     if (!dev) {
       this.step('vmm', 'trap-descriptor', `${d.typeName} for guest SID 0x${f.SID!.toString(16)}: no assigned device with ATS there, nothing to forward`);
+      return;
+    }
+    if (gpasid === undefined && dev.space.kind === 'shadow') {
+      // A shadowed device's TLB holds host translations of the shadow: the host driver's own flush of the
+      // replayed unmap already invalidated it (QEMU sends VFIO devices no device-TLB notification either).
       return;
     }
     const hostPasid = gpasid === undefined ? undefined : this.vm.pasids.vmmGuestToHost(gpasid, 'device-TLB invalidation');
