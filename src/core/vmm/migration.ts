@@ -58,5 +58,12 @@ export function migrate(vm: Vm, dest: Host, options: MigrationOptions = {}): Mig
   if (vm.vmm) vm.vmm.rebuild();
   else vm.rebuildWithoutVmm();
   vm.reprogramWorkQueues();
+  // Nothing of the VM may stay on the source: its domains, and the host PASIDs it had there.
+  for (const d of from.kernel.domains) {
+    if (!d.freed && d.name.startsWith(`${vm.name}-`)) vm.note({ code: 'leftover', vm: vm.name, message: `${d.name} is still allocated on ${from.name} after the migration` });
+  }
+  for (const [old] of remap) {
+    if (vm.pasids.policy === 'non-identity' && from.kernel.pasids.global.has(old)) vm.note({ code: 'leftover', vm: vm.name, hostPasid: old, message: `host PASID ${old} is still allocated on ${from.name} after the migration` });
+  }
   return { from: from.name, to: dest.name, pagesCopied, devices, hostPasids: [...remap].map(([a, b]) => ({ from: a, to: b })) };
 }
