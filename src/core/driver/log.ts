@@ -184,9 +184,19 @@ export const CUT_HERE = '------------[ cut here ]------------';
 
 /** Negative when `a` is older than `b`, 0 when equal, positive when newer. */
 export function compareVersions(a: KernelVersion, b: KernelVersion): number {
-  const [am, an] = a.split('.').map(Number) as [number, number];
-  const [bm, bn] = b.split('.').map(Number) as [number, number];
-  return am !== bm ? am - bm : an - bn;
+  return versionKey(a) - versionKey(b);
+}
+
+/** major * 1000 + minor, parsed once per version string: the driver asks on every flush and map. */
+const VERSION_KEYS = new Map<string, number>();
+function versionKey(v: KernelVersion): number {
+  let k = VERSION_KEYS.get(v);
+  if (k === undefined) {
+    const [major, minor] = v.split('.').map(Number) as [number, number];
+    k = major * 1000 + minor;
+    VERSION_KEYS.set(v, k);
+  }
+  return k;
 }
 
 /** Whether `version` prints the form that arrived in `since`. */
