@@ -67,7 +67,7 @@ describe('seed 002 property: the two ways of propagating a guest first-level inv
     fc.record({ kind: fc.constant('dma' as const), page: fc.nat(31), write: fc.boolean() }),
   );
   const BASE = 0x7f00_0000_0000;
-  const run = (ops: readonly fc.RecordValue<{ kind: string; page: number; pages?: number; write?: boolean }>[], propagation: 'raw' | 'generic') => {
+  const run = (ops: readonly { kind: string; page: number; pages?: number; write?: boolean }[], propagation: 'raw' | 'generic') => {
     const host = vmHost();
     const vm = new Vm(host, { name: 'vm1', viommu: { cachingMode: true, firstLevel: true }, vmm: { invalidationPropagation: propagation } });
     vm.assign('6b:00.0', '00:03.0');
