@@ -18,7 +18,12 @@ export type Deps = number[];
 export function firstMismatch(mem: PhysicalMemory, deps: Deps): number {
   for (let i = 0; i < deps.length; i += 4) {
     const a = deps[i]!;
-    if (mem.readHi(a) !== deps[i + 1] || ((mem.readLo(a) ^ deps[i + 2]!) & deps[i + 3]!) !== 0) return i;
+    // One page lookup per entry (entries are 8-byte aligned: both halves are in the page).
+    const page = mem.pageForRead(a);
+    const w = (a % 4096) >>> 2;
+    const lo = page === undefined ? 0 : page[w]!;
+    const hi = page === undefined ? 0 : page[w + 1]!;
+    if (hi !== deps[i + 1] || ((lo ^ deps[i + 2]!) & deps[i + 3]!) !== 0) return i;
   }
   return -1;
 }
