@@ -20,7 +20,7 @@ export function firstMismatch(mem: PhysicalMemory, deps: Deps): number {
     const a = deps[i]!;
     // One page lookup per entry (entries are 8-byte aligned: both halves are in the page).
     const page = mem.pageForRead(a);
-    const w = (a % 4096) >>> 2;
+    const w = (a & 0xfff) >>> 2;
     const lo = page === undefined ? 0 : page[w]!;
     const hi = page === undefined ? 0 : page[w + 1]!;
     if (hi !== deps[i + 1] || ((lo ^ deps[i + 2]!) & deps[i + 3]!) !== 0) return i;

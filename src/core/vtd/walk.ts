@@ -82,6 +82,9 @@ export function levelIndex(vpn: number, level: number): number {
   return level <= 3 ? (vpn >>> (9 * (level - 1))) & 511 : (vpn / LEVEL_PAGES[level]!) & 511;
 }
 
+// Address arithmetic: `x & m` (m < 2^32) keeps the low bits of any integer below 2^53 exactly, and compiles to
+// integer instructions, where `x % m` on a number beyond 31 bits is a floating-point remainder (a library call).
+
 /**
  * The 4 KiB-aligned address an entry points to (bits 51:12). Below 4 GiB it stays an integer, which keeps the
  * walk's address arithmetic out of floating point (the dependent chain of a walk is its cost).
@@ -224,7 +227,7 @@ export class Walker {
         if (dirty && deps !== null) this.dirtyDep(entryAddr, lo, SLB.D, SLB.A);
         const size = level === 1 ? 4096 : level === 2 ? 0x20_0000 : 0x4000_0000;
         if (trace) trace.push(pteStep(SL_PTE, SL_LEVEL_NAMES[level]!, level, table, idx, hi, lo, `leaf: ${sizeName(size)} page, ${permWords(perms)}`, true, stage));
-        this.output = level === 1 ? next + offset : next + (vpn % LEVEL_PAGES[level]!) * 4096 + offset;
+        this.output = level === 1 ? next + offset : next + (vpn & (LEVEL_PAGES[level]! - 1)) * 4096 + offset;
         this.size = size;
         this.perms = dirty ? perms | Perm.D : perms;
         this.leafLevel = level;
@@ -394,7 +397,7 @@ export class Walker {
         if (deps !== null && dirty) this.dirtyDep(entryAddr, lo, FLB.D, FLB.A | FLB.EA);
         if (trace) trace.push(flStep(level, table, gpaTable, idx, hi, lo, `leaf: ${sizeName(size)} page, ${permWords(perms & ~Perm.U)}${perms & Perm.U ? ', user' : ', supervisor'}`, true, stage, nestedTrace));
         // A large page's address field has PAT at bit 12: the page base is the field rounded down to the size.
-        this.output = level === 1 ? next + offset : next - (next % size) + (vpn % LEVEL_PAGES[level]!) * 4096 + offset;
+        this.output = level === 1 ? next + offset : next - (next & (size - 1)) + (vpn & (LEVEL_PAGES[level]! - 1)) * 4096 + offset;
         this.size = size;
         this.perms = dirty ? perms | Perm.D : perms & ~Perm.D;
         this.leafLevel = level;
@@ -420,7 +423,7 @@ export class Walker {
   /**
    * Nested translation (VT-d spec 3.8): a first-level walk over guest-physical tables, each table pointer and
    * the final output translated through the second-level tables (24 paging reads for 4 levels over 4).
-   * `slLimit` is 2^(the second level's address width): a GPA at or above it faults. Leaves the outcome in the
+   * `slWidth` is the second level's address width in bits: a GPA at or above 2^slWidth faults. Leaves the outcome in the
    * walker's fields; the permissions hold the first level's R/W/X/U, D when both stages' leaves are dirty, and
    * the second level's R/W/X shifted by NESTED_SL_SHIFT.
    *
@@ -434,10 +437,12 @@ export class Walker {
    *   that maps a guest page-table page the walk writes A/D into (that page changed: dirty tracking must see
    *   it, or a migrated guest loses its own A/D bits). Table reads that update nothing stay reads.
    */
-  nested(pe: NestedTables, slLimit: number, vpn: number, offset: number, need: number, user: boolean, trace: WalkStep[] | null, adUpdates: number[] | null): boolean {
+  nested(pe: NestedTables, slWidth: number, vpn: number, offset: number, need: number, user: boolean, trace: WalkStep[] | null, adUpdates: number[] | null): boolean {
     const flLevels = pe.flpm === 1 ? 5 : 4;
     const slLevels = pe.aw + 2;
     const slAd = pe.ssade ? adUpdates : null;
+    // The limit as a field, not an argument: a number beyond 31 bits passed to a call is a new heap object.
+    const slLimit = 2 ** slWidth;
     this.nSlTable = pe.slptptr;
     this.nSlLevels = slLevels;
     this.nSlLimit = slLimit;
@@ -451,7 +456,7 @@ export class Walker {
     if (gpa >= slLimit) return this.fail(0x79);
     const finalTrace = trace ? ([] as WalkStep[]) : null;
     // The final page is a request-with-PASID (spec 3.8.2): an execute request needs X there only with SLEE.
-    if (!this.secondLevel(pe.slptptr, slLevels, Math.floor(gpa / 4096), gpa % 4096, need & ~Perm.U, SM_SL, finalTrace, 2, Perm.R | Perm.W | Perm.X | Perm.U, slAd, (need & Perm.X) !== 0 && !pe.slee)) {
+    if (!this.secondLevel(pe.slptptr, slLevels, Math.floor(gpa / 4096), gpa & 0xfff, need & ~Perm.U, SM_SL, finalTrace, 2, Perm.R | Perm.W | Perm.X | Perm.U, slAd, (need & Perm.X) !== 0 && !pe.slee)) {
       if (trace) trace.push(nestedOutputStep(`second-level translation of the output GPA 0x${gpa.toString(16)}`, false, finalTrace!));
       return false;
     }
@@ -467,7 +472,7 @@ export class Walker {
   private tableThroughSl(gpa: number, top: boolean, trace: WalkStep[] | null): boolean {
     const codes = top ? NESTED_TOP : NESTED_TABLE;
     if (gpa >= this.nSlLimit) return this.fail(codes.beyond);
-    return this.secondLevel(this.nSlTable, this.nSlLevels, Math.floor(gpa / 4096), gpa % 4096, Perm.R, codes, trace, 2, Perm.R | Perm.W | Perm.X | Perm.U, this.nSlAd, false);
+    return this.secondLevel(this.nSlTable, this.nSlLevels, Math.floor(gpa / 4096), gpa & 0xfff, Perm.R, codes, trace, 2, Perm.R | Perm.W | Perm.X | Perm.U, this.nSlAd, false);
   }
 
   /**
