@@ -256,10 +256,8 @@ export class Walker {
 
   /**
    * First-level walk. `vpn` is the page number within the 48/57-bit space (sign bits removed). `user` is
-   * true for user-mode requests; `wpe`, `nxe` and `smep` come from the PASID entry (spec 3.6.2).
-   * `translateTable`, for nested walks, turns a first-level table's guest-physical address into a
-   * host-physical one (or returns -1 on a fault, having set this walker's fault); `nested` does the whole
-   * nested walk without a callback. A/D updates are made by the caller from `adUpdates`.
+   * true for user-mode requests; `wpe`, `nxe` and `smep` come from the PASID entry (spec 3.6.2). A/D
+   * updates are made by the caller from `adUpdates`. (`nested` runs the same walk over guest-physical tables.)
    */
   firstLevel(
     table: number,
@@ -275,9 +273,8 @@ export class Walker {
     smep: boolean,
     trace: WalkStep[] | null,
     adUpdates: number[] | null,
-    translateTable?: (gpa: number, top: boolean, adWrite: boolean, trace: WalkStep[] | null) => number,
   ): boolean {
-    return this.flWalk(table, levels, topLevel, initPerms, vpn, offset, need, user, wpe, nxe, smep, trace, adUpdates, translateTable, false);
+    return this.flWalk(table, levels, topLevel, initPerms, vpn, offset, need, user, wpe, nxe, smep, trace, adUpdates, false);
   }
 
   private flWalk(
@@ -294,7 +291,7 @@ export class Walker {
     smep: boolean,
     trace: WalkStep[] | null,
     adUpdates: number[] | null,
-    translateTable: ((gpa: number, top: boolean, adWrite: boolean, trace: WalkStep[] | null) => number) | undefined,
+    /** The tables are guest-physical: each table pointer is translated through the second level (`nested`). */
     nested: boolean,
   ): boolean {
     const mem = this.mem;
@@ -302,8 +299,7 @@ export class Walker {
     const holes = mem.hasHoles;
     const deps = this.deps;
     const pwcFills = this.pwcFills;
-    const translated = nested || translateTable !== undefined;
-    const stage = translated ? 1 : undefined;
+    const stage = nested ? 1 : undefined;
     // XD takes execute away only where it counts: for an execute request under NXE = 1.
     const xdCounts = !(need & Perm.X) || nxe;
     // Cached upper levels (a paging-structure cache hit) may have lost X to an XD that does not count here.
@@ -319,25 +315,19 @@ export class Walker {
       const top = level === topLevel;
       const gpaTable = table;
       let nestedTrace: WalkStep[] | null = null;
-      if (translated) {
+      if (nested) {
         nestedTrace = trace ? [] : null;
-        let hpa: number;
-        if (nested) {
-          hpa = this.tableThroughSl(table, top, nestedTrace) ? this.output : -1;
-          slWritable = (this.perms & Perm.W) !== 0;
-          slLeaf = this.entryAddr;
-          slLeafHi = this.leafHi;
-          slLeafLo = this.leafLo;
-          slLeafTable = this.leafTable;
-        } else {
-          // A/D bits are written back into this table page: that needs write access through the second level.
-          hpa = translateTable!(table, top, false, nestedTrace);
-        }
-        if (hpa < 0) {
+        // Read through the second level; an A/D update of an entry in this page is a write to it (queueGuestAd).
+        if (!this.tableThroughSl(table, top, nestedTrace)) {
           if (trace) trace.push({ ...unreadableStep(FL_LEVEL_NAMES[level]!, level, table, idx, 1), check: 'the second-level table does not map this guest page-table page', nestedTrace: nestedTrace! });
           return false;
         }
-        table = hpa;
+        table = this.output;
+        slWritable = (this.perms & Perm.W) !== 0;
+        slLeaf = this.entryAddr;
+        slLeafHi = this.leafHi;
+        slLeafLo = this.leafLo;
+        slLeafTable = this.leafTable;
       }
       const entryAddr = table + idx * 8;
       this.entryAddr = entryAddr;
@@ -357,8 +347,8 @@ export class Walker {
       const next = entryTarget(hi, lo);
       // Bit 7 is PS in a PDE or PDPE; in a PTE (level 1, a 4 KiB page) it is PAT, not a page size.
       const large = level > 1 && (lo & FLB.PS) !== 0;
-      if (large || (!translated && next >= limit)) {
-        const bad = this.flReserved(level, large, next, translated);
+      if (large || (!nested && next >= limit)) {
+        const bad = this.flReserved(level, large, next, nested);
         if (bad) {
           if (trace) trace.push(flStep(level, table, gpaTable, idx, hi, lo, `reserved: ${bad}`, false, stage, nestedTrace));
           return this.fail(FL_CODES.reserved);
@@ -404,7 +394,7 @@ export class Walker {
         this.fault = 0;
         return true;
       }
-      if (trace) trace.push(flStep(level, table, gpaTable, idx, hi, lo, `points to the level-${level - 1} table at 0x${next.toString(16)}${translated ? ' (GPA)' : ''}`, true, stage, nestedTrace));
+      if (trace) trace.push(flStep(level, table, gpaTable, idx, hi, lo, `points to the level-${level - 1} table at 0x${next.toString(16)}${nested ? ' (GPA)' : ''}`, true, stage, nestedTrace));
       if (pwcFills !== null) pwcFills.push(level, next, perms, entryAddr, hi, lo);
       table = next;
     }
@@ -447,7 +437,7 @@ export class Walker {
     this.nSlLevels = slLevels;
     this.nSlLimit = slLimit;
     this.nSlAd = slAd;
-    if (!this.flWalk(pe.flptptr, flLevels, flLevels, Perm.R | Perm.W | Perm.X | Perm.U, vpn, offset, need, user, pe.wpe, pe.nxe, pe.smep, trace, adUpdates, undefined, true)) return false;
+    if (!this.flWalk(pe.flptptr, flLevels, flLevels, Perm.R | Perm.W | Perm.X | Perm.U, vpn, offset, need, user, pe.wpe, pe.nxe, pe.smep, trace, adUpdates, true)) return false;
     // The first-level output is a guest-physical address: translate it through the second level.
     const gpa = this.output;
     const flSize = this.size;
