@@ -39,8 +39,9 @@ export interface ContextCacheEntry extends Verified {
   readonly sid: number;
   readonly scalable: boolean;
   /** Root entry (4 u32) and context entry (4 or 8 u32) words, memory order. */
-  readonly rootWords: readonly number[];
-  readonly words: readonly number[];
+  /** Memory order; reused scratch words for an entry decoded for no cache (caching off, probes). */
+  readonly rootWords: ArrayLike<number>;
+  readonly words: ArrayLike<number>;
   readonly rootAddr: number;
   readonly ctxAddr: number;
   /** A not-present (or otherwise faulting) entry cached under caching mode: its fault reason; 0 when usable. */
@@ -68,9 +69,9 @@ export interface PasidCacheEntry extends Verified {
   readonly sid: number;
   readonly pasid: number;
   readonly dirAddr: number;
-  readonly dirWords: readonly number[];
+  readonly dirWords: ArrayLike<number>;
   readonly entryAddr: number;
-  readonly words: readonly number[];
+  readonly words: ArrayLike<number>;
   readonly fault: number;
   readonly fpd: boolean;
   readonly pgtt: number;

@@ -1,12 +1,18 @@
 import type { PhysicalMemory } from '../hw/memory';
 
-/** `qwords` 64-bit words at `addr`, as 32-bit halves, low half first (the layout structures.ts decodes). */
-export function readWords(mem: PhysicalMemory, addr: number, qwords: number): number[] {
-  const out = new Array<number>(qwords * 2);
-  for (let i = 0; i < qwords; i++) {
-    out[i * 2] = mem.readLo(addr + i * 8);
-    out[i * 2 + 1] = mem.readHi(addr + i * 8);
-  }
+/**
+ * `qwords` 64-bit words at `addr`, as 32-bit halves, low half first (the layout structures.ts decodes). An
+ * entry or descriptor never crosses a page, so this is one page lookup. `into`: reused words to fill instead
+ * of a new array (for entries that go into no cache).
+ */
+export function readWords(mem: PhysicalMemory, addr: number, qwords: number): number[];
+export function readWords(mem: PhysicalMemory, addr: number, qwords: number, into: Uint32Array | undefined): ArrayLike<number>;
+export function readWords(mem: PhysicalMemory, addr: number, qwords: number, into?: Uint32Array): ArrayLike<number> {
+  const n = qwords * 2;
+  const out = into ?? new Array<number>(n);
+  const page = mem.pageForRead(addr);
+  const at = (addr & 0xfff) >>> 2;
+  for (let i = 0; i < n; i++) out[i] = page === undefined ? 0 : page[at + i]!;
   return out;
 }
 
