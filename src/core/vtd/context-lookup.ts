@@ -3,7 +3,7 @@ import type { WalkStep } from '../hw/types';
 import type { ContextCacheEntry, Deps, PasidCacheEntry } from './caches';
 import type { VtdCap, VtdEcap } from './cap';
 import type { RegValue } from './register-file';
-import { readableAt, readWords } from './reads';
+import { readableAt, readWords, readWordsInto } from './reads';
 import { RTADDR_TTM_SCALABLE } from './registers';
 import { TWO_32 } from './request';
 import type { StaleCheck } from './stale-check';
@@ -135,7 +135,7 @@ export class ContextLookup {
       if (trace) trace.push(note('root-table', `RTADDR 0x${this.rootTable.toString(16)} cannot be read`, false));
       return !sm ? 0x08 : 0x38;
     }
-    const root = readWords(mem, rootAddr, 2, useCache ? undefined : this.scratchRoot);
+    const root = useCache ? readWords(mem, rootAddr, 2) : readWordsInto(mem, rootAddr, this.scratchRoot);
     this.walker.reads++;
     const rootLayout = sm ? ROOT_SCALABLE : ROOT_LEGACY;
     const upper = sm && devfn >= 0x80;
@@ -153,7 +153,7 @@ export class ContextLookup {
     }
     const entrySize = sm ? 32 : 16;
     const ctxAddr = ctp + (sm ? devfn & 0x7f : devfn) * entrySize;
-    const words = readWords(mem, ctxAddr, sm ? 4 : 2, useCache ? undefined : sm ? this.scratchCtxSm : this.scratchCtxLegacy);
+    const words = useCache ? readWords(mem, ctxAddr, sm ? 4 : 2) : readWordsInto(mem, ctxAddr, sm ? this.scratchCtxSm : this.scratchCtxLegacy);
     this.walker.reads++;
     if (useCache) for (let i = 0; i < words.length; i += 2) deps.push(ctxAddr + i * 4, words[i + 1]!, words[i]!, -1);
     const layout = sm ? CONTEXT_SCALABLE : CONTEXT_LEGACY;
@@ -256,7 +256,7 @@ export class ContextLookup {
       if (trace) trace.push(note('pasid-directory', `PASID directory 0x${ctx.pasidDir.toString(16)} cannot be read`, false));
       return 0x50;
     }
-    const dir = readWords(mem, dirAddr, 1, useCache ? undefined : this.scratchDir);
+    const dir = useCache ? readWords(mem, dirAddr, 1) : readWordsInto(mem, dirAddr, this.scratchDir);
     this.walker.reads++;
     const deps: Deps = useCache ? [dirAddr, dir[1]!, dir[0]!, -1] : NO_DEPS;
     const dirPresent = (dir[0]! & 1) === 1;
@@ -272,7 +272,7 @@ export class ContextLookup {
       return 0x58;
     }
     const entryAddr = tbl + (pasid & 63) * 64;
-    const words = readWords(mem, entryAddr, 8, useCache ? undefined : this.scratchPasid);
+    const words = useCache ? readWords(mem, entryAddr, 8) : readWordsInto(mem, entryAddr, this.scratchPasid);
     this.walker.reads++;
     if (useCache) for (let i = 0; i < 16; i += 2) deps.push(entryAddr + i * 4, words[i + 1]!, words[i]!, -1);
     const present = (words[0]! & 1) === 1;

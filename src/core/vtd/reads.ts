@@ -2,17 +2,25 @@ import type { PhysicalMemory } from '../hw/memory';
 
 /**
  * `qwords` 64-bit words at `addr`, as 32-bit halves, low half first (the layout structures.ts decodes). An
- * entry or descriptor never crosses a page, so this is one page lookup. `into`: reused words to fill instead
- * of a new array (for entries that go into no cache).
+ * entry or descriptor never crosses a page, so this is one page lookup.
  */
-export function readWords(mem: PhysicalMemory, addr: number, qwords: number): number[];
-export function readWords(mem: PhysicalMemory, addr: number, qwords: number, into: Uint32Array | undefined): ArrayLike<number>;
-export function readWords(mem: PhysicalMemory, addr: number, qwords: number, into?: Uint32Array): ArrayLike<number> {
-  const n = qwords * 2;
-  const out = into ?? new Array<number>(n);
+export function readWords(mem: PhysicalMemory, addr: number, qwords: number): number[] {
+  const out = new Array<number>(qwords * 2);
   const page = mem.pageForRead(addr);
   const at = (addr & 0xfff) >>> 2;
-  for (let i = 0; i < n; i++) out[i] = page === undefined ? 0 : page[at + i]!;
+  for (let i = 0; i < out.length; i++) out[i] = page === undefined ? 0 : page[at + i]!;
+  return out;
+}
+
+/**
+ * The same into reused words (an entry that goes into no cache): nothing allocated. Its own function, so
+ * that its stores see only typed arrays.
+ */
+export function readWordsInto(mem: PhysicalMemory, addr: number, out: Uint32Array): Uint32Array {
+  const page = mem.pageForRead(addr);
+  if (page === undefined) return out.fill(0);
+  const at = (addr & 0xfff) >>> 2;
+  for (let i = 0; i < out.length; i++) out[i] = page[at + i]!;
   return out;
 }
 
