@@ -24,7 +24,8 @@ const PASID_ENTRY_MASKS = Int32Array.from(PASID_ENTRY.reservedMasks);
 /** Whether an entry has a reserved bit set; only then does reservedViolations name the bits. */
 function anyReserved(masks: Int32Array, w: ArrayLike<number>): boolean {
   let any = 0;
-  for (let i = 0; i < masks.length; i++) any |= w[i]! & masks[i]!;
+  // Entries are whole 64-bit words: two halves per step.
+  for (let i = 0; i < masks.length; i += 2) any |= (w[i]! & masks[i]!) | (w[i + 1]! & masks[i + 1]!);
   return any !== 0;
 }
 
