@@ -1,7 +1,7 @@
 import { sizeName } from '../hw/walk-text';
 import type { PhysicalMemory } from '../hw/memory';
 import type { WalkStep } from '../hw/types';
-import { hexPad } from '../u64';
+import { hexPad, POW2 } from '../u64';
 import { Perm } from './caches';
 import { decodeEntry, FL_PTE, FLB, rawWords, SL_PTE, SLB } from './structures';
 
@@ -432,7 +432,7 @@ export class Walker {
     const slLevels = pe.aw + 2;
     const slAd = pe.ssade ? adUpdates : null;
     // The limit as a field, not an argument: a number beyond 31 bits passed to a call is a new heap object.
-    const slLimit = 2 ** slWidth;
+    const slLimit = POW2[slWidth]!;
     this.nSlTable = pe.slptptr;
     this.nSlLevels = slLevels;
     this.nSlLimit = slLimit;
