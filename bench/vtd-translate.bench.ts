@@ -17,6 +17,10 @@
 // figures still print, with baseline and ratio null and a "note" (see bench/native/README.md).
 // Bytes allocated per translation with tracing off (target 0) are reported for the uncached walk, the nested
 // walk and the IOTLB hit, each against the same translation with a trace.
+//   vtd.translate_into_*_vs_native                the same translations through unit.translateInto, which
+//                                                 fills a reused TranslationRecord instead of returning an
+//                                                 object: the allocation-free path (bytes_allocated_per_
+//                                                 translate_into_* against translate's)
 import { Machine } from '../src/core/hw/machine';
 import type { DmaRequest } from '../src/core/hw/types';
 import { IoPageTable } from '../src/core/vtd/page-table';
@@ -25,6 +29,7 @@ import { Perm } from '../src/core/vtd/caches';
 import { SM_SL, Walker } from '../src/core/vtd/walk';
 import { consume, mapGetBaseline, msPerRun, nativeProgram, nsPerOp, paired, report, reportNative, reportVsNative, rng } from './lib';
 import { vtdUnits } from '../src/core/vtd/factory';
+import { newTranslationRecord } from '../src/core/hw/translation-result';
 
 const GIB = 0x4000_0000;
 const PAGES = GIB / 4096;
@@ -130,6 +135,22 @@ function allocated(translate: (i: number) => number, n: number): number {
 
 const twin = nativeProgram('vtd-translate.c');
 
+/** translateInto's figures for one group: ns/op against the native twin, and bytes against translate's. */
+function intoFigures(what: string, unit: ReturnType<typeof platform>['unit'], r: readonly DmaRequest[], ops: number, native: ReturnType<typeof twin.measure>, nativeName: string): void {
+  const rec = newTranslationRecord();
+  const ns = nsPerOp((n) => {
+    let acc = 0;
+    for (let i = 0; i < n; i++) {
+      unit.translateInto(r[i & 0xffff]!, rec);
+      acc += rec.reads;
+    }
+    consume(acc);
+  }, ops);
+  reportVsNative(`vtd.translate_into_${what}_vs_native`, ns, 'ns/op', native, nativeName);
+  const into = allocated((i) => (unit.translateInto(r[i]!, rec), rec.reads), 2000);
+  report(`vtd.bytes_allocated_per_translate_into_${what}`, into, 'bytes', allocated((i) => unit.translate(r[i]!).reads, 2000));
+}
+
 {
   const { unit } = slDomain(true);
   for (const r of reqs) unit.translate(r); // fill the IOTLB
@@ -144,6 +165,7 @@ const twin = nativeProgram('vtd-translate.c');
   reportVsNative('vtd.translate_iotlb_hit_vs_native', m.value, 'ns/op', native, 'native.iotlb_hit');
   const traced = (i: number) => unit.translate(reqs[i]!, { trace: true }).trace!.length;
   report('vtd.bytes_allocated_per_iotlb_hit_trace_off', allocated((i) => unit.translate(reqs[i]!).reads, 2000), 'bytes', allocated(traced, 2000));
+  intoFigures('iotlb_hit', unit, reqs, 1 << 18, native, 'native.iotlb_hit');
 }
 
 {
@@ -186,6 +208,7 @@ const twin = nativeProgram('vtd-translate.c');
   // Trace off must cost nothing: heap allocated per untraced walk vs per traced walk.
   const tracedWalk = (i: number) => unit.translate(reqs[i]!, { trace: true }).trace!.length;
   report('vtd.bytes_allocated_per_walk_trace_off', allocated((i) => unit.translate(reqs[i]!).reads, 2000), 'bytes', allocated(tracedWalk, 2000));
+  intoFigures('sl4_walk_nocache', unit, reqs, 1 << 16, native, 'native.sl4_translate_nocache');
 }
 
 {
@@ -212,4 +235,5 @@ const twin = nativeProgram('vtd-translate.c');
   // A traced nested walk allocates a few kilobytes: 200 of them stay inside the young generation.
   const traced = (i: number) => p.unit.translate(nreqs[i]!, { trace: true }).trace!.length;
   report('vtd.bytes_allocated_per_nested_walk_trace_off', allocated((i) => p.unit.translate(nreqs[i]!).reads, 2000), 'bytes', allocated(traced, 200));
+  intoFigures('nested_4over4_nocache', p.unit, nreqs, 1 << 14, native, 'native.nested_4over4_translate_nocache');
 }

@@ -93,6 +93,8 @@ export class SparseMemory implements PhysicalMemory {
   private readonly chunks = new Map<number, Chunk>();
   private lastChunkId = -1;
   private lastChunk: Chunk | undefined;
+  /** `lastChunk.pages`, one load closer to a read. */
+  private lastPages: (Uint32Array | undefined)[] = [];
   private holes: { base: number; end: number }[] = [];
   /** Incremented on every write; caches compare it to decide whether to re-verify an entry. */
   writeCount = 0;
@@ -149,6 +151,7 @@ export class SparseMemory implements PhysicalMemory {
     }
     this.lastChunkId = id;
     this.lastChunk = chunk;
+    this.lastPages = chunk.pages;
     return chunk;
   }
 
@@ -157,6 +160,8 @@ export class SparseMemory implements PhysicalMemory {
    * Hot path: callers index it with `(addr & 0xfff) >> 2`.
    */
   pageForRead(addr: number): Uint32Array | undefined {
+    // The common case, small enough to inline into a walk: below 4 GiB, in the chunk used last.
+    if (addr < TWO_32 && addr >>> 24 === this.lastChunkId) return this.lastPages[(addr >>> 12) & (CHUNK_PAGES - 1)];
     const pfn = addr < TWO_32 ? addr >>> 12 : Math.floor(addr / PAGE_SIZE);
     const chunk = this.chunkFor(pfn, false);
     return chunk === undefined ? undefined : chunk.pages[pfn & (CHUNK_PAGES - 1)];

@@ -114,6 +114,29 @@ export interface TranslationFault {
 
 export type TranslationResult = TranslationOk | TranslationFault;
 
+/**
+ * A translation's outcome as plain fields that a unit fills in place (`IommuUnit.translateInto`), so that a
+ * translation makes no object: for callers that translate in a loop (a device model, a benchmark). `did` and
+ * `frcdIndex` are -1 when there is none; the fault fields mean something only when `ok` is false, the others
+ * only when it is true. `newTranslationRecord` (hw/translation-result.ts) makes one and `resultOf` turns it
+ * into the TranslationResult `translate` returns.
+ */
+export interface TranslationRecord {
+  ok: boolean;
+  address: number;
+  pageSize: number;
+  perms: Permissions;
+  source: TranslationSource;
+  did: number;
+  reason: number;
+  reasonText: string;
+  recorded: boolean;
+  frcdIndex: number;
+  stale: StaleUse | undefined;
+  trace: readonly WalkStep[] | undefined;
+  reads: number;
+}
+
 export interface TranslateOptions {
   /** Build the walk trace (costs time; nothing when false). */
   readonly trace?: boolean;
@@ -236,6 +259,8 @@ export interface IommuUnit {
   readonly segment: number;
   /** Translates as the hardware would: caches used and filled, faults recorded, events emitted. */
   translate(request: DmaRequest, options?: TranslateOptions): TranslationResult;
+  /** `translate` without a trace, its outcome left in `out` (reused by the caller): returns `out.ok`. */
+  translateInto(request: DmaRequest, out: TranslationRecord): boolean;
   /** The translation the tables give now, with no side effect at all. */
   probe(request: DmaRequest, options?: TranslateOptions): TranslationResult;
   /** An interrupt request from an endpoint behind this unit (units with interrupt remapping). */

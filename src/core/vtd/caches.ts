@@ -18,7 +18,12 @@ export type Deps = number[];
 export function firstMismatch(mem: PhysicalMemory, deps: Deps): number {
   for (let i = 0; i < deps.length; i += 4) {
     const a = deps[i]!;
-    if (mem.readHi(a) !== deps[i + 1] || ((mem.readLo(a) ^ deps[i + 2]!) & deps[i + 3]!) !== 0) return i;
+    // One page lookup per entry (entries are 8-byte aligned: both halves are in the page).
+    const page = mem.pageForRead(a);
+    const w = (a & 0xfff) >>> 2;
+    const lo = page === undefined ? 0 : page[w]!;
+    const hi = page === undefined ? 0 : page[w + 1]!;
+    if (hi !== deps[i + 1] || ((lo ^ deps[i + 2]!) & deps[i + 3]!) !== 0) return i;
   }
   return -1;
 }
@@ -34,8 +39,9 @@ export interface ContextCacheEntry extends Verified {
   readonly sid: number;
   readonly scalable: boolean;
   /** Root entry (4 u32) and context entry (4 or 8 u32) words, memory order. */
-  readonly rootWords: readonly number[];
-  readonly words: readonly number[];
+  /** Memory order; reused scratch words for an entry decoded for no cache (caching off, probes). */
+  readonly rootWords: ArrayLike<number>;
+  readonly words: ArrayLike<number>;
   readonly rootAddr: number;
   readonly ctxAddr: number;
   /** A not-present (or otherwise faulting) entry cached under caching mode: its fault reason; 0 when usable. */
@@ -63,9 +69,9 @@ export interface PasidCacheEntry extends Verified {
   readonly sid: number;
   readonly pasid: number;
   readonly dirAddr: number;
-  readonly dirWords: readonly number[];
+  readonly dirWords: ArrayLike<number>;
   readonly entryAddr: number;
-  readonly words: readonly number[];
+  readonly words: ArrayLike<number>;
   readonly fault: number;
   readonly fpd: boolean;
   readonly pgtt: number;

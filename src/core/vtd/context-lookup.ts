@@ -3,15 +3,49 @@ import type { WalkStep } from '../hw/types';
 import type { ContextCacheEntry, Deps, PasidCacheEntry } from './caches';
 import type { VtdCap, VtdEcap } from './cap';
 import type { RegValue } from './register-file';
-import { readableAt, readWords } from './reads';
+import { readableAt, readWords, readWordsInto } from './reads';
 import { RTADDR_TTM_SCALABLE } from './registers';
 import { TWO_32 } from './request';
 import type { StaleCheck } from './stale-check';
 import { CONTEXT_LEGACY, CONTEXT_SCALABLE, PASID_DIR_ENTRY, PASID_ENTRY, PGTT_NAMES, reservedViolations, ROOT_LEGACY, ROOT_SCALABLE } from './structures';
 import { bdf, cachedEntryStep, describeContext, entryStep, note } from './walk-steps';
-import type { Walker } from './walk';
+import { entryTarget, type Walker } from './walk';
 
 const NO_DEPS: Deps = [];
+const NO_VIOLATIONS: string[] = [];
+// The reserved-bit masks as typed arrays: the clean-entry check is then a handful of integer ANDs.
+const ROOT_LEGACY_MASKS = Int32Array.from(ROOT_LEGACY.reservedMasks);
+const ROOT_SM_MASKS = Int32Array.from(ROOT_SCALABLE.reservedMasks);
+const CONTEXT_LEGACY_MASKS = Int32Array.from(CONTEXT_LEGACY.reservedMasks);
+const CONTEXT_SM_MASKS = Int32Array.from(CONTEXT_SCALABLE.reservedMasks);
+const PASID_DIR_MASKS = Int32Array.from(PASID_DIR_ENTRY.reservedMasks);
+const PASID_ENTRY_MASKS = Int32Array.from(PASID_ENTRY.reservedMasks);
+
+/** Whether an entry has a reserved bit set; only then does reservedViolations name the bits. */
+function anyReserved(masks: Int32Array, w: ArrayLike<number>): boolean {
+  let any = 0;
+  // Entries are whole 64-bit words: two halves per step.
+  for (let i = 0; i < masks.length; i += 2) any |= (w[i]! & masks[i]!) | (w[i + 1]! & masks[i + 1]!);
+  return any !== 0;
+}
+
+type Writable<T> = { -readonly [K in keyof T]: T[K] };
+
+/** A context-cache entry to fill in; every entry is made here or by negativeContext, in this field order (one shape). */
+function blankContext(): Writable<ContextCacheEntry> {
+  return {
+    sid: 0, scalable: false, rootWords: NO_DEPS, words: NO_DEPS, rootAddr: 0, ctxAddr: 0, fault: 0, fpd: false, tt: 0, aw: 0, did: 0, slptptr: 0,
+    dte: false, pasidEnable: false, pre: false, pdts: 0, pasidDir: 0, ridPasid: 0, ridPriv: false, lastPasid: -1, lastPe: undefined, deps: NO_DEPS, verifiedAt: 0, valid: false,
+  };
+}
+
+/** A PASID-cache entry to fill in (as blankContext, with negativePasid's field order). */
+function blankPasid(): Writable<PasidCacheEntry> {
+  return {
+    sid: 0, pasid: 0, dirAddr: 0, dirWords: NO_DEPS, entryAddr: 0, words: NO_DEPS, fault: 0, fpd: false, pgtt: 0, did: 0, aw: 0, ssade: false, pwsnp: false,
+    slptptr: 0, flptptr: 0, flpm: 0, sre: false, ere: false, slee: false, smep: false, wpe: false, nxe: false, eafe: false, bucket: undefined, deps: NO_DEPS, verifiedAt: 0, valid: false,
+  };
+}
 /**
  * What caching-mode hardware (CAP.CM = 1) may cache: the faults of entries that are not present or erroneous.
  * CAP.CM = 0 means "Not-present and erroneous entries are not cached in any of the remapping caches" (the CAP
@@ -48,6 +82,15 @@ export class ContextLookup {
   private ctxCache: (ContextCacheEntry | undefined)[] = new Array(65536);
   private pasidCache = new Map<number, PasidCacheEntry>();
   private readonly hawLimit: number;
+  // Entries that go into no cache (caching off, probes) are decoded into these: such a lookup allocates
+  // nothing. Translation is never re-entered, so one of each is enough.
+  private readonly scratchRoot = new Uint32Array(4);
+  private readonly scratchCtxLegacy = new Uint32Array(4);
+  private readonly scratchCtxSm = new Uint32Array(8);
+  private readonly scratchDir = new Uint32Array(2);
+  private readonly scratchPasid = new Uint32Array(16);
+  private readonly scratchContext = blankContext();
+  private readonly scratchPasidEntry = blankPasid();
 
   constructor(
     private readonly memory: PhysicalMemory,
@@ -93,12 +136,12 @@ export class ContextLookup {
       if (trace) trace.push(note('root-table', `RTADDR 0x${this.rootTable.toString(16)} cannot be read`, false));
       return !sm ? 0x08 : 0x38;
     }
-    const root = readWords(mem, rootAddr, 2);
+    const root = useCache ? readWords(mem, rootAddr, 2) : readWordsInto(mem, rootAddr, this.scratchRoot);
     this.walker.reads++;
     const rootLayout = sm ? ROOT_SCALABLE : ROOT_LEGACY;
     const upper = sm && devfn >= 0x80;
     const present = (root[upper ? 2 : 0]! & 1) === 1;
-    const rootBad = reservedViolations(rootLayout, root);
+    const rootBad = anyReserved(sm ? ROOT_SM_MASKS : ROOT_LEGACY_MASKS, root) ? reservedViolations(rootLayout, root) : NO_VIOLATIONS;
     const ctp = (root[upper ? 3 : 1]! & 0xf_ffff) * TWO_32 + ((root[upper ? 2 : 0]! & 0xffff_f000) >>> 0);
     if (trace) trace.push(entryStep(rootLayout, 'root-entry', this.rootTable, bus, root, !present ? `${sm ? (upper ? 'UP' : 'LP') : 'P'} = 0: no context table for bus 0x${bus.toString(16).padStart(2, '0')}${sm ? (upper ? ' (devfn 0x80-0xff)' : ' (devfn 0x00-0x7f)') : ''}` : rootBad.length ? `reserved bits set: ${rootBad.join(', ')}` : `context table at 0x${ctp.toString(16)}`, present && rootBad.length === 0));
     // Verification data is only kept for entries that go into a cache.
@@ -111,14 +154,14 @@ export class ContextLookup {
     }
     const entrySize = sm ? 32 : 16;
     const ctxAddr = ctp + (sm ? devfn & 0x7f : devfn) * entrySize;
-    const words = readWords(mem, ctxAddr, sm ? 4 : 2);
+    const words = useCache ? readWords(mem, ctxAddr, sm ? 4 : 2) : readWordsInto(mem, ctxAddr, sm ? this.scratchCtxSm : this.scratchCtxLegacy);
     this.walker.reads++;
     if (useCache) for (let i = 0; i < words.length; i += 2) deps.push(ctxAddr + i * 4, words[i + 1]!, words[i]!, -1);
     const layout = sm ? CONTEXT_SCALABLE : CONTEXT_LEGACY;
     const ctxPresent = (words[0]! & 1) === 1;
     const fpd = (words[0]! & 2) === 2;
     this.lastCtxFpd = fpd;
-    const bad = reservedViolations(layout, words);
+    const bad = anyReserved(sm ? CONTEXT_SM_MASKS : CONTEXT_LEGACY_MASKS, words) ? reservedViolations(layout, words) : NO_VIOLATIONS;
     let problem = 0;
     let why = '';
     if (!ctxPresent) {
@@ -147,32 +190,32 @@ export class ContextLookup {
     }
     if (trace) trace.push(entryStep(layout, 'context-entry', ctp, sm ? devfn & 0x7f : devfn, words, problem ? why : describeContext(words, sm), problem === 0));
     if (problem) return this.negativeContext(sid, problem, root, rootAddr, words, ctxAddr, deps, useCache, fpd);
-    const e: ContextCacheEntry = {
-      sid,
-      scalable: sm,
-      rootWords: root,
-      words,
-      rootAddr,
-      ctxAddr,
-      fault: 0,
-      fpd,
-      tt: sm ? 0 : (words[0]! >>> 2) & 3,
-      aw: sm ? 0 : words[2]! & 7,
-      did: sm ? 0 : (words[2]! >>> 8) & 0xffff,
-      slptptr: (words[1]! & 0xf_ffff) * TWO_32 + ((words[0]! & 0xffff_f000) >>> 0),
-      dte: (words[0]! & 4) === 4,
-      pasidEnable: (words[0]! & 8) === 8,
-      pre: (words[0]! & 16) === 16,
-      pdts: (words[0]! >>> 9) & 7,
-      pasidDir: (words[1]! & 0xf_ffff) * TWO_32 + ((words[0]! & 0xffff_f000) >>> 0),
-      ridPasid: sm ? words[2]! & 0xf_ffff : 0,
-      ridPriv: sm && ((words[2]! >>> 20) & 1) === 1,
-      lastPasid: -1,
-      lastPe: undefined,
-      deps,
-      verifiedAt: mem.writeCount,
-      valid: true,
-    };
+    const e = useCache ? blankContext() : this.scratchContext;
+    e.sid = sid;
+    e.scalable = sm;
+    e.rootWords = root;
+    e.words = words;
+    e.rootAddr = rootAddr;
+    e.ctxAddr = ctxAddr;
+    e.fault = 0;
+    e.fpd = fpd;
+    e.tt = sm ? 0 : (words[0]! >>> 2) & 3;
+    e.aw = sm ? 0 : words[2]! & 7;
+    e.did = sm ? 0 : (words[2]! >>> 8) & 0xffff;
+    // SLPTPTR (legacy) and PASIDDIRPTR (scalable) are the same bits 63:12.
+    e.slptptr = entryTarget(words[1]!, words[0]!);
+    e.dte = (words[0]! & 4) === 4;
+    e.pasidEnable = (words[0]! & 8) === 8;
+    e.pre = (words[0]! & 16) === 16;
+    e.pdts = (words[0]! >>> 9) & 7;
+    e.pasidDir = e.slptptr;
+    e.ridPasid = sm ? words[2]! & 0xf_ffff : 0;
+    e.ridPriv = sm && ((words[2]! >>> 20) & 1) === 1;
+    e.lastPasid = -1;
+    e.lastPe = undefined;
+    e.deps = deps;
+    e.verifiedAt = mem.writeCount;
+    e.valid = true;
     if (useCache) this.ctxCache[sid] = e;
     return e;
   }
@@ -183,7 +226,7 @@ export class ContextLookup {
    * iommu_init_domains, which reserves DID 0 for that reason), and context_present_cache_flush invalidates
    * a newly present context entry with a device-selective invalidation for DID 0.
    */
-  private negativeContext(sid: number, fault: number, rootWords: number[], rootAddr: number, words: number[], ctxAddr: number, deps: Deps, useCache: boolean, fpd: boolean): number {
+  private negativeContext(sid: number, fault: number, rootWords: ArrayLike<number>, rootAddr: number, words: ArrayLike<number>, ctxAddr: number, deps: Deps, useCache: boolean, fpd: boolean): number {
     if (useCache && this.cacheNotPresent && CM_CACHED_FAULTS.has(fault)) {
       this.ctxCache[sid] = {
         sid, scalable: this.scalable, rootWords, words, rootAddr, ctxAddr, fault, fpd,
@@ -214,13 +257,13 @@ export class ContextLookup {
       if (trace) trace.push(note('pasid-directory', `PASID directory 0x${ctx.pasidDir.toString(16)} cannot be read`, false));
       return 0x50;
     }
-    const dir = readWords(mem, dirAddr, 1);
+    const dir = useCache ? readWords(mem, dirAddr, 1) : readWordsInto(mem, dirAddr, this.scratchDir);
     this.walker.reads++;
     const deps: Deps = useCache ? [dirAddr, dir[1]!, dir[0]!, -1] : NO_DEPS;
     const dirPresent = (dir[0]! & 1) === 1;
     const dirFpd = (dir[0]! & 2) === 2;
     this.lastPasidFpd = ctx.fpd || dirFpd;
-    const dirBad = reservedViolations(PASID_DIR_ENTRY, dir);
+    const dirBad = anyReserved(PASID_DIR_MASKS, dir) ? reservedViolations(PASID_DIR_ENTRY, dir) : NO_VIOLATIONS;
     const tbl = (dir[1]! & 0xf_ffff) * TWO_32 + ((dir[0]! & 0xffff_f000) >>> 0);
     if (trace) trace.push(entryStep(PASID_DIR_ENTRY, 'pasid-dir-entry', ctx.pasidDir, Math.floor(pasid / 64), dir, !dirPresent ? `P = 0: no PASID table for PASIDs 0x${(Math.floor(pasid / 64) * 64).toString(16)}-0x${(Math.floor(pasid / 64) * 64 + 63).toString(16)}` : dirBad.length ? `reserved bits set: ${dirBad.join(', ')}` : `PASID table at 0x${tbl.toString(16)}`, dirPresent && dirBad.length === 0));
     if (!dirPresent) return this.negativePasid(ctx, pasid, 0x51, dirAddr, dir, 0, [], deps, useCache, ctx.fpd || dirFpd);
@@ -230,13 +273,13 @@ export class ContextLookup {
       return 0x58;
     }
     const entryAddr = tbl + (pasid & 63) * 64;
-    const words = readWords(mem, entryAddr, 8);
+    const words = useCache ? readWords(mem, entryAddr, 8) : readWordsInto(mem, entryAddr, this.scratchPasid);
     this.walker.reads++;
     if (useCache) for (let i = 0; i < 16; i += 2) deps.push(entryAddr + i * 4, words[i + 1]!, words[i]!, -1);
     const present = (words[0]! & 1) === 1;
     const fpd = ctx.fpd || dirFpd || (words[0]! & 2) === 2;
     this.lastPasidFpd = fpd;
-    const bad = reservedViolations(PASID_ENTRY, words);
+    const bad = anyReserved(PASID_ENTRY_MASKS, words) ? reservedViolations(PASID_ENTRY, words) : NO_VIOLATIONS;
     const pgtt = (words[0]! >>> 6) & 7;
     const aw = (words[0]! >>> 2) & 7;
     const flpm = (words[4]! >>> 2) & 3;
@@ -249,8 +292,8 @@ export class ContextLookup {
       problem = 0x5a;
       why = `reserved bits set: ${bad.join(', ')}`;
     } else {
-      const supported = { 1: this.ecap.flts, 2: this.ecap.slts, 3: this.ecap.nest, 4: this.ecap.pt } as Record<number, number>;
-      if (!supported[pgtt]) {
+      const supported = pgtt === 1 ? this.ecap.flts : pgtt === 2 ? this.ecap.slts : pgtt === 3 ? this.ecap.nest : pgtt === 4 ? this.ecap.pt : 0;
+      if (!supported) {
         problem = 0x5b;
         why = `PGTT ${pgtt} is ${pgtt >= 1 && pgtt <= 4 ? `not supported (ECAP)` : 'reserved'}`;
       } else if ((pgtt === 2 || pgtt === 3) && (aw < 1 || aw > 3 || !((this.cap.sagaw >>> aw) & 1))) {
@@ -270,35 +313,34 @@ export class ContextLookup {
     }
     if (trace) trace.push(entryStep(PASID_ENTRY, 'pasid-entry', tbl, pasid & 63, words, problem ? why : `${PGTT_NAMES[pgtt]} translation, DID ${(words[2]! & 0xffff)}`, problem === 0));
     if (problem) return this.negativePasid(ctx, pasid, problem, dirAddr, dir, entryAddr, words, deps, useCache, fpd);
-    const e: PasidCacheEntry = {
-      sid: ctx.sid,
-      pasid,
-      dirAddr,
-      dirWords: dir,
-      entryAddr,
-      words,
-      fault: 0,
-      fpd,
-      pgtt,
-      did: words[2]! & 0xffff,
-      aw,
-      ssade: (words[0]! & 0x200) !== 0,
-      pwsnp: (words[2]! & 0x80_0000) !== 0,
-      slptptr: (words[1]! & 0xf_ffff) * TWO_32 + ((words[0]! & 0xffff_f000) >>> 0),
-      flptptr: (words[5]! & 0xf_ffff) * TWO_32 + ((words[4]! & 0xffff_f000) >>> 0),
-      flpm,
-      sre: (words[4]! & 1) === 1,
-      ere: (words[4]! & 2) === 2,
-      slee: (words[0]! & 0x20) !== 0,
-      smep: (words[4]! & 0x40) !== 0,
-      wpe: (words[4]! & 0x10) !== 0,
-      nxe: (words[4]! & 0x20) !== 0,
-      eafe: (words[4]! & 0x80) !== 0,
-      bucket: undefined,
-      deps,
-      verifiedAt: mem.writeCount,
-      valid: true,
-    };
+    const e = useCache ? blankPasid() : this.scratchPasidEntry;
+    e.sid = ctx.sid;
+    e.pasid = pasid;
+    e.dirAddr = dirAddr;
+    e.dirWords = dir;
+    e.entryAddr = entryAddr;
+    e.words = words;
+    e.fault = 0;
+    e.fpd = fpd;
+    e.pgtt = pgtt;
+    e.did = words[2]! & 0xffff;
+    e.aw = aw;
+    e.ssade = (words[0]! & 0x200) !== 0;
+    e.pwsnp = (words[2]! & 0x80_0000) !== 0;
+    e.slptptr = entryTarget(words[1]!, words[0]!);
+    e.flptptr = entryTarget(words[5]!, words[4]!);
+    e.flpm = flpm;
+    e.sre = (words[4]! & 1) === 1;
+    e.ere = (words[4]! & 2) === 2;
+    e.slee = (words[0]! & 0x20) !== 0;
+    e.smep = (words[4]! & 0x40) !== 0;
+    e.wpe = (words[4]! & 0x10) !== 0;
+    e.nxe = (words[4]! & 0x20) !== 0;
+    e.eafe = (words[4]! & 0x80) !== 0;
+    e.bucket = undefined;
+    e.deps = deps;
+    e.verifiedAt = mem.writeCount;
+    e.valid = true;
     if (useCache) {
       this.pasidCache.set(ctx.sid * 0x10_0000 + pasid, e);
       ctx.lastPasid = pasid;
@@ -307,7 +349,7 @@ export class ContextLookup {
     return e;
   }
 
-  private negativePasid(ctx: ContextCacheEntry, pasid: number, fault: number, dirAddr: number, dirWords: number[], entryAddr: number, words: number[], deps: Deps, useCache: boolean, fpd: boolean): number {
+  private negativePasid(ctx: ContextCacheEntry, pasid: number, fault: number, dirAddr: number, dirWords: ArrayLike<number>, entryAddr: number, words: ArrayLike<number>, deps: Deps, useCache: boolean, fpd: boolean): number {
     if (useCache && this.cacheNotPresent && CM_CACHED_FAULTS.has(fault)) {
       this.pasidCache.set(ctx.sid * 0x10_0000 + pasid, {
         sid: ctx.sid, pasid, dirAddr, dirWords, entryAddr, words, fault, fpd, pgtt: 0, did: -1, aw: 0, ssade: false, pwsnp: false,

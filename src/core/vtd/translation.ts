@@ -1,19 +1,19 @@
 import type { EventStream } from '../hw/events';
 import type { PhysicalMemory } from '../hw/memory';
-import { Translated } from '../hw/translation-result';
-import type { DmaRequest, TranslationFault, TranslationOk, TranslationResult, TranslateOptions, WalkStep } from '../hw/types';
+import { newTranslationRecord, resultOf } from '../hw/translation-result';
+import type { DmaRequest, TranslationFault, TranslationOk, TranslationRecord, TranslationResult, TranslateOptions, WalkStep } from '../hw/types';
 import { POW2 } from '../u64';
 import { type Deps, Iotlb, type IotlbBucket, type PasidCacheEntry, Perm } from './caches';
 import type { VtdCap, VtdEcap } from './cap';
 import { CM_CACHED_FAULTS, ContextLookup } from './context-lookup';
 import type { FaultRecorder } from './fault-recording';
 import { FAULT_REASONS, linuxFaultReason } from './fault-reasons';
-import { lookupTlb, permitted, permsOf, SL_SHIFT } from './iotlb-use';
+import { lookupTlb, PERMS, permitted, permsOf } from './iotlb-use';
 import { readableAt } from './reads';
 import { newRequest, normalize, type Req, requestFields, TWO_32 } from './request';
 import { StaleCheck } from './stale-check';
 import { PGTT } from './structures';
-import { AD_SECOND_LEVEL, FL_CODES, LEGACY_SL, LEVEL_PAGES, NESTED_TABLE, NESTED_TOP, SM_SL, type SlFaultCodes, Walker } from './walk';
+import { AD_NO_SL_WRITE, AD_SECOND_LEVEL, FL_CODES, LEGACY_SL, LEVEL_PAGES, SM_SL, type SlFaultCodes, Walker } from './walk';
 import { note, pwcStep, tlbStep } from './walk-steps';
 
 const INTERRUPT_BASE = 0xfee0_0000;
@@ -38,8 +38,10 @@ export type FaultRecordAs = (reason: number, request: { readonly write: boolean;
  * The translation block of a unit: context and PASID lookup (context-lookup.ts), the IOTLB and
  * paging-structure caches (caches.ts), first-level, second-level and nested walks (walk.ts) with the
  * accessed/dirty updates they make, and the result or fault of each request (faults recorded through the
- * fault recording block). The hot path is `translate` with tracing off: one reused request object, no
- * closures, and a result object as the only allocation on a hit.
+ * fault recording block). The hot path is `translateInto` with tracing off: one reused request object, the
+ * outcome in the caller's record, entries that go into no cache decoded into reused scratch, no closures and
+ * no object arguments: a translation allocates nothing (a cache fill allocates its entries). `translate` is
+ * the same run followed by the result object.
  */
 export class Translation {
   /** GSTS.TES, kept as a field: it is read on every translation. */
@@ -90,7 +92,9 @@ export class Translation {
 
   /** Records (or not, as FPD and the request kind say) and reports a fault found outside a translation. */
   faultFor(q: Req, reason: number, fpd: boolean): TranslationFault {
-    return this.fault(q, reason, fpd, null, false);
+    this.rec = this.ownRecord;
+    this.fault(q, reason, fpd, null, false);
+    return resultOf(this.rec) as TranslationFault;
   }
 
   private readable(addr: number): boolean {
@@ -100,9 +104,20 @@ export class Translation {
   /** Translates a DMA request as the hardware would: caches, faults recorded, A/D bits set, events emitted. */
   translate(request: DmaRequest, options?: TranslateOptions): TranslationResult {
     const trace = options?.trace ? ([] as WalkStep[]) : null;
-    const r = this.run(normalize(request, this.scratch), trace, false);
+    this.rec = this.ownRecord;
+    this.run(normalize(request, this.scratch), trace, false);
+    const r = resultOf(this.rec);
     if (this.events.active) this.emitTranslation(request, r);
     return r;
+  }
+
+  /** `translate` without a trace or a result object: the outcome goes into `out`. Returns `out.ok`. */
+  translateInto(request: DmaRequest, out: TranslationRecord): boolean {
+    this.rec = out;
+    const ok = this.run(normalize(request, this.scratch), null, false);
+    // Someone listening gets the event, and pays for its object.
+    if (this.events.active) this.emitTranslation(request, resultOf(out));
+    return ok;
   }
 
   /**
@@ -111,13 +126,19 @@ export class Translation {
    * views that want to show what a walk would do.
    */
   probe(request: DmaRequest, options?: TranslateOptions): TranslationResult {
-    return this.run(normalize(request, this.scratch), options?.trace ? [] : null, true);
+    this.rec = this.ownRecord;
+    this.run(normalize(request, this.scratch), options?.trace ? [] : null, true);
+    return resultOf(this.rec);
   }
+
+  /** Where `run` leaves its outcome: the caller's record (`translateInto`) or this block's own. */
+  private rec: TranslationRecord = newTranslationRecord();
+  private readonly ownRecord = this.rec;
 
   /** The request being translated; reused, as translation is never re-entered. */
   private readonly scratch: Req = newRequest();
 
-  private run(q: Req, trace: WalkStep[] | null, probe: boolean): TranslationResult {
+  private run(q: Req, trace: WalkStep[] | null, probe: boolean): boolean {
     this.stale.current = undefined;
     this.walker.reads = 0;
     if (q.exec && (!q.hasPasid || q.write)) {
@@ -129,7 +150,7 @@ export class Translation {
     const useCache = this.caching && !probe;
     if (!this.tes) {
       if (trace) trace.push(note('translation', 'GSTS.TES = 0: DMA remapping is off; the address passes through untranslated', true));
-      return this.ok(q.hi * TWO_32 + q.lo, 4096, Perm.R | Perm.W | Perm.X, 'pass-through', undefined, trace);
+      return this.okInput(q, Perm.R | Perm.W | Perm.X, 'pass-through', undefined, trace);
     }
     const ctx = this.lookup.context(q.sid, trace, useCache);
     if (typeof ctx === 'number') return this.fault(q, ctx, this.lookup.lastCtxFpd, trace, probe);
@@ -137,22 +158,22 @@ export class Translation {
     if (!ctx.scalable) {
       if (q.hasPasid) return this.fault(q, 0x31, false, trace, probe);
       if (q.kind !== 'untranslated' && ctx.tt !== 1) return this.fault(q, 0x0d, ctx.fpd, trace, probe);
-      if (q.kind === 'translated') return this.ok(q.hi * TWO_32 + q.lo, 4096, Perm.R | Perm.W | Perm.X, 'translated', undefined, trace);
+      if (q.kind === 'translated') return this.okInput(q, Perm.R | Perm.W | Perm.X, 'translated', undefined, trace);
       if (ctx.tt === 2) {
         if (trace) trace.push(note('context-entry', 'TT = 10b: pass-through', true));
-        return this.ok(q.hi * TWO_32 + q.lo, 4096, Perm.R | Perm.W | Perm.X, 'pass-through', ctx.did, trace);
+        return this.okInput(q, Perm.R | Perm.W | Perm.X, 'pass-through', ctx.did, trace);
       }
       const levels = ctx.aw + 2;
       const width = Math.min(30 + 9 * ctx.aw, this.cap.mgaw + 1);
       if (q.hi >= POW2[Math.max(0, width - 32)]!) return this.fault(q, 0x04, ctx.fpd, trace, probe);
       const bucket = useCache ? this.iotlb.bucket(ctx.did, -1, 'sl') : undefined;
-      return this.pagedTranslation(q, bucket, ctx.did, 'sl', ctx.slptptr, levels, LEGACY_SL, ctx.fpd, trace, probe, null);
+      return this.pagedTranslation(q, bucket, ctx.did, 'sl', ctx.slptptr, levels, LEGACY_SL, ctx.fpd, trace, probe, null, false);
     }
 
     // Scalable mode.
     if (q.hasPasid && !ctx.pasidEnable) return this.fault(q, 0x45, ctx.fpd, trace, probe);
     if (q.kind !== 'untranslated' && !ctx.dte) return this.fault(q, 0x44, ctx.fpd, trace, probe);
-    if (q.kind === 'translated') return this.ok(q.hi * TWO_32 + q.lo, 4096, Perm.R | Perm.W | Perm.X, 'translated', undefined, trace);
+    if (q.kind === 'translated') return this.okInput(q, Perm.R | Perm.W | Perm.X, 'translated', undefined, trace);
     const pasid = q.hasPasid ? q.pasid : ctx.ridPasid;
     if (pasid >= POW2[ctx.pdts + 13]!) return this.fault(q, q.hasPasid ? 0x46 : 0x48, ctx.fpd, trace, probe);
     const pe = this.lookup.pasidEntry(ctx, pasid, trace, useCache);
@@ -164,13 +185,13 @@ export class Translation {
     switch (pe.pgtt) {
       case PGTT.PASS_THROUGH: {
         if (trace) trace.push(note('pasid-entry', 'PGTT = 100b: pass-through', true));
-        return this.ok(q.hi * TWO_32 + q.lo, 4096, Perm.R | Perm.W | Perm.X, 'pass-through', pe.did, trace);
+        return this.okInput(q, Perm.R | Perm.W | Perm.X, 'pass-through', pe.did, trace);
       }
       case PGTT.SECOND_LEVEL: {
         const width = Math.min(30 + 9 * pe.aw, this.cap.mgaw + 1);
         if (q.hi >= POW2[Math.max(0, width - 32)]!) return this.fault(q, 0x83, pe.fpd, trace, probe);
         const bucket = useCache ? this.bucketFor(pe, 'sl') : undefined;
-        return this.pagedTranslation(q, bucket, pe.did, 'sl', pe.slptptr, pe.aw + 2, SM_SL, pe.fpd, trace, probe, null, pe.ssade ? pe : null, pe.slee);
+        return this.pagedTranslation(q, bucket, pe.did, 'sl', pe.slptptr, pe.aw + 2, SM_SL, pe.fpd, trace, probe, null, false, pe.ssade ? pe : null, pe.slee);
       }
       case PGTT.FIRST_LEVEL:
       case PGTT.NESTED: {
@@ -178,7 +199,7 @@ export class Translation {
         if (!canonical(q.hi, five)) return this.fault(q, FL_CODES.nonCanonical, pe.fpd, trace, probe);
         const mode = pe.pgtt === PGTT.NESTED ? 'nested' : 'fl';
         const bucket = useCache ? this.bucketFor(pe, mode) : undefined;
-        return this.pagedTranslation(q, bucket, pe.did, mode, pe.flptptr, five ? 5 : 4, SM_SL, pe.fpd, trace, probe, { pe, priv });
+        return this.pagedTranslation(q, bucket, pe.did, mode, pe.flptptr, five ? 5 : 4, SM_SL, pe.fpd, trace, probe, pe, priv);
       }
       default:
         return this.fault(q, 0x5b, pe.fpd, trace, probe);
@@ -192,7 +213,7 @@ export class Translation {
 
   /**
    * IOTLB lookup, then (on a miss) a walk from the deepest cached paging-structure entry, then a fill.
-   * `fl` is set for first-level and nested translations.
+   * `fl` is the PASID entry of a first-level or nested translation (`priv`: a privileged request).
    */
   private pagedTranslation(
     q: Req,
@@ -205,38 +226,40 @@ export class Translation {
     fpd: boolean,
     trace: WalkStep[] | null,
     probe: boolean,
-    fl: { pe: PasidCacheEntry; priv: boolean } | null,
+    fl: PasidCacheEntry | null,
+    priv: boolean,
     /** A second-level-only PASID entry with SSADE: the walk sets A/D bits in the second-level entries. */
     slAd: PasidCacheEntry | null = null,
     /** A second-level-only PASID entry's SLEE: without it an execute request needs only read permission. */
     slee = false,
-  ): TranslationResult {
+  ): boolean {
     const addrBits = fl ? (levels === 5 ? 0x1ff_ffff : 0xffff) : 0xf_ffff;
     const vpn = (q.hi & addrBits) * 0x10_0000 + (q.lo >>> 12);
     const offset = q.lo & 0xfff;
     const need = q.write ? Perm.W : Perm.R;
     const needAll = need | (q.exec ? Perm.X : 0);
-    const user = fl !== null && !fl.priv;
+    const user = fl !== null && !priv;
 
     // 1. IOTLB.
     if (bucket !== undefined) {
       const e = lookupTlb(bucket, vpn);
-      const flRules = fl ? { user, wpe: fl.pe.wpe, smep: fl.pe.smep, nested: mode === 'nested' } : null;
-      if (e !== undefined && (e.fault !== 0 || permitted(e.perms, needAll, flRules, slAd !== null))) {
+      if (e !== undefined && (e.fault !== 0 || permitted(e.perms, needAll, fl !== null, user, fl !== null && fl.wpe, fl !== null && fl.smep, mode === 'nested', slAd !== null))) {
         this.stale.check(e, 'iotlb');
         if (trace) trace.push(tlbStep(e, bucket));
         if (e.fault !== 0) return this.fault(q, e.fault, fpd, trace, probe);
-        const pages = e.size / 4096;
-        const out = e.output + (vpn % pages) * 4096 + offset;
+        // The page within the entry by mask (pages is a power of two): `%` on a page number is floating point.
+        const out = e.output + (vpn & (e.size / 4096 - 1)) * 4096 + offset;
         if (out >= INTERRUPT_BASE && out <= INTERRUPT_LAST) return this.interruptWindow(q, out, fpd, trace, probe);
-        return this.ok(out, e.size, e.perms, 'iotlb', did, trace);
+        // The address goes straight into the record: passed to a call, a number beyond 31 bits is allocated.
+        this.rec.address = out;
+        return this.ok(e.size, e.perms, 'iotlb', did, trace);
       }
     }
 
     // 2. Walk, starting below the deepest paging-structure cache hit. A second-level root pointer that cannot be
     // read is reported as such (0x7b) in scalable mode, before any table is touched.
     if (fl === null ? slCodes === SM_SL : mode === 'nested') {
-      const slRoot = fl === null ? root : fl.pe.slptptr;
+      const slRoot = fl === null ? root : fl.slptptr;
       if (!this.readable(slRoot)) return this.fault(q, 0x7b, fpd, trace, probe);
     }
     const w = this.walker;
@@ -262,14 +285,14 @@ export class Translation {
     w.deps = deps;
     w.pwcFills = bucket !== undefined && mode !== 'nested' ? [] : null;
     const ad = probe ? null : this.adUpdates;
-    if (ad) ad.length = 0;
+    if (ad !== null && ad.length !== 0) ad.length = 0;
     let ok: boolean;
     if (mode === 'sl') {
       ok = w.secondLevel(table, start, vpn, offset, needAll, slCodes, trace, undefined, startPerms, slAd ? ad : null, q.exec && !slee);
     } else if (mode === 'fl') {
-      ok = w.firstLevel(table, start, levels, startPerms, vpn, offset, needAll, user, fl!.pe.wpe, fl!.pe.nxe, fl!.pe.smep, trace, ad);
+      ok = w.firstLevel(table, start, levels, startPerms, vpn, offset, needAll, user, fl!.wpe, fl!.nxe, fl!.smep, trace, ad);
     } else {
-      ok = this.nestedWalk(fl!.pe, vpn, offset, needAll, user, trace, ad);
+      ok = w.nested(fl!, Math.min(30 + 9 * fl!.aw, this.cap.mgaw + 1), vpn, offset, needAll, user, trace, ad);
     }
     const fillDeps = w.deps;
     const fills = w.pwcFills;
@@ -283,14 +306,14 @@ export class Translation {
       return this.fault(q, code, fpd, trace, probe);
     }
     if (ad && ad.length > 0) {
-      const adFault = this.applyAdUpdates(ad, fl ? fl.pe : slAd!, mode, trace);
+      const adFault = this.applyAdUpdates(ad, fl ?? slAd!, trace);
       if (adFault) return this.fault(q, adFault, fpd, trace, probe);
     }
     if (bucket !== undefined) {
       // A walk that started from a stale cached entry yields entries that must be re-verified on every use.
       const verifiedAt = this.stale.current ? -1 : this.memory.writeCount;
       const size = w.size;
-      const pageOut = w.output - offset - ((vpn % (size / 4096)) * 4096);
+      const pageOut = w.output - offset - (vpn & (size / 4096 - 1)) * 4096;
       this.iotlb.insert(bucket, {
         vpn: Math.floor(vpn / (size / 4096)),
         size,
@@ -305,11 +328,12 @@ export class Translation {
       if (fills && fills.length > 0) this.fillPwc(bucket, vpn, fills, fillDeps!, verifiedAt);
     }
     if (w.output >= INTERRUPT_BASE && w.output <= INTERRUPT_LAST) return this.interruptWindow(q, w.output, fpd, trace, probe);
-    return this.ok(w.output, w.size, w.perms, 'walk', did, trace);
+    this.rec.address = w.output;
+    return this.ok(w.size, w.perms, 'walk', did, trace);
   }
 
   /** A translation that lands in the interrupt window 0xfee00000-0xfeefffff is a fault (0x0e legacy, 0x87 SM). */
-  private interruptWindow(q: Req, out: number, fpd: boolean, trace: WalkStep[] | null, probe: boolean): TranslationFault {
+  private interruptWindow(q: Req, out: number, fpd: boolean, trace: WalkStep[] | null, probe: boolean): false {
     if (trace) trace.push(note('output', `the output address 0x${out.toString(16)} falls in the interrupt window 0xfee00000-0xfeefffff`, false));
     return this.fault(q, this.lookup.scalable ? 0x87 : 0x0e, fpd, trace, probe);
   }
@@ -334,88 +358,58 @@ export class Translation {
   }
 
   /**
-   * Nested translation (PGTT = 011b): a first-level walk over guest-physical tables, each table pointer and
-   * the final output translated through the second-level tables (VT-d spec 3.8; 24 reads for 4 over 4).
-   */
-  private nestedWalk(pe: PasidCacheEntry, vpn: number, offset: number, need: number, user: boolean, trace: WalkStep[] | null, ad: number[] | null): boolean {
-    const w = this.walker;
-    const slLevels = pe.aw + 2;
-    const slWidth = Math.min(30 + 9 * pe.aw, this.cap.mgaw + 1);
-    const five = pe.flpm === 1;
-    const translateTable = (gpa: number, top: boolean, adWrite: boolean, t: WalkStep[] | null): number => {
-      const codes = top ? NESTED_TOP : NESTED_TABLE;
-      if (gpa >= POW2[slWidth]!) {
-        w.fail(codes.beyond);
-        return -1;
-      }
-      const saveOut = w.output;
-      const ok = w.secondLevel(pe.slptptr, slLevels, Math.floor(gpa / 4096), gpa % 4096, adWrite ? Perm.W : Perm.R, codes, t, 2);
-      const hpa = w.output;
-      w.output = saveOut;
-      return ok ? hpa : -1;
-    };
-    if (!w.firstLevel(pe.flptptr, five ? 5 : 4, five ? 5 : 4, Perm.R | Perm.W | Perm.X | Perm.U, vpn, offset, need, user, pe.wpe, pe.nxe, pe.smep, trace, ad, translateTable)) return false;
-    // The first-level output is a guest-physical address: translate it through the second level.
-    const gpa = w.output;
-    const flSize = w.size;
-    const flPerms = w.perms;
-    if (gpa >= POW2[slWidth]!) return w.fail(0x79);
-    const finalTrace = trace ? ([] as WalkStep[]) : null;
-    // With SSADE the second level of a nested walk is dirty-tracked too: the final translation sets its A/D.
-    const slAd = pe.ssade ? ad : null;
-    // The final page is a request-with-PASID (spec 3.8.2): an execute request needs X there only with SLEE.
-    if (!w.secondLevel(pe.slptptr, slLevels, Math.floor(gpa / 4096), gpa % 4096, need & ~Perm.U, SM_SL, finalTrace, 2, undefined, slAd, (need & Perm.X) !== 0 && !pe.slee)) {
-      if (trace) trace.push({ ...note('nested-output', `second-level translation of the output GPA 0x${gpa.toString(16)}`, false), nestedTrace: finalTrace! });
-      return false;
-    }
-    if (trace) trace.push({ ...note('nested-output', `second-level translation of the output GPA 0x${gpa.toString(16)} -> 0x${w.output.toString(16)}`, true), nestedTrace: finalTrace! });
-    w.size = Math.min(flSize, w.size);
-    // Cached as dirty only when both stages are: a write through it then needs no walk to set either D.
-    const dirty = flPerms & Perm.D && (slAd === null || w.perms & Perm.D) ? Perm.D : 0;
-    w.perms = (flPerms & (Perm.R | Perm.W | Perm.X | Perm.U)) | dirty | ((w.perms & (Perm.R | Perm.W | Perm.X)) << SL_SHIFT);
-    return true;
-  }
-
-  /**
    * Sets the accessed/dirty bits a walk found clear, as the hardware does: first-level entries always,
    * second-level ones when the PASID entry has SSADE. The update is an atomic read-modify-write that needs
    * snooped page walks (PWSNP); without them the walk faults (0x90 first level, 0x7c second level). In a
    * nested walk the write goes through the second level and needs write permission there (else 0x77).
    * Returns the fault reason, or 0.
    */
-  private applyAdUpdates(ad: number[], pe: PasidCacheEntry, mode: 'sl' | 'fl' | 'nested', trace: WalkStep[] | null): number {
+  private applyAdUpdates(ad: number[], pe: PasidCacheEntry, trace: WalkStep[] | null): number {
     if (!pe.pwsnp) {
-      const second = ad[4] === AD_SECOND_LEVEL;
+      const second = (ad[4]! & AD_SECOND_LEVEL) !== 0;
       if (trace) trace.push(note(`${second ? 'sl' : 'fl'}-ad-update`, `setting A/D at 0x${ad[0]!.toString(16)} needs snooped page walks, and the PASID entry has PWSNP = 0`, false));
       return second ? 0x7c : 0x90;
     }
     for (let i = 0; i < ad.length; i += 5) {
       const entryAddr = ad[i]!;
-      const second = ad[i + 4] === AD_SECOND_LEVEL;
-      if (mode === 'nested' && !second) {
-        const gpaTable = ad[i + 3]!;
-        const w = this.walker;
-        const save = [w.output, w.size, w.perms, w.reads];
-        // An atomic A/D update of a guest entry needs R and W through the second level (spec 3.8.2).
-        const ok = w.secondLevel(pe.slptptr, pe.aw + 2, Math.floor(gpaTable / 4096), 0, Perm.R | Perm.W, ad[i + 4] ? NESTED_TOP : NESTED_TABLE, null, 2);
-        [w.output, w.size, w.perms, w.reads] = save as [number, number, number, number];
-        if (!ok) {
-          if (trace) trace.push(note('fl-ad-update', `setting A/D at 0x${entryAddr.toString(16)} needs write access to the guest page-table page 0x${gpaTable.toString(16)} through the second level`, false));
-          return 0x77;
-        }
+      const marker = ad[i + 4]!;
+      // A guest entry of a nested walk in a page the second level maps without write permission (Walker.nested).
+      if (marker & AD_NO_SL_WRITE) {
+        if (trace) trace.push(note('fl-ad-update', `setting A/D at 0x${entryAddr.toString(16)} needs write access to the guest page-table page 0x${ad[i + 3]!.toString(16)} through the second level`, false));
+        return 0x77;
       }
-      this.memory.write64(entryAddr, ad[i + 1]!, ad[i + 2]!, second ? 'sl-ad-update' : 'fl-ad-update');
+      this.memory.write64(entryAddr, ad[i + 1]!, ad[i + 2]!, marker & AD_SECOND_LEVEL ? 'sl-ad-update' : 'fl-ad-update');
     }
     return 0;
   }
 
   // ---- results and faults ----
 
-  private ok(output: number, size: number, perms: number, source: TranslationOk['source'], did: number | undefined, trace: WalkStep[] | null): TranslationOk {
-    return new Translated(output, size, permsOf(perms), source, did, this.stale.current, trace ?? undefined, this.walker.reads);
+  /** A success, its address already in the record. */
+  private ok(size: number, perms: number, source: TranslationOk['source'], did: number | undefined, trace: WalkStep[] | null): true {
+    const r = this.rec;
+    r.ok = true;
+    r.pageSize = size;
+    r.perms = permsOf(perms);
+    r.source = source;
+    r.did = did === undefined ? -1 : did;
+    r.reason = 0;
+    r.reasonText = '';
+    r.recorded = false;
+    r.frcdIndex = -1;
+    r.stale = this.stale.current;
+    r.trace = trace ?? undefined;
+    r.reads = this.walker.reads;
+    return true;
   }
 
-  private fault(q: Req, specReason: number, fpd: boolean, trace: WalkStep[] | null, probe: boolean): TranslationFault {
+  /** A success whose output is the input address (pass-through, translated requests). */
+  private okInput(q: Req, perms: number, source: TranslationOk['source'], did: number | undefined, trace: WalkStep[] | null): true {
+    this.rec.address = q.hi * TWO_32 + q.lo;
+    return this.ok(4096, perms, source, did, trace);
+  }
+
+  private fault(q: Req, specReason: number, fpd: boolean, trace: WalkStep[] | null, probe: boolean): false {
     const as = this.recordAs?.(specReason, q);
     const reason = as?.code ?? specReason;
     const info = linuxFaultReason(reason);
@@ -447,16 +441,21 @@ export class Translation {
         ...(trace ? { trace: trace.slice() } : {}),
       });
     }
-    return {
-      ok: false,
-      reason,
-      reasonText: info.text,
-      recorded: outcome === 'recorded',
-      ...(index !== undefined ? { frcdIndex: index } : {}),
-      ...(this.stale.current ? { stale: this.stale.current } : {}),
-      ...(trace ? { trace } : {}),
-      reads: this.walker.reads,
-    };
+    const r = this.rec;
+    r.ok = false;
+    r.address = 0;
+    r.pageSize = 0;
+    r.perms = PERMS[0]!;
+    r.source = 'walk';
+    r.did = -1;
+    r.reason = reason;
+    r.reasonText = info.text;
+    r.recorded = outcome === 'recorded';
+    r.frcdIndex = index ?? -1;
+    r.stale = this.stale.current;
+    r.trace = trace ?? undefined;
+    r.reads = this.walker.reads;
+    return false;
   }
 
   private emitTranslation(request: DmaRequest, r: TranslationResult): void {

@@ -1,7 +1,7 @@
 import type { Endpoint } from '../hw/endpoint';
 import type { EventStream } from '../hw/events';
 import type { PhysicalMemory } from '../hw/memory';
-import type { DmaRequest, InterruptRequest, InterruptResult, IommuUnit, PriRequest, TranslateOptions, TranslationResult } from '../hw/types';
+import type { DmaRequest, InterruptRequest, InterruptResult, IommuUnit, PriRequest, TranslateOptions, TranslationRecord, TranslationResult } from '../hw/types';
 import { U64 } from '../u64';
 import type { Iotlb } from './caches';
 import { capabilitiesOf, decodeCap, decodeEcap, type VtdCap, type VtdEcap, type VtdFeatures } from './cap';
@@ -261,6 +261,11 @@ export class VtdUnit implements IommuUnit {
   /** Translates a DMA request as the hardware would: caches, faults recorded, A/D bits set, events emitted. */
   translate(request: DmaRequest, options?: TranslateOptions): TranslationResult {
     return this.translation.translate(request, options);
+  }
+
+  /** `translate` without a trace or a result object: the outcome goes into `out` (allocates nothing). */
+  translateInto(request: DmaRequest, out: TranslationRecord): boolean {
+    return this.translation.translateInto(request, out);
   }
 
   /**

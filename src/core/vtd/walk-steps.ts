@@ -12,7 +12,7 @@ export function note(structure: string, check: string, ok: boolean): WalkStep {
   return { structure, raw: [], fields: {}, check, ok };
 }
 
-export function entryStep(layout: Layout, structure: string, table: number, index: number, words: number[], check: string, ok: boolean): WalkStep {
+export function entryStep(layout: Layout, structure: string, table: number, index: number, words: ArrayLike<number>, check: string, ok: boolean): WalkStep {
   const size = layout.words * 8;
   return {
     structure,
@@ -26,7 +26,7 @@ export function entryStep(layout: Layout, structure: string, table: number, inde
   };
 }
 
-export function cachedEntryStep(layout: Layout, addr: number, words: readonly number[], cache: 'context-cache' | 'pasid-cache', fault: number, pasid?: number): WalkStep {
+export function cachedEntryStep(layout: Layout, addr: number, words: ArrayLike<number>, cache: 'context-cache' | 'pasid-cache', fault: number, pasid?: number): WalkStep {
   return {
     structure: layout === PASID_ENTRY ? 'pasid-entry' : 'context-entry',
     entryAddress: '0x' + addr.toString(16),
@@ -65,7 +65,7 @@ export function pwcStep(p: PwcEntry, level: number, mode: string): WalkStep {
 }
 
 /** A context entry in a few words, for the trace. */
-export function describeContext(words: number[], sm: boolean): string {
+export function describeContext(words: ArrayLike<number>, sm: boolean): string {
   if (!sm) {
     const tt = (words[0]! >>> 2) & 3;
     return tt === 2 ? 'pass-through' : `second-level table, ${30 + 9 * (words[2]! & 7)}-bit, DID ${(words[2]! >>> 8) & 0xffff}`;

@@ -1,7 +1,7 @@
 import { sizeName } from '../hw/walk-text';
 import type { PhysicalMemory } from '../hw/memory';
 import type { WalkStep } from '../hw/types';
-import { hexPad } from '../u64';
+import { hexPad, POW2 } from '../u64';
 import { Perm } from './caches';
 import { decodeEntry, FL_PTE, FLB, rawWords, SL_PTE, SLB } from './structures';
 
@@ -74,16 +74,66 @@ export interface WalkParams {
 /** 512^(level-1): the pages one entry at `level` covers. */
 export const LEVEL_PAGES: readonly number[] = [0, 1, 512, 262144, 2 ** 27, 2 ** 36, 2 ** 45];
 
-/** Index of `vpn` (address >> 12) at `level` (1 = PTE). Levels above 3 need bits beyond 32: divide instead of shift. */
+/**
+ * Index of `vpn` (address >> 12) at `level` (1 = PTE). Levels above 3 need bits beyond 32: divide instead of
+ * shift (exact, by a power of two; `& 511` then keeps the low bits of the integer part).
+ */
 export function levelIndex(vpn: number, level: number): number {
-  return level <= 3 ? (vpn >>> (9 * (level - 1))) & 511 : Math.floor(vpn / LEVEL_PAGES[level]!) & 511;
+  return level <= 3 ? (vpn >>> (9 * (level - 1))) & 511 : (vpn / LEVEL_PAGES[level]!) & 511;
+}
+
+// Address arithmetic: `x & m` (m < 2^32) keeps the low bits of any integer below 2^53 exactly, and compiles to
+// integer instructions, where `x % m` on a number beyond 31 bits is a floating-point remainder (a library call).
+
+/**
+ * The 4 KiB-aligned address an entry points to (bits 51:12). Below 4 GiB it stays an integer, which keeps the
+ * walk's address arithmetic out of floating point (the dependent chain of a walk is its cost).
+ */
+export function entryTarget(hi: number, lo: number): number {
+  const top = hi & 0xf_ffff;
+  return top === 0 ? (lo & 0xffff_f000) >>> 0 : top * TWO_32 + ((lo & 0xffff_f000) >>> 0);
 }
 
 export const SL_LEVEL_NAMES = ['', 'sl-pte', 'sl-pde', 'sl-pdpe', 'sl-pml4e', 'sl-pml5e'];
 export const FL_LEVEL_NAMES = ['', 'fl-pte', 'fl-pde', 'fl-pdpe', 'fl-pml4e', 'fl-pml5e'];
 
-/** In a pending A/D update, the marker of a second-level entry (first-level ones carry 1 for the top table, else 0). */
+/**
+ * A pending A/D update is five numbers: entry address, high word, new low word, the table holding the entry
+ * (guest-physical for a nested walk's first-level entries) and a marker: AD_SECOND_LEVEL for a second-level
+ * entry; for a first-level one AD_TOP when it is in the top-level table, and (nested walks) AD_NO_SL_WRITE
+ * when the second level maps its table page without write permission, so the update cannot be made (0x77).
+ */
+export const AD_TOP = 1;
 export const AD_SECOND_LEVEL = 2;
+export const AD_NO_SL_WRITE = 4;
+
+/** In a nested translation's permissions, the second stage's R/W/X sit this many bits up. */
+export const NESTED_SL_SHIFT = 5;
+
+/** What a nested walk needs of the PASID entry (a PasidCacheEntry has it all). */
+export interface NestedTables {
+  readonly flptptr: number;
+  /** 1: 5-level first-level tables. */
+  readonly flpm: number;
+  readonly slptptr: number;
+  /** Second-level AW: levels = aw + 2. */
+  readonly aw: number;
+  readonly wpe: boolean;
+  readonly nxe: boolean;
+  readonly smep: boolean;
+  readonly slee: boolean;
+  readonly ssade: boolean;
+}
+
+/** Queues an A/D update, merged with one pending for the same entry (the bits to set accumulate). */
+export function queueAd(list: number[], entryAddr: number, hi: number, lo: number, table: number, marker: number): void {
+  for (let i = 0; i < list.length; i += 5) {
+    if (list[i] !== entryAddr) continue;
+    list[i + 2] = (list[i + 2]! | lo) >>> 0;
+    return;
+  }
+  list.push(entryAddr, hi, lo, table, marker);
+}
 
 export class Walker {
   // The outcome of the last walk.
@@ -95,6 +145,10 @@ export class Walker {
   /** The address of the entry that faulted or, on success, the leaf entry (for A/D updates and traces). */
   entryAddr = 0;
   leafLevel = 0;
+  /** The second-level leaf entry of the last successful second-level walk: its words and table. */
+  leafHi = 0;
+  leafLo = 0;
+  leafTable = 0;
   /** Dependencies the walk read (address, hi, lo, mask), if `deps` was given. */
   deps: number[] | null = null;
   /** Non-leaf entries the walk used, for the paging-structure caches: (level, next table, perms, entry address, hi, lo). */
@@ -105,10 +159,6 @@ export class Walker {
     private readonly params: WalkParams,
   ) {}
 
-  private tableAccessible(table: number): boolean {
-    return table < this.params.hawLimit && (!this.mem.hasHoles || this.mem.accessible(table));
-  }
-
   /**
    * Second-level walk of the input page `vpn` (input address >> 12) from `table` with `levels` levels.
    * `need` is the Perm bits the request needs (R for reads, W for writes, R and X for execute). `xFromR`
@@ -117,45 +167,53 @@ export class Walker {
    */
   secondLevel(table: number, levels: number, vpn: number, offset: number, need: number, codes: SlFaultCodes, trace: WalkStep[] | null, stage?: 2, initPerms = Perm.R | Perm.W | Perm.X | Perm.U, adUpdates: number[] | null = null, xFromR = false): boolean {
     const mem = this.mem;
+    const limit = this.params.hawLimit;
+    const holes = mem.hasHoles;
+    const deps = this.deps;
+    const pwcFills = this.pwcFills;
     // Permissions of cached upper levels (a paging-structure cache hit) carry X as the entries have it.
     let perms = xFromR ? (initPerms & ~Perm.X) | ((initPerms & Perm.R) << 2) : initPerms;
     for (let level = levels; level >= 1; level--) {
       const idx = levelIndex(vpn, level);
+      // Tables are 4 KiB aligned (their pointers have no low bits), so the entry is word idx * 2 of the page.
       const entryAddr = table + idx * 8;
-      if (!this.tableAccessible(table)) {
+      if (table >= limit || (holes && !mem.accessible(table))) {
         this.entryAddr = entryAddr;
         if (trace) trace.push(unreadableStep(SL_LEVEL_NAMES[level]!, level, table, idx, stage));
         return this.fail(codes.access);
       }
-      const page = mem.pageForRead(entryAddr);
-      const w = (entryAddr & 0xfff) >>> 2;
-      const lo = page === undefined ? 0 : page[w]!;
-      const hi = page === undefined ? 0 : page[w + 1]!;
+      const page = mem.pageForRead(table);
+      const lo = page === undefined ? 0 : page[idx * 2]!;
+      const hi = page === undefined ? 0 : page[idx * 2 + 1]!;
       this.reads++;
-      if (this.deps) this.deps.push(entryAddr, hi, lo, ~(SLB.A | SLB.D));
-      this.entryAddr = entryAddr;
+      if (deps !== null) deps.push(entryAddr, hi, lo, ~(SLB.A | SLB.D));
       if ((lo & (SLB.R | SLB.W)) === 0) {
+        this.entryAddr = entryAddr;
         if (trace) trace.push(pteStep(SL_PTE, SL_LEVEL_NAMES[level]!, level, table, idx, hi, lo, 'not present (R = W = 0)', false, stage));
         return this.fail(need & Perm.W ? codes.notPresentWrite : codes.notPresentRead);
       }
-      const next = (hi & 0xf_ffff) * TWO_32 + ((lo & 0xffff_f000) >>> 0);
+      const next = entryTarget(hi, lo);
       // Bit 7 is PS in the entries of levels 2 and up; a level-1 entry (which maps a 4 KiB page) ignores it,
       // as the EPT page-table entry the second-level format follows does (bits 11:7 ignored).
       const large = level > 1 && (lo & SLB.PS) !== 0;
-      if (next >= this.params.hawLimit) {
+      if (next >= limit) {
+        this.entryAddr = entryAddr;
         if (trace) trace.push(pteStep(SL_PTE, SL_LEVEL_NAMES[level]!, level, table, idx, hi, lo, 'points beyond the host address width', false, stage));
         return this.fail(codes.entryBeyond);
       }
-      const bad = this.slReserved(level, large, next);
-      if (bad) {
-        if (trace) trace.push(pteStep(SL_PTE, SL_LEVEL_NAMES[level]!, level, table, idx, hi, lo, `reserved: ${bad}`, false, stage));
-        return this.fail(codes.reserved);
+      if (large) {
+        const bad = this.slReserved(level, next);
+        if (bad) {
+          this.entryAddr = entryAddr;
+          if (trace) trace.push(pteStep(SL_PTE, SL_LEVEL_NAMES[level]!, level, table, idx, hi, lo, `reserved: ${bad}`, false, stage));
+          return this.fail(codes.reserved);
+        }
       }
       // The second level has no user/supervisor distinction: U stays set.
       perms &= (xFromR ? (lo & 3) | ((lo & 1) << 2) : lo & 7) | Perm.U;
-      if (adUpdates && (lo & SLB.A) === 0) adUpdates.push(entryAddr, hi, (lo | SLB.A) >>> 0, table, AD_SECOND_LEVEL);
+      if (adUpdates !== null && (lo & SLB.A) === 0) queueAd(adUpdates, entryAddr, hi, (lo | SLB.A) >>> 0, table, AD_SECOND_LEVEL);
       if (level === 1 || large) {
-        const size = level === 1 ? 4096 : level === 2 ? 0x20_0000 : 0x4000_0000;
+        this.entryAddr = entryAddr;
         const missing = need & ~perms & (Perm.R | Perm.W | Perm.X);
         if (missing) {
           const what = missing & Perm.W ? 'write' : missing & Perm.R ? 'read' : 'execute';
@@ -163,31 +221,31 @@ export class Walker {
           if (trace) trace.push(pteStep(SL_PTE, SL_LEVEL_NAMES[level]!, level, table, idx, hi, lo, `leaf lacks ${what} permission${why}`, false, stage));
           return this.fail(what === 'write' ? codes.noWrite : what === 'read' ? codes.noRead : codes.noExec);
         }
-        if (adUpdates && need & Perm.W && (lo & SLB.D) === 0) {
-          const n = adUpdates.length;
-          if (n >= 5 && adUpdates[n - 5] === entryAddr) adUpdates[n - 3] = (lo | SLB.A | SLB.D) >>> 0;
-          else adUpdates.push(entryAddr, hi, (lo | SLB.A | SLB.D) >>> 0, table, AD_SECOND_LEVEL);
-        }
+        const dirty = adUpdates !== null && ((lo & SLB.D) !== 0 || (need & Perm.W) !== 0);
+        if (adUpdates !== null && need & Perm.W && (lo & SLB.D) === 0) queueAd(adUpdates, entryAddr, hi, (lo | SLB.A | SLB.D) >>> 0, table, AD_SECOND_LEVEL);
         // A translation cached as dirty stops setting D: software clearing D without a flush is a stale use.
-        if (adUpdates && this.deps && ((lo & SLB.D) !== 0 || need & Perm.W)) this.dirtyDep(entryAddr, lo, SLB.D, SLB.A);
+        if (dirty && deps !== null) this.dirtyDep(entryAddr, lo, SLB.D, SLB.A);
+        const size = level === 1 ? 4096 : level === 2 ? 0x20_0000 : 0x4000_0000;
         if (trace) trace.push(pteStep(SL_PTE, SL_LEVEL_NAMES[level]!, level, table, idx, hi, lo, `leaf: ${sizeName(size)} page, ${permWords(perms)}`, true, stage));
-        const pagesInLeaf = size / 4096;
-        this.output = next + (vpn % pagesInLeaf) * 4096 + offset;
+        this.output = level === 1 ? next + offset : next + (vpn & (LEVEL_PAGES[level]! - 1)) * 4096 + offset;
         this.size = size;
-        this.perms = adUpdates && ((lo & SLB.D) !== 0 || need & Perm.W) ? perms | Perm.D : perms;
+        this.perms = dirty ? perms | Perm.D : perms;
         this.leafLevel = level;
+        this.leafHi = hi;
+        this.leafLo = lo;
+        this.leafTable = table;
         this.fault = 0;
         return true;
       }
       if (trace) trace.push(pteStep(SL_PTE, SL_LEVEL_NAMES[level]!, level, table, idx, hi, lo, `points to the level-${level - 1} table at 0x${next.toString(16)}`, true, stage));
-      if (this.pwcFills) this.pwcFills.push(level, next, perms, entryAddr, hi, lo);
+      if (pwcFills !== null) pwcFills.push(level, next, perms, entryAddr, hi, lo);
       table = next;
     }
     return this.fail(codes.reserved);
   }
 
-  private slReserved(level: number, large: boolean, next: number): string | undefined {
-    if (!large) return undefined;
+  /** What is wrong with a large-page (PS = 1) entry at `level`, if anything. */
+  private slReserved(level: number, next: number): string | undefined {
     if (level >= 4) return `PS set at level ${level}`;
     if (level === 3 && !this.params.large1G) return 'PS set for a 1 GiB page (CAP.SLLPS has no 1 GiB)';
     if (level === 2 && !this.params.large2M) return 'PS set for a 2 MiB page (CAP.SLLPS has no 2 MiB)';
@@ -198,10 +256,8 @@ export class Walker {
 
   /**
    * First-level walk. `vpn` is the page number within the 48/57-bit space (sign bits removed). `user` is
-   * true for user-mode requests; `wpe`, `nxe` and `smep` come from the PASID entry (spec 3.6.2).
-   * `translateTable`, for nested walks, turns a first-level table's guest-physical address into a
-   * host-physical one (or returns -1 on a fault, having set this walker's fault). A/D updates are made by the
-   * caller from `adUpdates`.
+   * true for user-mode requests; `wpe`, `nxe` and `smep` come from the PASID entry (spec 3.6.2). A/D
+   * updates are made by the caller from `adUpdates`. (`nested` runs the same walk over guest-physical tables.)
    */
   firstLevel(
     table: number,
@@ -217,64 +273,96 @@ export class Walker {
     smep: boolean,
     trace: WalkStep[] | null,
     adUpdates: number[] | null,
-    translateTable?: (gpa: number, top: boolean, adWrite: boolean, trace: WalkStep[] | null) => number,
+  ): boolean {
+    return this.flWalk(table, levels, topLevel, initPerms, vpn, offset, need, user, wpe, nxe, smep, trace, adUpdates, false);
+  }
+
+  private flWalk(
+    table: number,
+    levels: number,
+    topLevel: number,
+    initPerms: number,
+    vpn: number,
+    offset: number,
+    need: number,
+    user: boolean,
+    wpe: boolean,
+    nxe: boolean,
+    smep: boolean,
+    trace: WalkStep[] | null,
+    adUpdates: number[] | null,
+    /** The tables are guest-physical: each table pointer is translated through the second level (`nested`). */
+    nested: boolean,
   ): boolean {
     const mem = this.mem;
+    const limit = this.params.hawLimit;
+    const holes = mem.hasHoles;
+    const deps = this.deps;
+    const pwcFills = this.pwcFills;
+    const stage = nested ? 1 : undefined;
     // XD takes execute away only where it counts: for an execute request under NXE = 1.
     const xdCounts = !(need & Perm.X) || nxe;
     // Cached upper levels (a paging-structure cache hit) may have lost X to an XD that does not count here.
     let perms = xdCounts ? initPerms : initPerms | Perm.X;
+    // In a nested walk: what the second-level translation of the current table page allowed, and its leaf.
+    let slWritable = true;
+    let slLeaf = 0;
+    let slLeafHi = 0;
+    let slLeafLo = 0;
+    let slLeafTable = 0;
     for (let level = levels; level >= 1; level--) {
       const idx = levelIndex(vpn, level);
+      const top = level === topLevel;
       const gpaTable = table;
       let nestedTrace: WalkStep[] | null = null;
-      if (translateTable) {
+      if (nested) {
         nestedTrace = trace ? [] : null;
-        // A/D bits are written back into this table page: that needs write access through the second level.
-        const hpa = translateTable(table, level === topLevel, false, nestedTrace);
-        if (hpa < 0) {
+        // Read through the second level; an A/D update of an entry in this page is a write to it (queueGuestAd).
+        if (!this.tableThroughSl(table, top, nestedTrace)) {
           if (trace) trace.push({ ...unreadableStep(FL_LEVEL_NAMES[level]!, level, table, idx, 1), check: 'the second-level table does not map this guest page-table page', nestedTrace: nestedTrace! });
           return false;
         }
-        table = hpa;
+        table = this.output;
+        slWritable = (this.perms & Perm.W) !== 0;
+        slLeaf = this.entryAddr;
+        slLeafHi = this.leafHi;
+        slLeafLo = this.leafLo;
+        slLeafTable = this.leafTable;
       }
       const entryAddr = table + idx * 8;
-      if (!this.tableAccessible(table)) {
-        this.entryAddr = entryAddr;
-        if (trace) trace.push(unreadableStep(FL_LEVEL_NAMES[level]!, level, table, idx, translateTable ? 1 : undefined));
-        return this.fail(level === topLevel ? FL_CODES.topAccess : FL_CODES.access);
-      }
-      const page = mem.pageForRead(entryAddr);
-      const w = (entryAddr & 0xfff) >>> 2;
-      const lo = page === undefined ? 0 : page[w]!;
-      const hi = page === undefined ? 0 : page[w + 1]!;
-      this.reads++;
-      if (this.deps) this.deps.push(entryAddr, hi, lo, ~(FLB.A | FLB.D | FLB.EA));
       this.entryAddr = entryAddr;
-      const stage = translateTable ? 1 : undefined;
-      const step = (check: string, ok: boolean): WalkStep => {
-        const s = pteStep(FL_PTE, FL_LEVEL_NAMES[level]!, level, table, idx, hi, lo, check, ok, stage);
-        return nestedTrace ? { ...s, table: '0x' + gpaTable.toString(16) + ' (GPA) -> 0x' + table.toString(16), nestedTrace } : s;
-      };
+      if (table >= limit || (holes && !mem.accessible(table))) {
+        if (trace) trace.push(unreadableStep(FL_LEVEL_NAMES[level]!, level, table, idx, stage));
+        return this.fail(top ? FL_CODES.topAccess : FL_CODES.access);
+      }
+      const page = mem.pageForRead(table);
+      const lo = page === undefined ? 0 : page[idx * 2]!;
+      const hi = page === undefined ? 0 : page[idx * 2 + 1]!;
+      this.reads++;
+      if (deps !== null) deps.push(entryAddr, hi, lo, ~(FLB.A | FLB.D | FLB.EA));
       if ((lo & FLB.P) === 0) {
-        if (trace) trace.push(step('not present (P = 0)', false));
+        if (trace) trace.push(flStep(level, table, gpaTable, idx, hi, lo, 'not present (P = 0)', false, stage, nestedTrace));
         return this.fail(FL_CODES.notPresent);
       }
-      const next = (hi & 0xf_ffff) * TWO_32 + ((lo & 0xffff_f000) >>> 0);
+      const next = entryTarget(hi, lo);
       // Bit 7 is PS in a PDE or PDPE; in a PTE (level 1, a 4 KiB page) it is PAT, not a page size.
       const large = level > 1 && (lo & FLB.PS) !== 0;
-      const bad = this.flReserved(level, large, next, translateTable !== undefined);
-      if (bad) {
-        if (trace) trace.push(step(`reserved: ${bad}`, false));
-        return this.fail(FL_CODES.reserved);
+      if (large || (!nested && next >= limit)) {
+        const bad = this.flReserved(level, large, next, nested);
+        if (bad) {
+          if (trace) trace.push(flStep(level, table, gpaTable, idx, hi, lo, `reserved: ${bad}`, false, stage, nestedTrace));
+          return this.fail(FL_CODES.reserved);
+        }
       }
       if ((lo & FLB.RW) === 0) perms &= ~Perm.W;
       if ((lo & FLB.US) === 0) perms &= ~Perm.U;
       if ((hi & FLB.XD_HI) !== 0 && xdCounts) perms &= ~Perm.X;
-      if (adUpdates && (lo & FLB.A) === 0) adUpdates.push(entryAddr, hi, (lo | FLB.A) >>> 0, gpaTable, level === topLevel ? 1 : 0);
+      if (adUpdates !== null && (lo & FLB.A) === 0) {
+        if (nested) this.queueGuestAd(adUpdates, entryAddr, hi, (lo | FLB.A) >>> 0, gpaTable, top, slWritable, slLeaf, slLeafHi, slLeafLo, slLeafTable);
+        else queueAd(adUpdates, entryAddr, hi, (lo | FLB.A) >>> 0, gpaTable, top ? AD_TOP : 0);
+      }
       if (level === 1 || large) {
         const size = level === 1 ? 4096 : level === 2 ? 0x20_0000 : 0x4000_0000;
-        const outBase = large ? next - (next % size) : next;
         const problem =
           user && !(perms & Perm.U) ? FL_CODES.user
           : need & Perm.W && !(perms & Perm.W) && (user || wpe) ? FL_CODES.write
@@ -287,30 +375,104 @@ export class Walker {
             : problem === FL_CODES.write ? 'write to a read-only page (R/W = 0)'
             : !(perms & Perm.X) ? 'execute from a no-execute page (XD = 1, NXE = 1)'
             : 'supervisor execute from a user page (U/S = 1 in every entry, SMEP = 1)';
-          if (trace) trace.push(step(why, false));
+          if (trace) trace.push(flStep(level, table, gpaTable, idx, hi, lo, why, false, stage, nestedTrace));
           return this.fail(problem);
         }
-        if (adUpdates && need & Perm.W && (lo & FLB.D) === 0) {
-          // The leaf gets D as well as A: replace a pending A-only update of this entry.
-          const n = adUpdates.length;
-          if (n >= 5 && adUpdates[n - 5] === entryAddr) adUpdates[n - 3] = (lo | FLB.A | FLB.D) >>> 0;
-          else adUpdates.push(entryAddr, hi, (lo | FLB.A | FLB.D) >>> 0, gpaTable, level === topLevel ? 1 : 0);
+        const dirty = (lo & FLB.D) !== 0 || (need & Perm.W) !== 0;
+        if (adUpdates !== null && need & Perm.W && (lo & FLB.D) === 0) {
+          // The leaf gets D as well as A (merged with a pending A-only update of this entry).
+          if (nested) this.queueGuestAd(adUpdates, entryAddr, hi, (lo | FLB.A | FLB.D) >>> 0, gpaTable, top, slWritable, slLeaf, slLeafHi, slLeafLo, slLeafTable);
+          else queueAd(adUpdates, entryAddr, hi, (lo | FLB.A | FLB.D) >>> 0, gpaTable, top ? AD_TOP : 0);
         }
-        if (this.deps && ((lo & FLB.D) !== 0 || need & Perm.W)) this.dirtyDep(entryAddr, lo, FLB.D, FLB.A | FLB.EA);
-        if (trace) trace.push(step(`leaf: ${sizeName(size)} page, ${permWords(perms & ~Perm.U)}${perms & Perm.U ? ', user' : ', supervisor'}`, true));
-        const pagesInLeaf = size / 4096;
-        this.output = outBase + (vpn % pagesInLeaf) * 4096 + offset;
+        if (deps !== null && dirty) this.dirtyDep(entryAddr, lo, FLB.D, FLB.A | FLB.EA);
+        if (trace) trace.push(flStep(level, table, gpaTable, idx, hi, lo, `leaf: ${sizeName(size)} page, ${permWords(perms & ~Perm.U)}${perms & Perm.U ? ', user' : ', supervisor'}`, true, stage, nestedTrace));
+        // A large page's address field has PAT at bit 12: the page base is the field rounded down to the size.
+        this.output = level === 1 ? next + offset : next - (next & (size - 1)) + (vpn & (LEVEL_PAGES[level]! - 1)) * 4096 + offset;
         this.size = size;
-        this.perms = (lo & FLB.D) !== 0 || need & Perm.W ? perms | Perm.D : perms & ~Perm.D;
+        this.perms = dirty ? perms | Perm.D : perms & ~Perm.D;
         this.leafLevel = level;
         this.fault = 0;
         return true;
       }
-      if (trace) trace.push(step(`points to the level-${level - 1} table at 0x${next.toString(16)}${translateTable ? ' (GPA)' : ''}`, true));
-      if (this.pwcFills) this.pwcFills.push(level, next, perms, entryAddr, hi, lo);
+      if (trace) trace.push(flStep(level, table, gpaTable, idx, hi, lo, `points to the level-${level - 1} table at 0x${next.toString(16)}${nested ? ' (GPA)' : ''}`, true, stage, nestedTrace));
+      if (pwcFills !== null) pwcFills.push(level, next, perms, entryAddr, hi, lo);
       table = next;
     }
     return this.fail(FL_CODES.reserved);
+  }
+
+  // ---- nested translation (PGTT = 011b) ----
+
+  // The second-level tables of the nested walk in progress.
+  private nSlTable = 0;
+  private nSlLevels = 0;
+  private nSlLimit = 0;
+  /** The A/D update list when the PASID entry has SSADE (second-level A/D), else null. */
+  private nSlAd: number[] | null = null;
+
+  /**
+   * Nested translation (VT-d spec 3.8): a first-level walk over guest-physical tables, each table pointer and
+   * the final output translated through the second-level tables (24 paging reads for 4 levels over 4).
+   * `slWidth` is the second level's address width in bits: a GPA at or above 2^slWidth faults. Leaves the outcome in the
+   * walker's fields; the permissions hold the first level's R/W/X/U, D when both stages' leaves are dirty, and
+   * the second level's R/W/X shifted by NESTED_SL_SHIFT.
+   *
+   * A/D updates queued in `adUpdates` (applied by the caller once the walk succeeded), by the rules of the
+   * second-level format (EPT's, whose A/D definition it shares) and the nested fault reasons:
+   * - first-level entries: A in every entry used, D in the leaf of a write, as in any first-level walk;
+   * - such an update is a write to the guest page-table page: it needs write permission in the second-level
+   *   translation of that page (marked AD_NO_SL_WRITE when missing, which the caller reports as 0x77);
+   * - with SSADE: A in every second-level entry used, by the translations of the table pointers as well as by
+   *   the final one; D in the second-level leaf of the output page on a write, and in the second-level leaf
+   *   that maps a guest page-table page the walk writes A/D into (that page changed: dirty tracking must see
+   *   it, or a migrated guest loses its own A/D bits). Table reads that update nothing stay reads.
+   */
+  nested(pe: NestedTables, slWidth: number, vpn: number, offset: number, need: number, user: boolean, trace: WalkStep[] | null, adUpdates: number[] | null): boolean {
+    const flLevels = pe.flpm === 1 ? 5 : 4;
+    const slLevels = pe.aw + 2;
+    const slAd = pe.ssade ? adUpdates : null;
+    // The limit as a field, not an argument: a number beyond 31 bits passed to a call is a new heap object.
+    const slLimit = POW2[slWidth]!;
+    this.nSlTable = pe.slptptr;
+    this.nSlLevels = slLevels;
+    this.nSlLimit = slLimit;
+    this.nSlAd = slAd;
+    if (!this.flWalk(pe.flptptr, flLevels, flLevels, Perm.R | Perm.W | Perm.X | Perm.U, vpn, offset, need, user, pe.wpe, pe.nxe, pe.smep, trace, adUpdates, true)) return false;
+    // The first-level output is a guest-physical address: translate it through the second level.
+    const gpa = this.output;
+    const flSize = this.size;
+    const flPerms = this.perms;
+    // An output GPA beyond the second level's width has no second-level entry: 0x79, as a missing mapping.
+    if (gpa >= slLimit) return this.fail(0x79);
+    const finalTrace = trace ? ([] as WalkStep[]) : null;
+    // The final page is a request-with-PASID (spec 3.8.2): an execute request needs X there only with SLEE.
+    if (!this.secondLevel(pe.slptptr, slLevels, Math.floor(gpa / 4096), gpa & 0xfff, need & ~Perm.U, SM_SL, finalTrace, 2, Perm.R | Perm.W | Perm.X | Perm.U, slAd, (need & Perm.X) !== 0 && !pe.slee)) {
+      if (trace) trace.push(nestedOutputStep(`second-level translation of the output GPA 0x${gpa.toString(16)}`, false, finalTrace!));
+      return false;
+    }
+    if (trace) trace.push(nestedOutputStep(`second-level translation of the output GPA 0x${gpa.toString(16)} -> 0x${this.output.toString(16)}`, true, finalTrace!));
+    this.size = Math.min(flSize, this.size);
+    // Cached as dirty only when both stages are: a write through it then needs no walk to set either D.
+    const dirty = flPerms & Perm.D && (slAd === null || this.perms & Perm.D) ? Perm.D : 0;
+    this.perms = (flPerms & (Perm.R | Perm.W | Perm.X | Perm.U)) | dirty | ((this.perms & (Perm.R | Perm.W | Perm.X)) << NESTED_SL_SHIFT);
+    return true;
+  }
+
+  /** The second-level translation of a first-level table's GPA (a read); the HPA is left in `output`. */
+  private tableThroughSl(gpa: number, top: boolean, trace: WalkStep[] | null): boolean {
+    const codes = top ? NESTED_TOP : NESTED_TABLE;
+    if (gpa >= this.nSlLimit) return this.fail(codes.beyond);
+    return this.secondLevel(this.nSlTable, this.nSlLevels, Math.floor(gpa / 4096), gpa & 0xfff, Perm.R, codes, trace, 2, Perm.R | Perm.W | Perm.X | Perm.U, this.nSlAd, false);
+  }
+
+  /**
+   * Queues an A/D update of a guest (first-level) entry in a nested walk: marked when the second level does
+   * not let the walk write the table page, and with SSADE preceded by D in the second-level leaf mapping it.
+   */
+  private queueGuestAd(ad: number[], entryAddr: number, hi: number, lo: number, gpaTable: number, top: boolean, slWritable: boolean, slLeaf: number, slLeafHi: number, slLeafLo: number, slLeafTable: number): void {
+    const slAd = this.nSlAd;
+    if (slWritable && slAd !== null && (slLeafLo & SLB.D) === 0) queueAd(slAd, slLeaf, slLeafHi, (slLeafLo | SLB.A | SLB.D) >>> 0, slLeafTable, AD_SECOND_LEVEL);
+    queueAd(ad, entryAddr, hi, lo, gpaTable, (top ? AD_TOP : 0) | (slWritable ? 0 : AD_NO_SL_WRITE));
   }
 
   // XD is never reserved. The spec revisions with execute requests reserved it under NXE = 0; the current one
@@ -369,6 +531,15 @@ function pteStep(layout: typeof SL_PTE, structure: string, level: number, table:
     check,
     ok,
   };
+}
+
+function flStep(level: number, table: number, gpaTable: number, index: number, hi: number, lo: number, check: string, ok: boolean, stage: 1 | undefined, nestedTrace: WalkStep[] | null): WalkStep {
+  const s = pteStep(FL_PTE, FL_LEVEL_NAMES[level]!, level, table, index, hi, lo, check, ok, stage);
+  return nestedTrace ? { ...s, table: '0x' + gpaTable.toString(16) + ' (GPA) -> 0x' + table.toString(16), nestedTrace } : s;
+}
+
+function nestedOutputStep(check: string, ok: boolean, nestedTrace: WalkStep[]): WalkStep {
+  return { structure: 'nested-output', raw: [], fields: {}, check, ok, nestedTrace };
 }
 
 function unreadableStep(structure: string, level: number, table: number, index: number, stage?: 1 | 2): WalkStep {
