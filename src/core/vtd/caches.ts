@@ -197,6 +197,8 @@ export class Iotlb {
   readonly buckets = new Map<number, IotlbBucket>();
   /** Buckets by id. */
   private readonly byId: IotlbBucket[] = [];
+  /** The second-level bucket of each DID (a DID is 16 bits), once made. */
+  private readonly slBuckets: (IotlbBucket | undefined)[] = new Array<IotlbBucket | undefined>(65536).fill(undefined);
   readonly leaves = new LeafTable();
   private readonly leafRing: LeafRing;
   private readonly pwcRing: EvictionRing<PwcEntry>;
@@ -215,6 +217,11 @@ export class Iotlb {
   }
 
   bucket(did: number, pasid: number, mode: BucketMode): IotlbBucket {
+    // Second-level buckets by DID directly: legacy translation asks for one on every IOTLB hit.
+    if (mode === 'sl') {
+      const sl = this.slBuckets[did];
+      if (sl !== undefined) return sl;
+    }
     const tagPasid = mode === 'fl' || mode === 'nested' ? pasid : -1;
     const tag = Iotlb.tag(mode, did, tagPasid);
     let b = this.buckets.get(tag);
@@ -222,6 +229,7 @@ export class Iotlb {
       b = new IotlbBucket(this.byId.length, did, tagPasid, mode);
       this.byId.push(b);
       this.buckets.set(tag, b);
+      if (mode === 'sl') this.slBuckets[did] = b;
     }
     return b;
   }
