@@ -1,5 +1,6 @@
 import type { PhysicalMemory } from '../hw/memory';
 import { POW2 } from '../u64';
+import { LEAF_SIZES, LeafRing, LeafTable, sizeClass } from './iotlb-table';
 
 /**
  * The caches of a VT-d unit, as the spec describes them (chapter 6): context cache, PASID cache, IOTLB
@@ -133,20 +134,21 @@ const MODE_INDEX: Record<BucketMode, number> = { sl: 0, fl: 1, nested: 2, pt: 3 
  * pass-through translations and (DID, PASID) for first-level and nested ones, as the hardware tags them.
  */
 export class IotlbBucket {
-  readonly small = new Map<number, TlbEntry>();
-  readonly mid = new Map<number, TlbEntry>();
-  readonly big = new Map<number, TlbEntry>();
+  /** Leaf entries of each page size (4 KiB, 2 MiB, 1 GiB) this bucket holds in the Iotlb's leaf table. */
+  readonly leafCounts: [number, number, number] = [0, 0, 0];
   /** Paging-structure caches by level of the cached entry (2..5): key = address / (4 KiB * 512^(level-1)). */
   readonly pwc: Map<number, PwcEntry>[] = [new Map(), new Map(), new Map(), new Map(), new Map(), new Map()];
 
   constructor(
+    /** Index in the Iotlb's bucket list: leaf-table keys carry it. */
+    readonly id: number,
     readonly did: number,
     readonly pasid: number,
     readonly mode: BucketMode,
   ) {}
 
   get size(): number {
-    return this.small.size + this.mid.size + this.big.size;
+    return this.leafCounts[0] + this.leafCounts[1] + this.leafCounts[2];
   }
 }
 
@@ -193,11 +195,16 @@ class EvictionRing<E extends Verified> {
 
 export class Iotlb {
   readonly buckets = new Map<number, IotlbBucket>();
-  private readonly leafRing: EvictionRing<TlbEntry>;
+  /** Buckets by id. */
+  private readonly byId: IotlbBucket[] = [];
+  /** The second-level bucket of each DID (a DID is 16 bits), once made. */
+  private readonly slBuckets: (IotlbBucket | undefined)[] = new Array<IotlbBucket | undefined>(65536).fill(undefined);
+  readonly leaves = new LeafTable();
+  private readonly leafRing: LeafRing;
   private readonly pwcRing: EvictionRing<PwcEntry>;
 
   constructor(capacity: number, pwcCapacity: number) {
-    this.leafRing = new EvictionRing(capacity);
+    this.leafRing = new LeafRing(capacity);
     this.pwcRing = new EvictionRing(pwcCapacity);
   }
 
@@ -210,22 +217,44 @@ export class Iotlb {
   }
 
   bucket(did: number, pasid: number, mode: BucketMode): IotlbBucket {
+    // Second-level buckets by DID directly: legacy translation asks for one on every IOTLB hit.
+    if (mode === 'sl') {
+      const sl = this.slBuckets[did];
+      if (sl !== undefined) return sl;
+    }
     const tagPasid = mode === 'fl' || mode === 'nested' ? pasid : -1;
     const tag = Iotlb.tag(mode, did, tagPasid);
     let b = this.buckets.get(tag);
     if (!b) {
-      b = new IotlbBucket(did, tagPasid, mode);
+      b = new IotlbBucket(this.byId.length, did, tagPasid, mode);
+      this.byId.push(b);
       this.buckets.set(tag, b);
+      if (mode === 'sl') this.slBuckets[did] = b;
     }
     return b;
   }
 
+  /** The leaf-table slot of the translation of 4 KiB page `vpn` in bucket b, at any page size; -1 on a miss. */
+  lookup(b: IotlbBucket, vpn: number): number {
+    const t = this.leaves;
+    const base = b.id * 4 + 1;
+    const e = t.find(base, vpn);
+    if (e >= 0) return e;
+    const n = b.leafCounts;
+    if (n[1] > 0) {
+      const m = t.find(base + 1, Math.floor(vpn / 512));
+      if (m >= 0) return m;
+    }
+    if (n[2] > 0) return t.find(base + 2, Math.floor(vpn / 262144));
+    return -1;
+  }
+
   insert(b: IotlbBucket, e: TlbEntry): void {
-    const map = e.size === 4096 ? b.small : e.size === 0x20_0000 ? b.mid : b.big;
-    const old = map.get(e.vpn);
-    if (old) old.valid = false;
-    map.set(e.vpn, e);
-    this.leafRing.add(map, e.vpn, e);
+    const cls = sizeClass(e.size);
+    const tag = LeafTable.tagOf(b.id, cls);
+    if (this.leaves.find(tag, e.vpn) < 0) b.leafCounts[cls]++;
+    const seq = this.leaves.put(tag, e);
+    this.leafRing.add(this.leaves, this.byId, tag, e.vpn, seq);
   }
 
   insertPwc(b: IotlbBucket, level: number, key: number, e: PwcEntry): void {
@@ -236,6 +265,15 @@ export class Iotlb {
     this.pwcRing.add(map, key, e);
   }
 
+  /** Leaf entries of one bucket, 4 KiB then 2 MiB then 1 GiB, each in insertion order (snapshots). */
+  leafEntries(b: IotlbBucket): TlbEntry[] {
+    const t = this.leaves;
+    const found: number[] = [];
+    if (b.size > 0) for (let i = 0; i <= t.mask; i++) if (t.tags[i] !== 0 && (t.tags[i]! - 1) >>> 2 === b.id) found.push(i);
+    found.sort((x, y) => ((t.tags[x]! - t.tags[y]!) || (t.seqs[x]! - t.seqs[y]!)));
+    return found.map((i) => t.entryAt(i));
+  }
+
   /**
    * Drops entries of the buckets `select` picks; with a range, only leaf entries overlapping
    * [base, base+size) and (unless `leafOnly`) paging-structure entries whose span overlaps it.
@@ -243,14 +281,11 @@ export class Iotlb {
   invalidate(select: (b: IotlbBucket) => boolean, range?: { base: number; size: number; leafOnly: boolean }): { iotlb: number; pwc: number } {
     let iotlb = 0;
     let pwc = 0;
+    const t = this.leaves;
     for (const b of this.buckets.values()) {
       if (!select(b)) continue;
       if (!range) {
-        for (const m of [b.small, b.mid, b.big]) {
-          for (const e of m.values()) e.valid = false;
-          iotlb += m.size;
-          m.clear();
-        }
+        if (b.size > 0) iotlb += this.dropLeaves(b, 0, 0, Infinity);
         for (const m of b.pwc) {
           for (const e of m.values()) e.valid = false;
           pwc += m.size;
@@ -259,27 +294,24 @@ export class Iotlb {
         continue;
       }
       const end = range.base + range.size;
-      for (const [m, size] of [[b.small, 4096], [b.mid, 0x20_0000], [b.big, 0x4000_0000]] as const) {
-        if (m.size === 0) continue;
+      for (let cls = 0; cls < 3; cls++) {
+        const n = b.leafCounts[cls]!;
+        if (n === 0) continue;
+        const size = LEAF_SIZES[cls]!;
         const first = Math.floor(range.base / size);
         const last = Math.floor((end - 1) / size);
-        if (last - first < m.size) {
+        if (last - first < n) {
+          const tag = LeafTable.tagOf(b.id, cls);
           for (let v = first; v <= last; v++) {
-            const e = m.get(v);
-            if (e) {
-              e.valid = false;
-              m.delete(v);
+            const i = t.find(tag, v);
+            if (i >= 0) {
+              t.remove(i);
+              b.leafCounts[cls]--;
               iotlb++;
             }
           }
         } else {
-          for (const [v, e] of m) {
-            if (v >= first && v <= last) {
-              e.valid = false;
-              m.delete(v);
-              iotlb++;
-            }
-          }
+          iotlb += this.dropLeaves(b, cls, first, last);
         }
       }
       if (!range.leafOnly) {
@@ -299,15 +331,37 @@ export class Iotlb {
     return { iotlb, pwc };
   }
 
+  /**
+   * Removes bucket b's leaf entries by a scan of the table: with first = 0 and last = Infinity all of them
+   * (any class, `cls` ignored), else those of class `cls` with page numbers in [first, last]. Returns the count.
+   */
+  private dropLeaves(b: IotlbBucket, cls: number, first: number, last: number): number {
+    const t = this.leaves;
+    const all = last === Infinity;
+    const slots: number[] = [];
+    for (let i = 0; i <= t.mask; i++) {
+      const tag = t.tags[i]!;
+      if (tag === 0 || (tag - 1) >>> 2 !== b.id) continue;
+      if (!all && (((tag - 1) & 3) !== cls || t.vpns[i]! < first || t.vpns[i]! > last)) continue;
+      slots.push(i);
+    }
+    // Removal moves entries between slots: collect keys first, then remove each by key.
+    const keys = slots.map((i) => [t.tags[i]!, t.vpns[i]!] as const);
+    for (const [tag, vpn] of keys) {
+      t.remove(t.find(tag, vpn));
+      b.leafCounts[(tag - 1) & 3]--;
+    }
+    return keys.length;
+  }
+
   clear(): void {
     this.invalidate(() => true);
+    this.leaves.clear();
     this.leafRing.clear();
     this.pwcRing.clear();
   }
 
   get entryCount(): number {
-    let n = 0;
-    for (const b of this.buckets.values()) n += b.size;
-    return n;
+    return this.leaves.count;
   }
 }

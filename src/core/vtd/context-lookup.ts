@@ -21,6 +21,16 @@ const CONTEXT_SM_MASKS = Int32Array.from(CONTEXT_SCALABLE.reservedMasks);
 const PASID_DIR_MASKS = Int32Array.from(PASID_DIR_ENTRY.reservedMasks);
 const PASID_ENTRY_MASKS = Int32Array.from(PASID_ENTRY.reservedMasks);
 
+/** Words of memory that is not backed: entries read there are all zero. */
+const ZERO_PAGE = new Uint32Array(1024);
+
+/** Whether the entry at word `at` of `page` has a reserved bit set (anyReserved, read in place). */
+function anyReservedAt(masks: Int32Array, page: Uint32Array, at: number): boolean {
+  let any = 0;
+  for (let i = 0; i < masks.length; i += 2) any |= (page[at + i]! & masks[i]!) | (page[at + i + 1]! & masks[i + 1]!);
+  return any !== 0;
+}
+
 /** Whether an entry has a reserved bit set; only then does reservedViolations name the bits. */
 function anyReserved(masks: Int32Array, w: ArrayLike<number>): boolean {
   let any = 0;
@@ -117,6 +127,10 @@ export class ContextLookup {
 
   /** The context entry for `sid`, from the context cache or from memory; a number is a fault reason. */
   context(sid: number, trace: WalkStep[] | null, useCache: boolean): ContextCacheEntry | number {
+    if (!useCache && trace === null) {
+      const e = this.contextInPlace(sid);
+      if (e !== null) return e;
+    }
     if (useCache) {
       const e = this.ctxCache[sid];
       if (e !== undefined && e.valid) {
@@ -238,6 +252,10 @@ export class ContextLookup {
   }
 
   pasidEntry(ctx: ContextCacheEntry, pasid: number, trace: WalkStep[] | null, useCache: boolean): PasidCacheEntry | number {
+    if (!useCache && trace === null) {
+      const e = this.pasidInPlace(ctx, pasid);
+      if (e !== null) return e;
+    }
     if (useCache) {
       let e = ctx.lastPasid === pasid ? ctx.lastPe : undefined;
       if (e === undefined || !e.valid) e = this.pasidCache.get(ctx.sid * 0x10_0000 + pasid);
@@ -346,6 +364,127 @@ export class ContextLookup {
       ctx.lastPasid = pasid;
       ctx.lastPe = e;
     }
+    return e;
+  }
+
+  /**
+   * The uncached, untraced lookup of a usable context entry, decoded straight from the page words with no
+   * copy (the hot path of a unit with caching off). It accepts only entries that pass every check of
+   * `context`; for anything else (a fault to report) it returns null, and `context` decodes again in full,
+   * so faults have one implementation. The scratch entry's rootWords/words are not filled here: no reader of
+   * an uncached entry uses them (traces take the full path).
+   */
+  private contextInPlace(sid: number): ContextCacheEntry | null {
+    const mem = this.memory;
+    const devfn = sid & 0xff;
+    const sm = this.scalable;
+    const rootAddr = this.rootTable + (sid >>> 8) * 16;
+    if (!this.readable(this.rootTable)) return null;
+    const rp = mem.pageForRead(rootAddr) ?? ZERO_PAGE;
+    const ra = (rootAddr & 0xfff) >>> 2;
+    const half = sm && devfn >= 0x80 ? ra + 2 : ra;
+    if ((rp[half]! & 1) !== 1 || anyReservedAt(sm ? ROOT_SM_MASKS : ROOT_LEGACY_MASKS, rp, ra)) return null;
+    const ctp = (rp[half + 1]! & 0xf_ffff) * TWO_32 + ((rp[half]! & 0xffff_f000) >>> 0);
+    if (!this.readable(ctp)) return null;
+    const ctxAddr = ctp + (sm ? (devfn & 0x7f) * 32 : devfn * 16);
+    const cp = mem.pageForRead(ctxAddr) ?? ZERO_PAGE;
+    const c = (ctxAddr & 0xfff) >>> 2;
+    const w0 = cp[c]!;
+    const w2 = cp[c + 2]!;
+    if ((w0 & 1) !== 1 || anyReservedAt(sm ? CONTEXT_SM_MASKS : CONTEXT_LEGACY_MASKS, cp, c)) return null;
+    if (!sm) {
+      const tt = (w0 >>> 2) & 3;
+      if (tt === 3 || (tt === 2 && !this.ecap.pt) || (tt === 1 && !this.ecap.dt)) return null;
+      if (tt !== 2 && !((this.cap.sagaw >>> (w2 & 7)) & 1)) return null;
+    } else {
+      if ((w0 & 4 && !this.ecap.dt) || (w0 & 8 && !this.ecap.pasid) || (w0 & 16 && !this.ecap.prs)) return null;
+      if (this.ecap.pasid && ((w0 >>> 9) & 7) + 13 > this.ecap.pss + 1) return null;
+    }
+    this.walker.reads += 2;
+    const fpd = (w0 & 2) === 2;
+    this.lastCtxFpd = fpd;
+    const e = this.scratchContext;
+    e.sid = sid;
+    e.scalable = sm;
+    e.rootAddr = rootAddr;
+    e.ctxAddr = ctxAddr;
+    e.fault = 0;
+    e.fpd = fpd;
+    e.tt = sm ? 0 : (w0 >>> 2) & 3;
+    e.aw = sm ? 0 : w2 & 7;
+    e.did = sm ? 0 : (w2 >>> 8) & 0xffff;
+    e.slptptr = entryTarget(cp[c + 1]!, w0);
+    e.dte = (w0 & 4) === 4;
+    e.pasidEnable = (w0 & 8) === 8;
+    e.pre = (w0 & 16) === 16;
+    e.pdts = (w0 >>> 9) & 7;
+    e.pasidDir = e.slptptr;
+    e.ridPasid = sm ? w2 & 0xf_ffff : 0;
+    e.ridPriv = sm && ((w2 >>> 20) & 1) === 1;
+    e.lastPasid = -1;
+    e.lastPe = undefined;
+    e.deps = NO_DEPS;
+    e.verifiedAt = mem.writeCount;
+    e.valid = true;
+    return e;
+  }
+
+  /** The uncached, untraced lookup of a usable PASID entry, in place (as contextInPlace; null: decode in full). */
+  private pasidInPlace(ctx: ContextCacheEntry, pasid: number): PasidCacheEntry | null {
+    const mem = this.memory;
+    const dirAddr = ctx.pasidDir + Math.floor(pasid / 64) * 8;
+    if (!this.readable(ctx.pasidDir)) return null;
+    const dp = mem.pageForRead(dirAddr) ?? ZERO_PAGE;
+    const d = (dirAddr & 0xfff) >>> 2;
+    const d0 = dp[d]!;
+    if ((d0 & 1) !== 1 || anyReservedAt(PASID_DIR_MASKS, dp, d)) return null;
+    const tbl = (dp[d + 1]! & 0xf_ffff) * TWO_32 + ((d0 & 0xffff_f000) >>> 0);
+    if (!this.readable(tbl)) return null;
+    const entryAddr = tbl + (pasid & 63) * 64;
+    const pp = mem.pageForRead(entryAddr) ?? ZERO_PAGE;
+    const p = (entryAddr & 0xfff) >>> 2;
+    const w0 = pp[p]!;
+    const w2 = pp[p + 2]!;
+    const w4 = pp[p + 4]!;
+    if ((w0 & 1) !== 1 || anyReservedAt(PASID_ENTRY_MASKS, pp, p)) return null;
+    const pgtt = (w0 >>> 6) & 7;
+    const aw = (w0 >>> 2) & 7;
+    const flpm = (w4 >>> 2) & 3;
+    const supported = pgtt === 1 ? this.ecap.flts : pgtt === 2 ? this.ecap.slts : pgtt === 3 ? this.ecap.nest : pgtt === 4 ? this.ecap.pt : 0;
+    if (!supported) return null;
+    if ((pgtt === 2 || pgtt === 3) && (aw < 1 || aw > 3 || !((this.cap.sagaw >>> aw) & 1))) return null;
+    if ((pgtt === 1 || pgtt === 3) && (flpm > 1 || (flpm === 1 && !this.cap.fl5lp))) return null;
+    if (w0 & 0x200 && !this.ecap.slads) return null;
+    if ((w0 & 0x20 || w4 & 2) && !this.ecap.ers) return null;
+    this.walker.reads += 2;
+    const fpd = ctx.fpd || (d0 & 2) === 2 || (w0 & 2) === 2;
+    this.lastPasidFpd = fpd;
+    const e = this.scratchPasidEntry;
+    e.sid = ctx.sid;
+    e.pasid = pasid;
+    e.dirAddr = dirAddr;
+    e.entryAddr = entryAddr;
+    e.fault = 0;
+    e.fpd = fpd;
+    e.pgtt = pgtt;
+    e.did = w2 & 0xffff;
+    e.aw = aw;
+    e.ssade = (w0 & 0x200) !== 0;
+    e.pwsnp = (w2 & 0x80_0000) !== 0;
+    e.slptptr = entryTarget(pp[p + 1]!, w0);
+    e.flptptr = entryTarget(pp[p + 5]!, w4);
+    e.flpm = flpm;
+    e.sre = (w4 & 1) === 1;
+    e.ere = (w4 & 2) === 2;
+    e.slee = (w0 & 0x20) !== 0;
+    e.smep = (w4 & 0x40) !== 0;
+    e.wpe = (w4 & 0x10) !== 0;
+    e.nxe = (w4 & 0x20) !== 0;
+    e.eafe = (w4 & 0x80) !== 0;
+    e.bucket = undefined;
+    e.deps = NO_DEPS;
+    e.verifiedAt = mem.writeCount;
+    e.valid = true;
     return e;
   }
 

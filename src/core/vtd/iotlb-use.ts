@@ -1,19 +1,8 @@
 import type { Permissions } from '../hw/types';
-import { type IotlbBucket, Perm, type TlbEntry } from './caches';
+import { Perm } from './caches';
 import { NESTED_SL_SHIFT } from './walk';
 
-/** How a translation uses an IOTLB entry: the lookup across page sizes, and the permission rules for a hit. */
-
-export function lookupTlb(b: IotlbBucket, vpn: number): TlbEntry | undefined {
-  const e = b.small.get(vpn);
-  if (e !== undefined) return e;
-  if (b.mid.size > 0) {
-    const m = b.mid.get(Math.floor(vpn / 512));
-    if (m !== undefined) return m;
-  }
-  if (b.big.size > 0) return b.big.get(Math.floor(vpn / 262144));
-  return undefined;
-}
+/** How a translation uses an IOTLB entry: the permission rules for a hit (Iotlb.lookup finds it across page sizes). */
 
 /**
  * Whether a cached translation allows the access (an entry that does not is treated as a miss, and the

@@ -38,7 +38,7 @@ export function captureUnit(p: SnapshotParts): VtdUnitState {
   const tlb: Mutable<VtdUnitState['tlb']> = [];
   const pwc: Mutable<VtdUnitState['pwc']> = [];
   for (const b of iotlb.buckets.values()) {
-    for (const m of [b.small, b.mid, b.big]) for (const e of m.values()) tlb.push({ did: b.did, pasid: b.pasid, mode: b.mode, entry: copyDeps(e) });
+    for (const e of iotlb.leafEntries(b)) tlb.push({ did: b.did, pasid: b.pasid, mode: b.mode, entry: copyDeps(e) });
     b.pwc.forEach((m, level) => {
       for (const [key, e] of m) pwc.push({ did: b.did, pasid: b.pasid, mode: b.mode, level, key, entry: copyDeps(e) });
     });

@@ -4,11 +4,12 @@ import { newTranslationRecord, resultOf } from '../hw/translation-result';
 import type { DmaRequest, TranslationFault, TranslationOk, TranslationRecord, TranslationResult, TranslateOptions, WalkStep } from '../hw/types';
 import { POW2 } from '../u64';
 import { type Deps, Iotlb, type IotlbBucket, type PasidCacheEntry, Perm } from './caches';
+import { leafSize } from './iotlb-table';
 import type { VtdCap, VtdEcap } from './cap';
 import { CM_CACHED_FAULTS, ContextLookup } from './context-lookup';
 import type { FaultRecorder } from './fault-recording';
 import { FAULT_REASONS, linuxFaultReason } from './fault-reasons';
-import { lookupTlb, PERMS, permitted, permsOf } from './iotlb-use';
+import { PERMS, permitted, permsOf } from './iotlb-use';
 import { readableAt } from './reads';
 import { newRequest, normalize, type Req, requestFields, TWO_32 } from './request';
 import { StaleCheck } from './stale-check';
@@ -242,17 +243,20 @@ export class Translation {
 
     // 1. IOTLB.
     if (bucket !== undefined) {
-      const e = lookupTlb(bucket, vpn);
-      if (e !== undefined && (e.fault !== 0 || permitted(e.perms, needAll, fl !== null, user, fl !== null && fl.wpe, fl !== null && fl.smep, mode === 'nested', slAd !== null))) {
-        this.stale.check(e, 'iotlb');
-        if (trace) trace.push(tlbStep(e, bucket));
-        if (e.fault !== 0) return this.fault(q, e.fault, fpd, trace, probe);
+      const t = this.iotlb.leaves;
+      const e = this.iotlb.lookup(bucket, vpn);
+      if (e >= 0 && (t.faults[e] !== 0 || permitted(t.perms[e]!, needAll, fl !== null, user, fl !== null && fl.wpe, fl !== null && fl.smep, mode === 'nested', slAd !== null))) {
+        if (t.verifiedAt[e] !== this.memory.writeCount && this.stale.verify(t.deps[e]!, 'iotlb')) t.verifiedAt[e] = this.memory.writeCount;
+        if (trace) trace.push(tlbStep(t.entryAt(e), bucket));
+        const fault = t.faults[e]!;
+        if (fault !== 0) return this.fault(q, fault, fpd, trace, probe);
+        const size = leafSize(t.tags[e]!);
         // The page within the entry by mask (pages is a power of two): `%` on a page number is floating point.
-        const out = e.output + (vpn & (e.size / 4096 - 1)) * 4096 + offset;
+        const out = t.outputs[e]! + (vpn & (size / 4096 - 1)) * 4096 + offset;
         if (out >= INTERRUPT_BASE && out <= INTERRUPT_LAST) return this.interruptWindow(q, out, fpd, trace, probe);
         // The address goes straight into the record: passed to a call, a number beyond 31 bits is allocated.
         this.rec.address = out;
-        return this.ok(e.size, e.perms, 'iotlb', did, trace);
+        return this.ok(size, t.perms[e]!, 'iotlb', did, trace);
       }
     }
 
